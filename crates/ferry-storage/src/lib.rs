@@ -1,0 +1,133 @@
+//! Where files live: the [`Storage`] trait every backend implements, the
+//! [`VirtualPath`] every path is resolved to before it reaches a backend, and the
+//! local-disk backend ([`local::LocalDisk`]).
+//!
+//! A session never sees the host file system. It holds one `Arc<dyn Storage>` rooted
+//! at the user's home (from [`StorageBackend::open_home`]) and hands it resolved
+//! [`VirtualPath`]s, which cannot name anything above that home. The local backend
+//! additionally has the kernel enforce this (openat2 with `RESOLVE_BENEATH`), so a
+//! symlink inside the home that points outside it is refused too.
+
+pub mod error;
+pub mod local;
+pub mod path;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use error::StorageError;
+pub use path::{PathError, VirtualPath};
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    /// A symbolic link whose target is not reachable from the home.
+    Symlink,
+    Other,
+}
+
+/// What a backend knows of one file or directory.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub kind: FileKind,
+    pub size: u64,
+    pub modified: SystemTime,
+    /// Unix permission bits; backends without them report 0o644 / 0o755.
+    pub mode: u32,
+    pub links: u64,
+    /// A pair that identifies the object within the backend (device and inode).
+    pub unique: (u64, u64),
+}
+
+impl Metadata {
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Dir
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub metadata: Metadata,
+}
+
+/// A directory listing, read in batches so that a directory of any size lists in
+/// bounded memory.
+#[async_trait]
+pub trait DirStream: Send {
+    /// The next batch of entries, or `None` at the end.
+    async fn next_batch(&mut self) -> Result<Option<Vec<DirEntry>>, StorageError>;
+}
+
+/// How an upload treats the file it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// STOR: create the file, or replace it whole. The old content stays in place
+    /// until the upload commits; if the upload fails it is untouched.
+    Replace,
+    /// REST n + STOR: keep the first `offset` bytes of the existing file and write
+    /// from there (the file must be at least that long).
+    Resume { offset: u64 },
+    /// APPE: write at the end of the file, creating it if needed.
+    Append,
+    /// STOU: create a file that must not exist yet.
+    CreateNew,
+}
+
+/// An upload in progress. Bytes are written through `AsyncWrite`; then exactly one
+/// of [`Upload::commit`] or [`Upload::abort`] finishes it. Dropping it without
+/// either counts as an abort.
+///
+/// On abort, an upload that was replacing an existing file leaves that file as it
+/// was; an upload of a new file keeps the bytes that arrived, so that the client can
+/// resume it with REST or APPE.
+#[async_trait]
+pub trait Upload: AsyncWrite + Send + Unpin {
+    /// Makes the upload visible under its name. Returns the file's size.
+    async fn commit(self: Box<Self>) -> Result<u64, StorageError>;
+    /// Ends the upload after a failure, as described above.
+    async fn abort(self: Box<Self>);
+}
+
+/// A byte stream being read from a file.
+pub type FileReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The file operations of one user's view, rooted at the user's home.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, StorageError>;
+    async fn list(&self, path: &VirtualPath) -> Result<Box<dyn DirStream>, StorageError>;
+    /// Opens a file for reading from `offset` (REST).
+    async fn read(&self, path: &VirtualPath, offset: u64) -> Result<FileReader, StorageError>;
+    async fn write(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> Result<Box<dyn Upload>, StorageError>;
+    async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
+    async fn set_modified(&self, path: &VirtualPath, time: SystemTime)
+    -> Result<(), StorageError>;
+    async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError>;
+}
+
+/// A storage backend: hands out views rooted at a user's home.
+#[async_trait]
+pub trait StorageBackend: Send + Sync + fmt::Debug {
+    /// The view of `home` (a path below the backend's root). With `create`, a
+    /// missing home is created.
+    async fn open_home(
+        &self,
+        home: &VirtualPath,
+        create: bool,
+    ) -> Result<Arc<dyn Storage>, StorageError>;
+}

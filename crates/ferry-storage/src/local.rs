@@ -1,0 +1,655 @@
+//! The local-disk backend.
+//!
+//! Every operation starts from an open directory descriptor for the user's home and
+//! resolves the path with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, so the
+//! kernel itself refuses any path, symlink or race that would lead out of the home
+//! (Linux 5.6 or later). Operations on a final component (create, remove, rename)
+//! open the parent that way and then act on the bare name with the `*at` calls and
+//! `AT_SYMLINK_NOFOLLOW`, so a symlink is never followed out of the home either.
+//!
+//! Uploads are written to a hidden temporary file beside the target and renamed into
+//! place on commit: a failed upload never damages the file it was replacing. A
+//! failed upload of a new file is renamed into place anyway (without replacing
+//! anything that appeared meanwhile), so the client can resume it.
+//!
+//! File system calls block, so each runs on tokio's blocking pool.
+
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat};
+use tokio::io::AsyncWrite;
+
+use crate::{
+    DirEntry, DirStream, FileKind, FileReader, Metadata, Storage, StorageBackend, StorageError,
+    Upload, VirtualPath, WriteMode,
+};
+
+/// Names of uploads in progress start with this; listings hide them.
+pub const UPLOAD_PREFIX: &str = ".ferry-upload-";
+
+/// How many entries a listing reads per trip to the blocking pool.
+const LIST_BATCH: usize = 512;
+
+/// Files under one directory of the host.
+#[derive(Debug, Clone)]
+pub struct LocalDisk {
+    root: PathBuf,
+}
+
+impl LocalDisk {
+    /// A backend rooted at `root`, which is created if missing.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(LocalDisk { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[async_trait]
+impl StorageBackend for LocalDisk {
+    async fn open_home(
+        &self,
+        home: &VirtualPath,
+        create: bool,
+    ) -> Result<Arc<dyn Storage>, StorageError> {
+        let root = self.root.clone();
+        let home = home.clone();
+        blocking(move || {
+            let root_fd = rustix::fs::open(
+                &root,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut dir = root_fd;
+            for name in home.components() {
+                if create {
+                    match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                dir = open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY)?;
+            }
+            Ok(Arc::new(LocalHome { dir: Arc::new(dir) }) as Arc<dyn Storage>)
+        })
+        .await
+    }
+}
+
+/// One user's home on local disk.
+#[derive(Debug)]
+struct LocalHome {
+    dir: Arc<OwnedFd>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io(io::Error::other(e)))?
+}
+
+/// Opens `rel` below `dir`, refusing anything that leaves it.
+fn open_beneath(dir: &impl AsFd, rel: &str, flags: OFlags) -> Result<OwnedFd, StorageError> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+            // The kernel answers EAGAIN when a concurrent rename raced the lookup.
+            Err(rustix::io::Errno::AGAIN) if tries < 8 => tries += 1,
+            other => return other.map_err(StorageError::from),
+        }
+    }
+}
+
+/// Opens the parent of `path` as a directory and returns it with the final name.
+fn open_parent<'p>(
+    home: &OwnedFd,
+    path: &'p VirtualPath,
+) -> Result<(OwnedFd, &'p str), StorageError> {
+    let name = path
+        .file_name()
+        .ok_or(StorageError::Invalid("the home directory itself cannot be changed"))?;
+    let parent = path.parent().unwrap_or_else(VirtualPath::root);
+    let fd = open_beneath(home, parent.relative(), OFlags::PATH | OFlags::DIRECTORY)?;
+    Ok((fd, name))
+}
+
+fn metadata_of(st: &Stat) -> Metadata {
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => FileKind::File,
+        FileType::Directory => FileKind::Dir,
+        FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    let secs = u64::try_from(st.st_mtime).unwrap_or(0);
+    let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);
+    Metadata {
+        kind,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        modified: UNIX_EPOCH + Duration::new(secs, nanos.min(999_999_999)),
+        mode: st.st_mode & 0o7777,
+        #[allow(clippy::useless_conversion)]
+        links: u64::from(st.st_nlink),
+        unique: (st.st_dev, st.st_ino),
+    }
+}
+
+fn stat_beneath(home: &OwnedFd, path: &VirtualPath) -> Result<Metadata, StorageError> {
+    let fd = open_beneath(home, path.relative(), OFlags::PATH)?;
+    Ok(metadata_of(&rustix::fs::fstat(&fd)?))
+}
+
+#[async_trait]
+impl Storage for LocalHome {
+    async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || stat_beneath(&home, &path)).await
+    }
+
+    async fn list(&self, path: &VirtualPath) -> Result<Box<dyn DirStream>, StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let fd = open_beneath(&home, path.relative(), OFlags::RDONLY | OFlags::DIRECTORY)?;
+            let dir = rustix::fs::Dir::read_from(&fd)?;
+            Ok(Box::new(LocalDirStream {
+                home,
+                path,
+                dir_fd: Arc::new(fd),
+                dir: Some(dir),
+            }) as Box<dyn DirStream>)
+        })
+        .await
+    }
+
+    async fn read(&self, path: &VirtualPath, offset: u64) -> Result<FileReader, StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        let file = blocking(move || {
+            let fd = open_beneath(&home, path.relative(), OFlags::RDONLY)?;
+            let st = rustix::fs::fstat(&fd)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                return Err(StorageError::IsADirectory);
+            }
+            let mut file = std::fs::File::from(fd);
+            if offset > 0 {
+                file.seek(SeekFrom::Start(offset))?;
+            }
+            Ok(file)
+        })
+        .await?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn write(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> Result<Box<dyn Upload>, StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        let upload = blocking(move || LocalUpload::start(&home, &path, mode)).await?;
+        Ok(Box::new(upload))
+    }
+
+    async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let (parent, name) = open_parent(&home, &path)?;
+            rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let (parent, name) = open_parent(&home, &path)?;
+            let st = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                return Err(StorageError::IsADirectory);
+            }
+            rustix::fs::unlinkat(&parent, name, AtFlags::empty())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let (parent, name) = open_parent(&home, &path)?;
+            rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+        if to.starts_with(from) && to != from {
+            return Err(StorageError::Invalid("a directory cannot move into itself"));
+        }
+        let home = self.dir.clone();
+        let (from, to) = (from.clone(), to.clone());
+        blocking(move || {
+            let (from_dir, from_name) = open_parent(&home, &from)?;
+            let (to_dir, to_name) = open_parent(&home, &to)?;
+            rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_modified(
+        &self,
+        path: &VirtualPath,
+        time: SystemTime,
+    ) -> Result<(), StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let fd = open_beneath(&home, path.relative(), OFlags::RDONLY)?;
+            let since = time
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| StorageError::Invalid("times before 1970 are not supported"))?;
+            let times = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_OMIT,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: i64::try_from(since.as_secs())
+                        .map_err(|_| StorageError::Invalid("time out of range"))?,
+                    tv_nsec: since.subsec_nanos().into(),
+                },
+            };
+            rustix::fs::futimens(&fd, &times)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let fd = open_beneath(&home, path.relative(), OFlags::RDONLY)?;
+            // Only permission bits: never setuid, setgid or sticky.
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o777))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+struct LocalDirStream {
+    home: Arc<OwnedFd>,
+    path: VirtualPath,
+    dir_fd: Arc<OwnedFd>,
+    dir: Option<rustix::fs::Dir>,
+}
+
+#[async_trait]
+impl DirStream for LocalDirStream {
+    async fn next_batch(&mut self) -> Result<Option<Vec<DirEntry>>, StorageError> {
+        let Some(mut dir) = self.dir.take() else {
+            return Ok(None);
+        };
+        let home = self.home.clone();
+        let dir_fd = self.dir_fd.clone();
+        let path = self.path.clone();
+        let (dir, batch) = blocking(move || {
+            let mut batch = Vec::with_capacity(LIST_BATCH);
+            let mut at_end = true;
+            for entry in dir.by_ref() {
+                let entry = entry?;
+                // Names that are not UTF-8 cannot be named over FTP: left out.
+                let Ok(name) = entry.file_name().to_str() else {
+                    continue;
+                };
+                if name == "." || name == ".." || name.starts_with(UPLOAD_PREFIX) {
+                    continue;
+                }
+                let st = match rustix::fs::statat(&*dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
+                    // Removed while we listed: skip it.
+                    Err(rustix::io::Errno::NOENT) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let mut metadata = metadata_of(&st);
+                if metadata.kind == FileKind::Symlink {
+                    // Show what the link leads to, if that is inside the home.
+                    let target = path.join_name(name).ok().and_then(|p| stat_beneath(&home, &p).ok());
+                    match target {
+                        Some(t) => metadata = t,
+                        None => continue,
+                    }
+                }
+                batch.push(DirEntry {
+                    name: name.to_owned(),
+                    metadata,
+                });
+                if batch.len() == LIST_BATCH {
+                    at_end = false;
+                    break;
+                }
+            }
+            Ok((if at_end { None } else { Some(dir) }, batch))
+        })
+        .await?;
+        self.dir = dir;
+        if batch.is_empty() && self.dir.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// An upload to local disk; see the module documentation for its guarantees.
+struct LocalUpload {
+    file: tokio::fs::File,
+    parent: Arc<OwnedFd>,
+    name: String,
+    /// The temporary name while writing a whole new file; `None` when writing in
+    /// place (APPE, REST+STOR).
+    temp: Option<String>,
+    finished: bool,
+}
+
+impl LocalUpload {
+    fn start(home: &OwnedFd, path: &VirtualPath, mode: WriteMode) -> Result<Self, StorageError> {
+        let (parent, name) = open_parent(home, path)?;
+        let existing = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(st) = &existing {
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => return Err(StorageError::IsADirectory),
+                FileType::RegularFile => {}
+                // Writing through a symlink or to a device is refused.
+                _ => return Err(StorageError::PermissionDenied),
+            }
+        }
+        let perms = Mode::from_raw_mode(0o644);
+        let (fd, temp) = match mode {
+            WriteMode::Replace | WriteMode::CreateNew => {
+                if mode == WriteMode::CreateNew && existing.is_some() {
+                    return Err(StorageError::AlreadyExists);
+                }
+                let temp = format!("{UPLOAD_PREFIX}{:016x}", rand::random::<u64>());
+                let fd = rustix::fs::openat(
+                    &parent,
+                    temp.as_str(),
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                    perms,
+                )?;
+                (fd, Some(temp))
+            }
+            WriteMode::Append => {
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    perms,
+                )?;
+                (fd, None)
+            }
+            WriteMode::Resume { offset } => {
+                let size = existing.as_ref().map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
+                if offset > size {
+                    return Err(StorageError::OffsetBeyondEnd { offset, size });
+                }
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    perms,
+                )?;
+                rustix::fs::ftruncate(&fd, offset)?;
+                let mut file = std::fs::File::from(fd);
+                file.seek(SeekFrom::Start(offset))?;
+                (OwnedFd::from(file), None)
+            }
+        };
+        Ok(LocalUpload {
+            file: tokio::fs::File::from_std(std::fs::File::from(fd)),
+            parent: Arc::new(parent),
+            name: name.to_owned(),
+            temp,
+            finished: false,
+        })
+    }
+
+    /// The abort rule, run synchronously (also from `Drop`): a temporary file
+    /// becomes the target only if no target exists; otherwise it is removed.
+    fn settle_failed(parent: &OwnedFd, temp: &str, name: &str) {
+        let kept = rustix::fs::renameat_with(parent, temp, parent, name, RenameFlags::NOREPLACE);
+        if kept.is_err() {
+            let _ = rustix::fs::unlinkat(parent, temp, AtFlags::empty());
+        }
+    }
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await?;
+        let size = self.file.metadata().await?.len();
+        self.finished = true;
+        if let Some(temp) = self.temp.take() {
+            let parent = self.parent.clone();
+            let name = self.name.clone();
+            blocking(move || {
+                rustix::fs::renameat(&*parent, temp.as_str(), &*parent, name.as_str()).map_err(
+                    |e| {
+                        let _ = rustix::fs::unlinkat(&*parent, temp.as_str(), AtFlags::empty());
+                        StorageError::from(e)
+                    },
+                )
+            })
+            .await?;
+        }
+        Ok(size)
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.file.flush().await;
+        self.finished = true;
+        if let Some(temp) = self.temp.take() {
+            let parent = self.parent.clone();
+            let name = self.name.clone();
+            let _ = blocking(move || {
+                Self::settle_failed(&parent, &temp, &name);
+                Ok(())
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Some(temp) = self.temp.take()
+        {
+            Self::settle_failed(&self.parent, &temp, &self.name);
+        }
+    }
+}
+
+impl AsyncWrite for LocalUpload {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn vp(s: &str) -> VirtualPath {
+        VirtualPath::parse_absolute(s).expect("path")
+    }
+
+    async fn home(dir: &tempfile::TempDir) -> Arc<dyn Storage> {
+        let disk = LocalDisk::new(dir.path().join("root")).expect("root");
+        disk.open_home(&vp("/u"), true).await.expect("home")
+    }
+
+    async fn read_all(s: &Arc<dyn Storage>, p: &str, offset: u64) -> Vec<u8> {
+        let mut r = s.read(&vp(p), offset).await.expect("read");
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.expect("read_to_end");
+        out
+    }
+
+    async fn put(s: &Arc<dyn Storage>, p: &str, mode: WriteMode, data: &[u8]) {
+        let mut up = s.write(&vp(p), mode).await.expect("write");
+        up.write_all(data).await.expect("write_all");
+        up.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn write_read_resume_append() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = home(&dir).await;
+        put(&s, "/f", WriteMode::Replace, b"hello world").await;
+        assert_eq!(read_all(&s, "/f", 6).await, b"world");
+        put(&s, "/f", WriteMode::Resume { offset: 5 }, b"!!").await;
+        assert_eq!(read_all(&s, "/f", 0).await, b"hello!!");
+        put(&s, "/f", WriteMode::Append, b"?").await;
+        assert_eq!(read_all(&s, "/f", 0).await, b"hello!!?");
+        assert_eq!(s.metadata(&vp("/f")).await.expect("meta").size, 8);
+        let err = s.write(&vp("/f"), WriteMode::Resume { offset: 99 }).await.err();
+        assert!(matches!(err, Some(StorageError::OffsetBeyondEnd { .. })));
+        assert!(matches!(s.write(&vp("/f"), WriteMode::CreateNew).await.err(), Some(StorageError::AlreadyExists)));
+    }
+
+    #[tokio::test]
+    async fn failed_replace_keeps_old_and_failed_new_keeps_partial() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = home(&dir).await;
+        put(&s, "/old", WriteMode::Replace, b"precious").await;
+        let mut up = s.write(&vp("/old"), WriteMode::Replace).await.expect("write");
+        up.write_all(b"partial").await.expect("write");
+        up.abort().await;
+        assert_eq!(read_all(&s, "/old", 0).await, b"precious");
+
+        let mut up = s.write(&vp("/new"), WriteMode::Replace).await.expect("write");
+        up.write_all(b"part").await.expect("write");
+        drop(up); // dropped without commit or abort: same as abort
+        assert_eq!(read_all(&s, "/new", 0).await, b"part");
+
+        // No temporary file is left or listed.
+        let mut names = Vec::new();
+        let mut l = s.list(&vp("/")).await.expect("list");
+        while let Some(batch) = l.next_batch().await.expect("batch") {
+            names.extend(batch.into_iter().map(|e| e.name));
+        }
+        names.sort();
+        assert_eq!(names, ["new", "old"]);
+        let on_disk = std::fs::read_dir(dir.path().join("root/u")).expect("dir").count();
+        assert_eq!(on_disk, 2);
+    }
+
+    #[tokio::test]
+    async fn symlinks_cannot_leave_the_home() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = home(&dir).await;
+        std::fs::write(dir.path().join("secret"), b"x").expect("secret");
+        std::fs::create_dir(dir.path().join("root/other")).expect("other");
+        let u = dir.path().join("root/u");
+        std::os::unix::fs::symlink(dir.path().join("secret"), u.join("abs")).expect("link");
+        std::os::unix::fs::symlink("../other", u.join("rel")).expect("link");
+        std::fs::write(u.join("inside"), b"in").expect("inside");
+        std::os::unix::fs::symlink("inside", u.join("ok")).expect("link");
+        for p in ["/abs", "/rel", "/rel/x"] {
+            let err = s.read(&vp(p), 0).await.err();
+            assert!(matches!(err, Some(StorageError::OutsideHome)), "{p}: {err:?}");
+        }
+        assert!(matches!(s.create_dir(&vp("/rel/new")).await, Err(StorageError::OutsideHome)));
+        assert!(!dir.path().join("root/other/new").exists());
+        // Writing through a link is refused; replacing the link itself is allowed.
+        assert!(matches!(s.write(&vp("/abs"), WriteMode::Append).await.err(), Some(StorageError::PermissionDenied)));
+        assert_eq!(read_all(&s, "/ok", 0).await, b"in");
+        // Listings show links that stay inside, and leave out the others.
+        let mut l = s.list(&vp("/")).await.expect("list");
+        let mut names = Vec::new();
+        while let Some(batch) = l.next_batch().await.expect("batch") {
+            names.extend(batch.into_iter().map(|e| e.name));
+        }
+        names.sort();
+        assert_eq!(names, ["inside", "ok"]);
+        assert_eq!(std::fs::read(dir.path().join("secret")).expect("secret"), b"x");
+    }
+
+    #[tokio::test]
+    async fn directories_and_renames() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = home(&dir).await;
+        s.create_dir(&vp("/d")).await.expect("mkdir");
+        assert!(matches!(s.create_dir(&vp("/d")).await, Err(StorageError::AlreadyExists)));
+        put(&s, "/d/f", WriteMode::Replace, b"1").await;
+        assert!(matches!(s.remove_dir(&vp("/d")).await, Err(StorageError::DirectoryNotEmpty)));
+        assert!(matches!(s.rename(&vp("/d"), &vp("/d/e")).await, Err(StorageError::Invalid(_))));
+        s.rename(&vp("/d/f"), &vp("/g")).await.expect("rename");
+        s.remove_dir(&vp("/d")).await.expect("rmdir");
+        assert!(matches!(s.remove_file(&vp("/")).await, Err(StorageError::Invalid(_))));
+        s.remove_file(&vp("/g")).await.expect("rm");
+        assert!(matches!(s.metadata(&vp("/g")).await, Err(StorageError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn lists_many_entries_in_batches() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = home(&dir).await;
+        let u = dir.path().join("root/u");
+        for i in 0..1500 {
+            std::fs::write(u.join(format!("f{i}")), b"").expect("file");
+        }
+        let mut l = s.list(&vp("/")).await.expect("list");
+        let (mut total, mut batches) = (0, 0);
+        while let Some(batch) = l.next_batch().await.expect("batch") {
+            assert!(batch.len() <= LIST_BATCH);
+            total += batch.len();
+            batches += 1;
+        }
+        assert_eq!(total, 1500);
+        assert!(batches >= 3);
+    }
+}
