@@ -1,0 +1,462 @@
+//! The sections and keys of `ferry.toml` (see docs/config.md for each key).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{ConfigError, line_of};
+use crate::units::{HumanDuration, PortRange};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub accounts: AccountsSection,
+    #[serde(default)]
+    pub anonymous: AnonymousSection,
+    #[serde(default)]
+    pub security: SecuritySection,
+    #[serde(default)]
+    pub groups: Vec<GroupEntry>,
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+}
+
+/// `[server]`: listeners, passive ports, timeouts and connection caps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: Vec<SocketAddr>,
+    pub passive_ports: Option<PortRange>,
+    pub public_address: Option<IpAddr>,
+    pub banner: String,
+    pub idle_timeout: HumanDuration,
+    pub data_timeout: HumanDuration,
+    /// How long a new connection may take to log in.
+    pub login_timeout: HumanDuration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// After SIGINT/SIGTERM, how long transfers in flight may take to finish.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2121))],
+            passive_ports: None,
+            public_address: None,
+            banner: "ferry ready".into(),
+            idle_timeout: HumanDuration(Duration::from_secs(300)),
+            data_timeout: HumanDuration(Duration::from_secs(60)),
+            login_timeout: HumanDuration(Duration::from_secs(60)),
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// `[storage]`: where files live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub backend: StorageBackendKind,
+    pub root: PathBuf,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            backend: StorageBackendKind::Local,
+            root: PathBuf::from("./ferry-data/files"),
+        }
+    }
+}
+
+/// `storage.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackendKind {
+    Local,
+}
+
+/// `[accounts]`: where users come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsSection {
+    /// `"config"`: the `[[users]]` and `[[groups]]` of this file.
+    pub store: AccountStoreKind,
+}
+
+impl Default for AccountsSection {
+    fn default() -> Self {
+        AccountsSection {
+            store: AccountStoreKind::Config,
+        }
+    }
+}
+
+/// `accounts.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStoreKind {
+    Config,
+}
+
+/// `[anonymous]`: the `anonymous` and `ftp` logins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnonymousSection {
+    pub enabled: bool,
+    pub home: String,
+    /// Upload only: no delete, no rename, no overwrite, no append.
+    pub writable: bool,
+}
+
+impl Default for AnonymousSection {
+    fn default() -> Self {
+        AnonymousSection {
+            enabled: false,
+            home: "/pub".into(),
+            writable: false,
+        }
+    }
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySection {
+    pub allow_active_mode: bool,
+    /// PORT/EPRT to an address other than the client's (FXP).
+    pub allow_foreign_data_address: bool,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        SecuritySection {
+            allow_active_mode: true,
+            allow_foreign_data_address: false,
+        }
+    }
+}
+
+/// One permission word of a `permissions` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    List,
+    Download,
+    Upload,
+    Overwrite,
+    Append,
+    Delete,
+    Rename,
+    Mkdir,
+    Rmdir,
+    Chmod,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 10] = [
+        Permission::List,
+        Permission::Download,
+        Permission::Upload,
+        Permission::Overwrite,
+        Permission::Append,
+        Permission::Delete,
+        Permission::Rename,
+        Permission::Mkdir,
+        Permission::Rmdir,
+        Permission::Chmod,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Permission::List => "list",
+            Permission::Download => "download",
+            Permission::Upload => "upload",
+            Permission::Overwrite => "overwrite",
+            Permission::Append => "append",
+            Permission::Delete => "delete",
+            Permission::Rename => "rename",
+            Permission::Mkdir => "mkdir",
+            Permission::Rmdir => "rmdir",
+            Permission::Chmod => "chmod",
+        }
+    }
+}
+
+/// A word of a rule: one permission, or `*` for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionWord {
+    One(Permission),
+    All,
+}
+
+impl FromStr for PermissionWord {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "*" {
+            return Ok(PermissionWord::All);
+        }
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.word() == s)
+            .map(PermissionWord::One)
+            .ok_or_else(|| {
+                format!(
+                    "unknown permission `{s}`; use list, download, upload, overwrite, append, delete, rename, mkdir, rmdir, chmod or *"
+                )
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for PermissionWord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A stored password: a hash in PHC or crypt form. A plain-text password is refused
+/// when the configuration is read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// The schemes ferry can verify.
+    pub const SCHEMES: [&'static str; 3] = ["$argon2id$", "$argon2i$", "$argon2d$"];
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+impl FromStr for PasswordHash {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if Self::SCHEMES.iter().any(|p| s.starts_with(p)) && s.split('$').count() >= 5 {
+            Ok(PasswordHash(s.to_owned()))
+        } else {
+            Err("not a password hash: plain-text passwords are refused; make a hash with `ferry hash-password` (argon2id)".into())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PasswordHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[[groups]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEntry {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Vec<PermissionWord>>,
+}
+
+/// `[[users]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: Spanned<String>,
+    pub password_hash: PasswordHash,
+    /// Relative to `storage.root`; `/NAME` when absent.
+    pub home: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Vec<PermissionWord>>,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            line: None,
+            key: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e, None))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = (key != ".").then_some(key);
+            toml_error(text, e.inner(), key)
+        })?;
+        config.check(text)?;
+        Ok(config)
+    }
+
+    /// Checks what the schema alone cannot: names unique and known, paths absolute.
+    fn check(&self, text: &str) -> Result<(), ConfigError> {
+        let line = |s: &Spanned<String>| Some(line_of(text, s.span().start));
+        if self.server.listen.is_empty() {
+            return Err(ConfigError::new("at least one listen address is needed").at_key("server.listen"));
+        }
+        if self.anonymous.enabled && !self.anonymous.home.starts_with('/') {
+            return Err(ConfigError::new("must be an absolute FTP path like \"/pub\"").at_key("anonymous.home"));
+        }
+        let mut groups = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if !groups.insert(g.name.get_ref().as_str()) {
+                return Err(ConfigError::new(format!("group `{}` is defined twice", g.name.get_ref()))
+                    .at_key(format!("groups[{i}].name"))
+                    .at_line(line(&g.name)));
+            }
+            check_rule_paths(&g.permissions)
+                .map_err(|m| ConfigError::new(m).at_key(format!("groups[{i}].permissions")).at_line(line(&g.name)))?;
+        }
+        let mut users = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let name = u.name.get_ref();
+            let at = |m: String, k: &str| ConfigError::new(m).at_key(format!("users[{i}].{k}")).at_line(line(&u.name));
+            if name.is_empty() || name.contains(|c: char| c.is_control() || c.is_whitespace()) {
+                return Err(at(format!("`{name}` is not a valid user name"), "name"));
+            }
+            if name == "anonymous" || name == "ftp" {
+                return Err(at(format!("`{name}` is reserved for anonymous access ([anonymous])"), "name"));
+            }
+            if !users.insert(name.as_str()) {
+                return Err(at(format!("user `{name}` is defined twice"), "name"));
+            }
+            if let Some(home) = &u.home
+                && !home.starts_with('/')
+            {
+                return Err(at(format!("`{home}` must be an absolute FTP path like \"/{name}\""), "home"));
+            }
+            for g in &u.groups {
+                if !groups.contains(g.as_str()) {
+                    return Err(at(format!("group `{g}` is not defined in [[groups]]"), "groups"));
+                }
+            }
+            check_rule_paths(&u.permissions).map_err(|m| at(m, "permissions"))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_rule_paths(rules: &BTreeMap<String, Vec<PermissionWord>>) -> Result<(), String> {
+    for path in rules.keys() {
+        if !path.starts_with('/') {
+            return Err(format!("rule path `{path}` must be absolute, like \"/{path}\""));
+        }
+    }
+    Ok(())
+}
+
+fn toml_error(text: &str, e: &toml::de::Error, key: Option<String>) -> ConfigError {
+    ConfigError {
+        file: None,
+        line: e.span().map(|s| line_of(text, s.start)),
+        key,
+        message: e.message().trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    #[test]
+    fn empty_text_is_the_defaults() {
+        let c = Config::parse("").expect("defaults");
+        assert_eq!(c.server.listen, vec![SocketAddr::from(([127, 0, 0, 1], 2121))]);
+        assert!(!c.anonymous.enabled);
+        assert_eq!(c.server.idle_timeout.0, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn full_example() {
+        let text = format!(
+            r#"
+[server]
+listen = ["127.0.0.1:2121", "[::1]:2121"]
+passive_ports = "50000-50100"
+idle_timeout = "5m"
+
+[[groups]]
+name = "staff"
+permissions = {{ "/" = ["list", "download"] }}
+
+[[users]]
+name = "alice"
+password_hash = "{HASH}"
+home = "/alice"
+groups = ["staff"]
+permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
+"#
+        );
+        let c = Config::parse(&text).expect("valid");
+        assert_eq!(c.users[0].name.get_ref(), "alice");
+        assert_eq!(c.server.passive_ports, Some(PortRange { first: 50000, last: 50100 }));
+        assert_eq!(c.users[0].permissions["/"], vec![PermissionWord::All]);
+    }
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text).expect_err("must be refused")
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = err("[server]\nidle_timeout = \"5 minutes\"\n");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key.as_deref(), Some("server.idle_timeout"));
+        assert!(e.message.contains("not a duration"), "{e}");
+
+        let e = err("[server]\nbanner = \"x\"\nlisten_on = []\n");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("unknown field"), "{e}");
+
+        let e = err("\n\n[[users]]\nname = \"bob\"\npassword_hash = \"hunter2\"\n");
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key.as_deref(), Some("users[0].password_hash"));
+        assert!(e.message.contains("plain-text"), "{e}");
+        assert!(!e.to_string().contains("hunter2"));
+
+        let e = err(&format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n"));
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("twice"));
+
+        let e = err(&format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\ngroups = [\"nope\"]\n"));
+        assert!(e.message.contains("not defined"), "{e}");
+
+        let e = err(&format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\npermissions = {{ \"/\" = [\"fly\"] }}\n"));
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("unknown permission `fly`"), "{e}");
+
+        let e = err("[storage]\nbackend = \"tape\"\n");
+        assert_eq!(e.line, Some(2));
+    }
+}
