@@ -1,1 +1,123 @@
-fn main() {}
+//! `ferry`: the command line. Argument parsing and wiring only; the work is done
+//! by the library crates.
+
+mod serve;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ferry_config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about = "FTP server and client", propagate_version = true)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server in the foreground until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Check a configuration file; errors name the key and the line.
+    CheckConfig {
+        /// The configuration file (default: ./ferry.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Read one password from stdin and print its argon2id hash.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::HashPassword => hash_password(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a person can act on: the causes, outermost first.
+            let text: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let mut line = text.join(": ");
+            line.retain(|c| c != '\n');
+            eprintln!("error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The configuration: the given file, else ./ferry.toml when present, else the
+/// embedded defaults.
+pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let path = match path {
+        Some(p) => Some(p.to_owned()),
+        None => Some(PathBuf::from("ferry.toml")).filter(|p| p.exists()),
+    };
+    match path {
+        Some(p) => Ok((Config::load(&p)?, Some(p))),
+        None => Ok((Config::default(), None)),
+    }
+}
+
+fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
+    let (config, path) = load_config(path)?;
+    ferry_accounts::ConfigStore::from_config(&config).map_err(|mut e| {
+        e.file = path.clone();
+        e
+    })?;
+    let source = path.map_or_else(|| "the embedded defaults".to_owned(), |p| p.display().to_string());
+    let listen: Vec<String> = config.server.listen.iter().map(ToString::to_string).collect();
+    println!(
+        "{source}: OK ({} users, {} groups, listening on {})",
+        config.users.len(),
+        config.groups.len(),
+        listen.join(", ")
+    );
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password (shown as you type): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        anyhow::bail!("the password is empty: write it on stdin, e.g. `echo -n secret | ferry hash-password`");
+    }
+    println!("{}", ferry_accounts::password::hash(password)?);
+    Ok(())
+}

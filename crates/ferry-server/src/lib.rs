@@ -1,1 +1,23 @@
-//! placeholder
+//! The FTP server: listeners, sessions, data channels.
+//!
+//! - [`Server`] binds the listeners and runs until shut down ([`Server::run`]).
+//! - [`listener`] accepts connections and applies the connection caps.
+//! - [`control`] reads command lines and writes replies on a control connection.
+//! - [`session`] is the per-connection state machine; each command family lives in
+//!   its own file there, headed by the RFC section it implements.
+//! - [`data`] sets up and opens data connections ([`passive::PassivePortPool`] for
+//!   PASV/EPSV), and [`transfer`] moves bytes over them.
+//! - [`error`] is the one place where failures become reply codes.
+
+pub mod control;
+pub mod data;
+pub mod error;
+pub mod limits;
+pub mod listener;
+pub mod options;
+pub mod passive;
+pub mod session;
+pub mod transfer;
+
+pub use listener::Server;
+pub use options::ServerOptions;

@@ -371,6 +371,8 @@ struct LocalUpload {
     /// The temporary name while writing a whole new file; `None` when writing in
     /// place (APPE, REST+STOR).
     temp: Option<String>,
+    /// Bytes accepted so far; a failed new upload that received none leaves no file.
+    written: u64,
     finished: bool,
 }
 
@@ -436,14 +438,20 @@ impl LocalUpload {
             parent: Arc::new(parent),
             name: name.to_owned(),
             temp,
+            written: 0,
             finished: false,
         })
     }
 
     /// The abort rule, run synchronously (also from `Drop`): a temporary file
-    /// becomes the target only if no target exists; otherwise it is removed.
-    fn settle_failed(parent: &OwnedFd, temp: &str, name: &str) {
-        let kept = rustix::fs::renameat_with(parent, temp, parent, name, RenameFlags::NOREPLACE);
+    /// that received bytes becomes the target only if no target exists; otherwise
+    /// it is removed.
+    fn settle_failed(parent: &OwnedFd, temp: &str, name: &str, written: u64) {
+        let kept = if written > 0 {
+            rustix::fs::renameat_with(parent, temp, parent, name, RenameFlags::NOREPLACE)
+        } else {
+            Err(rustix::io::Errno::NODATA)
+        };
         if kept.is_err() {
             let _ = rustix::fs::unlinkat(parent, temp, AtFlags::empty());
         }
@@ -480,8 +488,9 @@ impl Upload for LocalUpload {
         if let Some(temp) = self.temp.take() {
             let parent = self.parent.clone();
             let name = self.name.clone();
+            let written = self.written;
             let _ = blocking(move || {
-                Self::settle_failed(&parent, &temp, &name);
+                Self::settle_failed(&parent, &temp, &name, written);
                 Ok(())
             })
             .await;
@@ -494,7 +503,7 @@ impl Drop for LocalUpload {
         if !self.finished
             && let Some(temp) = self.temp.take()
         {
-            Self::settle_failed(&self.parent, &temp, &self.name);
+            Self::settle_failed(&self.parent, &temp, &self.name, self.written);
         }
     }
 }
@@ -505,7 +514,12 @@ impl AsyncWrite for LocalUpload {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.file).poll_write(cx, buf)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.file).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.written += n as u64;
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -574,6 +588,11 @@ mod tests {
         up.write_all(b"part").await.expect("write");
         drop(up); // dropped without commit or abort: same as abort
         assert_eq!(read_all(&s, "/new", 0).await, b"part");
+
+        // A failed new upload that received nothing leaves nothing behind.
+        let up = s.write(&vp("/empty"), WriteMode::Replace).await.expect("write");
+        up.abort().await;
+        assert!(matches!(s.metadata(&vp("/empty")).await, Err(StorageError::NotFound)));
 
         // No temporary file is left or listed.
         let mut names = Vec::new();

@@ -1,0 +1,89 @@
+//! `ferry serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry_accounts::{Authenticator, ConfigStore};
+use ferry_server::{Server, ServerOptions};
+use ferry_storage::local::LocalDisk;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file (default: ./ferry.toml when present, else built-in
+    /// defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen on this address instead of the configured ones (repeatable).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Keep files under this directory instead of storage.root.
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (mut config, path) = crate::load_config(args.config.as_deref())?;
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen;
+    }
+    if let Some(root) = args.root {
+        config.storage.root = root;
+    }
+    let store = ConfigStore::from_config(&config).map_err(|mut e| {
+        e.file = path.clone();
+        e
+    })?;
+    let users = store.len();
+    let accounts = Authenticator::new(vec![Arc::new(store)], &config.anonymous)?;
+    let storage = LocalDisk::new(&config.storage.root)
+        .with_context(|| format!("cannot create the storage root {}", config.storage.root.display()))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let opts = ServerOptions::from_config(&config, Arc::new(storage), accounts);
+        let server = Server::bind(opts).await?;
+        for addr in server.local_addrs() {
+            eprintln!("ferry: serving FTP on {addr}, files under {}", config.storage.root.display());
+        }
+        if users == 0 && !config.anonymous.enabled {
+            eprintln!(
+                "ferry: no users yet, so nobody can log in. To add one, run\n\
+                 \x20   echo -n 'a password' | ferry hash-password\n\
+                 and put in ferry.toml (in this directory, or pass --config):\n\
+                 \x20   [[users]]\n\
+                 \x20   name = \"alice\"\n\
+                 \x20   password_hash = \"<the hash>\"\n\
+                 then restart ferry serve. Or set [anonymous] enabled = true for read-only anonymous access."
+            );
+        }
+        let shutdown = server.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            eprintln!("ferry: stopping: no new sessions; transfers in flight may finish (send the signal again to stop now)");
+            shutdown.cancel();
+            wait_for_signal().await;
+            eprintln!("ferry: stopped at once");
+            std::process::exit(130);
+        });
+        server.run().await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers the process still stops on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}

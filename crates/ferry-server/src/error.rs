@@ -1,0 +1,184 @@
+//! The one place where a failure becomes a reply code.
+
+use ferry_accounts::{Permission, PolicyDecision};
+use ferry_proto::command::ParseError;
+use ferry_proto::host_port::HostPortError;
+use ferry_proto::Reply;
+use ferry_storage::{PathError, StorageError, VirtualPath};
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The line is not a valid command.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The path text cannot be a path.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// The storage backend refused or failed.
+    #[error("{path}: {source}")]
+    Storage {
+        path: VirtualPath,
+        source: StorageError,
+    },
+    /// The policy does not allow the action.
+    #[error("permission denied: {action:?} on {path} ({decision})")]
+    Denied {
+        action: Permission,
+        path: VirtualPath,
+        decision: PolicyDecision,
+    },
+    /// The command needs a login first.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// The command came out of order (PASS before USER, RNTO before RNFR).
+    #[error("bad sequence of commands: {0}")]
+    BadSequence(&'static str),
+    /// A parameter ferry does not offer (TYPE E, MODE B, STRU R).
+    #[error("parameter not implemented: {0}")]
+    Unsupported(&'static str),
+    /// A command ferry recognises but does not offer here.
+    #[error("command not implemented: {0}")]
+    NotImplemented(&'static str),
+    /// No PORT/PASV before a transfer, or the data connection could not be made.
+    #[error("data connection: {0}")]
+    DataConnection(String),
+    /// PORT/EPRT refused for security (foreign address, privileged port).
+    #[error("data address refused: {0}")]
+    DataAddressRefused(&'static str),
+    /// The target is not what the command needs (SIZE of a directory).
+    #[error("{0}")]
+    NotAFile(String),
+}
+
+impl SessionError {
+    pub fn storage(path: &VirtualPath, source: StorageError) -> Self {
+        SessionError::Storage {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// The reply for this failure.
+    pub fn reply(&self) -> Reply {
+        match self {
+            SessionError::Parse(e) => match e {
+                ParseError::Empty => Reply::new(500, "Empty command line."),
+                ParseError::Unknown(verb) => {
+                    Reply::new(500, format!("Command not understood: {verb}."))
+                }
+                ParseError::HostPort(HostPortError::UnsupportedProtocol) => {
+                    Reply::new(522, "Network protocol not supported, use (1,2).")
+                }
+                other => Reply::new(501, format!("Syntax error: {other}.")),
+            },
+            SessionError::Path(e) => match e {
+                PathError::ContainsNul | PathError::InvalidName => {
+                    Reply::new(501, format!("Invalid path: {e}."))
+                }
+                PathError::NameTooLong | PathError::PathTooLong => {
+                    Reply::new(550, format!("Invalid path: {e}."))
+                }
+            },
+            SessionError::Storage { path, source } => {
+                let code = match source {
+                    StorageError::OffsetBeyondEnd { .. } => 554,
+                    StorageError::NoSpace => 552,
+                    StorageError::NameTooLong => 553,
+                    StorageError::Unsupported(_) => 502,
+                    StorageError::Io(_) => 451,
+                    _ => 550,
+                };
+                Reply::new(code, format!("{path}: {}.", capitalize(&source.to_string())))
+            }
+            SessionError::Denied { path, .. } => {
+                Reply::new(550, format!("{path}: Permission denied."))
+            }
+            SessionError::NotLoggedIn => Reply::new(530, "Please log in with USER and PASS."),
+            SessionError::BadSequence(why) => {
+                Reply::new(503, format!("Bad sequence of commands: {why}."))
+            }
+            SessionError::Unsupported(what) => {
+                Reply::new(504, format!("Command not implemented for that parameter: {what}."))
+            }
+            SessionError::NotImplemented(what) => {
+                Reply::new(502, format!("Command not implemented: {what}."))
+            }
+            SessionError::DataConnection(why) => {
+                Reply::new(425, format!("Can't open data connection: {why}."))
+            }
+            SessionError::DataAddressRefused(why) => {
+                Reply::new(504, format!("Data address refused: {why}."))
+            }
+            SessionError::NotAFile(why) => Reply::new(550, why.clone()),
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// How a transfer ended badly, for its final reply.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The data connection could not be opened (425).
+    #[error("can't open data connection: {0}")]
+    Open(String),
+    /// The data connection failed or went silent mid-transfer (426).
+    #[error("connection closed; transfer aborted: {0}")]
+    Connection(String),
+    /// The storage failed mid-transfer (451, or 552 when full).
+    #[error("storage failed: {0}")]
+    Storage(StorageError),
+}
+
+impl TransferError {
+    pub fn reply(&self) -> Reply {
+        match self {
+            TransferError::Open(why) => Reply::new(425, format!("Can't open data connection: {why}.")),
+            TransferError::Connection(why) => {
+                Reply::new(426, format!("Connection closed; transfer aborted: {why}."))
+            }
+            TransferError::Storage(StorageError::NoSpace) => {
+                Reply::new(552, "Transfer aborted: no space left on the storage device.")
+            }
+            TransferError::Storage(e) => {
+                Reply::new(451, format!("Transfer aborted: local error: {e}."))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let p = VirtualPath::root();
+        let cases: Vec<(SessionError, u16)> = vec![
+            (ParseError::Unknown("X".into()).into(), 500),
+            (ParseError::MissingArgument.into(), 501),
+            (ParseError::HostPort(HostPortError::UnsupportedProtocol).into(), 522),
+            (PathError::ContainsNul.into(), 501),
+            (PathError::NameTooLong.into(), 550),
+            (SessionError::storage(&p, StorageError::NotFound), 550),
+            (SessionError::storage(&p, StorageError::NoSpace), 552),
+            (SessionError::storage(&p, StorageError::OffsetBeyondEnd { offset: 2, size: 1 }), 554),
+            (SessionError::NotLoggedIn, 530),
+            (SessionError::BadSequence("x"), 503),
+            (SessionError::Unsupported("x"), 504),
+            (SessionError::DataConnection("x".into()), 425),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.reply().code(), code, "{e}");
+        }
+        assert_eq!(TransferError::Connection("x".into()).reply().code(), 426);
+        assert_eq!(TransferError::Storage(StorageError::NoSpace).reply().code(), 552);
+    }
+}

@@ -1,0 +1,176 @@
+//! Listening sockets and the accept loop.
+//!
+//! Each accepted connection gets `TCP_NODELAY` (so each reply leaves at once,
+//! instead of waiting on Nagle and the peer's delayed ACK) and `SO_OOBINLINE` (so
+//! the urgent byte clients send with ABOR stays in the command stream), is checked
+//! against the connection caps (421 and close when over), and runs as one task.
+//!
+//! Shutdown: the listeners stop accepting, idle sessions are told 421 and closed,
+//! sessions in a transfer finish it, and whatever is still running after the grace
+//! period is stopped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferry_proto::Reply;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::limits::ConnectionTracker;
+use crate::options::ServerOptions;
+use crate::session::{Peer, Session};
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    opts: Arc<ServerOptions>,
+    listeners: Vec<TcpListener>,
+    shutdown: CancellationToken,
+}
+
+/// How many pending connections the kernel queues per listener.
+const BACKLOG: u32 = 1024;
+
+impl Server {
+    /// Binds every listen address.
+    pub async fn bind(opts: ServerOptions) -> std::io::Result<Server> {
+        let mut listeners = Vec::new();
+        for addr in &opts.listen {
+            listeners.push(bind_listener(*addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?);
+        }
+        Ok(Server {
+            opts: Arc::new(opts),
+            listeners,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The addresses actually bound (with the real port when 0 was asked).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains the sessions.
+    pub async fn run(self) {
+        let tracker = ConnectionTracker::new(self.opts.max_connections, self.opts.max_connections_per_ip);
+        let sessions = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+        let ids = Arc::new(AtomicU64::new(1));
+        let mut accept_loops = Vec::new();
+        for listener in self.listeners {
+            let ctx = AcceptContext {
+                opts: self.opts.clone(),
+                tracker: tracker.clone(),
+                sessions: sessions.clone(),
+                shutdown: self.shutdown.clone(),
+                hard_stop: hard_stop.clone(),
+                ids: ids.clone(),
+            };
+            accept_loops.push(tokio::spawn(accept_loop(listener, ctx)));
+        }
+        self.shutdown.cancelled().await;
+        for l in accept_loops {
+            let _ = l.await;
+        }
+        sessions.close();
+        let grace = self.opts.shutdown_grace;
+        info!(sessions = sessions.len(), grace_secs = grace.as_secs(), "shutting down: waiting for transfers in flight");
+        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+            warn!(sessions = sessions.len(), "grace period over: stopping the remaining sessions");
+            hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+        }
+        info!("server stopped");
+    }
+}
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+#[derive(Clone)]
+struct AcceptContext {
+    opts: Arc<ServerOptions>,
+    tracker: Arc<ConnectionTracker>,
+    sessions: TaskTracker,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    ids: Arc<AtomicU64>,
+}
+
+async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, remote)) => admit(stream, remote, &ctx),
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little, go on.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
+    let _ = stream.set_nodelay(true);
+    let _ = rustix::net::sockopt::set_socket_oobinline(&stream, true);
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
+    let slot = match ctx.tracker.admit(remote.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            info!(%remote, reason = %refusal, "connection refused");
+            let reply = Reply::new(421, capitalize_sentence(&refusal.to_string()));
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    let _ = stream.write_all(&reply.to_bytes()).await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
+            });
+            return;
+        }
+    };
+    debug!(session = id, %remote, "connection accepted");
+    let peer = Peer { remote, local, id };
+    let session = Session::new(stream, ctx.opts.clone(), peer, ctx.shutdown.clone());
+    let hard_stop = ctx.hard_stop.clone();
+    ctx.sessions.spawn(async move {
+        let _slot = slot;
+        tokio::select! {
+            _ = session.run() => {}
+            _ = hard_stop.cancelled() => {}
+        }
+    });
+}
+
+fn capitalize_sentence(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => format!("{}{}.", f.to_uppercase(), c.as_str()),
+        None => String::new(),
+    }
+}

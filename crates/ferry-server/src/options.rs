@@ -1,0 +1,70 @@
+//! The settings a running server works with, built from the configuration.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ferry_accounts::Authenticator;
+use ferry_config::PortRange;
+use ferry_storage::StorageBackend;
+
+/// Where "now" comes from; replaceable in tests.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Everything a session needs to know about the server it belongs to.
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub listen: Vec<SocketAddr>,
+    pub banner: String,
+    pub passive_ports: Option<PortRange>,
+    pub public_address: Option<IpAddr>,
+    pub idle_timeout: Duration,
+    pub data_timeout: Duration,
+    pub login_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub shutdown_grace: Duration,
+    pub allow_active_mode: bool,
+    pub allow_foreign_data_address: bool,
+    pub storage: Arc<dyn StorageBackend>,
+    pub accounts: Authenticator,
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("listen", &self.listen)
+            .field("passive_ports", &self.passive_ports)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerOptions {
+    /// Settings from a checked configuration, with the given storage and accounts.
+    pub fn from_config(
+        config: &ferry_config::Config,
+        storage: Arc<dyn StorageBackend>,
+        accounts: Authenticator,
+    ) -> Self {
+        let s = &config.server;
+        ServerOptions {
+            listen: s.listen.clone(),
+            banner: s.banner.clone(),
+            passive_ports: s.passive_ports,
+            public_address: s.public_address,
+            idle_timeout: s.idle_timeout.0,
+            data_timeout: s.data_timeout.0,
+            login_timeout: s.login_timeout.0,
+            max_connections: s.max_connections,
+            max_connections_per_ip: s.max_connections_per_ip,
+            shutdown_grace: s.shutdown_grace.0,
+            allow_active_mode: config.security.allow_active_mode,
+            allow_foreign_data_address: config.security.allow_foreign_data_address,
+            storage,
+            accounts,
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Access control commands: USER, PASS, ACCT, REIN (RFC 959 §4.1.1).
+//!
+//! Unknown users and wrong passwords get the same 530, after the same work, so a
+//! client cannot tell which names exist. Passwords are never logged.
+
+use ferry_accounts::{AccountKind, Authenticator};
+use ferry_proto::command::Password;
+use ferry_proto::Reply;
+use ferry_storage::VirtualPath;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{info, warn};
+
+use super::{LoggedIn, LoginState, Session};
+use crate::data::DataSetup;
+use crate::error::SessionError;
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) fn cmd_user(&mut self, name: String) -> Result<Reply, SessionError> {
+        // A new USER starts a new login, as REIN does.
+        self.reset();
+        let text = if Authenticator::is_anonymous_name(&name) && self.opts.accounts.anonymous_enabled() {
+            "Anonymous login okay, send your e-mail address as password."
+        } else {
+            "Please specify the password."
+        };
+        self.login = LoginState::AwaitingPass { user: name };
+        Ok(Reply::new(331, text))
+    }
+
+    pub(super) async fn cmd_pass(&mut self, pass: Password) -> Result<Reply, SessionError> {
+        let user = match std::mem::replace(&mut self.login, LoginState::AwaitingUser) {
+            LoginState::AwaitingPass { user } => user,
+            LoginState::AwaitingUser => return Err(SessionError::BadSequence("send USER first")),
+            logged_in @ LoginState::LoggedIn(_) => {
+                self.login = logged_in;
+                return Ok(Reply::new(230, "Already logged in."));
+            }
+        };
+        let remote = self.peer.remote;
+        let account = match self.opts.accounts.authenticate(&user, pass.expose()).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(session = self.peer.id, %remote, user = %user, reason = %e, "login failed");
+                return Ok(Reply::new(530, "Login incorrect."));
+            }
+        };
+        let storage = match self.opts.storage.open_home(&account.home, true).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(session = self.peer.id, user = %user, home = %account.home, error = %e, "home directory unavailable");
+                return Ok(Reply::new(530, "Login refused: home directory unavailable."));
+            }
+        };
+        info!(session = self.peer.id, %remote, user = %account.name, "logged in");
+        let text = match account.kind {
+            AccountKind::Anonymous => "Anonymous access granted, restrictions apply.".to_owned(),
+            AccountKind::Virtual => format!("User {} logged in.", account.name),
+        };
+        self.login = LoginState::LoggedIn(Box::new(LoggedIn { account, storage }));
+        Ok(Reply::new(230, text))
+    }
+
+    pub(super) fn cmd_rein(&mut self) -> Reply {
+        self.reset();
+        Reply::new(220, "Service ready for new user.")
+    }
+
+    /// Back to the state of a fresh connection.
+    fn reset(&mut self) {
+        self.login = LoginState::AwaitingUser;
+        self.cwd = VirtualPath::root();
+        self.ascii = false;
+        self.rest = None;
+        self.rename_from = None;
+        self.data = DataSetup::None;
+        self.epsv_all = false;
+        self.range = None;
+    }
+}

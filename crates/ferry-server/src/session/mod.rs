@@ -1,0 +1,424 @@
+//! One control connection's state machine (RFC 959 §5.4 sequencing).
+//!
+//! A [`Session`] reads a line, parses it into a [`Command`], checks the state
+//! (logged in? rename pending?), asks the policy, calls the storage and answers.
+//! Each command family lives in its own file:
+//!
+//! | file | commands |
+//! |---|---|
+//! | `login.rs` | USER PASS ACCT REIN QUIT |
+//! | `navigation.rs` | PWD CWD CDUP |
+//! | `params.rs` | TYPE MODE STRU PORT PASV EPRT EPSV REST ALLO |
+//! | `transfers.rs` | RETR STOR STOU APPE (and ABOR, handled here while a transfer runs) |
+//! | `listing.rs` | LIST NLST MLSD MLST STAT |
+//! | `files.rs` | DELE MKD RMD RNFR RNTO SIZE MDTM MFMT SITE |
+//! | `info.rs` | SYST NOOP FEAT OPTS HELP AUTH PBSZ PROT CCC |
+//! | `checksum.rs` | HASH RANG XCRC XMD5 XSHA1 XSHA256 |
+//!
+//! The session is generic over its control stream, so it runs over a socket in the
+//! server and over an in-memory pipe in tests.
+
+mod checksum;
+mod files;
+mod info;
+mod listing;
+mod login;
+mod navigation;
+mod params;
+mod transfers;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ferry_accounts::{Account, Permission, PolicyDecision};
+use ferry_proto::command::{ByteRange, Command, PathArg};
+use ferry_proto::listing::MlstFacts;
+use ferry_proto::Reply;
+use ferry_storage::{Metadata, Storage, VirtualPath};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::control::{ControlConnection, Line};
+use crate::data::DataSetup;
+use crate::error::{SessionError, TransferError};
+use crate::options::ServerOptions;
+use crate::passive::PassivePortPool;
+use crate::transfer::TransferMeter;
+
+pub use checksum::HashAlgorithm;
+
+/// Where a session is in the login sequence.
+#[derive(Debug)]
+enum LoginState {
+    AwaitingUser,
+    AwaitingPass { user: String },
+    LoggedIn(Box<LoggedIn>),
+}
+
+#[derive(Debug)]
+struct LoggedIn {
+    account: Account,
+    storage: Arc<dyn Storage>,
+}
+
+/// A transfer about to run: the 150 reply, then the job, raced against the
+/// control connection so that ABOR, STAT and NOOP are answered meanwhile.
+struct TransferStep {
+    start: Reply,
+    job: Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>,
+    meter: Arc<TransferMeter>,
+    what: String,
+}
+
+/// What a command leads to.
+enum Step {
+    Reply(Reply),
+    Transfer(TransferStep),
+    /// Send the reply and close the connection.
+    Close(Reply),
+}
+
+/// The per-connection facts a session starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Our address on this connection.
+    pub local: SocketAddr,
+    /// A number for logs.
+    pub id: u64,
+}
+
+/// One control connection.
+#[derive(Debug)]
+pub struct Session<S> {
+    control: ControlConnection<S>,
+    opts: Arc<ServerOptions>,
+    peer: Peer,
+    shutdown: CancellationToken,
+    login: LoginState,
+    cwd: VirtualPath,
+    ascii: bool,
+    rest: Option<u64>,
+    rename_from: Option<VirtualPath>,
+    data: DataSetup,
+    passive_pool: PassivePortPool,
+    epsv_all: bool,
+    mlst_facts: MlstFacts,
+    hash: HashAlgorithm,
+    range: Option<ByteRange>,
+    /// Lines that arrived while a transfer ran, answered after it.
+    pending: VecDeque<Vec<u8>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub fn new(stream: S, opts: Arc<ServerOptions>, peer: Peer, shutdown: CancellationToken) -> Self {
+        let passive_pool = PassivePortPool::new(opts.passive_ports);
+        Session {
+            control: ControlConnection::new(stream),
+            opts,
+            peer,
+            shutdown,
+            login: LoginState::AwaitingUser,
+            cwd: VirtualPath::root(),
+            ascii: false,
+            rest: None,
+            rename_from: None,
+            data: DataSetup::None,
+            passive_pool,
+            epsv_all: false,
+            mlst_facts: MlstFacts::default(),
+            hash: HashAlgorithm::Sha256,
+            range: None,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Serves the connection until the client quits, goes silent, or the server
+    /// shuts down.
+    pub async fn run(mut self) {
+        let banner = Reply::new(220, self.opts.banner.clone());
+        if self.control.send(&banner).await.is_err() {
+            return;
+        }
+        let login_deadline = Instant::now() + self.opts.login_timeout;
+        loop {
+            let line = match self.pending.pop_front() {
+                Some(l) => l,
+                None => match self.next_line(login_deadline).await {
+                    Some(l) => l,
+                    None => break,
+                },
+            };
+            let step = self.handle_line(&line).await;
+            let sent = match step {
+                Step::Reply(r) => self.control.send(&r).await,
+                Step::Close(r) => {
+                    let _ = self.control.send(&r).await;
+                    break;
+                }
+                Step::Transfer(t) => match self.run_transfer(t).await {
+                    TransferEnd::Continue => Ok(()),
+                    TransferEnd::ControlClosed => break,
+                },
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+        self.control.shutdown().await;
+        debug!(session = self.peer.id, "session ended");
+    }
+
+    /// Waits for the next line, answering timeouts, shutdown and over-long lines.
+    /// `None` ends the session.
+    async fn next_line(&mut self, login_deadline: Instant) -> Option<Vec<u8>> {
+        loop {
+            let logged_in = matches!(self.login, LoginState::LoggedIn(_));
+            let idle_deadline = Instant::now() + self.opts.idle_timeout;
+            let (deadline, why) = if !logged_in && login_deadline < idle_deadline {
+                (login_deadline, "Login timeout: closing control connection.")
+            } else {
+                (idle_deadline, "Idle timeout: closing control connection.")
+            };
+            let read = tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    let _ = self.control.send(&Reply::new(421, "Server shutting down: closing control connection.")).await;
+                    return None;
+                }
+                r = tokio::time::timeout_at(deadline, self.control.read_line()) => r,
+            };
+            match read {
+                Err(_) => {
+                    let _ = self.control.send(&Reply::new(421, why)).await;
+                    return None;
+                }
+                Ok(Err(_)) | Ok(Ok(None)) => return None,
+                Ok(Ok(Some(Line::TooLong))) => {
+                    let r = Reply::new(500, "Command line too long: skipped.");
+                    if self.control.send(&r).await.is_err() {
+                        return None;
+                    }
+                }
+                Ok(Ok(Some(Line::Text(l)))) => return Some(l),
+            }
+        }
+    }
+
+    async fn handle_line(&mut self, line: &[u8]) -> Step {
+        let command = match Command::parse(line) {
+            Ok(c) => c,
+            Err(e) => {
+                let reply = SessionError::from(e).reply();
+                debug!(session = self.peer.id, reply = reply.code(), "unparsable command");
+                return Step::Reply(reply);
+            }
+        };
+        let verb = command.verb();
+        // RNTO must follow RNFR at once; any other command forgets the RNFR.
+        let rename_from = self.rename_from.take();
+        let step = match self.dispatch(command, rename_from).await {
+            Ok(step) => step,
+            Err(e) => {
+                debug!(session = self.peer.id, verb, error = %e, "command refused");
+                Step::Reply(e.reply())
+            }
+        };
+        if let Step::Reply(r) | Step::Close(r) = &step {
+            debug!(session = self.peer.id, verb, reply = r.code(), "command");
+        }
+        step
+    }
+
+    async fn dispatch(&mut self, command: Command, rename_from: Option<VirtualPath>) -> Result<Step, SessionError> {
+        // Commands allowed before login.
+        match command {
+            Command::User(name) => return self.cmd_user(name).map(Step::Reply),
+            Command::Pass(pass) => return self.cmd_pass(pass).await.map(Step::Reply),
+            Command::Quit => return Ok(Step::Close(Reply::new(221, "Goodbye."))),
+            Command::Rein => return Ok(Step::Reply(self.cmd_rein())),
+            Command::Feat => return Ok(Step::Reply(self.cmd_feat())),
+            Command::Syst => return Ok(Step::Reply(Reply::new(215, "UNIX Type: L8"))),
+            Command::Noop => return Ok(Step::Reply(Reply::new(200, "NOOP ok."))),
+            Command::Help(topic) => return Ok(Step::Reply(self.cmd_help(topic))),
+            Command::Opts { name, arg } => return self.cmd_opts(&name, &arg).map(Step::Reply),
+            Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => {
+                return self.cmd_security(&command).map(Step::Reply);
+            }
+            Command::Abor => return Ok(Step::Reply(Reply::new(226, "No transfer to abort."))),
+            Command::Stat(ref args) if args.path.is_none() => return Ok(Step::Reply(self.cmd_stat_server())),
+            _ => {}
+        }
+        if !matches!(self.login, LoginState::LoggedIn(_)) {
+            return Err(SessionError::NotLoggedIn);
+        }
+        let reply = match command {
+            Command::Acct(_) => Reply::new(202, "ACCT not needed."),
+            Command::Pwd => self.cmd_pwd(),
+            Command::Cwd(p) => self.cmd_cwd(&p).await?,
+            Command::Cdup => self.cmd_cwd(&PathArg::new("..")?).await?,
+            Command::Type(t) => self.cmd_type(t)?,
+            Command::Mode(m) => params::cmd_mode(m)?,
+            Command::Stru(s) => params::cmd_stru(s)?,
+            Command::Allo => Reply::new(202, "ALLO not needed."),
+            Command::Rest(n) => self.cmd_rest(n),
+            Command::Port(addr) => self.cmd_active(addr.into())?,
+            Command::Eprt(addr) => self.cmd_active(addr)?,
+            Command::Pasv => self.cmd_pasv().await?,
+            Command::Epsv(arg) => self.cmd_epsv(arg).await?,
+            Command::Retr(p) => return self.cmd_retr(&p).await.map(Step::Transfer),
+            Command::Stor(p) => return self.cmd_store(&p, transfers::StoreKind::Stor).await.map(Step::Transfer),
+            Command::Appe(p) => return self.cmd_store(&p, transfers::StoreKind::Appe).await.map(Step::Transfer),
+            Command::Stou(p) => return self.cmd_stou(p).await.map(Step::Transfer),
+            Command::List(args) => return self.cmd_list(args, listing::ListFormat::Long).await.map(Step::Transfer),
+            Command::Nlst(args) => return self.cmd_list(args, listing::ListFormat::Names).await.map(Step::Transfer),
+            Command::Mlsd(p) => return self.cmd_mlsd(p).await.map(Step::Transfer),
+            Command::Mlst(p) => self.cmd_mlst(p).await?,
+            Command::Stat(args) => return self.cmd_stat_path(args).await.map(|()| Step::Reply(Reply::new(213, "End of status."))),
+            Command::Dele(p) => self.cmd_dele(&p).await?,
+            Command::Mkd(p) => self.cmd_mkd(&p).await?,
+            Command::Rmd(p) => self.cmd_rmd(&p).await?,
+            Command::Rnfr(p) => self.cmd_rnfr(&p).await?,
+            Command::Rnto(p) => self.cmd_rnto(&p, rename_from).await?,
+            Command::Size(p) => self.cmd_size(&p).await?,
+            Command::Mdtm(p) => self.cmd_mdtm(&p).await?,
+            Command::Mfmt { time, path } => self.cmd_mfmt(time, &path).await?,
+            Command::Site { sub, arg } => self.cmd_site(&sub, &arg).await?,
+            Command::Checksum { kind, path, range } => self.cmd_checksum(kind, &path, range).await?,
+            Command::Rang(range) => self.cmd_rang(range),
+            // Answered above, before the login check.
+            Command::User(_) | Command::Pass(_) | Command::Quit | Command::Rein | Command::Feat
+            | Command::Syst | Command::Noop | Command::Help(_) | Command::Opts { .. }
+            | Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc | Command::Abor => {
+                Reply::new(503, "Bad sequence of commands.")
+            }
+        };
+        Ok(Step::Reply(reply))
+    }
+
+    /// Runs a transfer while answering the control connection.
+    async fn run_transfer(&mut self, t: TransferStep) -> TransferEnd {
+        if self.control.send(&t.start).await.is_err() {
+            return TransferEnd::ControlClosed;
+        }
+        let mut job = t.job;
+        let mut control_open = true;
+        let result = loop {
+            let event = if control_open {
+                tokio::select! {
+                    r = &mut job => TransferEvent::Done(r),
+                    line = self.control.read_line() => TransferEvent::Line(line),
+                }
+            } else {
+                TransferEvent::Done((&mut job).await)
+            };
+            match event {
+                TransferEvent::Done(r) => break Some(r),
+                TransferEvent::Line(Ok(Some(Line::Text(l)))) => match Command::parse(&l) {
+                    Ok(Command::Abor) => break None,
+                    Ok(Command::Stat(args)) if args.path.is_none() => {
+                        let r = Reply::new(213, format!("Status: {} {} bytes transferred so far.", t.what, t.meter.bytes()));
+                        let _ = self.control.send(&r).await;
+                    }
+                    Ok(Command::Noop) => {
+                        let _ = self.control.send(&Reply::new(200, "NOOP ok.")).await;
+                    }
+                    _ => self.pending.push_back(l),
+                },
+                TransferEvent::Line(Ok(Some(Line::TooLong))) => {
+                    let _ = self.control.send(&Reply::new(500, "Command line too long: skipped.")).await;
+                }
+                // The client closed the control connection: let the transfer
+                // finish (an upload is kept whole), then end the session.
+                TransferEvent::Line(Ok(None) | Err(_)) => control_open = false,
+            }
+        };
+        let replies = match result {
+            Some(Ok(bytes)) => {
+                info!(session = self.peer.id, what = %t.what, bytes, "transfer complete");
+                vec![Reply::new(226, format!("Transfer complete ({bytes} bytes)."))]
+            }
+            Some(Err(e)) => {
+                info!(session = self.peer.id, what = %t.what, error = %e, bytes = t.meter.bytes(), "transfer failed");
+                vec![e.reply()]
+            }
+            None => {
+                drop(job);
+                info!(session = self.peer.id, what = %t.what, bytes = t.meter.bytes(), "transfer aborted by client");
+                vec![
+                    Reply::new(426, "Connection closed; transfer aborted."),
+                    Reply::new(226, "ABOR successful."),
+                ]
+            }
+        };
+        if !control_open {
+            return TransferEnd::ControlClosed;
+        }
+        for r in &replies {
+            if self.control.send(r).await.is_err() {
+                return TransferEnd::ControlClosed;
+            }
+        }
+        TransferEnd::Continue
+    }
+
+    // Helpers shared by the command families.
+
+    fn logged_in(&self) -> Result<&LoggedIn, SessionError> {
+        match &self.login {
+            LoginState::LoggedIn(l) => Ok(l),
+            _ => Err(SessionError::NotLoggedIn),
+        }
+    }
+
+    fn storage(&self) -> Result<Arc<dyn Storage>, SessionError> {
+        Ok(self.logged_in()?.storage.clone())
+    }
+
+    fn resolve(&self, arg: &PathArg) -> Result<VirtualPath, SessionError> {
+        Ok(self.cwd.resolve(arg.as_str())?)
+    }
+
+    /// Asks the policy whether `action` on `path` is allowed.
+    fn check(&self, action: Permission, path: &VirtualPath) -> Result<(), SessionError> {
+        let decision = self.logged_in()?.account.rules.decide(action, path);
+        match decision {
+            PolicyDecision::Allow { .. } => Ok(()),
+            decision => Err(SessionError::Denied {
+                action,
+                path: path.clone(),
+                decision,
+            }),
+        }
+    }
+
+    async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, SessionError> {
+        self.storage()?
+            .metadata(path)
+            .await
+            .map_err(|e| SessionError::storage(path, e))
+    }
+
+    /// Whether a path exists (errors other than "not found" are failures).
+    async fn exists(&self, path: &VirtualPath) -> Result<Option<Metadata>, SessionError> {
+        match self.storage()?.metadata(path).await {
+            Ok(m) => Ok(Some(m)),
+            Err(ferry_storage::StorageError::NotFound) => Ok(None),
+            Err(e) => Err(SessionError::storage(path, e)),
+        }
+    }
+}
+
+enum TransferEvent {
+    Done(Result<u64, TransferError>),
+    Line(std::io::Result<Option<Line>>),
+}
+
+enum TransferEnd {
+    Continue,
+    ControlClosed,
+}

@@ -1,0 +1,189 @@
+//! Moving bytes over a data connection: RETR, STOR/APPE/STOU and listings
+//! (RFC 959 §3.4 stream mode, §3.1.1 TYPE A and I).
+//!
+//! Every write to and read from the network is bounded by the data timeout: a
+//! transfer that makes no progress for that long is ended (426). One buffer is
+//! allocated per transfer and reused for every chunk.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferry_proto::ascii;
+use ferry_storage::{FileReader, StorageError, Upload};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::TransferError;
+
+/// Bytes moved per read.
+const CHUNK: usize = 256 * 1024;
+
+/// Counts the bytes of a transfer in flight, for STAT and the final reply.
+#[derive(Debug, Default)]
+pub struct TransferMeter {
+    bytes: AtomicU64,
+}
+
+impl TransferMeter {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, TransferError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(TransferError::Connection(format!("{what}: {e}"))),
+        Err(_) => Err(TransferError::Connection(format!(
+            "no progress for {} seconds",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// Sends a file (RETR). With `ascii`, LF line endings go out as CRLF.
+pub async fn send_file<W: AsyncWrite + Unpin>(
+    mut reader: FileReader,
+    data: &mut W,
+    ascii: bool,
+    timeout: Duration,
+    meter: &TransferMeter,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut converted = Vec::new();
+    let mut to_wire = ascii::ToWire::default();
+    let mut total = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| TransferError::Storage(StorageError::from(e)))?;
+        if n == 0 {
+            break;
+        }
+        let out: &[u8] = if ascii {
+            converted.clear();
+            to_wire.convert(&buf[..n], &mut converted);
+            &converted
+        } else {
+            &buf[..n]
+        };
+        with_timeout(timeout, "sending", data.write_all(out)).await?;
+        meter.add(out.len());
+        total += out.len() as u64;
+    }
+    with_timeout(timeout, "closing", data.shutdown()).await?;
+    Ok(total)
+}
+
+/// Receives a file (STOR, APPE, STOU). With `ascii`, CRLF becomes LF. On any failure
+/// the upload is aborted, which keeps a replaced file intact.
+pub async fn receive_file<R: AsyncRead + Unpin>(
+    data: &mut R,
+    mut upload: Box<dyn Upload>,
+    ascii: bool,
+    timeout: Duration,
+    meter: &TransferMeter,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut converted = Vec::new();
+    let mut from_wire = ascii::FromWire::default();
+    let result: Result<(), TransferError> = async {
+        loop {
+            let n = with_timeout(timeout, "receiving", data.read(&mut buf)).await?;
+            if n == 0 {
+                if ascii {
+                    converted.clear();
+                    from_wire.finish(&mut converted);
+                    upload
+                        .write_all(&converted)
+                        .await
+                        .map_err(|e| TransferError::Storage(e.into()))?;
+                }
+                return Ok(());
+            }
+            meter.add(n);
+            let chunk: &[u8] = if ascii {
+                converted.clear();
+                from_wire.convert(&buf[..n], &mut converted);
+                &converted
+            } else {
+                &buf[..n]
+            };
+            upload
+                .write_all(chunk)
+                .await
+                .map_err(|e| TransferError::Storage(e.into()))?;
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => upload.commit().await.map_err(TransferError::Storage),
+        Err(e) => {
+            upload.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes listing text to a data connection in large pieces.
+#[derive(Debug)]
+pub struct ListingWriter<'a, W> {
+    data: &'a mut W,
+    buf: Vec<u8>,
+    timeout: Duration,
+    total: u64,
+}
+
+impl<'a, W: AsyncWrite + Unpin> ListingWriter<'a, W> {
+    pub fn new(data: &'a mut W, timeout: Duration) -> Self {
+        ListingWriter {
+            data,
+            buf: Vec::with_capacity(64 * 1024),
+            timeout,
+            total: 0,
+        }
+    }
+
+    /// The buffer to append lines to.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Sends the buffer if it is large enough.
+    pub async fn maybe_flush(&mut self, meter: &TransferMeter) -> Result<(), TransferError> {
+        if self.buf.len() >= 60 * 1024 {
+            self.flush(meter).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self, meter: &TransferMeter) -> Result<(), TransferError> {
+        if !self.buf.is_empty() {
+            with_timeout(self.timeout, "sending listing", self.data.write_all(&self.buf)).await?;
+            meter.add(self.buf.len());
+            self.total += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends what is left and closes the connection.
+    pub async fn finish(mut self, meter: &TransferMeter) -> Result<u64, TransferError> {
+        self.flush(meter).await?;
+        with_timeout(self.timeout, "closing", self.data.shutdown()).await?;
+        Ok(self.total)
+    }
+}
