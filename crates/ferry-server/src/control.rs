@@ -45,7 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConnection<S> {
                 let end = self.scanned + pos;
                 let mut line: Vec<u8> = self.partial.drain(..=end).collect();
                 self.scanned = 0;
-                if std::mem::take(&mut self.discarding) {
+                if std::mem::take(&mut self.discarding) || line.len() > MAX_LINE {
                     return Ok(Some(Line::TooLong));
                 }
                 while matches!(line.last(), Some(b'\n' | b'\r')) {
@@ -97,18 +97,21 @@ mod tests {
 
     #[tokio::test]
     async fn lines_and_overlong_lines() {
-        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
         let mut conn = ControlConnection::new(server);
-        let (mut _r, mut w) = tokio::io::split(client);
         let mut input = b"USER a\r\nNOOP\n".to_vec();
         input.extend(std::iter::repeat_n(b'x', MAX_LINE * 3));
         input.extend_from_slice(b"\r\nPWD\r\n");
-        w.write_all(&input).await.expect("write");
-        drop(w);
+        // A line just over the limit that arrives whole is refused too.
+        input.extend_from_slice(format!("RETR {}\r\nNOOP\r\n", "y".repeat(MAX_LINE)).as_bytes());
+        client.write_all(&input).await.expect("write");
+        drop(client);
         assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"USER a".to_vec())));
         assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"NOOP".to_vec())));
         assert_eq!(conn.read_line().await.expect("r"), Some(Line::TooLong));
         assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"PWD".to_vec())));
+        assert_eq!(conn.read_line().await.expect("r"), Some(Line::TooLong));
+        assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"NOOP".to_vec())));
         assert_eq!(conn.read_line().await.expect("r"), None);
     }
 }

@@ -18,6 +18,7 @@ pub mod options;
 pub mod passive;
 pub mod session;
 pub mod transfer;
+pub mod urgent;
 
 pub use listener::Server;
 pub use options::ServerOptions;

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::limits::ConnectionTracker;
 use crate::options::ServerOptions;
 use crate::session::{Peer, Session};
+use crate::urgent::ControlSocket;
 
 /// A bound server, ready to run.
 #[derive(Debug)]
@@ -156,7 +157,7 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
     };
     debug!(session = id, %remote, "connection accepted");
     let peer = Peer { remote, local, id };
-    let session = Session::new(stream, ctx.opts.clone(), peer, ctx.shutdown.clone());
+    let session = Session::new(ControlSocket::new(stream), ctx.opts.clone(), peer, ctx.shutdown.clone());
     let hard_stop = ctx.hard_stop.clone();
     ctx.sessions.spawn(async move {
         let _slot = slot;

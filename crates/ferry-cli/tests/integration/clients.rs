@@ -1,0 +1,147 @@
+//! Real clients against ferry: ftplib, urllib, curl and lftp.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{FerryServer, python_script, random_bytes, run, run_ok};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[test]
+fn ftplib_every_command() {
+    let server = FerryServer::start();
+    let out = python_script("ftplib_commands.py", &server, &[]);
+    assert!(out.contains("all commands OK"), "{out}");
+}
+
+#[test]
+fn ftplib_logins_and_permissions() {
+    let server = FerryServer::start();
+    let out = python_script("policy_basics.py", &server, &[]);
+    assert!(out.contains("policy basics OK"), "{out}");
+    // Passwords never reach the log.
+    let log = server.log();
+    assert!(log.contains("login failed"), "failed logins are logged");
+    assert!(!log.contains("alice-pw") && !log.contains("bob-pw"), "a password was logged");
+}
+
+#[test]
+fn urllib_downloads_ftp_urls() {
+    let server = FerryServer::start();
+    let body = random_bytes(200_000, 1);
+    std::fs::write(server.files().join("alice/u.bin"), &body).expect("write");
+    let script = format!(
+        "import sys, urllib.request\n\
+         data = urllib.request.urlopen('ftp://alice:alice-pw@127.0.0.1:{}/u.bin', timeout=30).read()\n\
+         sys.stdout.buffer.write(data)",
+        server.port()
+    );
+    let out = run(Command::new("python3").args(["-c", &script]), MINUTE);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, body);
+}
+
+fn curl(server: &FerryServer, path: &str) -> Command {
+    let mut c = Command::new("curl");
+    c.args(["--silent", "--show-error", "--fail", "--max-time", "60", "--user", "alice:alice-pw"])
+        .arg(format!("ftp://127.0.0.1:{}/{path}", server.port()));
+    c
+}
+
+#[test]
+fn curl_upload_download_list_resume_active() {
+    let server = FerryServer::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let body = random_bytes(3_000_000, 2);
+    let src = work.path().join("src.bin");
+    std::fs::write(&src, &body).expect("write");
+
+    // Upload, creating a directory on the way.
+    run_ok(curl(&server, "dir/up.bin").args(["--ftp-create-dirs", "-T"]).arg(&src), MINUTE);
+    assert_eq!(std::fs::read(server.files().join("alice/dir/up.bin")).expect("uploaded"), body);
+
+    // Download, passive and active.
+    let dst = work.path().join("dst.bin");
+    run_ok(curl(&server, "dir/up.bin").arg("-o").arg(&dst), MINUTE);
+    assert_eq!(std::fs::read(&dst).expect("dst"), body);
+    let active = work.path().join("active.bin");
+    run_ok(curl(&server, "dir/up.bin").args(["--ftp-port", "127.0.0.1", "-o"]).arg(&active), MINUTE);
+    assert_eq!(std::fs::read(&active).expect("active"), body);
+
+    // Listings: LIST for a directory URL, NLST with --list-only.
+    let list = run_ok(&mut curl(&server, "dir/"), MINUTE);
+    assert!(list.lines().any(|l| l.starts_with("-rw") && l.ends_with(" up.bin")), "{list}");
+    let names = run_ok(curl(&server, "dir/").arg("--list-only"), MINUTE);
+    assert_eq!(names.trim(), "up.bin");
+
+    // Resume a partial download with -C -.
+    let partial = work.path().join("partial.bin");
+    std::fs::write(&partial, &body[..1_000_000]).expect("partial");
+    run_ok(curl(&server, "dir/up.bin").args(["-C", "-", "-o"]).arg(&partial), MINUTE);
+    assert_eq!(std::fs::read(&partial).expect("resumed"), body);
+
+    // Resume a partial upload with -C -.
+    std::fs::write(server.files().join("alice/half.bin"), &body[..1_234_567]).expect("half");
+    run_ok(curl(&server, "half.bin").args(["-C", "-", "-T"]).arg(&src), MINUTE);
+    assert_eq!(std::fs::read(server.files().join("alice/half.bin")).expect("half"), body);
+
+    // A missing file is a 550, which curl reports as "remote file not found" (78).
+    let out = run(&mut curl(&server, "nope.bin"), MINUTE);
+    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn write_tree(root: &Path, files: usize) {
+    for i in 0..files {
+        let dir = root.join(format!("d{}", i % 10)).join(format!("e{}", i % 7));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let len = (i * 37) % 5000;
+        std::fs::write(dir.join(format!("f{i} x.txt")), random_bytes(len, i as u64)).expect("write");
+    }
+}
+
+/// Every file under `a` is under `b` with the same bytes, and the counts match.
+fn assert_same_tree(a: &Path, b: &Path) {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let p = entry.expect("entry").path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    walk(a, a, &mut x);
+    walk(b, b, &mut y);
+    x.sort();
+    y.sort();
+    assert_eq!(x.len(), y.len(), "file counts differ");
+    for (l, r) in x.iter().zip(&y) {
+        assert_eq!(l.0, r.0);
+        assert!(l.1 == r.1, "{} differs", l.0);
+    }
+}
+
+#[test]
+fn lftp_mirror_both_ways() {
+    let server = FerryServer::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let local = work.path().join("local");
+    write_tree(&local, 1000);
+    let url = format!("ftp://alice:alice-pw@127.0.0.1:{}", server.port());
+    let lftp = |script: &str| {
+        let mut c = Command::new("lftp");
+        c.args(["-c", &format!("set ftp:ssl-allow false; set net:max-retries 1; set net:timeout 20; open {url}; {script}")]);
+        c
+    };
+    // Upload the tree.
+    run_ok(&mut lftp(&format!("mirror -R {} /up", local.display())), Duration::from_secs(300));
+    assert_same_tree(&local, &server.files().join("alice/up"));
+    // And back down.
+    let back = work.path().join("back");
+    run_ok(&mut lftp(&format!("mirror /up {}", back.display())), Duration::from_secs(300));
+    assert_same_tree(&local, &back);
+}

@@ -1,0 +1,269 @@
+//! Starting, configuring, limiting and stopping the server.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{ALICE_PASSWORD, FerryServer, RawControl, ferry_bin, random_bytes, run, standard_config};
+
+fn code(reply: &str) -> &str {
+    &reply[..3]
+}
+
+#[test]
+fn serve_on_embedded_defaults() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The defaults, except the port: tests never take a fixed one.
+    let mut child = Command::new(ferry_bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("then restart") && Instant::now() < deadline {
+        let n = stderr.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("serving FTP on 127.0.0.1:"), "{text}");
+    assert!(text.contains("ferry hash-password") && text.contains("[[users]]"), "must say how to add a user: {text}");
+    assert!(dir.path().join("ferry-data/files").is_dir(), "files go under ./ferry-data");
+}
+
+#[test]
+fn check_config_names_key_and_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(&path, "[server]\nbanner = \"hi\"\nidle_timeout = \"soon\"\n").expect("write");
+    let out = run(Command::new(ferry_bin()).arg("check-config").arg("--config").arg(&path), Duration::from_secs(20));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains("ferry.toml:3: server.idle_timeout:"), "{err}");
+
+    std::fs::write(&path, standard_config("")).expect("write");
+    let out = run(Command::new(ferry_bin()).arg("check-config").arg("--config").arg(&path), Duration::from_secs(20));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (2 users, 1 groups"));
+}
+
+#[test]
+fn plain_text_passwords_are_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[users]]\nname = \"eve\"\npassword_hash = \"hunter2\"\n",
+    )
+    .expect("write");
+    let out = run(Command::new(ferry_bin()).arg("serve").current_dir(dir.path()), Duration::from_secs(20));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ferry.toml:6: users[0].password_hash:") && err.contains("plain-text"), "{err}");
+    assert!(!err.contains("hunter2"), "the password must not be echoed");
+}
+
+#[test]
+fn hash_password_makes_argon2id() {
+    let h = crate::support::hash("pw");
+    assert!(h.starts_with("$argon2id$v=19$"), "{h}");
+    let out = run(Command::new(ferry_bin()).arg("hash-password"), Duration::from_secs(20));
+    assert!(!out.status.success(), "an empty password is refused");
+}
+
+#[test]
+fn connection_caps_answer_421() {
+    let server = FerryServer::start_with(&standard_config("max_connections_per_ip = 2"));
+    let a = RawControl::connect(&server);
+    let b = RawControl::connect(&server);
+    let mut third = TcpStream::connect(server.addr).expect("connect");
+    third.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut reply = String::new();
+    third.read_to_string(&mut reply).expect("read until close");
+    assert!(reply.starts_with("421"), "{reply}");
+    drop(a);
+    drop(b);
+    // The places are freed when sessions end.
+    std::thread::sleep(Duration::from_millis(200));
+    let _again = RawControl::login(&server, "alice", ALICE_PASSWORD);
+}
+
+#[test]
+fn idle_login_and_data_timeouts() {
+    let server = FerryServer::start_with(&standard_config("idle_timeout = \"1s\"\nlogin_timeout = \"2s\"\ndata_timeout = \"1s\""));
+    // Logged in and silent: 421 after the idle timeout, then closed.
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let started = Instant::now();
+    let r = c.reply();
+    assert!(r.starts_with("421") && r.contains("Idle"), "{r}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(c.is_closed());
+
+    // Never logging in: closed at the login deadline even while chatting.
+    let mut c = RawControl::connect(&server);
+    let started = Instant::now();
+    let r = loop {
+        let r = c.cmd("NOOP");
+        if !r.starts_with("200") {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_secs(10), "no login deadline");
+    };
+    assert!(r.starts_with("421") && r.contains("Login"), "{r}");
+
+    // PASV and then never connecting: 425 after the data timeout; session usable.
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    assert_eq!(code(&c.cmd("PASV")), "227");
+    std::fs::write(server.files().join("alice/f"), b"x").expect("f");
+    assert_eq!(code(&c.cmd("RETR f")), "150");
+    let r = c.reply();
+    assert_eq!(code(&r), "425", "{r}");
+    assert_eq!(code(&c.cmd("NOOP")), "200");
+}
+
+/// Connects from a chosen loopback source address.
+fn connect_from(source: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    rustix::net::bind(&fd, &SocketAddr::from((source, 0)))?;
+    rustix::net::connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
+}
+
+#[test]
+fn passive_port_refuses_strangers() {
+    let server = FerryServer::start();
+    std::fs::write(server.files().join("alice/f.bin"), b"the real payload").expect("f");
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let r = c.cmd("EPSV");
+    let port: u16 = r.split("|||").nth(1).and_then(|s| s.split('|').next()).and_then(|p| p.parse().ok()).expect("port");
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    // A stranger (another address) connects first and gets nothing.
+    let mut stranger = connect_from([127, 0, 0, 2], target).expect("stranger connects");
+    stranger.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    c.send_bytes(b"RETR f.bin\r\n");
+    assert_eq!(code(&c.reply()), "150");
+    let mut got = Vec::new();
+    let _ = stranger.read_to_end(&mut got);
+    assert!(got.is_empty(), "a stranger received data");
+    // The real client still gets its transfer.
+    let mut data = TcpStream::connect(target).expect("client connects");
+    let mut body = Vec::new();
+    data.read_to_end(&mut body).expect("read");
+    assert_eq!(body, b"the real payload");
+    assert_eq!(code(&c.reply()), "226");
+}
+
+#[test]
+fn graceful_shutdown_lets_transfers_finish() {
+    let mut server = FerryServer::start_with(&standard_config("shutdown_grace = \"30s\""));
+    let body = random_bytes(40_000_000, 11);
+    std::fs::write(server.files().join("alice/big.bin"), &body).expect("big");
+    let mut idle = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let mut data = c.pasv_data();
+    assert_eq!(code(&c.cmd("RETR big.bin")), "150");
+    let mut first = vec![0u8; 1000];
+    data.read_exact(&mut first).expect("first bytes");
+    // Stop the server while the download is in flight, and read slowly meanwhile.
+    let pid = server.pid();
+    let killer = std::thread::spawn(move || {
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill")
+    });
+    assert!(killer.join().expect("join").success());
+    // The idle session is told and closed.
+    let r = idle.reply();
+    assert!(r.starts_with("421"), "{r}");
+    // New connections are no longer accepted.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(TcpStream::connect(server.addr).is_err(), "still accepting after SIGTERM");
+    // The transfer in flight completes, whole.
+    let mut rest = Vec::new();
+    data.read_to_end(&mut rest).expect("rest");
+    first.extend_from_slice(&rest);
+    assert!(first == body, "download cut by the shutdown");
+    assert_eq!(code(&c.reply()), "226");
+    let status = server.terminate_wait();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn listing_100k_entries_streams() {
+    let server = FerryServer::start();
+    let dir = server.files().join("alice/many");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for i in 0..100_000 {
+        std::fs::File::create(dir.join(format!("entry-with-a-longish-name-{i:06}.dat"))).expect("create");
+    }
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM")
+    };
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    // Warm up: one small listing, so that buffers and threads exist already.
+    let mut data = c.pasv_data();
+    c.cmd("LIST /");
+    std::io::copy(&mut data, &mut std::io::sink()).expect("drain");
+    c.reply();
+    let before = rss(server.pid());
+    for cmd in ["LIST many", "MLSD many", "NLST many"] {
+        let mut data = c.pasv_data();
+        assert_eq!(code(&c.cmd(cmd)), "150");
+        let mut text = String::new();
+        data.read_to_string(&mut text).expect("listing");
+        assert_eq!(code(&c.reply()), "226", "{cmd}");
+        assert_eq!(text.lines().count(), 100_000, "{cmd}");
+        assert!(text.len() > 3_000_000, "{cmd} is {} bytes", text.len());
+    }
+    let grown_kib = rss(server.pid()).saturating_sub(before);
+    // A listing held in memory would be ~5-9 MB per command; streaming keeps the
+    // peak to a few batches.
+    assert!(grown_kib < 4096, "peak memory grew by {grown_kib} KiB while listing");
+}
+
+#[test]
+fn json_logs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(ferry_bin())
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let addr: SocketAddr = {
+        let mut text = String::new();
+        let mut buf = [0u8; 1024];
+        while !text.contains(", files under") {
+            let n = stderr.read(&mut buf).expect("read");
+            assert!(n > 0, "exited: {text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        text.split("serving FTP on ").nth(1).and_then(|s| s.split(',').next()).expect("addr").parse().expect("addr")
+    };
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(b"QUIT\r\n").expect("quit");
+    let mut sink = String::new();
+    let _ = s.read_to_string(&mut sink);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    let _ = child.wait();
+    let json_lines: Vec<&str> = rest.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!json_lines.is_empty(), "{rest}");
+    assert!(json_lines.iter().all(|l| l.ends_with('}') && l.contains("\"level\":")), "{rest}");
+}

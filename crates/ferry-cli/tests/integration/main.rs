@@ -1,0 +1,8 @@
+//! Integration tests: a real `ferry serve` on loopback, driven by the clients
+//! people use (Python ftplib and urllib, curl, lftp) and by raw sockets for input
+//! no client would send.
+
+mod clients;
+mod hostile;
+mod lifecycle;
+mod support;

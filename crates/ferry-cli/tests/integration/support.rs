@@ -1,0 +1,325 @@
+//! Starting a real `ferry serve` on loopback, and the clients that talk to it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const ALICE_PASSWORD: &str = "alice-pw";
+pub const BOB_PASSWORD: &str = "bob-pw";
+
+pub fn ferry_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferry")
+}
+
+/// An argon2id hash of `password`, made by `ferry hash-password`.
+pub fn hash(password: &str) -> String {
+    let mut child = Command::new(ferry_bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run ferry hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("hash-password");
+    assert!(out.status.success(), "hash-password failed");
+    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+fn hashes() -> &'static (String, String) {
+    static H: OnceLock<(String, String)> = OnceLock::new();
+    H.get_or_init(|| (hash(ALICE_PASSWORD), hash(BOB_PASSWORD)))
+}
+
+/// The standard test configuration: alice with full access to /alice, bob with
+/// read-only access except an upload directory, anonymous read-only on /pub.
+pub fn standard_config(extra_server: &str) -> String {
+    let (alice, bob) = hashes();
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+{extra_server}
+
+[anonymous]
+enabled = true
+home = "/pub"
+
+[[groups]]
+name = "readers"
+permissions = {{ "/" = ["list", "download"] }}
+
+[[users]]
+name = "alice"
+password_hash = "{alice}"
+
+[[users]]
+name = "bob"
+password_hash = "{bob}"
+groups = ["readers"]
+permissions = {{ "/inbox" = ["list", "upload", "mkdir"] }}
+"#
+    )
+}
+
+/// A `ferry serve` process; stopped when dropped.
+pub struct FerryServer {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FerryServer {
+    /// Starts with the standard configuration.
+    pub fn start() -> Self {
+        Self::start_with(&standard_config(""))
+    }
+
+    /// Starts with this configuration text (it must listen on 127.0.0.1:0).
+    pub fn start_with(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ferry.toml"), config).expect("write config");
+        for sub in ["files/alice", "files/bob/inbox", "files/pub"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let mut child = Command::new(ferry_bin())
+            .args(["serve", "--root", "files"])
+            .current_dir(dir.path())
+            .env("FERRY_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ferry serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("ferry: serving FTP on ") {
+                    let addr = rest.split(',').next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("ferry serve did not report its address")
+            .parse()
+            .expect("address");
+        FerryServer {
+            child: Some(child),
+            addr,
+            dir,
+            stderr_lines: lines,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The host directory behind an FTP user's files.
+    pub fn files(&self) -> PathBuf {
+        self.dir.path().join("files")
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self.stderr_lines.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+
+    /// Waits for the process to exit (after a signal sent elsewhere).
+    pub fn terminate_wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ferry did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for FerryServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs a command to completion with a time limit, and returns its output.
+pub fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? .ci/run installs it)"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// Runs a command and insists that it succeeds; returns stdout.
+pub fn run_ok(cmd: &mut Command, limit: Duration) -> String {
+    let desc = format!("{cmd:?}");
+    let out = run(cmd, limit);
+    assert!(
+        out.status.success(),
+        "{desc} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs one of the Python scripts in tests/scripts against a server.
+pub fn python_script(name: &str, server: &FerryServer, extra: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts").join(name);
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .arg(server.addr.ip().to_string())
+        .arg(server.port().to_string())
+        .arg(server.files());
+    cmd.args(extra);
+    run_ok(&mut cmd, Duration::from_secs(300))
+}
+
+/// A raw control connection, for commands no client library would send.
+pub struct RawControl {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl RawControl {
+    pub fn connect(server: &FerryServer) -> Self {
+        let stream = TcpStream::connect(server.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut raw = RawControl {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let banner = raw.reply();
+        assert!(banner.starts_with("220"), "banner: {banner}");
+        raw
+    }
+
+    pub fn login(server: &FerryServer, user: &str, pass: &str) -> Self {
+        let mut raw = Self::connect(server);
+        assert!(raw.cmd(&format!("USER {user}")).starts_with("331"));
+        let r = raw.cmd(&format!("PASS {pass}"));
+        assert!(r.starts_with("230"), "login: {r}");
+        raw
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send");
+    }
+
+    /// Reads one whole reply (all lines of a multi-line one).
+    pub fn reply(&mut self) -> String {
+        let mut text = String::new();
+        let mut first_code: Option<String> = None;
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("read reply");
+            assert!(n > 0, "connection closed while waiting for a reply; got so far: {text:?}");
+            text.push_str(&line);
+            let code = line.get(..3).unwrap_or("").to_owned();
+            let is_last = |c: &str| line.len() > 3 && line.as_bytes()[3] == b' ' && line.starts_with(c);
+            match &first_code {
+                None if line.as_bytes().get(3) == Some(&b'-') => first_code = Some(code),
+                None => return text,
+                Some(c) if is_last(c) => return text,
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Sends a command line and reads its reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send_bytes(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Whether the server has closed the connection (reads EOF).
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = String::new();
+        matches!(self.reader.read_line(&mut buf), Ok(0) | Err(_))
+    }
+
+    /// PASV, then connect the data socket.
+    pub fn pasv_data(&mut self) -> TcpStream {
+        let r = self.cmd("EPSV");
+        assert!(r.starts_with("229"), "EPSV: {r}");
+        let port: u16 = r
+            .split("|||")
+            .nth(1)
+            .and_then(|s| s.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .expect("EPSV port");
+        let addr = SocketAddr::new(self.writer.peer_addr().expect("peer").ip(), port);
+        TcpStream::connect(addr).expect("data connect")
+    }
+}
+
+/// A fresh random file of `len` bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
