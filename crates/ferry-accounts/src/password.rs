@@ -33,7 +33,8 @@ pub fn check_hash(hash: &str) -> Result<(), PasswordError> {
 /// Whether `password` matches `hash`. Takes tens of milliseconds by design: call it
 /// off the async workers.
 pub fn verify(password: &str, hash: &str) -> Result<bool, PasswordError> {
-    let parsed = PasswordHash::new(hash).map_err(|e| PasswordError::MalformedHash(e.to_string()))?;
+    let parsed =
+        PasswordHash::new(hash).map_err(|e| PasswordError::MalformedHash(e.to_string()))?;
     Ok(Argon2::default()
         .verify_password(password.as_bytes(), &parsed)
         .is_ok())

@@ -123,9 +123,18 @@ impl fmt::Display for PolicyDecision {
             PolicyDecision::Allow { rule_path, source } => {
                 write!(f, "allowed by {source} at {rule_path}")
             }
-            PolicyDecision::Deny(DenyReason::NoRule) => f.write_str("denied: no rule covers this path"),
-            PolicyDecision::Deny(DenyReason::NotGranted { rule_path, source, granted }) => {
-                write!(f, "denied by {source} at {rule_path}, which grants {granted}")
+            PolicyDecision::Deny(DenyReason::NoRule) => {
+                f.write_str("denied: no rule covers this path")
+            }
+            PolicyDecision::Deny(DenyReason::NotGranted {
+                rule_path,
+                source,
+                granted,
+            }) => {
+                write!(
+                    f,
+                    "denied by {source} at {rule_path}, which grants {granted}"
+                )
             }
         }
     }
@@ -155,18 +164,27 @@ impl AccessRules {
     ) -> Result<Self, ferry_storage::PathError> {
         let mut rules = AccessRules::default();
         for (path, words) in user {
-            let at = rules.by_path.entry(VirtualPath::parse_absolute(path)?).or_default();
+            let at = rules
+                .by_path
+                .entry(VirtualPath::parse_absolute(path)?)
+                .or_default();
             at.user = Some(PermissionSet::from_words(words));
         }
         for (group, table) in groups {
             for (path, words) in table {
-                let at = rules.by_path.entry(VirtualPath::parse_absolute(path)?).or_default();
+                let at = rules
+                    .by_path
+                    .entry(VirtualPath::parse_absolute(path)?)
+                    .or_default();
                 at.groups.push(group.to_owned());
                 at.group_union = at.group_union.union(PermissionSet::from_words(words));
             }
         }
         if rules.by_path.is_empty() {
-            rules = Self::builtin("a user with no rules (full access to the home)", PermissionSet::ALL);
+            rules = Self::builtin(
+                "a user with no rules (full access to the home)",
+                PermissionSet::ALL,
+            );
         }
         Ok(rules)
     }
@@ -201,7 +219,10 @@ impl AccessRules {
                     continue;
                 };
                 return if granted.contains(action) {
-                    PolicyDecision::Allow { rule_path: p, source }
+                    PolicyDecision::Allow {
+                        rule_path: p,
+                        source,
+                    }
                 } else {
                     PolicyDecision::Deny(DenyReason::NotGranted {
                         rule_path: p,
@@ -232,7 +253,11 @@ mod tests {
             .map(|(p, words)| {
                 (
                     p.to_string(),
-                    words.split(',').filter(|w| !w.is_empty()).map(|w| w.parse().expect("word")).collect(),
+                    words
+                        .split(',')
+                        .filter(|w| !w.is_empty())
+                        .map(|w| w.parse().expect("word"))
+                        .collect(),
                 )
             })
             .collect()
@@ -259,7 +284,9 @@ mod tests {
         // /archived is not below /archive.
         assert!(r.allows(Permission::Delete, &vp("/archived")));
         match r.decide(Permission::Delete, &vp("/archive/x")) {
-            PolicyDecision::Deny(DenyReason::NotGranted { rule_path, source, .. }) => {
+            PolicyDecision::Deny(DenyReason::NotGranted {
+                rule_path, source, ..
+            }) => {
                 assert_eq!(rule_path, vp("/archive"));
                 assert_eq!(source, RuleSource::User);
             }
@@ -282,7 +309,10 @@ mod tests {
         assert!(r.allows(Permission::Rmdir, &vp("/a/b")));
         let only_sub = table(&[("/pub", "list")]);
         let r = AccessRules::from_tables(&only_sub, []).expect("rules");
-        assert_eq!(r.decide(Permission::List, &vp("/")), PolicyDecision::Deny(DenyReason::NoRule));
+        assert_eq!(
+            r.decide(Permission::List, &vp("/")),
+            PolicyDecision::Deny(DenyReason::NoRule)
+        );
     }
 
     proptest! {

@@ -80,11 +80,17 @@ impl ConfigStore {
         let mut users = HashMap::new();
         for (i, u) in config.users.iter().enumerate() {
             let name = u.name.get_ref().clone();
-            let err = |key: &str, m: String| ConfigError::new(m).at_key(format!("users[{i}].{key}"));
-            password::check_hash(u.password_hash.as_str()).map_err(|e| err("password_hash", e.to_string()))?;
+            let err =
+                |key: &str, m: String| ConfigError::new(m).at_key(format!("users[{i}].{key}"));
+            password::check_hash(u.password_hash.as_str())
+                .map_err(|e| err("password_hash", e.to_string()))?;
             let home_text = u.home.clone().unwrap_or_else(|| format!("/{name}"));
-            let home = VirtualPath::parse_absolute(&home_text).map_err(|e| err("home", e.to_string()))?;
-            let user_groups = u.groups.iter().filter_map(|g| groups.get(g.as_str()).map(|t| (g.as_str(), *t)));
+            let home =
+                VirtualPath::parse_absolute(&home_text).map_err(|e| err("home", e.to_string()))?;
+            let user_groups = u
+                .groups
+                .iter()
+                .filter_map(|g| groups.get(g.as_str()).map(|t| (g.as_str(), *t)));
             let rules = AccessRules::from_tables(&u.permissions, user_groups)
                 .map_err(|e| err("permissions", e.to_string()))?;
             users.insert(
@@ -147,17 +153,28 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(stores: Vec<Arc<dyn AccountStore>>, anonymous: &AnonymousSection) -> Result<Self, ConfigError> {
+    pub fn new(
+        stores: Vec<Arc<dyn AccountStore>>,
+        anonymous: &AnonymousSection,
+    ) -> Result<Self, ConfigError> {
         let anonymous = if anonymous.enabled {
             let home = VirtualPath::parse_absolute(&anonymous.home)
                 .map_err(|e| ConfigError::new(e.to_string()).at_key("anonymous.home"))?;
             let (why, perms) = if anonymous.writable {
                 (
                     "anonymous upload-only access",
-                    PermissionSet::of(&[Permission::List, Permission::Download, Permission::Upload, Permission::Mkdir]),
+                    PermissionSet::of(&[
+                        Permission::List,
+                        Permission::Download,
+                        Permission::Upload,
+                        Permission::Mkdir,
+                    ]),
                 )
             } else {
-                ("anonymous read-only access", PermissionSet::of(&[Permission::List, Permission::Download]))
+                (
+                    "anonymous read-only access",
+                    PermissionSet::of(&[Permission::List, Permission::Download]),
+                )
             };
             Some(Account {
                 name: "anonymous".into(),
@@ -215,12 +232,24 @@ mod tests {
         let a = auth.authenticate("alice", "pw").await.expect("login");
         assert_eq!(a.home.to_string(), "/alice");
         assert_eq!(a.kind, AccountKind::Virtual);
-        assert!(matches!(auth.authenticate("alice", "nope").await, Err(AuthError::WrongPassword)));
-        assert!(matches!(auth.authenticate("bob", "pw").await, Err(AuthError::UnknownUser)));
-        let anon = auth.authenticate("FTP", "me@example.com").await.expect("anon");
+        assert!(matches!(
+            auth.authenticate("alice", "nope").await,
+            Err(AuthError::WrongPassword)
+        ));
+        assert!(matches!(
+            auth.authenticate("bob", "pw").await,
+            Err(AuthError::UnknownUser)
+        ));
+        let anon = auth
+            .authenticate("FTP", "me@example.com")
+            .await
+            .expect("anon");
         assert_eq!(anon.kind, AccountKind::Anonymous);
         assert!(!anon.rules.allows(Permission::Upload, &VirtualPath::root()));
-        assert!(anon.rules.allows(Permission::Download, &VirtualPath::root()));
+        assert!(
+            anon.rules
+                .allows(Permission::Download, &VirtualPath::root())
+        );
     }
 
     #[tokio::test]
@@ -233,7 +262,12 @@ mod tests {
         let a = auth.authenticate("anonymous", "x").await.expect("anon");
         let root = VirtualPath::root();
         assert!(a.rules.allows(Permission::Upload, &root));
-        for p in [Permission::Overwrite, Permission::Delete, Permission::Rename, Permission::Append] {
+        for p in [
+            Permission::Overwrite,
+            Permission::Delete,
+            Permission::Rename,
+            Permission::Append,
+        ] {
             assert!(!a.rules.allows(p, &root), "{p:?}");
         }
     }

@@ -12,7 +12,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ferry_config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "FTP server and client", propagate_version = true)]
+#[command(
+    name = "ferry",
+    version,
+    about = "FTP server and client",
+    propagate_version = true
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -94,8 +99,16 @@ fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         e.file = path.clone();
         e
     })?;
-    let source = path.map_or_else(|| "the embedded defaults".to_owned(), |p| p.display().to_string());
-    let listen: Vec<String> = config.server.listen.iter().map(ToString::to_string).collect();
+    let source = path.map_or_else(
+        || "the embedded defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let listen: Vec<String> = config
+        .server
+        .listen
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     println!(
         "{source}: OK ({} users, {} groups, listening on {})",
         config.users.len(),
@@ -112,11 +125,16 @@ fn hash_password() -> anyhow::Result<()> {
         let _ = std::io::stderr().flush();
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
     if password.is_empty() {
-        anyhow::bail!("the password is empty: write it on stdin, e.g. `echo -n secret | ferry hash-password`");
+        anyhow::bail!(
+            "the password is empty: write it on stdin, e.g. `echo -n secret | ferry hash-password`"
+        );
     }
     println!("{}", ferry_accounts::password::hash(password)?);
     Ok(())

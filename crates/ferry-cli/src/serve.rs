@@ -37,8 +37,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let users = store.len();
     let accounts = Authenticator::new(vec![Arc::new(store)], &config.anonymous)?;
-    let storage = LocalDisk::new(&config.storage.root)
-        .with_context(|| format!("cannot create the storage root {}", config.storage.root.display()))?;
+    let storage = LocalDisk::new(&config.storage.root).with_context(|| {
+        format!(
+            "cannot create the storage root {}",
+            config.storage.root.display()
+        )
+    })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,7 +82,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // Without signal handlers the process still stops on the default action.
         return std::future::pending().await;
     };

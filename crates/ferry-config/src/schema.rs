@@ -225,7 +225,9 @@ impl FromStr for PermissionWord {
 
 impl<'de> Deserialize<'de> for PermissionWord {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -263,7 +265,9 @@ impl FromStr for PasswordHash {
 
 impl<'de> Deserialize<'de> for PasswordHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -321,30 +325,48 @@ impl Config {
     fn check(&self, text: &str) -> Result<(), ConfigError> {
         let line = |s: &Spanned<String>| Some(line_of(text, s.span().start));
         if self.server.listen.is_empty() {
-            return Err(ConfigError::new("at least one listen address is needed").at_key("server.listen"));
+            return Err(
+                ConfigError::new("at least one listen address is needed").at_key("server.listen")
+            );
         }
         if self.anonymous.enabled && !self.anonymous.home.starts_with('/') {
-            return Err(ConfigError::new("must be an absolute FTP path like \"/pub\"").at_key("anonymous.home"));
+            return Err(
+                ConfigError::new("must be an absolute FTP path like \"/pub\"")
+                    .at_key("anonymous.home"),
+            );
         }
         let mut groups = std::collections::HashSet::new();
         for (i, g) in self.groups.iter().enumerate() {
             if !groups.insert(g.name.get_ref().as_str()) {
-                return Err(ConfigError::new(format!("group `{}` is defined twice", g.name.get_ref()))
-                    .at_key(format!("groups[{i}].name"))
-                    .at_line(line(&g.name)));
+                return Err(ConfigError::new(format!(
+                    "group `{}` is defined twice",
+                    g.name.get_ref()
+                ))
+                .at_key(format!("groups[{i}].name"))
+                .at_line(line(&g.name)));
             }
-            check_rule_paths(&g.permissions)
-                .map_err(|m| ConfigError::new(m).at_key(format!("groups[{i}].permissions")).at_line(line(&g.name)))?;
+            check_rule_paths(&g.permissions).map_err(|m| {
+                ConfigError::new(m)
+                    .at_key(format!("groups[{i}].permissions"))
+                    .at_line(line(&g.name))
+            })?;
         }
         let mut users = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let name = u.name.get_ref();
-            let at = |m: String, k: &str| ConfigError::new(m).at_key(format!("users[{i}].{k}")).at_line(line(&u.name));
+            let at = |m: String, k: &str| {
+                ConfigError::new(m)
+                    .at_key(format!("users[{i}].{k}"))
+                    .at_line(line(&u.name))
+            };
             if name.is_empty() || name.contains(|c: char| c.is_control() || c.is_whitespace()) {
                 return Err(at(format!("`{name}` is not a valid user name"), "name"));
             }
             if name == "anonymous" || name == "ftp" {
-                return Err(at(format!("`{name}` is reserved for anonymous access ([anonymous])"), "name"));
+                return Err(at(
+                    format!("`{name}` is reserved for anonymous access ([anonymous])"),
+                    "name",
+                ));
             }
             if !users.insert(name.as_str()) {
                 return Err(at(format!("user `{name}` is defined twice"), "name"));
@@ -352,11 +374,17 @@ impl Config {
             if let Some(home) = &u.home
                 && !home.starts_with('/')
             {
-                return Err(at(format!("`{home}` must be an absolute FTP path like \"/{name}\""), "home"));
+                return Err(at(
+                    format!("`{home}` must be an absolute FTP path like \"/{name}\""),
+                    "home",
+                ));
             }
             for g in &u.groups {
                 if !groups.contains(g.as_str()) {
-                    return Err(at(format!("group `{g}` is not defined in [[groups]]"), "groups"));
+                    return Err(at(
+                        format!("group `{g}` is not defined in [[groups]]"),
+                        "groups",
+                    ));
                 }
             }
             check_rule_paths(&u.permissions).map_err(|m| at(m, "permissions"))?;
@@ -368,7 +396,9 @@ impl Config {
 fn check_rule_paths(rules: &BTreeMap<String, Vec<PermissionWord>>) -> Result<(), String> {
     for path in rules.keys() {
         if !path.starts_with('/') {
-            return Err(format!("rule path `{path}` must be absolute, like \"/{path}\""));
+            return Err(format!(
+                "rule path `{path}` must be absolute, like \"/{path}\""
+            ));
         }
     }
     Ok(())
@@ -392,7 +422,10 @@ mod tests {
     #[test]
     fn empty_text_is_the_defaults() {
         let c = Config::parse("").expect("defaults");
-        assert_eq!(c.server.listen, vec![SocketAddr::from(([127, 0, 0, 1], 2121))]);
+        assert_eq!(
+            c.server.listen,
+            vec![SocketAddr::from(([127, 0, 0, 1], 2121))]
+        );
         assert!(!c.anonymous.enabled);
         assert_eq!(c.server.idle_timeout.0, Duration::from_secs(300));
     }
@@ -420,7 +453,13 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
         );
         let c = Config::parse(&text).expect("valid");
         assert_eq!(c.users[0].name.get_ref(), "alice");
-        assert_eq!(c.server.passive_ports, Some(PortRange { first: 50000, last: 50100 }));
+        assert_eq!(
+            c.server.passive_ports,
+            Some(PortRange {
+                first: 50000,
+                last: 50100
+            })
+        );
         assert_eq!(c.users[0].permissions["/"], vec![PermissionWord::All]);
     }
 
@@ -445,14 +484,20 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
         assert!(e.message.contains("plain-text"), "{e}");
         assert!(!e.to_string().contains("hunter2"));
 
-        let e = err(&format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n"));
+        let e = err(&format!(
+            "[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n"
+        ));
         assert_eq!(e.line, Some(5));
         assert!(e.message.contains("twice"));
 
-        let e = err(&format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\ngroups = [\"nope\"]\n"));
+        let e = err(&format!(
+            "[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\ngroups = [\"nope\"]\n"
+        ));
         assert!(e.message.contains("not defined"), "{e}");
 
-        let e = err(&format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\npermissions = {{ \"/\" = [\"fly\"] }}\n"));
+        let e = err(&format!(
+            "[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\npermissions = {{ \"/\" = [\"fly\"] }}\n"
+        ));
         assert_eq!(e.line, Some(4));
         assert!(e.message.contains("unknown permission `fly`"), "{e}");
 

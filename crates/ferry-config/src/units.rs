@@ -32,7 +32,11 @@ impl FromStr for ByteSize {
             "gib" => 1 << 30,
             "t" | "tb" => 1000 * 1000 * 1000 * 1000,
             "tib" => 1 << 40,
-            _ => return Err(format!("unknown size unit `{unit}` in `{s}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+            _ => {
+                return Err(format!(
+                    "unknown size unit `{unit}` in `{s}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+                ));
+            }
         };
         let value: f64 = num
             .parse()
@@ -47,9 +51,14 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{} {name}", self.0 / size);
             }
         }
@@ -68,7 +77,9 @@ impl FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, String> {
         let text = s.trim();
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            let secs: u64 = text.parse().map_err(|_| format!("duration `{s}` is out of range"))?;
+            let secs: u64 = text
+                .parse()
+                .map_err(|_| format!("duration `{s}` is out of range"))?;
             return Ok(HumanDuration(Duration::from_secs(secs)));
         }
         let bad = || format!("`{s}` is not a duration like \"90s\", \"5m\" or \"1h\"");
@@ -84,7 +95,9 @@ impl FromStr for HumanDuration {
             }
             let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = rest[..unit_len].trim();
             rest = &rest[unit_len..];
             let part = match unit {
@@ -108,9 +121,9 @@ impl fmt::Display for HumanDuration {
             return write!(f, "{}ms", d.as_millis());
         }
         let s = d.as_secs();
-        if s % 3600 == 0 {
+        if s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")
@@ -134,7 +147,9 @@ impl FromStr for PortRange {
         let first: u16 = a.trim().parse().map_err(|_| bad())?;
         let last: u16 = b.trim().parse().map_err(|_| bad())?;
         if first == 0 || last < first {
-            return Err(format!("port range `{s}` must go from a low port (1 or more) to a higher one"));
+            return Err(format!(
+                "port range `{s}` must go from a low port (1 or more) to a higher one"
+            ));
         }
         Ok(PortRange { first, last })
     }
@@ -186,8 +201,14 @@ mod tests {
     fn durations() {
         assert_eq!("90s".parse(), Ok(HumanDuration(Duration::from_secs(90))));
         assert_eq!("5m".parse(), Ok(HumanDuration(Duration::from_secs(300))));
-        assert_eq!("1h30m".parse(), Ok(HumanDuration(Duration::from_secs(5400))));
-        assert_eq!("250ms".parse(), Ok(HumanDuration(Duration::from_millis(250))));
+        assert_eq!(
+            "1h30m".parse(),
+            Ok(HumanDuration(Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            "250ms".parse(),
+            Ok(HumanDuration(Duration::from_millis(250)))
+        );
         assert_eq!("7".parse(), Ok(HumanDuration(Duration::from_secs(7))));
         for bad in ["", "m", "5x", "1.5h", "-1s"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
@@ -196,7 +217,13 @@ mod tests {
 
     #[test]
     fn ports() {
-        assert_eq!("50000-50100".parse(), Ok(PortRange { first: 50000, last: 50100 }));
+        assert_eq!(
+            "50000-50100".parse(),
+            Ok(PortRange {
+                first: 50000,
+                last: 50100
+            })
+        );
         assert!("50100-50000".parse::<PortRange>().is_err());
         assert!("0-10".parse::<PortRange>().is_err());
         assert!("5000".parse::<PortRange>().is_err());

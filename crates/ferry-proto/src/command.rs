@@ -143,17 +143,30 @@ pub enum Command {
     Nlst(ListArgs),
     Mlsd(Option<PathArg>),
     Mlst(Option<PathArg>),
-    Site { sub: String, arg: String },
+    Site {
+        sub: String,
+        arg: String,
+    },
     Syst,
     Stat(ListArgs),
     Help(Option<String>),
     Noop,
     Feat,
-    Opts { name: String, arg: String },
+    Opts {
+        name: String,
+        arg: String,
+    },
     Size(PathArg),
     Mdtm(PathArg),
-    Mfmt { time: OffsetDateTime, path: PathArg },
-    Checksum { kind: ChecksumCommand, path: PathArg, range: Option<ByteRange> },
+    Mfmt {
+        time: OffsetDateTime,
+        path: PathArg,
+    },
+    Checksum {
+        kind: ChecksumCommand,
+        path: PathArg,
+        range: Option<ByteRange>,
+    },
     Rang(Option<ByteRange>),
     Auth(String),
     Pbsz(String),
@@ -294,11 +307,12 @@ impl Command {
             "MDTM" => Ok(Command::Mdtm(path()?)),
             "MFMT" => {
                 let a = text()?;
-                let (t, p) = a
-                    .split_once(' ')
-                    .ok_or(ParseError::InvalidArgument("MFMT takes YYYYMMDDHHMMSS and a path"))?;
-                let time = timeval::parse(t)
-                    .ok_or(ParseError::InvalidArgument("MFMT time must be YYYYMMDDHHMMSS"))?;
+                let (t, p) = a.split_once(' ').ok_or(ParseError::InvalidArgument(
+                    "MFMT takes YYYYMMDDHHMMSS and a path",
+                ))?;
+                let time = timeval::parse(t).ok_or(ParseError::InvalidArgument(
+                    "MFMT time must be YYYYMMDDHHMMSS",
+                ))?;
                 Ok(Command::Mfmt {
                     time,
                     path: PathArg::new(p)?,
@@ -384,12 +398,11 @@ impl Command {
 
 /// Every command word ferry understands, for HELP.
 pub const VERBS: &[&str] = &[
-    "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV",
-    "FEAT", "HASH", "HELP", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST",
-    "NOOP", "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "RANG", "REIN",
-    "REST", "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU",
-    "SYST", "TYPE", "USER", "XCRC", "XCUP", "XCWD", "XMD5", "XMKD", "XPWD", "XRMD", "XSHA1",
-    "XSHA256",
+    "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT",
+    "HASH", "HELP", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS",
+    "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "RANG", "REIN", "REST", "RETR", "RMD",
+    "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCRC",
+    "XCUP", "XCWD", "XMD5", "XMKD", "XPWD", "XRMD", "XSHA1", "XSHA256",
 ];
 
 fn trim_line_end(mut line: &[u8]) -> &[u8] {
@@ -534,7 +547,9 @@ fn parse_range_words(words: Vec<&str>) -> Result<Option<ByteRange>, ParseError> 
 
 /// RANG (draft-bryan-ftp-range): `RANG start end`, inclusive end; `RANG 1 0` resets.
 fn parse_rang(arg: Option<&str>) -> Result<Command, ParseError> {
-    let words: Vec<&str> = arg.map(|a| a.split_whitespace().collect()).unwrap_or_default();
+    let words: Vec<&str> = arg
+        .map(|a| a.split_whitespace().collect())
+        .unwrap_or_default();
     let [start, end] = words.as_slice() else {
         return Err(ParseError::InvalidArgument("RANG takes a start and an end"));
     };
@@ -573,7 +588,10 @@ mod tests {
     #[test]
     fn words_are_case_insensitive_and_args_kept_exactly() {
         assert_eq!(p("user alice\r\n"), Ok(Command::User("alice".into())));
-        assert_eq!(p("RETR  two spaces \r\n"), Ok(Command::Retr(path(" two spaces "))));
+        assert_eq!(
+            p("RETR  two spaces \r\n"),
+            Ok(Command::Retr(path(" two spaces ")))
+        );
         assert_eq!(p("xpwd\n"), Ok(Command::Pwd));
         assert_eq!(p("PWD   \r\n"), Ok(Command::Pwd));
         assert_eq!(p("PWD x"), Err(ParseError::UnexpectedArgument));
@@ -589,7 +607,10 @@ mod tests {
         assert!(matches!(p("PORT 1,2,3"), Err(ParseError::HostPort(_))));
         assert!(matches!(p("REST -1"), Err(ParseError::InvalidArgument(_))));
         assert!(matches!(p("TYPE X"), Err(ParseError::InvalidArgument(_))));
-        assert!(matches!(Command::parse(b"\xff\xfe"), Err(ParseError::Unknown(_))));
+        assert!(matches!(
+            Command::parse(b"\xff\xfe"),
+            Err(ParseError::Unknown(_))
+        ));
     }
 
     #[test]
@@ -611,15 +632,24 @@ mod tests {
     fn list_options_and_dash_names() {
         assert_eq!(
             p("LIST -la"),
-            Ok(Command::List(ListArgs { options: "la".into(), path: None }))
+            Ok(Command::List(ListArgs {
+                options: "la".into(),
+                path: None
+            }))
         );
         assert_eq!(
             p("LIST -a -l sub dir"),
-            Ok(Command::List(ListArgs { options: "al".into(), path: Some(path("sub dir")) }))
+            Ok(Command::List(ListArgs {
+                options: "al".into(),
+                path: Some(path("sub dir"))
+            }))
         );
         assert_eq!(
             p("NLST -foo"),
-            Ok(Command::Nlst(ListArgs { options: String::new(), path: Some(path("-foo")) }))
+            Ok(Command::Nlst(ListArgs {
+                options: String::new(),
+                path: Some(path("-foo"))
+            }))
         );
     }
 
@@ -627,13 +657,30 @@ mod tests {
     fn checksums_and_ranges() {
         assert_eq!(
             p("XCRC my file 10 20"),
-            Ok(Command::Checksum { kind: ChecksumCommand::Xcrc, path: path("my file"), range: Some(ByteRange { start: 10, end: Some(20) }) })
+            Ok(Command::Checksum {
+                kind: ChecksumCommand::Xcrc,
+                path: path("my file"),
+                range: Some(ByteRange {
+                    start: 10,
+                    end: Some(20)
+                })
+            })
         );
         assert_eq!(
             p("XMD5 \"a 1 2\""),
-            Ok(Command::Checksum { kind: ChecksumCommand::Xmd5, path: path("a 1 2"), range: None })
+            Ok(Command::Checksum {
+                kind: ChecksumCommand::Xmd5,
+                path: path("a 1 2"),
+                range: None
+            })
         );
-        assert_eq!(p("RANG 0 9"), Ok(Command::Rang(Some(ByteRange { start: 0, end: Some(10) }))));
+        assert_eq!(
+            p("RANG 0 9"),
+            Ok(Command::Rang(Some(ByteRange {
+                start: 0,
+                end: Some(10)
+            })))
+        );
         assert_eq!(p("RANG 1 0"), Ok(Command::Rang(None)));
         assert!(p("XCRC a 20 10").is_err());
     }
@@ -673,10 +720,7 @@ mod tests {
         #[test]
         fn verbs_any_case(verb in prop::sample::select(VERBS.to_vec()), lower in any::<bool>()) {
             let v = if lower { verb.to_ascii_lowercase() } else { verb.to_string() };
-            match Command::parse(v.as_bytes()) {
-                Err(ParseError::Unknown(_)) => prop_assert!(false, "{} unknown", v),
-                _ => {}
-            }
+            prop_assert!(!matches!(Command::parse(v.as_bytes()), Err(ParseError::Unknown(_))), "{} unknown", v);
         }
     }
 }

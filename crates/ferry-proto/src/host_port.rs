@@ -147,7 +147,14 @@ mod tests {
             parse_eprt("|3|1.2.3.4|5|"),
             Err(HostPortError::UnsupportedProtocol)
         );
-        for bad in ["", "|1|1.2.3.4|70000|", "|1|::1|5|", "|1|1.2.3.4|5", "|2|x|5|", "|1|1.2.3.4|0|"] {
+        for bad in [
+            "",
+            "|1|1.2.3.4|70000|",
+            "|1|::1|5|",
+            "|1|1.2.3.4|5",
+            "|2|x|5|",
+            "|1|1.2.3.4|0|",
+        ] {
             assert!(parse_eprt(bad).is_err(), "{bad} accepted");
         }
     }

@@ -16,5 +16,5 @@ pub mod reply;
 pub mod telnet;
 pub mod timeval;
 
-pub use command::{Command, ParseError, PathArg, Password};
+pub use command::{Command, ParseError, Password, PathArg};
 pub use reply::Reply;

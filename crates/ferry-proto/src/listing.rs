@@ -233,13 +233,31 @@ mod tests {
     fn mlsx_facts() {
         let t = crate::timeval::parse("20261101083000").expect("t");
         let mut s = String::new();
-        format_mlsx(&entry("x", EntryKind::File, t), MlsxRole::Entry, MlstFacts::default(), "adfrw", &mut s);
-        assert_eq!(s, "type=file;size=1234;modify=20261101083000;perm=adfrw;unique=801g1f; x");
+        format_mlsx(
+            &entry("x", EntryKind::File, t),
+            MlsxRole::Entry,
+            MlstFacts::default(),
+            "adfrw",
+            &mut s,
+        );
+        assert_eq!(
+            s,
+            "type=file;size=1234;modify=20261101083000;perm=adfrw;unique=801g1f; x"
+        );
         let (facts, chosen) = MlstFacts::select("size;TYPE;bogus;");
         assert_eq!(chosen, "type;size;");
         let mut s = String::new();
-        format_mlsx(&entry("x", EntryKind::Dir, t), MlsxRole::Current, facts, "", &mut s);
+        format_mlsx(
+            &entry("x", EntryKind::Dir, t),
+            MlsxRole::Current,
+            facts,
+            "",
+            &mut s,
+        );
         assert_eq!(s, "type=cdir;size=1234; x");
-        assert_eq!(facts.feat_line(), "MLST type*;size*;modify;perm;unique;UNIX.mode;");
+        assert_eq!(
+            facts.feat_line(),
+            "MLST type*;size*;modify;perm;unique;UNIX.mode;"
+        );
     }
 }

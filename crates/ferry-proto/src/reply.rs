@@ -112,7 +112,12 @@ mod tests {
     fn multi_line_indents_middle_lines() {
         let r = Reply::multi(
             211,
-            vec!["Features:".into(), "EPSV".into(), "211 trick".into(), "End".into()],
+            vec![
+                "Features:".into(),
+                "EPSV".into(),
+                "211 trick".into(),
+                "End".into(),
+            ],
         );
         assert_eq!(
             String::from_utf8(r.to_bytes()).expect("ascii"),

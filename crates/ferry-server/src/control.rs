@@ -41,7 +41,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConnection<S> {
     /// The next line; `Ok(None)` when the client closed the connection.
     pub async fn read_line(&mut self) -> std::io::Result<Option<Line>> {
         loop {
-            if let Some(pos) = self.partial[self.scanned..].iter().position(|&b| b == b'\n') {
+            if let Some(pos) = self.partial[self.scanned..]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
                 let end = self.scanned + pos;
                 let mut line: Vec<u8> = self.partial.drain(..=end).collect();
                 self.scanned = 0;
@@ -106,12 +109,24 @@ mod tests {
         input.extend_from_slice(format!("RETR {}\r\nNOOP\r\n", "y".repeat(MAX_LINE)).as_bytes());
         client.write_all(&input).await.expect("write");
         drop(client);
-        assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"USER a".to_vec())));
-        assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"NOOP".to_vec())));
+        assert_eq!(
+            conn.read_line().await.expect("r"),
+            Some(Line::Text(b"USER a".to_vec()))
+        );
+        assert_eq!(
+            conn.read_line().await.expect("r"),
+            Some(Line::Text(b"NOOP".to_vec()))
+        );
         assert_eq!(conn.read_line().await.expect("r"), Some(Line::TooLong));
-        assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"PWD".to_vec())));
+        assert_eq!(
+            conn.read_line().await.expect("r"),
+            Some(Line::Text(b"PWD".to_vec()))
+        );
         assert_eq!(conn.read_line().await.expect("r"), Some(Line::TooLong));
-        assert_eq!(conn.read_line().await.expect("r"), Some(Line::Text(b"NOOP".to_vec())));
+        assert_eq!(
+            conn.read_line().await.expect("r"),
+            Some(Line::Text(b"NOOP".to_vec()))
+        );
         assert_eq!(conn.read_line().await.expect("r"), None);
     }
 }

@@ -47,15 +47,19 @@ pub async fn open(
                     drop(stream);
                 }
             };
-            let stream = tokio::time::timeout(timeout, accept)
-                .await
-                .map_err(|_| TransferError::Open("no connection from the client in time".into()))??;
+            let stream = tokio::time::timeout(timeout, accept).await.map_err(|_| {
+                TransferError::Open("no connection from the client in time".into())
+            })??;
             let _ = stream.set_nodelay(true);
             Ok(stream)
         }
         DataSetup::Active(addr) => {
-            let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-                .map_err(|e| TransferError::Open(e.to_string()))?;
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .map_err(|e| TransferError::Open(e.to_string()))?;
             // Connect from the address the client reached us on.
             if local_ip.is_ipv4() == addr.is_ipv4() {
                 let _ = socket.bind(SocketAddr::new(local_ip, 0));

@@ -1,9 +1,9 @@
 //! The one place where a failure becomes a reply code.
 
 use ferry_accounts::{Permission, PolicyDecision};
+use ferry_proto::Reply;
 use ferry_proto::command::ParseError;
 use ferry_proto::host_port::HostPortError;
-use ferry_proto::Reply;
 use ferry_storage::{PathError, StorageError, VirtualPath};
 
 /// Why a command failed.
@@ -89,7 +89,10 @@ impl SessionError {
                     StorageError::Io(_) => 451,
                     _ => 550,
                 };
-                Reply::new(code, format!("{path}: {}.", capitalize(&source.to_string())))
+                Reply::new(
+                    code,
+                    format!("{path}: {}.", capitalize(&source.to_string())),
+                )
             }
             SessionError::Denied { path, .. } => {
                 Reply::new(550, format!("{path}: Permission denied."))
@@ -98,9 +101,10 @@ impl SessionError {
             SessionError::BadSequence(why) => {
                 Reply::new(503, format!("Bad sequence of commands: {why}."))
             }
-            SessionError::Unsupported(what) => {
-                Reply::new(504, format!("Command not implemented for that parameter: {what}."))
-            }
+            SessionError::Unsupported(what) => Reply::new(
+                504,
+                format!("Command not implemented for that parameter: {what}."),
+            ),
             SessionError::NotImplemented(what) => {
                 Reply::new(502, format!("Command not implemented: {what}."))
             }
@@ -140,13 +144,16 @@ pub enum TransferError {
 impl TransferError {
     pub fn reply(&self) -> Reply {
         match self {
-            TransferError::Open(why) => Reply::new(425, format!("Can't open data connection: {why}.")),
+            TransferError::Open(why) => {
+                Reply::new(425, format!("Can't open data connection: {why}."))
+            }
             TransferError::Connection(why) => {
                 Reply::new(426, format!("Connection closed; transfer aborted: {why}."))
             }
-            TransferError::Storage(StorageError::NoSpace) => {
-                Reply::new(552, "Transfer aborted: no space left on the storage device.")
-            }
+            TransferError::Storage(StorageError::NoSpace) => Reply::new(
+                552,
+                "Transfer aborted: no space left on the storage device.",
+            ),
             TransferError::Storage(e) => {
                 Reply::new(451, format!("Transfer aborted: local error: {e}."))
             }
@@ -164,12 +171,18 @@ mod tests {
         let cases: Vec<(SessionError, u16)> = vec![
             (ParseError::Unknown("X".into()).into(), 500),
             (ParseError::MissingArgument.into(), 501),
-            (ParseError::HostPort(HostPortError::UnsupportedProtocol).into(), 522),
+            (
+                ParseError::HostPort(HostPortError::UnsupportedProtocol).into(),
+                522,
+            ),
             (PathError::ContainsNul.into(), 501),
             (PathError::NameTooLong.into(), 550),
             (SessionError::storage(&p, StorageError::NotFound), 550),
             (SessionError::storage(&p, StorageError::NoSpace), 552),
-            (SessionError::storage(&p, StorageError::OffsetBeyondEnd { offset: 2, size: 1 }), 554),
+            (
+                SessionError::storage(&p, StorageError::OffsetBeyondEnd { offset: 2, size: 1 }),
+                554,
+            ),
             (SessionError::NotLoggedIn, 530),
             (SessionError::BadSequence("x"), 503),
             (SessionError::Unsupported("x"), 504),
@@ -179,6 +192,9 @@ mod tests {
             assert_eq!(e.reply().code(), code, "{e}");
         }
         assert_eq!(TransferError::Connection("x".into()).reply().code(), 426);
-        assert_eq!(TransferError::Storage(StorageError::NoSpace).reply().code(), 552);
+        assert_eq!(
+            TransferError::Storage(StorageError::NoSpace).reply().code(),
+            552
+        );
     }
 }

@@ -69,7 +69,11 @@ impl ConnectionTracker {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut counts = self.tracker.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self
+            .tracker
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         counts.total -= 1;
         if let Some(n) = counts.per_ip.get_mut(&self.ip) {
             *n -= 1;

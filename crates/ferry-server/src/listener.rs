@@ -55,7 +55,10 @@ impl Server {
 
     /// The addresses actually bound (with the real port when 0 was asked).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Cancelling this token starts a graceful shutdown.
@@ -65,7 +68,8 @@ impl Server {
 
     /// Serves until the shutdown token is cancelled, then drains the sessions.
     pub async fn run(self) {
-        let tracker = ConnectionTracker::new(self.opts.max_connections, self.opts.max_connections_per_ip);
+        let tracker =
+            ConnectionTracker::new(self.opts.max_connections, self.opts.max_connections_per_ip);
         let sessions = TaskTracker::new();
         let hard_stop = CancellationToken::new();
         let ids = Arc::new(AtomicU64::new(1));
@@ -87,9 +91,16 @@ impl Server {
         }
         sessions.close();
         let grace = self.opts.shutdown_grace;
-        info!(sessions = sessions.len(), grace_secs = grace.as_secs(), "shutting down: waiting for transfers in flight");
+        info!(
+            sessions = sessions.len(),
+            grace_secs = grace.as_secs(),
+            "shutting down: waiting for transfers in flight"
+        );
         if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
-            warn!(sessions = sessions.len(), "grace period over: stopping the remaining sessions");
+            warn!(
+                sessions = sessions.len(),
+                "grace period over: stopping the remaining sessions"
+            );
             hard_stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
         }
@@ -98,7 +109,11 @@ impl Server {
 }
 
 fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
@@ -157,7 +172,12 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
     };
     debug!(session = id, %remote, "connection accepted");
     let peer = Peer { remote, local, id };
-    let session = Session::new(ControlSocket::new(stream), ctx.opts.clone(), peer, ctx.shutdown.clone());
+    let session = Session::new(
+        ControlSocket::new(stream),
+        ctx.opts.clone(),
+        peer,
+        ctx.shutdown.clone(),
+    );
     let hard_stop = ctx.hard_stop.clone();
     ctx.sessions.spawn(async move {
         let _slot = slot;

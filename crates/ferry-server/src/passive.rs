@@ -47,13 +47,19 @@ mod tests {
         let probe = TcpListener::bind("127.0.0.1:0").await.expect("probe");
         let base = probe.local_addr().expect("addr").port();
         drop(probe);
-        let range = PortRange { first: base, last: base.saturating_add(1) };
+        let range = PortRange {
+            first: base,
+            last: base.saturating_add(1),
+        };
         let pool = PassivePortPool::new(Some(range));
         let ip: IpAddr = [127, 0, 0, 1].into();
         let (Ok(a), Ok(b)) = (pool.bind(ip).await, pool.bind(ip).await) else {
             return; // another process took one of the ports meanwhile
         };
-        let mut ports = [a.local_addr().expect("a").port(), b.local_addr().expect("b").port()];
+        let mut ports = [
+            a.local_addr().expect("a").port(),
+            b.local_addr().expect("b").port(),
+        ];
         ports.sort();
         assert_eq!(ports, [base, base + 1]);
         assert!(pool.bind(ip).await.is_err(), "a full range must refuse");

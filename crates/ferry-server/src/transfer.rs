@@ -172,7 +172,12 @@ impl<'a, W: AsyncWrite + Unpin> ListingWriter<'a, W> {
 
     pub async fn flush(&mut self, meter: &TransferMeter) -> Result<(), TransferError> {
         if !self.buf.is_empty() {
-            with_timeout(self.timeout, "sending listing", self.data.write_all(&self.buf)).await?;
+            with_timeout(
+                self.timeout,
+                "sending listing",
+                self.data.write_all(&self.buf),
+            )
+            .await?;
             meter.add(self.buf.len());
             self.total += self.buf.len() as u64;
             self.buf.clear();

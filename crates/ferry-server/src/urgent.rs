@@ -31,7 +31,11 @@ impl ControlSocket {
 }
 
 impl AsyncRead for ControlSocket {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         if buf.filled().len() > before && buf.remaining() > 0 {
@@ -45,7 +49,11 @@ impl AsyncRead for ControlSocket {
 }
 
 impl AsyncWrite for ControlSocket {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -67,7 +75,9 @@ mod tests {
     /// the reader was already waiting (as a session is, mid-transfer).
     #[tokio::test]
     async fn reads_past_the_urgent_mark() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = std::net::TcpStream::connect(addr).expect("connect");
         let (server, _) = listener.accept().await.expect("accept");

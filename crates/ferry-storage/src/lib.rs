@@ -115,8 +115,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError>;
     async fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError>;
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
-    async fn set_modified(&self, path: &VirtualPath, time: SystemTime)
-    -> Result<(), StorageError>;
+    async fn set_modified(&self, path: &VirtualPath, time: SystemTime) -> Result<(), StorageError>;
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError>;
 }
 

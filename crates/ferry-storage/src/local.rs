@@ -119,9 +119,9 @@ fn open_parent<'p>(
     home: &OwnedFd,
     path: &'p VirtualPath,
 ) -> Result<(OwnedFd, &'p str), StorageError> {
-    let name = path
-        .file_name()
-        .ok_or(StorageError::Invalid("the home directory itself cannot be changed"))?;
+    let name = path.file_name().ok_or(StorageError::Invalid(
+        "the home directory itself cannot be changed",
+    ))?;
     let parent = path.parent().unwrap_or_else(VirtualPath::root);
     let fd = open_beneath(home, parent.relative(), OFlags::PATH | OFlags::DIRECTORY)?;
     Ok((fd, name))
@@ -258,11 +258,7 @@ impl Storage for LocalHome {
         .await
     }
 
-    async fn set_modified(
-        &self,
-        path: &VirtualPath,
-        time: SystemTime,
-    ) -> Result<(), StorageError> {
+    async fn set_modified(&self, path: &VirtualPath, time: SystemTime) -> Result<(), StorageError> {
         let home = self.dir.clone();
         let path = path.clone();
         blocking(move || {
@@ -337,7 +333,10 @@ impl DirStream for LocalDirStream {
                 let mut metadata = metadata_of(&st);
                 if metadata.kind == FileKind::Symlink {
                     // Show what the link leads to, if that is inside the home.
-                    let target = path.join_name(name).ok().and_then(|p| stat_beneath(&home, &p).ok());
+                    let target = path
+                        .join_name(name)
+                        .ok()
+                        .and_then(|p| stat_beneath(&home, &p).ok());
                     match target {
                         Some(t) => metadata = t,
                         None => continue,
@@ -411,13 +410,19 @@ impl LocalUpload {
                 let fd = rustix::fs::openat(
                     &parent,
                     name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::APPEND
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     perms,
                 )?;
                 (fd, None)
             }
             WriteMode::Resume { offset } => {
-                let size = existing.as_ref().map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
+                let size = existing
+                    .as_ref()
+                    .map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
                 if offset > size {
                     return Err(StorageError::OffsetBeyondEnd { offset, size });
                 }
@@ -569,9 +574,15 @@ mod tests {
         put(&s, "/f", WriteMode::Append, b"?").await;
         assert_eq!(read_all(&s, "/f", 0).await, b"hello!!?");
         assert_eq!(s.metadata(&vp("/f")).await.expect("meta").size, 8);
-        let err = s.write(&vp("/f"), WriteMode::Resume { offset: 99 }).await.err();
+        let err = s
+            .write(&vp("/f"), WriteMode::Resume { offset: 99 })
+            .await
+            .err();
         assert!(matches!(err, Some(StorageError::OffsetBeyondEnd { .. })));
-        assert!(matches!(s.write(&vp("/f"), WriteMode::CreateNew).await.err(), Some(StorageError::AlreadyExists)));
+        assert!(matches!(
+            s.write(&vp("/f"), WriteMode::CreateNew).await.err(),
+            Some(StorageError::AlreadyExists)
+        ));
     }
 
     #[tokio::test]
@@ -579,20 +590,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let s = home(&dir).await;
         put(&s, "/old", WriteMode::Replace, b"precious").await;
-        let mut up = s.write(&vp("/old"), WriteMode::Replace).await.expect("write");
+        let mut up = s
+            .write(&vp("/old"), WriteMode::Replace)
+            .await
+            .expect("write");
         up.write_all(b"partial").await.expect("write");
         up.abort().await;
         assert_eq!(read_all(&s, "/old", 0).await, b"precious");
 
-        let mut up = s.write(&vp("/new"), WriteMode::Replace).await.expect("write");
+        let mut up = s
+            .write(&vp("/new"), WriteMode::Replace)
+            .await
+            .expect("write");
         up.write_all(b"part").await.expect("write");
         drop(up); // dropped without commit or abort: same as abort
         assert_eq!(read_all(&s, "/new", 0).await, b"part");
 
         // A failed new upload that received nothing leaves nothing behind.
-        let up = s.write(&vp("/empty"), WriteMode::Replace).await.expect("write");
+        let up = s
+            .write(&vp("/empty"), WriteMode::Replace)
+            .await
+            .expect("write");
         up.abort().await;
-        assert!(matches!(s.metadata(&vp("/empty")).await, Err(StorageError::NotFound)));
+        assert!(matches!(
+            s.metadata(&vp("/empty")).await,
+            Err(StorageError::NotFound)
+        ));
 
         // No temporary file is left or listed.
         let mut names = Vec::new();
@@ -602,7 +625,9 @@ mod tests {
         }
         names.sort();
         assert_eq!(names, ["new", "old"]);
-        let on_disk = std::fs::read_dir(dir.path().join("root/u")).expect("dir").count();
+        let on_disk = std::fs::read_dir(dir.path().join("root/u"))
+            .expect("dir")
+            .count();
         assert_eq!(on_disk, 2);
     }
 
@@ -619,12 +644,21 @@ mod tests {
         std::os::unix::fs::symlink("inside", u.join("ok")).expect("link");
         for p in ["/abs", "/rel", "/rel/x"] {
             let err = s.read(&vp(p), 0).await.err();
-            assert!(matches!(err, Some(StorageError::OutsideHome)), "{p}: {err:?}");
+            assert!(
+                matches!(err, Some(StorageError::OutsideHome)),
+                "{p}: {err:?}"
+            );
         }
-        assert!(matches!(s.create_dir(&vp("/rel/new")).await, Err(StorageError::OutsideHome)));
+        assert!(matches!(
+            s.create_dir(&vp("/rel/new")).await,
+            Err(StorageError::OutsideHome)
+        ));
         assert!(!dir.path().join("root/other/new").exists());
         // Writing through a link is refused; replacing the link itself is allowed.
-        assert!(matches!(s.write(&vp("/abs"), WriteMode::Append).await.err(), Some(StorageError::PermissionDenied)));
+        assert!(matches!(
+            s.write(&vp("/abs"), WriteMode::Append).await.err(),
+            Some(StorageError::PermissionDenied)
+        ));
         assert_eq!(read_all(&s, "/ok", 0).await, b"in");
         // Listings show links that stay inside, and leave out the others.
         let mut l = s.list(&vp("/")).await.expect("list");
@@ -634,7 +668,10 @@ mod tests {
         }
         names.sort();
         assert_eq!(names, ["inside", "ok"]);
-        assert_eq!(std::fs::read(dir.path().join("secret")).expect("secret"), b"x");
+        assert_eq!(
+            std::fs::read(dir.path().join("secret")).expect("secret"),
+            b"x"
+        );
     }
 
     #[tokio::test]
@@ -642,15 +679,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let s = home(&dir).await;
         s.create_dir(&vp("/d")).await.expect("mkdir");
-        assert!(matches!(s.create_dir(&vp("/d")).await, Err(StorageError::AlreadyExists)));
+        assert!(matches!(
+            s.create_dir(&vp("/d")).await,
+            Err(StorageError::AlreadyExists)
+        ));
         put(&s, "/d/f", WriteMode::Replace, b"1").await;
-        assert!(matches!(s.remove_dir(&vp("/d")).await, Err(StorageError::DirectoryNotEmpty)));
-        assert!(matches!(s.rename(&vp("/d"), &vp("/d/e")).await, Err(StorageError::Invalid(_))));
+        assert!(matches!(
+            s.remove_dir(&vp("/d")).await,
+            Err(StorageError::DirectoryNotEmpty)
+        ));
+        assert!(matches!(
+            s.rename(&vp("/d"), &vp("/d/e")).await,
+            Err(StorageError::Invalid(_))
+        ));
         s.rename(&vp("/d/f"), &vp("/g")).await.expect("rename");
         s.remove_dir(&vp("/d")).await.expect("rmdir");
-        assert!(matches!(s.remove_file(&vp("/")).await, Err(StorageError::Invalid(_))));
+        assert!(matches!(
+            s.remove_file(&vp("/")).await,
+            Err(StorageError::Invalid(_))
+        ));
         s.remove_file(&vp("/g")).await.expect("rm");
-        assert!(matches!(s.metadata(&vp("/g")).await, Err(StorageError::NotFound)));
+        assert!(matches!(
+            s.metadata(&vp("/g")).await,
+            Err(StorageError::NotFound)
+        ));
     }
 
     #[tokio::test]

@@ -121,7 +121,9 @@ impl VirtualPath {
             return None;
         }
         Some(match self.inner.rsplit_once('/') {
-            Some((p, _)) => VirtualPath { inner: p.to_owned() },
+            Some((p, _)) => VirtualPath {
+                inner: p.to_owned(),
+            },
             None => VirtualPath::root(),
         })
     }
@@ -167,7 +169,12 @@ mod tests {
         assert_eq!(cwd.resolve("c").expect("ok").to_string(), "/a/b/c");
         assert_eq!(cwd.resolve("../c/./d/").expect("ok").to_string(), "/a/c/d");
         assert_eq!(cwd.resolve("/x//y").expect("ok").to_string(), "/x/y");
-        assert_eq!(cwd.resolve("../../../../etc/passwd").expect("ok").to_string(), "/etc/passwd");
+        assert_eq!(
+            cwd.resolve("../../../../etc/passwd")
+                .expect("ok")
+                .to_string(),
+            "/etc/passwd"
+        );
         assert_eq!(cwd.resolve("..").expect("ok").to_string(), "/a");
         assert_eq!(at("/").resolve("..").expect("ok"), VirtualPath::root());
     }
@@ -178,7 +185,10 @@ mod tests {
         assert_eq!(root.resolve("a\0b"), Err(PathError::ContainsNul));
         assert_eq!(root.resolve(&"x".repeat(256)), Err(PathError::NameTooLong));
         assert!(root.resolve(&"x".repeat(255)).is_ok());
-        assert_eq!(root.resolve(&"a/".repeat(3000)), Err(PathError::PathTooLong));
+        assert_eq!(
+            root.resolve(&"a/".repeat(3000)),
+            Err(PathError::PathTooLong)
+        );
         assert_eq!(root.join_name(".."), Err(PathError::InvalidName));
     }
 

@@ -23,7 +23,10 @@ fn ftplib_logins_and_permissions() {
     // Passwords never reach the log.
     let log = server.log();
     assert!(log.contains("login failed"), "failed logins are logged");
-    assert!(!log.contains("alice-pw") && !log.contains("bob-pw"), "a password was logged");
+    assert!(
+        !log.contains("alice-pw") && !log.contains("bob-pw"),
+        "a password was logged"
+    );
 }
 
 #[test]
@@ -38,14 +41,26 @@ fn urllib_downloads_ftp_urls() {
         server.port()
     );
     let out = run(Command::new("python3").args(["-c", &script]), MINUTE);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, body);
 }
 
 fn curl(server: &FerryServer, path: &str) -> Command {
     let mut c = Command::new("curl");
-    c.args(["--silent", "--show-error", "--fail", "--max-time", "60", "--user", "alice:alice-pw"])
-        .arg(format!("ftp://127.0.0.1:{}/{path}", server.port()));
+    c.args([
+        "--silent",
+        "--show-error",
+        "--fail",
+        "--max-time",
+        "60",
+        "--user",
+        "alice:alice-pw",
+    ])
+    .arg(format!("ftp://127.0.0.1:{}/{path}", server.port()));
     c
 }
 
@@ -58,45 +73,81 @@ fn curl_upload_download_list_resume_active() {
     std::fs::write(&src, &body).expect("write");
 
     // Upload, creating a directory on the way.
-    run_ok(curl(&server, "dir/up.bin").args(["--ftp-create-dirs", "-T"]).arg(&src), MINUTE);
-    assert_eq!(std::fs::read(server.files().join("alice/dir/up.bin")).expect("uploaded"), body);
+    run_ok(
+        curl(&server, "dir/up.bin")
+            .args(["--ftp-create-dirs", "-T"])
+            .arg(&src),
+        MINUTE,
+    );
+    assert_eq!(
+        std::fs::read(server.files().join("alice/dir/up.bin")).expect("uploaded"),
+        body
+    );
 
     // Download, passive and active.
     let dst = work.path().join("dst.bin");
     run_ok(curl(&server, "dir/up.bin").arg("-o").arg(&dst), MINUTE);
     assert_eq!(std::fs::read(&dst).expect("dst"), body);
     let active = work.path().join("active.bin");
-    run_ok(curl(&server, "dir/up.bin").args(["--ftp-port", "127.0.0.1", "-o"]).arg(&active), MINUTE);
+    run_ok(
+        curl(&server, "dir/up.bin")
+            .args(["--ftp-port", "127.0.0.1", "-o"])
+            .arg(&active),
+        MINUTE,
+    );
     assert_eq!(std::fs::read(&active).expect("active"), body);
 
     // Listings: LIST for a directory URL, NLST with --list-only.
     let list = run_ok(&mut curl(&server, "dir/"), MINUTE);
-    assert!(list.lines().any(|l| l.starts_with("-rw") && l.ends_with(" up.bin")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("-rw") && l.ends_with(" up.bin")),
+        "{list}"
+    );
     let names = run_ok(curl(&server, "dir/").arg("--list-only"), MINUTE);
     assert_eq!(names.trim(), "up.bin");
 
     // Resume a partial download with -C -.
     let partial = work.path().join("partial.bin");
     std::fs::write(&partial, &body[..1_000_000]).expect("partial");
-    run_ok(curl(&server, "dir/up.bin").args(["-C", "-", "-o"]).arg(&partial), MINUTE);
+    run_ok(
+        curl(&server, "dir/up.bin")
+            .args(["-C", "-", "-o"])
+            .arg(&partial),
+        MINUTE,
+    );
     assert_eq!(std::fs::read(&partial).expect("resumed"), body);
 
     // Resume a partial upload with -C -.
     std::fs::write(server.files().join("alice/half.bin"), &body[..1_234_567]).expect("half");
-    run_ok(curl(&server, "half.bin").args(["-C", "-", "-T"]).arg(&src), MINUTE);
-    assert_eq!(std::fs::read(server.files().join("alice/half.bin")).expect("half"), body);
+    run_ok(
+        curl(&server, "half.bin").args(["-C", "-", "-T"]).arg(&src),
+        MINUTE,
+    );
+    assert_eq!(
+        std::fs::read(server.files().join("alice/half.bin")).expect("half"),
+        body
+    );
 
     // A missing file is a 550, which curl reports as "remote file not found" (78).
     let out = run(&mut curl(&server, "nope.bin"), MINUTE);
-    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_tree(root: &Path, files: usize) {
     for i in 0..files {
-        let dir = root.join(format!("d{}", i % 10)).join(format!("e{}", i % 7));
+        let dir = root
+            .join(format!("d{}", i % 10))
+            .join(format!("e{}", i % 7));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let len = (i * 37) % 5000;
-        std::fs::write(dir.join(format!("f{i} x.txt")), random_bytes(len, i as u64)).expect("write");
+        std::fs::write(dir.join(format!("f{i} x.txt")), random_bytes(len, i as u64))
+            .expect("write");
     }
 }
 
@@ -108,7 +159,11 @@ fn assert_same_tree(a: &Path, b: &Path) {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("prefix")
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((rel, std::fs::read(&p).expect("read")));
             }
         }
@@ -138,10 +193,53 @@ fn lftp_mirror_both_ways() {
         c
     };
     // Upload the tree.
-    run_ok(&mut lftp(&format!("mirror -R {} /up", local.display())), Duration::from_secs(300));
+    run_ok(
+        &mut lftp(&format!("mirror -R {} /up", local.display())),
+        Duration::from_secs(300),
+    );
     assert_same_tree(&local, &server.files().join("alice/up"));
     // And back down.
     let back = work.path().join("back");
-    run_ok(&mut lftp(&format!("mirror /up {}", back.display())), Duration::from_secs(300));
+    run_ok(
+        &mut lftp(&format!("mirror /up {}", back.display())),
+        Duration::from_secs(300),
+    );
     assert_same_tree(&local, &back);
+}
+
+#[test]
+fn ipv6_listener_passive_and_active() {
+    let config = crate::support::standard_config("")
+        .replace("listen = [\"127.0.0.1:0\"]", "listen = [\"[::1]:0\"]");
+    let server = FerryServer::start_with(&config);
+    assert!(server.addr.is_ipv6());
+    let script = r#"
+import ftplib, io, os, sys
+f = ftplib.FTP()
+f.connect("::1", int(sys.argv[2]), timeout=30)
+f.login("alice", "alice-pw")
+data = os.urandom(100_000)
+f.storbinary("STOR v6.bin", io.BytesIO(data))       # EPSV on IPv6
+assert f.lastresp == "226"
+f.set_pasv(False)                                   # EPRT |2|::1|port|
+buf = io.BytesIO(); f.retrbinary("RETR v6.bin", buf.write)
+assert buf.getvalue() == data
+try:
+    f.sendcmd("PASV")
+    raise AssertionError("PASV cannot announce an IPv6 address")
+except ftplib.error_perm as e:
+    assert str(e).startswith("504"), e
+print("ipv6 OK")
+"#;
+    let out = run_ok(
+        Command::new("python3").args(["-c", script, "::1", &server.port().to_string()]),
+        MINUTE,
+    );
+    assert!(out.contains("ipv6 OK"));
+    assert_eq!(
+        std::fs::read(server.files().join("alice/v6.bin"))
+            .expect("v6")
+            .len(),
+        100_000
+    );
 }

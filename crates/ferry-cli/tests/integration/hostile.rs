@@ -62,7 +62,18 @@ fn overlong_lines_garbage_and_unknown_commands() {
 fn commands_before_login() {
     let server = FerryServer::start();
     let mut c = RawControl::connect(&server);
-    for cmd in ["RETR x", "LIST", "STOR x", "CWD /", "PWD", "DELE x", "PASV", "PORT 127,0,0,1,200,1", "SIZE x", "MKD d"] {
+    for cmd in [
+        "RETR x",
+        "LIST",
+        "STOR x",
+        "CWD /",
+        "PWD",
+        "DELE x",
+        "PASV",
+        "PORT 127,0,0,1,200,1",
+        "SIZE x",
+        "MKD d",
+    ] {
         assert_eq!(code(&c.cmd(cmd)), "530", "{cmd}");
     }
     assert_eq!(code(&c.cmd("PASS x")), "503");
@@ -75,7 +86,16 @@ fn commands_before_login() {
 fn malformed_and_hostile_data_addresses() {
     let server = FerryServer::start();
     let mut c = alice(&server);
-    for bad in ["PORT 1,2,3", "PORT 127,0,0,1,300,1", "PORT a,b,c,d,e,f", "PORT", "EPRT garbage", "EPRT |1|127.0.0.1|99999|", "EPRT |2|127.0.0.1|5000|", "EPSV x"] {
+    for bad in [
+        "PORT 1,2,3",
+        "PORT 127,0,0,1,300,1",
+        "PORT a,b,c,d,e,f",
+        "PORT",
+        "EPRT garbage",
+        "EPRT |1|127.0.0.1|99999|",
+        "EPRT |2|127.0.0.1|5000|",
+        "EPSV x",
+    ] {
         assert_eq!(code(&c.cmd(bad)), "501", "{bad}");
     }
     assert_eq!(code(&c.cmd("EPRT |3|1.2.3.4|5000|")), "522");
@@ -122,7 +142,19 @@ fn paths_cannot_escape_the_home() {
         let r = retr(&mut c, path);
         assert_eq!(code(&r), "550", "RETR {path}: {r}");
     }
-    for cmd in ["CWD rel-dir", "CWD root-dir", "CWD ../bob", "SIZE rel-file", "MDTM abs-link", "MKD rel-dir/new", "DELE rel-dir/bob.txt", "RNFR rel-dir/bob.txt", "SITE CHMOD 777 rel-file", "XMD5 rel-file", "MLST rel-dir"] {
+    for cmd in [
+        "CWD rel-dir",
+        "CWD root-dir",
+        "CWD ../bob",
+        "SIZE rel-file",
+        "MDTM abs-link",
+        "MKD rel-dir/new",
+        "DELE rel-dir/bob.txt",
+        "RNFR rel-dir/bob.txt",
+        "SITE CHMOD 777 rel-file",
+        "XMD5 rel-file",
+        "MLST rel-dir",
+    ] {
         let r = c.cmd(cmd);
         assert_eq!(code(&r), "550", "{cmd}: {r}");
     }
@@ -157,8 +189,14 @@ fn paths_cannot_escape_the_home() {
     assert_eq!(code(&c.cmd("CWD ../../..")), "250");
     assert!(c.cmd("PWD").starts_with("257 \"/\""));
     // Nothing outside was touched.
-    assert_eq!(std::fs::read(files.join("secret.txt")).expect("secret"), b"root secret");
-    assert_eq!(std::fs::read(files.join("bob/bob.txt")).expect("bob"), b"bob's");
+    assert_eq!(
+        std::fs::read(files.join("secret.txt")).expect("secret"),
+        b"root secret"
+    );
+    assert_eq!(
+        std::fs::read(files.join("bob/bob.txt")).expect("bob"),
+        b"bob's"
+    );
 }
 
 #[test]
@@ -188,7 +226,10 @@ fn clients_that_vanish_mid_transfer() {
     reset(data);
     let r = c.reply();
     assert_eq!(code(&r), "426", "{r}");
-    assert_eq!(std::fs::read(home.join("existing.bin")).expect("existing"), old);
+    assert_eq!(
+        std::fs::read(home.join("existing.bin")).expect("existing"),
+        old
+    );
 
     // A download whose client resets the data connection: 426, and the session goes on.
     std::fs::write(home.join("big.bin"), random_bytes(20_000_000, 9)).expect("big");
@@ -205,16 +246,27 @@ fn clients_that_vanish_mid_transfer() {
         if let Ok(k) = std::fs::read(home.join("new.bin")) {
             break k;
         }
-        assert!(std::time::Instant::now() < deadline, "partial upload was not kept");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partial upload was not kept"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!kept.is_empty() && kept.len() <= sent.len());
-    assert_eq!(kept, sent[..kept.len()], "kept bytes must be a prefix of what was sent");
+    assert_eq!(
+        kept,
+        sent[..kept.len()],
+        "kept bytes must be a prefix of what was sent"
+    );
     // No temporary upload files are left behind.
     let leftovers: Vec<_> = std::fs::read_dir(&home)
         .expect("dir")
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".ferry-upload-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ferry-upload-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 

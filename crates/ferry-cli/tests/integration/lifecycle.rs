@@ -5,7 +5,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{ALICE_PASSWORD, FerryServer, RawControl, ferry_bin, random_bytes, run, standard_config};
+use crate::support::{
+    ALICE_PASSWORD, FerryServer, RawControl, ferry_bin, random_bytes, run, standard_config,
+};
 
 fn code(reply: &str) -> &str {
     &reply[..3]
@@ -35,24 +37,53 @@ fn serve_on_embedded_defaults() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(text.contains("serving FTP on 127.0.0.1:"), "{text}");
-    assert!(text.contains("ferry hash-password") && text.contains("[[users]]"), "must say how to add a user: {text}");
-    assert!(dir.path().join("ferry-data/files").is_dir(), "files go under ./ferry-data");
+    assert!(
+        text.contains("ferry hash-password") && text.contains("[[users]]"),
+        "must say how to add a user: {text}"
+    );
+    assert!(
+        dir.path().join("ferry-data/files").is_dir(),
+        "files go under ./ferry-data"
+    );
 }
 
 #[test]
 fn check_config_names_key_and_line() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("ferry.toml");
-    std::fs::write(&path, "[server]\nbanner = \"hi\"\nidle_timeout = \"soon\"\n").expect("write");
-    let out = run(Command::new(ferry_bin()).arg("check-config").arg("--config").arg(&path), Duration::from_secs(20));
+    std::fs::write(
+        &path,
+        "[server]\nbanner = \"hi\"\nidle_timeout = \"soon\"\n",
+    )
+    .expect("write");
+    let out = run(
+        Command::new(ferry_bin())
+            .arg("check-config")
+            .arg("--config")
+            .arg(&path),
+        Duration::from_secs(20),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: ") && err.contains("ferry.toml:3: server.idle_timeout:"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("ferry.toml:3: server.idle_timeout:"),
+        "{err}"
+    );
 
     std::fs::write(&path, standard_config("")).expect("write");
-    let out = run(Command::new(ferry_bin()).arg("check-config").arg("--config").arg(&path), Duration::from_secs(20));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        Command::new(ferry_bin())
+            .arg("check-config")
+            .arg("--config")
+            .arg(&path),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK (2 users, 1 groups"));
 }
 
@@ -64,10 +95,18 @@ fn plain_text_passwords_are_refused_at_start() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[users]]\nname = \"eve\"\npassword_hash = \"hunter2\"\n",
     )
     .expect("write");
-    let out = run(Command::new(ferry_bin()).arg("serve").current_dir(dir.path()), Duration::from_secs(20));
+    let out = run(
+        Command::new(ferry_bin())
+            .arg("serve")
+            .current_dir(dir.path()),
+        Duration::from_secs(20),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ferry.toml:6: users[0].password_hash:") && err.contains("plain-text"), "{err}");
+    assert!(
+        err.contains("ferry.toml:6: users[0].password_hash:") && err.contains("plain-text"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2"), "the password must not be echoed");
 }
 
@@ -75,7 +114,10 @@ fn plain_text_passwords_are_refused_at_start() {
 fn hash_password_makes_argon2id() {
     let h = crate::support::hash("pw");
     assert!(h.starts_with("$argon2id$v=19$"), "{h}");
-    let out = run(Command::new(ferry_bin()).arg("hash-password"), Duration::from_secs(20));
+    let out = run(
+        Command::new(ferry_bin()).arg("hash-password"),
+        Duration::from_secs(20),
+    );
     assert!(!out.status.success(), "an empty password is refused");
 }
 
@@ -85,7 +127,9 @@ fn connection_caps_answer_421() {
     let a = RawControl::connect(&server);
     let b = RawControl::connect(&server);
     let mut third = TcpStream::connect(server.addr).expect("connect");
-    third.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut reply = String::new();
     third.read_to_string(&mut reply).expect("read until close");
     assert!(reply.starts_with("421"), "{reply}");
@@ -98,7 +142,9 @@ fn connection_caps_answer_421() {
 
 #[test]
 fn idle_login_and_data_timeouts() {
-    let server = FerryServer::start_with(&standard_config("idle_timeout = \"1s\"\nlogin_timeout = \"2s\"\ndata_timeout = \"1s\""));
+    let server = FerryServer::start_with(&standard_config(
+        "idle_timeout = \"1s\"\nlogin_timeout = \"2s\"\ndata_timeout = \"1s\"",
+    ));
     // Logged in and silent: 421 after the idle timeout, then closed.
     let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
     let started = Instant::now();
@@ -116,7 +162,10 @@ fn idle_login_and_data_timeouts() {
             break r;
         }
         std::thread::sleep(Duration::from_millis(300));
-        assert!(started.elapsed() < Duration::from_secs(10), "no login deadline");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no login deadline"
+        );
     };
     assert!(r.starts_with("421") && r.contains("Login"), "{r}");
 
@@ -145,11 +194,18 @@ fn passive_port_refuses_strangers() {
     std::fs::write(server.files().join("alice/f.bin"), b"the real payload").expect("f");
     let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
     let r = c.cmd("EPSV");
-    let port: u16 = r.split("|||").nth(1).and_then(|s| s.split('|').next()).and_then(|p| p.parse().ok()).expect("port");
+    let port: u16 = r
+        .split("|||")
+        .nth(1)
+        .and_then(|s| s.split('|').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     // A stranger (another address) connects first and gets nothing.
     let mut stranger = connect_from([127, 0, 0, 2], target).expect("stranger connects");
-    stranger.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     c.send_bytes(b"RETR f.bin\r\n");
     assert_eq!(code(&c.reply()), "150");
     let mut got = Vec::new();
@@ -177,7 +233,10 @@ fn graceful_shutdown_lets_transfers_finish() {
     // Stop the server while the download is in flight, and read slowly meanwhile.
     let pid = server.pid();
     let killer = std::thread::spawn(move || {
-        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill")
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill")
     });
     assert!(killer.join().expect("join").success());
     // The idle session is told and closed.
@@ -185,7 +244,10 @@ fn graceful_shutdown_lets_transfers_finish() {
     assert!(r.starts_with("421"), "{r}");
     // New connections are no longer accepted.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(TcpStream::connect(server.addr).is_err(), "still accepting after SIGTERM");
+    assert!(
+        TcpStream::connect(server.addr).is_err(),
+        "still accepting after SIGTERM"
+    );
     // The transfer in flight completes, whole.
     let mut rest = Vec::new();
     data.read_to_end(&mut rest).expect("rest");
@@ -202,7 +264,8 @@ fn listing_100k_entries_streams() {
     let dir = server.files().join("alice/many");
     std::fs::create_dir(&dir).expect("mkdir");
     for i in 0..100_000 {
-        std::fs::File::create(dir.join(format!("entry-with-a-longish-name-{i:06}.dat"))).expect("create");
+        std::fs::File::create(dir.join(format!("entry-with-a-longish-name-{i:06}.dat")))
+            .expect("create");
     }
     let rss = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -232,7 +295,10 @@ fn listing_100k_entries_streams() {
     let grown_kib = rss(server.pid()).saturating_sub(before);
     // A listing held in memory would be ~5-9 MB per command; streaming keeps the
     // peak to a few batches.
-    assert!(grown_kib < 4096, "peak memory grew by {grown_kib} KiB while listing");
+    assert!(
+        grown_kib < 4096,
+        "peak memory grew by {grown_kib} KiB while listing"
+    );
 }
 
 #[test]
@@ -253,17 +319,29 @@ fn json_logs() {
             assert!(n > 0, "exited: {text}");
             text.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        text.split("serving FTP on ").nth(1).and_then(|s| s.split(',').next()).expect("addr").parse().expect("addr")
+        text.split("serving FTP on ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .expect("addr")
+            .parse()
+            .expect("addr")
     };
     let mut s = TcpStream::connect(addr).expect("connect");
     s.write_all(b"QUIT\r\n").expect("quit");
     let mut sink = String::new();
     let _ = s.read_to_string(&mut sink);
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let mut rest = String::new();
     let _ = stderr.read_to_string(&mut rest);
     let _ = child.wait();
     let json_lines: Vec<&str> = rest.lines().filter(|l| l.starts_with('{')).collect();
     assert!(!json_lines.is_empty(), "{rest}");
-    assert!(json_lines.iter().all(|l| l.ends_with('}') && l.contains("\"level\":")), "{rest}");
+    assert!(
+        json_lines
+            .iter()
+            .all(|l| l.ends_with('}') && l.contains("\"level\":")),
+        "{rest}"
+    );
 }

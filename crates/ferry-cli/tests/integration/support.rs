@@ -30,7 +30,10 @@ pub fn hash(password: &str) -> String {
         .expect("write password");
     let out = child.wait_with_output().expect("hash-password");
     assert!(out.status.success(), "hash-password failed");
-    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
 }
 
 fn hashes() -> &'static (String, String) {
@@ -137,7 +140,10 @@ impl FerryServer {
 
     /// What the server logged so far.
     pub fn log(&self) -> String {
-        self.stderr_lines.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+        self.stderr_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 
     /// Waits for the process to exit (after a signal sent elsewhere).
@@ -148,7 +154,10 @@ impl FerryServer {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "ferry did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "ferry did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -174,7 +183,9 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? .ci/run installs it)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run {cmd:?}: {e} (is it installed? .ci/run installs it)")
+        });
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out_thread = std::thread::spawn(move || {
@@ -222,7 +233,9 @@ pub fn run_ok(cmd: &mut Command, limit: Duration) -> String {
 
 /// Runs one of the Python scripts in tests/scripts against a server.
 pub fn python_script(name: &str, server: &FerryServer, extra: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts").join(name);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scripts")
+        .join(name);
     let mut cmd = Command::new("python3");
     cmd.arg(&script)
         .arg(server.addr.ip().to_string())
@@ -241,7 +254,9 @@ pub struct RawControl {
 impl RawControl {
     pub fn connect(server: &FerryServer) -> Self {
         let stream = TcpStream::connect(server.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
         let writer = stream.try_clone().expect("clone");
         let mut raw = RawControl {
             reader: BufReader::new(stream),
@@ -271,10 +286,14 @@ impl RawControl {
         loop {
             let mut line = String::new();
             let n = self.reader.read_line(&mut line).expect("read reply");
-            assert!(n > 0, "connection closed while waiting for a reply; got so far: {text:?}");
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply; got so far: {text:?}"
+            );
             text.push_str(&line);
             let code = line.get(..3).unwrap_or("").to_owned();
-            let is_last = |c: &str| line.len() > 3 && line.as_bytes()[3] == b' ' && line.starts_with(c);
+            let is_last =
+                |c: &str| line.len() > 3 && line.as_bytes()[3] == b' ' && line.starts_with(c);
             match &first_code {
                 None if line.as_bytes().get(3) == Some(&b'-') => first_code = Some(code),
                 None => return text,
@@ -313,7 +332,9 @@ impl RawControl {
 
 /// A fresh random file of `len` bytes.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x ^= x << 13;

@@ -3,8 +3,8 @@
 //! other servers, over a whole file or a byte range.
 
 use ferry_accounts::Permission;
-use ferry_proto::command::{ByteRange, ChecksumCommand, PathArg};
 use ferry_proto::Reply;
+use ferry_proto::command::{ByteRange, ChecksumCommand, PathArg};
 use md5::Digest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
@@ -21,7 +21,12 @@ pub enum HashAlgorithm {
 }
 
 impl HashAlgorithm {
-    const ALL: [HashAlgorithm; 4] = [HashAlgorithm::Sha256, HashAlgorithm::Sha1, HashAlgorithm::Md5, HashAlgorithm::Crc32];
+    const ALL: [HashAlgorithm; 4] = [
+        HashAlgorithm::Sha256,
+        HashAlgorithm::Sha1,
+        HashAlgorithm::Md5,
+        HashAlgorithm::Crc32,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,14 +38,22 @@ impl HashAlgorithm {
     }
 
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s.trim()))
     }
 
     /// `HASH SHA-256*;SHA-1;MD5;CRC32`, the current one starred.
     pub fn feat_line(current: Self) -> String {
         let names: Vec<String> = Self::ALL
             .iter()
-            .map(|a| if *a == current { format!("{}*", a.name()) } else { a.name().to_owned() })
+            .map(|a| {
+                if *a == current {
+                    format!("{}*", a.name())
+                } else {
+                    a.name().to_owned()
+                }
+            })
             .collect();
         format!("HASH {}", names.join(";"))
     }
@@ -86,7 +99,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn cmd_rang(&mut self, range: Option<ByteRange>) -> Reply {
         self.range = range;
         match range {
-            Some(r) => Reply::new(350, format!("Restricting to bytes {}-{}.", r.start, r.end.map_or(0, |e| e - 1))),
+            Some(r) => Reply::new(
+                350,
+                format!(
+                    "Restricting to bytes {}-{}.",
+                    r.start,
+                    r.end.map_or(0, |e| e - 1)
+                ),
+            ),
             None => Reply::new(350, "Range reset to the whole file."),
         }
     }
@@ -111,7 +131,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ChecksumCommand::Xsha256 => (HashAlgorithm::Sha256, range),
         };
         let start = range.map_or(0, |r| r.start).min(meta.size);
-        let end = range.and_then(|r| r.end).unwrap_or(meta.size).min(meta.size).max(start);
+        let end = range
+            .and_then(|r| r.end)
+            .unwrap_or(meta.size)
+            .min(meta.size)
+            .max(start);
         let mut reader = self
             .storage()?
             .read(&path, start)
@@ -136,7 +160,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Ok(match kind {
             ChecksumCommand::Hash => Reply::new(
                 213,
-                format!("{} {}-{} {} {}", algo.name(), start, end.saturating_sub(1).max(start), digest, arg.as_str()),
+                format!(
+                    "{} {}-{} {} {}",
+                    algo.name(),
+                    start,
+                    end.saturating_sub(1).max(start),
+                    digest,
+                    arg.as_str()
+                ),
             ),
             _ => Reply::new(250, digest),
         })

@@ -3,9 +3,9 @@
 //! §7.9), and the RFC 2228 security commands, which this build answers as not
 //! offered so that clients fall back to plain FTP.
 
+use ferry_proto::Reply;
 use ferry_proto::command::{Command, VERBS};
 use ferry_proto::listing::MlstFacts;
-use ferry_proto::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{HashAlgorithm, LoginState, Session};
@@ -40,8 +40,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match name {
             "UTF8" | "UTF-8" => match arg.to_ascii_uppercase().as_str() {
                 "" | "ON" => Ok(Reply::new(200, "UTF8 mode on: paths are UTF-8.")),
-                "OFF" => Ok(Reply::new(200, "Paths stay UTF-8: ferry has no other encoding.")),
-                _ => Err(SessionError::Parse(ferry_proto::ParseError::InvalidArgument("OPTS UTF8 takes ON or OFF"))),
+                "OFF" => Ok(Reply::new(
+                    200,
+                    "Paths stay UTF-8: ferry has no other encoding.",
+                )),
+                _ => Err(SessionError::Parse(
+                    ferry_proto::ParseError::InvalidArgument("OPTS UTF8 takes ON or OFF"),
+                )),
             },
             "MLST" => {
                 let (facts, chosen) = MlstFacts::select(arg);
@@ -52,12 +57,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if arg.is_empty() {
                     return Ok(Reply::new(200, self.hash.name()));
                 }
-                let algo = HashAlgorithm::from_name(arg)
-                    .ok_or(SessionError::Unsupported("HASH algorithms are SHA-256, SHA-1, MD5 and CRC32"))?;
+                let algo = HashAlgorithm::from_name(arg).ok_or(SessionError::Unsupported(
+                    "HASH algorithms are SHA-256, SHA-1, MD5 and CRC32",
+                ))?;
                 self.hash = algo;
                 Ok(Reply::new(200, algo.name()))
             }
-            _ => Err(SessionError::Parse(ferry_proto::ParseError::InvalidArgument("unknown OPTS; FEAT lists the options"))),
+            _ => Err(SessionError::Parse(
+                ferry_proto::ParseError::InvalidArgument("unknown OPTS; FEAT lists the options"),
+            )),
         }
     }
 
@@ -95,7 +103,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// AUTH, PBSZ, PROT, CCC: TLS is not offered by this build.
     pub(super) fn cmd_security(&self, command: &Command) -> Result<Reply, SessionError> {
         match command {
-            Command::Auth(_) => Ok(Reply::new(502, "AUTH not offered: this server has no TLS configured.")),
+            Command::Auth(_) => Ok(Reply::new(
+                502,
+                "AUTH not offered: this server has no TLS configured.",
+            )),
             _ => Ok(Reply::new(503, "Security commands need AUTH first.")),
         }
     }

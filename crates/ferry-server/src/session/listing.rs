@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use ferry_accounts::{AccessRules, Permission};
-use ferry_proto::command::{ListArgs, PathArg};
-use ferry_proto::listing::{self, EntryKind, ListEntry, MlsxRole, MlstFacts};
 use ferry_proto::Reply;
+use ferry_proto::command::{ListArgs, PathArg};
+use ferry_proto::listing::{self, EntryKind, ListEntry, MlstFacts, MlsxRole};
 use ferry_storage::{DirStream, FileKind, Metadata, StorageError, VirtualPath};
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -36,7 +36,11 @@ pub(super) enum ListFormat {
 /// What a listing covers.
 enum Target {
     /// A directory's entries, optionally filtered by a wildcard pattern.
-    Dir { stream: Box<dyn DirStream>, dir: VirtualPath, pattern: Option<String> },
+    Dir {
+        stream: Box<dyn DirStream>,
+        dir: VirtualPath,
+        pattern: Option<String>,
+    },
     /// One file, named as the client named it.
     File { name: String, meta: Metadata },
 }
@@ -145,25 +149,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if name.contains(['*', '?']) {
             let dir = path.parent().unwrap_or_else(VirtualPath::root);
             self.check(Permission::List, &dir)?;
-            let stream = self.storage()?.list(&dir).await.map_err(|e| SessionError::storage(&dir, e))?;
-            return Ok(Target::Dir { stream, dir, pattern: Some(name.to_owned()) });
+            let stream = self
+                .storage()?
+                .list(&dir)
+                .await
+                .map_err(|e| SessionError::storage(&dir, e))?;
+            return Ok(Target::Dir {
+                stream,
+                dir,
+                pattern: Some(name.to_owned()),
+            });
         }
         self.check(Permission::List, &path)?;
         let meta = self.metadata(&path).await?;
         if meta.is_dir() {
-            let stream = self.storage()?.list(&path).await.map_err(|e| SessionError::storage(&path, e))?;
-            Ok(Target::Dir { stream, dir: path, pattern: None })
+            let stream = self
+                .storage()?
+                .list(&path)
+                .await
+                .map_err(|e| SessionError::storage(&path, e))?;
+            Ok(Target::Dir {
+                stream,
+                dir: path,
+                pattern: None,
+            })
         } else {
-            Ok(Target::File { name: name.to_owned(), meta })
+            Ok(Target::File {
+                name: name.to_owned(),
+                meta,
+            })
         }
     }
 
-    pub(super) async fn cmd_list(&mut self, args: ListArgs, format: ListFormat) -> Result<TransferStep, SessionError> {
+    pub(super) async fn cmd_list(
+        &mut self,
+        args: ListArgs,
+        format: ListFormat,
+    ) -> Result<TransferStep, SessionError> {
         let target = self.listing_target(args.path.as_ref()).await?;
         self.start_listing(target, format)
     }
 
-    pub(super) async fn cmd_mlsd(&mut self, arg: Option<PathArg>) -> Result<TransferStep, SessionError> {
+    pub(super) async fn cmd_mlsd(
+        &mut self,
+        arg: Option<PathArg>,
+    ) -> Result<TransferStep, SessionError> {
         let path = match &arg {
             Some(a) => self.resolve(a)?,
             None => self.cwd.clone(),
@@ -173,11 +203,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !meta.is_dir() {
             return Err(SessionError::storage(&path, StorageError::NotADirectory));
         }
-        let stream = self.storage()?.list(&path).await.map_err(|e| SessionError::storage(&path, e))?;
-        self.start_listing(Target::Dir { stream, dir: path, pattern: None }, ListFormat::Facts)
+        let stream = self
+            .storage()?
+            .list(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        self.start_listing(
+            Target::Dir {
+                stream,
+                dir: path,
+                pattern: None,
+            },
+            ListFormat::Facts,
+        )
     }
 
-    fn start_listing(&mut self, target: Target, format: ListFormat) -> Result<TransferStep, SessionError> {
+    fn start_listing(
+        &mut self,
+        target: Target,
+        format: ListFormat,
+    ) -> Result<TransferStep, SessionError> {
         let setup = self.take_data_setup()?;
         let rules = self.logged_in()?.account.rules.clone();
         let facts = self.mlst_facts;
@@ -215,18 +260,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let shown = path.to_string();
         let mut line = String::from(" ");
         let perm = perm_fact(&rules, &path, meta.is_dir());
-        listing::format_mlsx(&list_entry(&shown, &meta), MlsxRole::Entry, self.mlst_facts, &perm, &mut line);
-        Ok(Reply::multi(250, vec![format!("Listing {shown}"), line, "End".into()]))
+        listing::format_mlsx(
+            &list_entry(&shown, &meta),
+            MlsxRole::Entry,
+            self.mlst_facts,
+            &perm,
+            &mut line,
+        );
+        Ok(Reply::multi(
+            250,
+            vec![format!("Listing {shown}"), line, "End".into()],
+        ))
     }
 
     /// STAT with a path: the listing, over the control connection (213).
     pub(super) async fn cmd_stat_path(&mut self, args: ListArgs) -> Result<(), SessionError> {
         let target = self.listing_target(args.path.as_ref()).await?;
         let now = OffsetDateTime::from((self.opts.clock)());
-        let shown = args.path.as_ref().map_or_else(|| self.cwd.to_string(), |p| p.as_str().to_owned());
-        let header = Reply::multi(213, vec![format!("Status of {shown}:"), String::new()]).to_bytes();
+        let shown = args
+            .path
+            .as_ref()
+            .map_or_else(|| self.cwd.to_string(), |p| p.as_str().to_owned());
+        let header =
+            Reply::multi(213, vec![format!("Status of {shown}:"), String::new()]).to_bytes();
         // Only the first line of that two-line reply: "213-Status of ...".
-        let first_line_end = header.iter().position(|&b| b == b'\n').map_or(header.len(), |i| i + 1);
+        let first_line_end = header
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(header.len(), |i| i + 1);
         let _ = self.control.send_raw(&header[..first_line_end]).await;
         let mut buf = Vec::new();
         let mut lines = Vec::new();
@@ -244,11 +305,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 listing::format_list_line(&list_entry(&name, &meta), now, &mut buf);
                 emit(&mut buf, &mut lines);
             }
-            Target::Dir { mut stream, pattern, .. } => {
+            Target::Dir {
+                mut stream,
+                pattern,
+                ..
+            } => {
                 while let Ok(Some(batch)) = stream.next_batch().await {
                     for e in &batch {
-                        if pattern.as_deref().is_none_or(|p| wildcard_match(p, &e.name)) {
-                            listing::format_list_line(&list_entry(&e.name, &e.metadata), now, &mut buf);
+                        if pattern
+                            .as_deref()
+                            .is_none_or(|p| wildcard_match(p, &e.name))
+                        {
+                            listing::format_list_line(
+                                &list_entry(&e.name, &e.metadata),
+                                now,
+                                &mut buf,
+                            );
                         }
                     }
                     emit(&mut buf, &mut lines);
@@ -276,16 +348,30 @@ async fn write_listing<W: AsyncWrite + Unpin>(
     match target {
         Target::File { name, meta } => {
             let perm = String::new();
-            format_entry(format, &list_entry(&name, &meta), now, facts, &perm, out.buf());
+            format_entry(
+                format,
+                &list_entry(&name, &meta),
+                now,
+                facts,
+                &perm,
+                out.buf(),
+            );
         }
-        Target::Dir { mut stream, dir, pattern } => {
+        Target::Dir {
+            mut stream,
+            dir,
+            pattern,
+        } => {
             while let Some(batch) = stream
                 .next_batch()
                 .await
                 .map_err(crate::error::TransferError::Storage)?
             {
                 for e in &batch {
-                    if pattern.as_deref().is_some_and(|p| !wildcard_match(p, &e.name)) {
+                    if pattern
+                        .as_deref()
+                        .is_some_and(|p| !wildcard_match(p, &e.name))
+                    {
                         continue;
                     }
                     let perm = if format == ListFormat::Facts && facts.perm {
@@ -296,7 +382,14 @@ async fn write_listing<W: AsyncWrite + Unpin>(
                     } else {
                         String::new()
                     };
-                    format_entry(format, &list_entry(&e.name, &e.metadata), now, facts, &perm, out.buf());
+                    format_entry(
+                        format,
+                        &list_entry(&e.name, &e.metadata),
+                        now,
+                        facts,
+                        &perm,
+                        out.buf(),
+                    );
                 }
                 out.maybe_flush(meter).await?;
             }

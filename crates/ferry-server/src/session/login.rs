@@ -4,8 +4,8 @@
 //! client cannot tell which names exist. Passwords are never logged.
 
 use ferry_accounts::{AccountKind, Authenticator};
-use ferry_proto::command::Password;
 use ferry_proto::Reply;
+use ferry_proto::command::Password;
 use ferry_storage::VirtualPath;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
@@ -18,11 +18,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn cmd_user(&mut self, name: String) -> Result<Reply, SessionError> {
         // A new USER starts a new login, as REIN does.
         self.reset();
-        let text = if Authenticator::is_anonymous_name(&name) && self.opts.accounts.anonymous_enabled() {
-            "Anonymous login okay, send your e-mail address as password."
-        } else {
-            "Please specify the password."
-        };
+        let text =
+            if Authenticator::is_anonymous_name(&name) && self.opts.accounts.anonymous_enabled() {
+                "Anonymous login okay, send your e-mail address as password."
+            } else {
+                "Please specify the password."
+            };
         self.login = LoginState::AwaitingPass { user: name };
         Ok(Reply::new(331, text))
     }
@@ -48,7 +49,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(s) => s,
             Err(e) => {
                 warn!(session = self.peer.id, user = %user, home = %account.home, error = %e, "home directory unavailable");
-                return Ok(Reply::new(530, "Login refused: home directory unavailable."));
+                return Ok(Reply::new(
+                    530,
+                    "Login refused: home directory unavailable.",
+                ));
             }
         };
         info!(session = self.peer.id, %remote, user = %account.name, "logged in");

@@ -33,9 +33,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ferry_accounts::{Account, Permission, PolicyDecision};
+use ferry_proto::Reply;
 use ferry_proto::command::{ByteRange, Command, PathArg};
 use ferry_proto::listing::MlstFacts;
-use ferry_proto::Reply;
 use ferry_storage::{Metadata, Storage, VirtualPath};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -116,7 +116,12 @@ pub struct Session<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub fn new(stream: S, opts: Arc<ServerOptions>, peer: Peer, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        stream: S,
+        opts: Arc<ServerOptions>,
+        peer: Peer,
+        shutdown: CancellationToken,
+    ) -> Self {
         let passive_pool = PassivePortPool::new(opts.passive_ports);
         Session {
             control: ControlConnection::new(stream),
@@ -214,7 +219,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(c) => c,
             Err(e) => {
                 let reply = SessionError::from(e).reply();
-                debug!(session = self.peer.id, reply = reply.code(), "unparsable command");
+                debug!(
+                    session = self.peer.id,
+                    reply = reply.code(),
+                    "unparsable command"
+                );
                 return Step::Reply(reply);
             }
         };
@@ -234,7 +243,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         step
     }
 
-    async fn dispatch(&mut self, command: Command, rename_from: Option<VirtualPath>) -> Result<Step, SessionError> {
+    async fn dispatch(
+        &mut self,
+        command: Command,
+        rename_from: Option<VirtualPath>,
+    ) -> Result<Step, SessionError> {
         // Commands allowed before login.
         match command {
             Command::User(name) => return self.cmd_user(name).map(Step::Reply),
@@ -250,7 +263,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return self.cmd_security(&command).map(Step::Reply);
             }
             Command::Abor => return Ok(Step::Reply(Reply::new(226, "No transfer to abort."))),
-            Command::Stat(ref args) if args.path.is_none() => return Ok(Step::Reply(self.cmd_stat_server())),
+            Command::Stat(ref args) if args.path.is_none() => {
+                return Ok(Step::Reply(self.cmd_stat_server()));
+            }
             _ => {}
         }
         if !matches!(self.login, LoginState::LoggedIn(_)) {
@@ -271,14 +286,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Command::Pasv => self.cmd_pasv().await?,
             Command::Epsv(arg) => self.cmd_epsv(arg).await?,
             Command::Retr(p) => return self.cmd_retr(&p).await.map(Step::Transfer),
-            Command::Stor(p) => return self.cmd_store(&p, transfers::StoreKind::Stor).await.map(Step::Transfer),
-            Command::Appe(p) => return self.cmd_store(&p, transfers::StoreKind::Appe).await.map(Step::Transfer),
+            Command::Stor(p) => {
+                return self
+                    .cmd_store(&p, transfers::StoreKind::Stor)
+                    .await
+                    .map(Step::Transfer);
+            }
+            Command::Appe(p) => {
+                return self
+                    .cmd_store(&p, transfers::StoreKind::Appe)
+                    .await
+                    .map(Step::Transfer);
+            }
             Command::Stou(p) => return self.cmd_stou(p).await.map(Step::Transfer),
-            Command::List(args) => return self.cmd_list(args, listing::ListFormat::Long).await.map(Step::Transfer),
-            Command::Nlst(args) => return self.cmd_list(args, listing::ListFormat::Names).await.map(Step::Transfer),
+            Command::List(args) => {
+                return self
+                    .cmd_list(args, listing::ListFormat::Long)
+                    .await
+                    .map(Step::Transfer);
+            }
+            Command::Nlst(args) => {
+                return self
+                    .cmd_list(args, listing::ListFormat::Names)
+                    .await
+                    .map(Step::Transfer);
+            }
             Command::Mlsd(p) => return self.cmd_mlsd(p).await.map(Step::Transfer),
             Command::Mlst(p) => self.cmd_mlst(p).await?,
-            Command::Stat(args) => return self.cmd_stat_path(args).await.map(|()| Step::Reply(Reply::new(213, "End of status."))),
+            Command::Stat(args) => {
+                return self
+                    .cmd_stat_path(args)
+                    .await
+                    .map(|()| Step::Reply(Reply::new(213, "End of status.")));
+            }
             Command::Dele(p) => self.cmd_dele(&p).await?,
             Command::Mkd(p) => self.cmd_mkd(&p).await?,
             Command::Rmd(p) => self.cmd_rmd(&p).await?,
@@ -288,14 +328,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Command::Mdtm(p) => self.cmd_mdtm(&p).await?,
             Command::Mfmt { time, path } => self.cmd_mfmt(time, &path).await?,
             Command::Site { sub, arg } => self.cmd_site(&sub, &arg).await?,
-            Command::Checksum { kind, path, range } => self.cmd_checksum(kind, &path, range).await?,
+            Command::Checksum { kind, path, range } => {
+                self.cmd_checksum(kind, &path, range).await?
+            }
             Command::Rang(range) => self.cmd_rang(range),
             // Answered above, before the login check.
-            Command::User(_) | Command::Pass(_) | Command::Quit | Command::Rein | Command::Feat
-            | Command::Syst | Command::Noop | Command::Help(_) | Command::Opts { .. }
-            | Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc | Command::Abor => {
-                Reply::new(503, "Bad sequence of commands.")
-            }
+            Command::User(_)
+            | Command::Pass(_)
+            | Command::Quit
+            | Command::Rein
+            | Command::Feat
+            | Command::Syst
+            | Command::Noop
+            | Command::Help(_)
+            | Command::Opts { .. }
+            | Command::Auth(_)
+            | Command::Pbsz(_)
+            | Command::Prot(_)
+            | Command::Ccc
+            | Command::Abor => Reply::new(503, "Bad sequence of commands."),
         };
         Ok(Step::Reply(reply))
     }
@@ -321,7 +372,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 TransferEvent::Line(Ok(Some(Line::Text(l)))) => match Command::parse(&l) {
                     Ok(Command::Abor) => break None,
                     Ok(Command::Stat(args)) if args.path.is_none() => {
-                        let r = Reply::new(213, format!("Status: {} {} bytes transferred so far.", t.what, t.meter.bytes()));
+                        let r = Reply::new(
+                            213,
+                            format!(
+                                "Status: {} {} bytes transferred so far.",
+                                t.what,
+                                t.meter.bytes()
+                            ),
+                        );
                         let _ = self.control.send(&r).await;
                     }
                     Ok(Command::Noop) => {
@@ -330,7 +388,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     _ => self.pending.push_back(l),
                 },
                 TransferEvent::Line(Ok(Some(Line::TooLong))) => {
-                    let _ = self.control.send(&Reply::new(500, "Command line too long: skipped.")).await;
+                    let _ = self
+                        .control
+                        .send(&Reply::new(500, "Command line too long: skipped."))
+                        .await;
                 }
                 // The client closed the control connection: let the transfer
                 // finish (an upload is kept whole), then end the session.
@@ -340,7 +401,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let replies = match result {
             Some(Ok(bytes)) => {
                 info!(session = self.peer.id, what = %t.what, bytes, "transfer complete");
-                vec![Reply::new(226, format!("Transfer complete ({bytes} bytes)."))]
+                vec![Reply::new(
+                    226,
+                    format!("Transfer complete ({bytes} bytes)."),
+                )]
             }
             Some(Err(e)) => {
                 info!(session = self.peer.id, what = %t.what, error = %e, bytes = t.meter.bytes(), "transfer failed");
@@ -422,3 +486,6 @@ enum TransferEnd {
     Continue,
     ControlClosed,
 }
+
+#[cfg(test)]
+mod tests;

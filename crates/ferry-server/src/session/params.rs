@@ -3,9 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use ferry_proto::Reply;
 use ferry_proto::command::TypeCode;
 use ferry_proto::host_port::{self, EpsvArg};
-use ferry_proto::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
@@ -38,45 +38,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.ascii = false;
                 Ok(Reply::new(200, "Type set to I."))
             }
-            TypeCode::Unsupported => Err(SessionError::Unsupported("TYPE A, I and L 8 are offered")),
+            TypeCode::Unsupported => {
+                Err(SessionError::Unsupported("TYPE A, I and L 8 are offered"))
+            }
         }
     }
 
     pub(super) fn cmd_rest(&mut self, offset: u64) -> Reply {
         self.rest = Some(offset);
-        Reply::new(350, format!("Restarting at {offset}. Send STOR or RETR to start the transfer."))
+        Reply::new(
+            350,
+            format!("Restarting at {offset}. Send STOR or RETR to start the transfer."),
+        )
     }
 
     /// PORT and EPRT: the server will connect to `addr`.
     pub(super) fn cmd_active(&mut self, addr: SocketAddr) -> Result<Reply, SessionError> {
         if self.epsv_all {
-            return Err(SessionError::BadSequence("only EPSV is allowed after EPSV ALL"));
+            return Err(SessionError::BadSequence(
+                "only EPSV is allowed after EPSV ALL",
+            ));
         }
         if !self.opts.allow_active_mode {
-            return Err(SessionError::NotImplemented("active mode is disabled on this server; use PASV or EPSV"));
+            return Err(SessionError::NotImplemented(
+                "active mode is disabled on this server; use PASV or EPSV",
+            ));
         }
         if !self.opts.allow_foreign_data_address && !same_host(addr.ip(), self.peer.remote.ip()) {
             warn!(session = self.peer.id, target = %addr, "refused PORT/EPRT to a foreign address");
-            return Err(SessionError::DataAddressRefused("the address must be your own"));
+            return Err(SessionError::DataAddressRefused(
+                "the address must be your own",
+            ));
         }
         if addr.port() < 1024 {
             warn!(session = self.peer.id, target = %addr, "refused PORT/EPRT to a privileged port");
-            return Err(SessionError::DataAddressRefused("ports below 1024 are not allowed"));
+            return Err(SessionError::DataAddressRefused(
+                "ports below 1024 are not allowed",
+            ));
         }
         self.data = DataSetup::Active(addr);
-        Ok(Reply::new(200, "PORT command successful. Consider using PASV."))
+        Ok(Reply::new(
+            200,
+            "PORT command successful. Consider using PASV.",
+        ))
     }
 
     pub(super) async fn cmd_pasv(&mut self) -> Result<Reply, SessionError> {
         if self.epsv_all {
-            return Err(SessionError::BadSequence("only EPSV is allowed after EPSV ALL"));
+            return Err(SessionError::BadSequence(
+                "only EPSV is allowed after EPSV ALL",
+            ));
         }
         let local = self.peer.local.ip().to_canonical();
         let IpAddr::V4(local_v4) = local else {
             return Err(SessionError::Unsupported("PASV needs IPv4; use EPSV"));
         };
         let listener = self.bind_passive(local).await?;
-        let port = listener.local_addr().map_err(|e| SessionError::DataConnection(e.to_string()))?.port();
+        let port = listener
+            .local_addr()
+            .map_err(|e| SessionError::DataConnection(e.to_string()))?
+            .port();
         let announced = match self.opts.public_address {
             Some(IpAddr::V4(public)) => public,
             _ => local_v4,
@@ -84,7 +105,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.data = DataSetup::Passive(listener);
         Ok(Reply::new(
             227,
-            format!("Entering Passive Mode ({}).", host_port::format_pasv(std::net::SocketAddrV4::new(announced, port))),
+            format!(
+                "Entering Passive Mode ({}).",
+                host_port::format_pasv(std::net::SocketAddrV4::new(announced, port))
+            ),
         ))
     }
 
@@ -97,14 +121,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Ok(Reply::new(200, "EPSV ALL ok."));
             }
             EpsvArg::Protocol(p) if p != family => {
-                return Ok(Reply::new(522, format!("Network protocol not supported, use ({family}).")));
+                return Ok(Reply::new(
+                    522,
+                    format!("Network protocol not supported, use ({family})."),
+                ));
             }
             _ => {}
         }
         let listener = self.bind_passive(local).await?;
-        let port = listener.local_addr().map_err(|e| SessionError::DataConnection(e.to_string()))?.port();
+        let port = listener
+            .local_addr()
+            .map_err(|e| SessionError::DataConnection(e.to_string()))?
+            .port();
         self.data = DataSetup::Passive(listener);
-        Ok(Reply::new(229, format!("Entering Extended Passive Mode (|||{port}|).")))
+        Ok(Reply::new(
+            229,
+            format!("Entering Extended Passive Mode (|||{port}|)."),
+        ))
     }
 
     async fn bind_passive(&mut self, ip: IpAddr) -> Result<tokio::net::TcpListener, SessionError> {

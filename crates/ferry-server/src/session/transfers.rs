@@ -32,7 +32,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Err(SessionError::storage(&path, StorageError::IsADirectory));
         }
         if offset > meta.size {
-            return Err(SessionError::storage(&path, StorageError::OffsetBeyondEnd { offset, size: meta.size }));
+            return Err(SessionError::storage(
+                &path,
+                StorageError::OffsetBeyondEnd {
+                    offset,
+                    size: meta.size,
+                },
+            ));
         }
         let setup = self.take_data_setup()?;
         let reader = self
@@ -64,7 +70,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         })
     }
 
-    pub(super) async fn cmd_store(&mut self, arg: &PathArg, kind: StoreKind) -> Result<TransferStep, SessionError> {
+    pub(super) async fn cmd_store(
+        &mut self,
+        arg: &PathArg,
+        kind: StoreKind,
+    ) -> Result<TransferStep, SessionError> {
         let path = self.resolve(arg)?;
         let offset = self.rest.take().filter(|&n| n > 0);
         let existing = self.exists(&path).await?;
@@ -76,30 +86,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (StoreKind::Appe, Some(_), _) => (WriteMode::Append, Permission::Append),
             (StoreKind::Stor, None, None) => (WriteMode::Replace, Permission::Upload),
             (StoreKind::Stor, Some(_), None) => (WriteMode::Replace, Permission::Overwrite),
-            (StoreKind::Stor, None, Some(n)) => (WriteMode::Resume { offset: n }, Permission::Upload),
+            (StoreKind::Stor, None, Some(n)) => {
+                (WriteMode::Resume { offset: n }, Permission::Upload)
+            }
             (StoreKind::Stor, Some(m), Some(n)) => (
                 WriteMode::Resume { offset: n },
-                if n >= m.size { Permission::Append } else { Permission::Overwrite },
+                if n >= m.size {
+                    Permission::Append
+                } else {
+                    Permission::Overwrite
+                },
             ),
         };
         self.check(action, &path)?;
         self.start_upload(path, mode).await
     }
 
-    pub(super) async fn cmd_stou(&mut self, arg: Option<PathArg>) -> Result<TransferStep, SessionError> {
+    pub(super) async fn cmd_stou(
+        &mut self,
+        arg: Option<PathArg>,
+    ) -> Result<TransferStep, SessionError> {
         self.rest = None;
         let base = match &arg {
             Some(a) => self.resolve(a)?,
-            None => self.cwd.join_name("ferry.upload").map_err(SessionError::Path)?,
+            None => self
+                .cwd
+                .join_name("ferry.upload")
+                .map_err(SessionError::Path)?,
         };
         let parent = base.parent().unwrap_or_else(VirtualPath::root);
         let stem = base.file_name().unwrap_or("ferry.upload").to_owned();
         for i in 0..1000u32 {
-            let name = if i == 0 { stem.clone() } else { format!("{stem}.{i}") };
+            let name = if i == 0 {
+                stem.clone()
+            } else {
+                format!("{stem}.{i}")
+            };
             let candidate = parent.join_name(&name)?;
             if self.exists(&candidate).await?.is_none() {
                 self.check(Permission::Upload, &candidate)?;
-                let mut step = self.start_upload(candidate.clone(), WriteMode::CreateNew).await?;
+                let mut step = self
+                    .start_upload(candidate.clone(), WriteMode::CreateNew)
+                    .await?;
                 step.start = ferry_proto::Reply::new(150, format!("FILE: {name}"));
                 return Ok(step);
             }
@@ -107,7 +135,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Err(SessionError::storage(&base, StorageError::AlreadyExists))
     }
 
-    async fn start_upload(&mut self, path: VirtualPath, mode: WriteMode) -> Result<TransferStep, SessionError> {
+    async fn start_upload(
+        &mut self,
+        path: VirtualPath,
+        mode: WriteMode,
+    ) -> Result<TransferStep, SessionError> {
         let setup = self.take_data_setup()?;
         let upload = self
             .storage()?
@@ -139,7 +171,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Takes the data connection set up by PORT/PASV; a transfer uses it once.
     pub(super) fn take_data_setup(&mut self) -> Result<DataSetup, SessionError> {
         match std::mem::take(&mut self.data) {
-            DataSetup::None => Err(SessionError::DataConnection("use PORT, PASV, EPRT or EPSV first".into())),
+            DataSetup::None => Err(SessionError::DataConnection(
+                "use PORT, PASV, EPRT or EPSV first".into(),
+            )),
             setup => Ok(setup),
         }
     }
