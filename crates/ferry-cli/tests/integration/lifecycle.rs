@@ -345,3 +345,47 @@ fn json_logs() {
         "{rest}"
     );
 }
+
+#[test]
+fn passive_ports_and_public_address() {
+    // A range of free ports, found by asking the kernel for one.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    let first = probe.local_addr().expect("addr").port().min(65_000);
+    drop(probe);
+    let last = first + 20;
+    let server = FerryServer::start_with(&standard_config(&format!(
+        "passive_ports = \"{first}-{last}\"\npublic_address = \"203.0.113.7\""
+    )));
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    for _ in 0..5 {
+        let r = c.cmd("PASV");
+        assert!(
+            r.starts_with("227 Entering Passive Mode (203,0,113,7,"),
+            "{r}"
+        );
+        let nums: Vec<u16> = r
+            .split('(')
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .expect("numbers")
+            .split(',')
+            .map(|n| n.parse().expect("number"))
+            .collect();
+        let port = nums[4] * 256 + nums[5];
+        assert!(
+            (first..=last).contains(&port),
+            "{port} outside {first}-{last}"
+        );
+        let r = c.cmd("EPSV");
+        let port: u16 = r
+            .split("|||")
+            .nth(1)
+            .and_then(|s| s.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        assert!(
+            (first..=last).contains(&port),
+            "EPSV {port} outside {first}-{last}"
+        );
+    }
+}
