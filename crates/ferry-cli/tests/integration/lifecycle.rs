@@ -193,13 +193,7 @@ fn passive_port_refuses_strangers() {
     let server = FerryServer::start();
     std::fs::write(server.files().join("alice/f.bin"), b"the real payload").expect("f");
     let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
-    let r = c.cmd("EPSV");
-    let port: u16 = r
-        .split("|||")
-        .nth(1)
-        .and_then(|s| s.split('|').next())
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port = c.epsv_port();
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     // A stranger (another address) connects first and gets nothing.
     let mut stranger = connect_from([127, 0, 0, 2], target).expect("stranger connects");
@@ -376,13 +370,7 @@ fn passive_ports_and_public_address() {
             (first..=last).contains(&port),
             "{port} outside {first}-{last}"
         );
-        let r = c.cmd("EPSV");
-        let port: u16 = r
-            .split("|||")
-            .nth(1)
-            .and_then(|s| s.split('|').next())
-            .and_then(|p| p.parse().ok())
-            .expect("port");
+        let port = c.epsv_port();
         assert!(
             (first..=last).contains(&port),
             "EPSV {port} outside {first}-{last}"

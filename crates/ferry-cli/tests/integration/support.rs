@@ -315,16 +315,20 @@ impl RawControl {
         matches!(self.reader.read_line(&mut buf), Ok(0) | Err(_))
     }
 
-    /// PASV, then connect the data socket.
-    pub fn pasv_data(&mut self) -> TcpStream {
+    /// EPSV, then the port it announced.
+    pub fn epsv_port(&mut self) -> u16 {
         let r = self.cmd("EPSV");
         assert!(r.starts_with("229"), "EPSV: {r}");
-        let port: u16 = r
-            .split("|||")
+        r.split("|||")
             .nth(1)
             .and_then(|s| s.split('|').next())
             .and_then(|p| p.parse().ok())
-            .expect("EPSV port");
+            .unwrap_or_else(|| panic!("no port in {r}"))
+    }
+
+    /// EPSV, then connect the data socket.
+    pub fn pasv_data(&mut self) -> TcpStream {
+        let port = self.epsv_port();
         let addr = SocketAddr::new(self.writer.peer_addr().expect("peer").ip(), port);
         TcpStream::connect(addr).expect("data connect")
     }

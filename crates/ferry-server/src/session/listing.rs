@@ -18,7 +18,6 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Session, TransferStep};
-use crate::data;
 use crate::error::SessionError;
 use crate::transfer::{ListingWriter, TransferMeter};
 
@@ -223,29 +222,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         target: Target,
         format: ListFormat,
     ) -> Result<TransferStep, SessionError> {
-        let setup = self.take_data_setup()?;
         let rules = self.logged_in()?.account.rules.clone();
         let facts = self.mlst_facts;
         let now = OffsetDateTime::from((self.opts.clock)());
         let timeout = self.opts.data_timeout;
-        let (peer_ip, local_ip) = (self.peer.remote.ip(), self.peer.local.ip());
-        let meter = TransferMeter::new();
-        let job_meter = meter.clone();
         let what = match &target {
             Target::Dir { dir, .. } => format!("listing of {dir}"),
             Target::File { name, .. } => format!("listing of {name}"),
         };
-        let job = async move {
-            let mut stream = data::open(setup, peer_ip, local_ip, timeout).await?;
+        let start = Reply::new(150, "Here comes the directory listing.");
+        self.transfer_step(start, what, move |mut stream, meter| async move {
             let mut out = ListingWriter::new(&mut stream, timeout);
-            write_listing(target, format, now, facts, &rules, &mut out, &job_meter).await?;
-            out.finish(&job_meter).await
-        };
-        Ok(TransferStep {
-            start: Reply::new(150, "Here comes the directory listing."),
-            job: Box::pin(job),
-            meter,
-            what,
+            write_listing(target, format, now, facts, &rules, &mut out, &meter).await?;
+            out.finish(&meter).await
         })
     }
 

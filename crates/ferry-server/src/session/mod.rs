@@ -432,6 +432,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     // Helpers shared by the command families.
 
+    /// A transfer: after the `start` reply, open the data connection set up by
+    /// PORT/PASV, then run `work` over it with a meter that STAT reads.
+    fn transfer_step<F, Fut>(
+        &mut self,
+        start: Reply,
+        what: String,
+        work: F,
+    ) -> Result<TransferStep, SessionError>
+    where
+        F: FnOnce(tokio::net::TcpStream, Arc<TransferMeter>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<u64, TransferError>> + Send + 'static,
+    {
+        let setup = match std::mem::take(&mut self.data) {
+            DataSetup::None => {
+                return Err(SessionError::DataConnection(
+                    "use PORT, PASV, EPRT or EPSV first".into(),
+                ));
+            }
+            setup => setup,
+        };
+        let timeout = self.opts.data_timeout;
+        let (peer_ip, local_ip) = (self.peer.remote.ip(), self.peer.local.ip());
+        let meter = TransferMeter::new();
+        let job_meter = meter.clone();
+        let job = async move {
+            let stream = crate::data::open(setup, peer_ip, local_ip, timeout).await?;
+            work(stream, job_meter).await
+        };
+        Ok(TransferStep {
+            start,
+            job: Box::pin(job),
+            meter,
+            what,
+        })
+    }
+
+    /// Fails early (425, before any file is opened) when no data connection is set up.
+    fn require_data_setup(&self) -> Result<(), SessionError> {
+        match self.data {
+            DataSetup::None => Err(SessionError::DataConnection(
+                "use PORT, PASV, EPRT or EPSV first".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn logged_in(&self) -> Result<&LoggedIn, SessionError> {
         match &self.login {
             LoginState::LoggedIn(l) => Ok(l),

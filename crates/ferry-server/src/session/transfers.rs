@@ -6,14 +6,14 @@
 //! `append` to add to its end (APPE, or REST at its exact size).
 
 use ferry_accounts::Permission;
+use ferry_proto::Reply;
 use ferry_proto::command::PathArg;
 use ferry_storage::{StorageError, VirtualPath, WriteMode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Session, TransferStep};
-use crate::data::{self, DataSetup};
 use crate::error::SessionError;
-use crate::transfer::{self, TransferMeter};
+use crate::transfer;
 
 /// STOR or APPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,34 +40,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 },
             ));
         }
-        let setup = self.take_data_setup()?;
+        self.require_data_setup()?;
         let reader = self
             .storage()?
             .read(&path, offset)
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
         let (ascii, timeout) = (self.ascii, self.opts.data_timeout);
-        let (peer_ip, local_ip) = (self.peer.remote.ip(), self.peer.local.ip());
-        let meter = TransferMeter::new();
-        let job_meter = meter.clone();
-        let job = async move {
-            let mut stream = data::open(setup, peer_ip, local_ip, timeout).await?;
-            transfer::send_file(reader, &mut stream, ascii, timeout, &job_meter).await
-        };
-        Ok(TransferStep {
-            start: ferry_proto::Reply::new(
-                150,
-                format!(
-                    "Opening {} mode data connection for {} ({} bytes).",
-                    self.mode_name(),
-                    path,
-                    meta.size - offset
-                ),
+        let start = Reply::new(
+            150,
+            format!(
+                "Opening {} mode data connection for {} ({} bytes).",
+                self.mode_name(),
+                path,
+                meta.size - offset
             ),
-            job: Box::pin(job),
-            meter,
-            what: format!("RETR {path}"),
-        })
+        );
+        self.transfer_step(
+            start,
+            format!("RETR {path}"),
+            move |mut stream, meter| async move {
+                transfer::send_file(reader, &mut stream, ascii, timeout, &meter).await
+            },
+        )
     }
 
     pub(super) async fn cmd_store(
@@ -128,7 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut step = self
                     .start_upload(candidate.clone(), WriteMode::CreateNew)
                     .await?;
-                step.start = ferry_proto::Reply::new(150, format!("FILE: {name}"));
+                step.start = Reply::new(150, format!("FILE: {name}"));
                 return Ok(step);
             }
         }
@@ -140,42 +135,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         path: VirtualPath,
         mode: WriteMode,
     ) -> Result<TransferStep, SessionError> {
-        let setup = self.take_data_setup()?;
+        self.require_data_setup()?;
+        // If the data connection never opens, the upload is dropped unused, which
+        // aborts it (see `ferry_storage::Upload`).
         let upload = self
             .storage()?
             .write(&path, mode)
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
         let (ascii, timeout) = (self.ascii, self.opts.data_timeout);
-        let (peer_ip, local_ip) = (self.peer.remote.ip(), self.peer.local.ip());
-        let meter = TransferMeter::new();
-        let job_meter = meter.clone();
-        let job = async move {
-            let mut stream = match data::open(setup, peer_ip, local_ip, timeout).await {
-                Ok(s) => s,
-                Err(e) => {
-                    upload.abort().await;
-                    return Err(e);
-                }
-            };
-            transfer::receive_file(&mut stream, upload, ascii, timeout, &job_meter).await
-        };
-        Ok(TransferStep {
-            start: ferry_proto::Reply::new(150, format!("Ok to send data for {path}.")),
-            job: Box::pin(job),
-            meter,
-            what: format!("STOR {path}"),
-        })
-    }
-
-    /// Takes the data connection set up by PORT/PASV; a transfer uses it once.
-    pub(super) fn take_data_setup(&mut self) -> Result<DataSetup, SessionError> {
-        match std::mem::take(&mut self.data) {
-            DataSetup::None => Err(SessionError::DataConnection(
-                "use PORT, PASV, EPRT or EPSV first".into(),
-            )),
-            setup => Ok(setup),
-        }
+        let start = Reply::new(150, format!("Ok to send data for {path}."));
+        self.transfer_step(
+            start,
+            format!("STOR {path}"),
+            move |mut stream, meter| async move {
+                transfer::receive_file(&mut stream, upload, ascii, timeout, &meter).await
+            },
+        )
     }
 
     pub(super) fn mode_name(&self) -> &'static str {
