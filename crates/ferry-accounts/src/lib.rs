@@ -7,10 +7,14 @@
 //!   a user and its groups, resolved by longest prefix ([`AccessRules::decide`]).
 //! - [`password`] hashes and verifies passwords (argon2id).
 
+pub mod limits;
 pub mod password;
 pub mod rules;
 pub mod store;
 
 pub use ferry_config::Permission;
+pub use limits::{LimitRefusal, LimitSource, Limits, Sourced};
 pub use rules::{AccessRules, DenyReason, PermissionSet, PolicyDecision, RuleSource};
-pub use store::{Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore};
+pub use store::{
+    Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
+};

@@ -23,21 +23,46 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hashing(e.to_string()))
 }
 
-/// Checks that `hash` is a PHC string ferry can verify.
+/// Checks that `hash` is a hash ferry can verify.
 pub fn check_hash(hash: &str) -> Result<(), PasswordError> {
-    PasswordHash::new(hash)
-        .map(|_| ())
-        .map_err(|e| PasswordError::MalformedHash(e.to_string()))
+    if hash.starts_with("$argon2") {
+        return PasswordHash::new(hash)
+            .map(|_| ())
+            .map_err(|e| PasswordError::MalformedHash(e.to_string()));
+    }
+    // bcrypt and crypt hashes are checked when verified; a malformed one never matches.
+    if ["$2a$", "$2b$", "$2y$", "$6$", "$5$"]
+        .iter()
+        .any(|p| hash.starts_with(p))
+    {
+        return Ok(());
+    }
+    Err(PasswordError::MalformedHash("unknown hash scheme".into()))
 }
 
-/// Whether `password` matches `hash`. Takes tens of milliseconds by design: call it
-/// off the async workers.
+/// Whether `password` matches `hash`: argon2 (PHC), bcrypt (`$2a$`, `$2b$`, `$2y$`)
+/// or sha512/sha256-crypt (`$6$`, `$5$`, as in /etc/shadow and ProFTPD's
+/// AuthUserFile). Takes tens of milliseconds by design: call it off the async
+/// workers.
 pub fn verify(password: &str, hash: &str) -> Result<bool, PasswordError> {
-    let parsed =
-        PasswordHash::new(hash).map_err(|e| PasswordError::MalformedHash(e.to_string()))?;
-    Ok(Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok())
+    if hash.starts_with("$argon2") {
+        let parsed =
+            PasswordHash::new(hash).map_err(|e| PasswordError::MalformedHash(e.to_string()))?;
+        return Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok());
+    }
+    if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+        return bcrypt::verify(password, hash)
+            .map_err(|e| PasswordError::MalformedHash(e.to_string()));
+    }
+    if hash.starts_with("$6$") || hash.starts_with("$5$") {
+        use sha_crypt::PasswordVerifier as _;
+        return Ok(sha_crypt::ShaCrypt::default()
+            .verify_password(password.as_bytes(), hash)
+            .is_ok());
+    }
+    Err(PasswordError::MalformedHash("unknown hash scheme".into()))
 }
 
 #[cfg(test)]
@@ -54,5 +79,20 @@ mod tests {
         assert!(check_hash("$argon2id$garbage").is_err());
         // Salts differ, so equal passwords give different hashes.
         assert_ne!(h, hash("correct horse").expect("hash"));
+    }
+
+    #[test]
+    fn imported_hashes() {
+        // From `openssl passwd -6 -salt saltsalt secret`, and a bcrypt hash as Apache and
+        // Pure-FTPd write them.
+        let sha512 = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+        assert!(verify("secret", sha512).expect("sha512"));
+        assert!(!verify("Secret", sha512).expect("sha512"));
+        let bcrypt = bcrypt::hash_with_salt("secret", 4, *b"0123456789abcdef")
+            .expect("bcrypt")
+            .format_for_version(bcrypt::Version::TwoY);
+        assert!(verify("secret", &bcrypt).expect("bcrypt"));
+        assert!(!verify("nope", &bcrypt).expect("bcrypt"));
+        assert!(verify("x", "md5:whatever").is_err());
     }
 }

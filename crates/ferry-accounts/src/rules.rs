@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ferry_config::{Permission, PermissionWord};
+use ferry_config::{Permission, PermissionTable, PermissionWord};
 use ferry_storage::VirtualPath;
 
 /// A set of permissions.
@@ -159,8 +159,8 @@ impl AccessRules {
     /// Rules from a user's own table and its groups' tables (in the user's order).
     /// Paths must be absolute FTP paths relative to the home.
     pub fn from_tables<'a>(
-        user: &BTreeMap<String, Vec<PermissionWord>>,
-        groups: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, Vec<PermissionWord>>)>,
+        user: &PermissionTable,
+        groups: impl IntoIterator<Item = (&'a str, &'a PermissionTable)>,
     ) -> Result<Self, ferry_storage::PathError> {
         let mut rules = AccessRules::default();
         for (path, words) in user {

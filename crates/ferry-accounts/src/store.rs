@@ -1,13 +1,20 @@
 //! Account stores and the authenticator in front of them.
+//!
+//! A store is a plain source of user and group settings ([`AccountStore`]); the
+//! [`Authenticator`] does everything else in one place for every store: password
+//! verification, group lookup (a user's groups may live in any store), and the
+//! resolution of rules and limits. So the SQLite and PostgreSQL stores carry no
+//! policy logic of their own.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ferry_config::{AnonymousSection, Config, ConfigError, Permission};
+use ferry_config::{AccountSettings, AnonymousSection, Config, ConfigError, Permission};
 use ferry_storage::VirtualPath;
 
+use crate::limits::Limits;
 use crate::password;
 use crate::rules::{AccessRules, PermissionSet};
 
@@ -28,41 +35,57 @@ pub struct Account {
     /// The home, relative to the storage root.
     pub home: VirtualPath,
     pub rules: Arc<AccessRules>,
+    pub limits: Arc<Limits>,
 }
 
-/// Why a login failed. The server answers every variant with the same 530, so that
-/// a client cannot tell a missing user from a wrong password; the variants are for
-/// logs and tests.
+/// Why a login failed. The server answers the first two with the same 530, so that
+/// a client cannot tell a missing user from a wrong password.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no such user")]
     UnknownUser,
     #[error("wrong password")]
     WrongPassword,
-    #[error("account store failed: {0}")]
-    Store(String),
+    /// The account's settings cannot be used (a group that does not exist).
+    #[error("account is misconfigured: {0}")]
+    Misconfigured(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// A source of accounts.
+/// A store failed or refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("account store {store}: {message}")]
+    Backend { store: String, message: String },
+    /// No user or group of that name.
+    #[error("{kind} `{name}` does not exist")]
+    NotFound { kind: &'static str, name: String },
+    /// The name is taken.
+    #[error("{kind} `{name}` already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    /// The store cannot be written (the configuration file's users).
+    #[error("{0} is read-only: change the configuration file instead")]
+    ReadOnly(String),
+}
+
+/// A source of users and groups.
 #[async_trait]
 pub trait AccountStore: Send + Sync + fmt::Debug {
-    /// Checks a name and password, and returns the account.
-    async fn authenticate(&self, name: &str, password: &str) -> Result<Account, AuthError>;
-    /// Whether the store knows `name` (without checking a password).
-    async fn contains(&self, name: &str) -> Result<bool, AuthError>;
-}
-
-#[derive(Debug)]
-struct ConfigUser {
-    hash: String,
-    home: VirtualPath,
-    rules: Arc<AccessRules>,
+    /// A short description for messages (`configuration file`, `sqlite:...`).
+    fn describe(&self) -> String;
+    async fn user(&self, name: &str) -> Result<Option<AccountSettings>, StoreError>;
+    async fn group(&self, name: &str) -> Result<Option<AccountSettings>, StoreError>;
+    async fn user_names(&self) -> Result<Vec<String>, StoreError>;
+    async fn group_names(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// The `[[users]]` and `[[groups]]` of the configuration file. Read-only.
 #[derive(Debug, Default)]
 pub struct ConfigStore {
-    users: HashMap<String, ConfigUser>,
+    users: HashMap<String, AccountSettings>,
+    groups: HashMap<String, AccountSettings>,
 }
 
 /// A valid argon2id hash of a random password, verified when the user is unknown so
@@ -72,37 +95,27 @@ const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3lzYWx0ZGVjb3k$8xF
 impl ConfigStore {
     /// Builds the store from a checked configuration.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let groups: HashMap<&str, _> = config
-            .groups
-            .iter()
-            .map(|g| (g.name.get_ref().as_str(), &g.permissions))
-            .collect();
         let mut users = HashMap::new();
         for (i, u) in config.users.iter().enumerate() {
-            let name = u.name.get_ref().clone();
-            let err =
-                |key: &str, m: String| ConfigError::new(m).at_key(format!("users[{i}].{key}"));
-            password::check_hash(u.password_hash.as_str())
-                .map_err(|e| err("password_hash", e.to_string()))?;
-            let home_text = u.home.clone().unwrap_or_else(|| format!("/{name}"));
-            let home =
-                VirtualPath::parse_absolute(&home_text).map_err(|e| err("home", e.to_string()))?;
-            let user_groups = u
-                .groups
-                .iter()
-                .filter_map(|g| groups.get(g.as_str()).map(|t| (g.as_str(), *t)));
-            let rules = AccessRules::from_tables(&u.permissions, user_groups)
-                .map_err(|e| err("permissions", e.to_string()))?;
-            users.insert(
-                name,
-                ConfigUser {
-                    hash: u.password_hash.as_str().to_owned(),
-                    home,
-                    rules: Arc::new(rules),
-                },
-            );
+            let settings = u.settings();
+            if let Some(h) = &settings.password_hash {
+                password::check_hash(h.as_str()).map_err(|e| {
+                    ConfigError::new(e.to_string()).at_key(format!("users[{i}].password_hash"))
+                })?;
+            }
+            if let Some(home) = &settings.home {
+                VirtualPath::parse_absolute(home).map_err(|e| {
+                    ConfigError::new(e.to_string()).at_key(format!("users[{i}].home"))
+                })?;
+            }
+            users.insert(u.name.get_ref().clone(), settings);
         }
-        Ok(ConfigStore { users })
+        let groups = config
+            .groups
+            .iter()
+            .map(|g| (g.name.get_ref().clone(), g.settings()))
+            .collect();
+        Ok(ConfigStore { users, groups })
     }
 
     pub fn len(&self) -> usize {
@@ -114,34 +127,38 @@ impl ConfigStore {
     }
 }
 
+#[async_trait]
+impl AccountStore for ConfigStore {
+    fn describe(&self) -> String {
+        "the configuration file".into()
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+        Ok(self.users.get(name).cloned())
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+        Ok(self.groups.get(name).cloned())
+    }
+
+    async fn user_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut v: Vec<String> = self.users.keys().cloned().collect();
+        v.sort();
+        Ok(v)
+    }
+
+    async fn group_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut v: Vec<String> = self.groups.keys().cloned().collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
 async fn verify_off_thread(password: String, hash: String) -> Result<bool, AuthError> {
     tokio::task::spawn_blocking(move || password::verify(&password, &hash))
         .await
-        .map_err(|e| AuthError::Store(e.to_string()))?
-        .map_err(|e| AuthError::Store(e.to_string()))
-}
-
-#[async_trait]
-impl AccountStore for ConfigStore {
-    async fn authenticate(&self, name: &str, pw: &str) -> Result<Account, AuthError> {
-        let Some(user) = self.users.get(name) else {
-            let _ = verify_off_thread(pw.to_owned(), DECOY_HASH.to_owned()).await;
-            return Err(AuthError::UnknownUser);
-        };
-        if !verify_off_thread(pw.to_owned(), user.hash.clone()).await? {
-            return Err(AuthError::WrongPassword);
-        }
-        Ok(Account {
-            name: name.to_owned(),
-            kind: AccountKind::Virtual,
-            home: user.home.clone(),
-            rules: user.rules.clone(),
-        })
-    }
-
-    async fn contains(&self, name: &str) -> Result<bool, AuthError> {
-        Ok(self.users.contains_key(name))
-    }
+        .map_err(|e| AuthError::Misconfigured(e.to_string()))?
+        .map_err(|e| AuthError::Misconfigured(e.to_string()))
 }
 
 /// The one place the server asks "who is this?": anonymous logins first, then each
@@ -181,6 +198,7 @@ impl Authenticator {
                 kind: AccountKind::Anonymous,
                 home,
                 rules: Arc::new(AccessRules::builtin(why, perms)),
+                limits: Arc::new(Limits::default()),
             })
         } else {
             None
@@ -198,18 +216,86 @@ impl Authenticator {
         self.anonymous.is_some()
     }
 
+    /// The stores, in the order they are asked.
+    pub fn stores(&self) -> &[Arc<dyn AccountStore>] {
+        &self.stores
+    }
+
+    async fn find_user(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+        for store in &self.stores {
+            if let Some(u) = store.user(name).await? {
+                return Ok(Some(u));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn find_group(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+        for store in &self.stores {
+            if let Some(g) = store.group(name).await? {
+                return Ok(Some(g));
+            }
+        }
+        Ok(None)
+    }
+
     /// Checks a login.
     pub async fn authenticate(&self, name: &str, password: &str) -> Result<Account, AuthError> {
         if Self::is_anonymous_name(name) {
             return self.anonymous.clone().ok_or(AuthError::UnknownUser);
         }
-        for store in &self.stores {
-            match store.authenticate(name, password).await {
-                Err(AuthError::UnknownUser) => continue,
-                other => return other,
-            }
+        let user = self.find_user(name).await?;
+        let hash = user
+            .as_ref()
+            .and_then(|u| u.password_hash.as_ref())
+            .map(|h| h.as_str().to_owned());
+        let Some(hash) = hash else {
+            let _ = verify_off_thread(password.to_owned(), DECOY_HASH.to_owned()).await;
+            return Err(AuthError::UnknownUser);
+        };
+        if !verify_off_thread(password.to_owned(), hash).await? {
+            return Err(AuthError::WrongPassword);
         }
-        Err(AuthError::UnknownUser)
+        let user = user.ok_or(AuthError::UnknownUser)?;
+        self.resolve(name, &user).await
+    }
+
+    /// The account of `name` without a password check (for `policy explain`).
+    pub async fn account(&self, name: &str) -> Result<Account, AuthError> {
+        if Self::is_anonymous_name(name) {
+            return self.anonymous.clone().ok_or(AuthError::UnknownUser);
+        }
+        let user = self.find_user(name).await?.ok_or(AuthError::UnknownUser)?;
+        self.resolve(name, &user).await
+    }
+
+    /// Builds an account from a user's settings and its groups'.
+    async fn resolve(&self, name: &str, user: &AccountSettings) -> Result<Account, AuthError> {
+        let mut groups = Vec::new();
+        for g in &user.groups {
+            let settings = self.find_group(g).await?.ok_or_else(|| {
+                AuthError::Misconfigured(format!(
+                    "user {name} is in group `{g}`, which does not exist"
+                ))
+            })?;
+            groups.push((g.clone(), settings));
+        }
+        let home_text = user.home.clone().unwrap_or_else(|| format!("/{name}"));
+        let home = VirtualPath::parse_absolute(&home_text)
+            .map_err(|e| AuthError::Misconfigured(format!("home {home_text}: {e}")))?;
+        let rules = AccessRules::from_tables(
+            &user.permissions,
+            groups.iter().map(|(n, g)| (n.as_str(), &g.permissions)),
+        )
+        .map_err(|e| AuthError::Misconfigured(format!("permissions: {e}")))?;
+        let limits = Limits::resolve(name, user, &groups);
+        Ok(Account {
+            name: name.to_owned(),
+            kind: AccountKind::Virtual,
+            home,
+            rules: Arc::new(rules),
+            limits: Arc::new(limits),
+        })
     }
 }
 
@@ -225,13 +311,14 @@ mod tests {
     async fn config_users_log_in() {
         let hash = password::hash("pw").expect("hash");
         let c = config(&format!(
-            "[anonymous]\nenabled = true\n[[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
+            "[anonymous]\nenabled = true\n[[groups]]\nname = \"g\"\nmax_sessions = 3\n[[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\ngroups = [\"g\"]\n"
         ));
         let store = ConfigStore::from_config(&c).expect("store");
         let auth = Authenticator::new(vec![Arc::new(store)], &c.anonymous).expect("auth");
         let a = auth.authenticate("alice", "pw").await.expect("login");
         assert_eq!(a.home.to_string(), "/alice");
         assert_eq!(a.kind, AccountKind::Virtual);
+        assert_eq!(a.limits.max_sessions.as_ref().map(|s| s.value), Some(3));
         assert!(matches!(
             auth.authenticate("alice", "nope").await,
             Err(AuthError::WrongPassword)

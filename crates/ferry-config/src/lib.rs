@@ -6,9 +6,20 @@
 //! points; [`Config::default`] is what `ferry serve` runs with no file at all.
 
 pub mod error;
+pub mod limits;
 pub mod schema;
 pub mod units;
 
 pub use error::ConfigError;
+pub use limits::{ByteRate, Cidr, FilePattern, LoginHours};
 pub use schema::*;
 pub use units::{ByteSize, HumanDuration, PortRange};
+
+/// `YYYY-MM-DD HH:MM` in UTC, for tests.
+#[cfg(test)]
+pub(crate) fn timeval_for_tests(s: &str) -> time::OffsetDateTime {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::PrimitiveDateTime::parse(s, &f)
+        .expect("test time")
+        .assume_utc()
+}

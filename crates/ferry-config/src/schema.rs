@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::{ConfigError, line_of};
-use crate::units::{HumanDuration, PortRange};
+use crate::limits::{ByteRate, Cidr, FilePattern, LoginHours};
+use crate::units::{ByteSize, HumanDuration, PortRange};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -223,11 +224,12 @@ impl FromStr for PermissionWord {
     }
 }
 
-impl<'de> Deserialize<'de> for PermissionWord {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+impl std::fmt::Display for PermissionWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PermissionWord::All => f.write_str("*"),
+            PermissionWord::One(p) => f.write_str(p.word()),
+        }
     }
 }
 
@@ -237,8 +239,18 @@ impl<'de> Deserialize<'de> for PermissionWord {
 pub struct PasswordHash(String);
 
 impl PasswordHash {
-    /// The schemes ferry can verify.
-    pub const SCHEMES: [&'static str; 3] = ["$argon2id$", "$argon2i$", "$argon2d$"];
+    /// The schemes ferry can verify: argon2 (PHC), bcrypt, sha512-crypt and
+    /// sha256-crypt (imported from other servers).
+    pub const SCHEMES: [&'static str; 8] = [
+        "$argon2id$",
+        "$argon2i$",
+        "$argon2d$",
+        "$2a$",
+        "$2b$",
+        "$2y$",
+        "$6$",
+        "$5$",
+    ];
 
     pub fn as_str(&self) -> &str {
         &self.0
@@ -251,48 +263,119 @@ impl std::fmt::Debug for PasswordHash {
     }
 }
 
+impl std::fmt::Display for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl FromStr for PasswordHash {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if Self::SCHEMES.iter().any(|p| s.starts_with(p)) && s.split('$').count() >= 5 {
+        if Self::SCHEMES.iter().any(|p| s.starts_with(p)) && s.split('$').count() >= 4 {
             Ok(PasswordHash(s.to_owned()))
         } else {
-            Err("not a password hash: plain-text passwords are refused; make a hash with `ferry hash-password` (argon2id)".into())
+            Err("not a password hash: plain-text passwords are refused; make a hash with `ferry hash-password` (argon2id), or import a bcrypt or sha512-crypt hash".into())
         }
     }
 }
 
-impl<'de> Deserialize<'de> for PasswordHash {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
+/// Serde through `FromStr` and `Display`: the value is a TOML string.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! string_serde {
+    ($($t:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
 }
 
-/// `[[groups]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupEntry {
-    pub name: Spanned<String>,
-    #[serde(default)]
-    pub permissions: BTreeMap<String, Vec<PermissionWord>>,
+string_serde!(PermissionWord, PasswordHash);
+
+/// Per-path rules: FTP path (relative to the home) to permission words.
+pub type PermissionTable = BTreeMap<String, Vec<PermissionWord>>;
+
+/// Declares the settings of a user or group once, and from that list both
+/// [`AccountEntry`] (a `[[users]]`/`[[groups]]` table, whose name keeps its line
+/// for error messages) and [`AccountSettings`] (the same settings without the
+/// name, as account stores keep them).
+macro_rules! account_settings {
+    ($($(#[doc = $doc:literal])* $field:ident : $ty:ty,)*) => {
+        /// One `[[users]]` or `[[groups]]` table.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct AccountEntry {
+            pub name: Spanned<String>,
+            $($(#[doc = $doc])* #[serde(default)] pub $field: $ty,)*
+        }
+
+        /// The settings of a user or group, without its name.
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct AccountSettings {
+            $($(#[doc = $doc])* #[serde(default, skip_serializing_if = "is_unset")] pub $field: $ty,)*
+        }
+
+        impl AccountEntry {
+            /// The settings part.
+            pub fn settings(&self) -> AccountSettings {
+                AccountSettings { $($field: self.$field.clone(),)* }
+            }
+        }
+
+        impl AccountSettings {
+            /// The names of every setting, for help texts.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field),)*];
+
+            /// The names of the settings that are set.
+            pub fn set_keys(&self) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $(if !is_unset(&self.$field) { keys.push(stringify!($field)); })*
+                keys
+            }
+        }
+    };
+}
+
+/// Whether a setting is at its default (absent), for serialization.
+fn is_unset<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+account_settings! {
+    /// Users only: the password hash.
+    password_hash: Option<PasswordHash>,
+    /// Users only: the home, relative to `storage.root`; `/NAME` when absent.
+    home: Option<String>,
+    /// Users only: the groups, in order of precedence.
+    groups: Vec<String>,
+    permissions: PermissionTable,
+    quota_bytes: Option<ByteSize>,
+    quota_files: Option<u64>,
+    max_sessions: Option<u32>,
+    download_rate: Option<ByteRate>,
+    upload_rate: Option<ByteRate>,
+    allow_from: Option<Vec<Cidr>>,
+    deny_from: Option<Vec<Cidr>>,
+    login_hours: Option<Vec<LoginHours>>,
+    allowed_files: Option<Vec<FilePattern>>,
+    denied_files: Option<Vec<FilePattern>>,
+    max_file_size: Option<ByteSize>,
 }
 
 /// `[[users]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserEntry {
-    pub name: Spanned<String>,
-    pub password_hash: PasswordHash,
-    /// Relative to `storage.root`; `/NAME` when absent.
-    pub home: Option<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub permissions: BTreeMap<String, Vec<PermissionWord>>,
-}
+pub type UserEntry = AccountEntry;
+/// `[[groups]]`.
+pub type GroupEntry = AccountEntry;
 
 impl Config {
     /// Reads and checks a configuration file.
@@ -370,6 +453,12 @@ impl Config {
             }
             if !users.insert(name.as_str()) {
                 return Err(at(format!("user `{name}` is defined twice"), "name"));
+            }
+            if u.password_hash.is_none() {
+                return Err(at(
+                    "missing: every user needs a hash from `ferry hash-password`".into(),
+                    "password_hash",
+                ));
             }
             if let Some(home) = &u.home
                 && !home.starts_with('/')

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A number of bytes. Written as a string with a unit (`B`, `KB`, `KiB`, `MB`,
 /// `MiB`, `GB`, `GiB`, `TB`, `TiB`; SI units are powers of 1000, IEC of 1024) or as
@@ -178,6 +178,12 @@ macro_rules! from_str_or_int {
 }
 
 from_str_or_int!(ByteSize);
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 from_str_or_int!(HumanDuration);
 from_str_or_int!(PortRange);
 
