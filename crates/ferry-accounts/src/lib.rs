@@ -11,6 +11,7 @@ pub mod limits;
 pub mod password;
 pub mod rules;
 pub mod store;
+pub mod usage;
 
 pub use ferry_config::Permission;
 pub use limits::{LimitRefusal, LimitSource, Limits, Sourced};
@@ -18,3 +19,4 @@ pub use rules::{AccessRules, DenyReason, PermissionSet, PolicyDecision, RuleSour
 pub use store::{
     Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
 };
+pub use usage::{MemoryLedger, Usage, UsageLedger};

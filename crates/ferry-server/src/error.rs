@@ -1,6 +1,6 @@
 //! The one place where a failure becomes a reply code.
 
-use ferry_accounts::{Permission, PolicyDecision};
+use ferry_accounts::{LimitRefusal, Permission, PolicyDecision};
 use ferry_proto::Reply;
 use ferry_proto::command::ParseError;
 use ferry_proto::host_port::HostPortError;
@@ -46,6 +46,12 @@ pub enum SessionError {
     /// PORT/EPRT refused for security (foreign address, privileged port).
     #[error("data address refused: {0}")]
     DataAddressRefused(&'static str),
+    /// The file name is refused by `allowed_files`/`denied_files` (553).
+    #[error("file name refused: {0}")]
+    FileNameRefused(LimitRefusal),
+    /// A quota or `max_file_size` is already reached (552).
+    #[error("over a limit: {0}")]
+    OverLimit(LimitRefusal),
     /// The target is not what the command needs (SIZE of a directory).
     #[error("{0}")]
     NotAFile(String),
@@ -115,6 +121,12 @@ impl SessionError {
                 Reply::new(504, format!("Data address refused: {why}."))
             }
             SessionError::NotAFile(why) => Reply::new(550, why.clone()),
+            SessionError::FileNameRefused(r) => {
+                Reply::new(553, format!("File name not allowed ({}).", r.setting))
+            }
+            SessionError::OverLimit(r) => {
+                Reply::new(552, format!("Exceeded storage allocation ({}).", r.setting))
+            }
         }
     }
 }
@@ -136,6 +148,10 @@ pub enum TransferError {
     /// The data connection failed or went silent mid-transfer (426).
     #[error("connection closed; transfer aborted: {0}")]
     Connection(String),
+    /// The upload reached a quota or `max_file_size` (552); nothing beyond it was
+    /// stored.
+    #[error("exceeded storage allocation: {0}")]
+    OverLimit(String),
     /// The storage failed mid-transfer (451, or 552 when full).
     #[error("storage failed: {0}")]
     Storage(StorageError),
@@ -150,6 +166,10 @@ impl TransferError {
             TransferError::Connection(why) => {
                 Reply::new(426, format!("Connection closed; transfer aborted: {why}."))
             }
+            TransferError::OverLimit(setting) => Reply::new(
+                552,
+                format!("Transfer aborted: exceeded storage allocation ({setting})."),
+            ),
             TransferError::Storage(StorageError::NoSpace) => Reply::new(
                 552,
                 "Transfer aborted: no space left on the storage device.",

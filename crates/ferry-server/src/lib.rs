@@ -19,6 +19,7 @@ pub mod passive;
 pub mod session;
 pub mod transfer;
 pub mod urgent;
+pub mod users;
 
 pub use listener::Server;
 pub use options::ServerOptions;

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ferry_accounts::Authenticator;
+use ferry_accounts::{Authenticator, MemoryLedger, UsageLedger};
 use ferry_config::PortRange;
 use ferry_storage::StorageBackend;
 
@@ -28,6 +28,10 @@ pub struct ServerOptions {
     pub allow_foreign_data_address: bool,
     pub storage: Arc<dyn StorageBackend>,
     pub accounts: Authenticator,
+    /// Quota usage; in memory unless an account database keeps it.
+    pub ledger: Arc<dyn UsageLedger>,
+    /// Per-user state shared by that user's sessions.
+    pub users: Arc<crate::users::UserRegistry>,
     pub clock: Clock,
 }
 
@@ -64,6 +68,8 @@ impl ServerOptions {
             allow_foreign_data_address: config.security.allow_foreign_data_address,
             storage,
             accounts,
+            ledger: Arc::new(MemoryLedger::default()),
+            users: Arc::default(),
             clock: Arc::new(SystemTime::now),
         }
     }

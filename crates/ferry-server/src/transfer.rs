@@ -14,6 +14,15 @@ use ferry_storage::{FileReader, StorageError, Upload};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::TransferError;
+use crate::users::SharedRate;
+
+/// How many bytes an upload may store before a limit stops it.
+#[derive(Debug, Clone)]
+pub struct UploadBudget {
+    pub bytes: u64,
+    /// The setting that sets the budget (`quota_bytes`, `max_file_size`).
+    pub setting: &'static str,
+}
 
 /// Bytes moved per read.
 const CHUNK: usize = 256 * 1024;
@@ -60,6 +69,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     ascii: bool,
     timeout: Duration,
     meter: &TransferMeter,
+    rate: Option<&SharedRate>,
 ) -> Result<u64, TransferError> {
     let mut buf = vec![0u8; CHUNK];
     let mut converted = Vec::new();
@@ -80,6 +90,9 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
         } else {
             &buf[..n]
         };
+        if let Some(rate) = rate {
+            rate.wait_for(out.len()).await;
+        }
         with_timeout(timeout, "sending", data.write_all(out)).await?;
         meter.add(out.len());
         total += out.len() as u64;
@@ -89,14 +102,19 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
 }
 
 /// Receives a file (STOR, APPE, STOU). With `ascii`, CRLF becomes LF. On any failure
-/// the upload is aborted, which keeps a replaced file intact.
+/// the upload is aborted, which keeps a replaced file intact. With a budget, the
+/// byte that would cross it is not stored: the upload is discarded (in-place
+/// writes keep what fitted) and the transfer ends with 552.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     data: &mut R,
     mut upload: Box<dyn Upload>,
     ascii: bool,
     timeout: Duration,
     meter: &TransferMeter,
+    rate: Option<&SharedRate>,
+    budget: Option<&UploadBudget>,
 ) -> Result<u64, TransferError> {
+    let mut stored = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let mut converted = Vec::new();
     let mut from_wire = ascii::FromWire::default();
@@ -107,12 +125,20 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
                 if ascii {
                     converted.clear();
                     from_wire.finish(&mut converted);
+                    if let Some(b) = budget
+                        && stored + converted.len() as u64 > b.bytes
+                    {
+                        return Err(TransferError::OverLimit(b.setting.to_owned()));
+                    }
                     upload
                         .write_all(&converted)
                         .await
                         .map_err(|e| TransferError::Storage(e.into()))?;
                 }
                 return Ok(());
+            }
+            if let Some(rate) = rate {
+                rate.wait_for(n).await;
             }
             meter.add(n);
             let chunk: &[u8] = if ascii {
@@ -122,15 +148,30 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
             } else {
                 &buf[..n]
             };
+            if let Some(b) = budget
+                && stored + chunk.len() as u64 > b.bytes
+            {
+                let fits = usize::try_from(b.bytes - stored).unwrap_or(0);
+                upload
+                    .write_all(&chunk[..fits])
+                    .await
+                    .map_err(|e| TransferError::Storage(e.into()))?;
+                return Err(TransferError::OverLimit(b.setting.to_owned()));
+            }
             upload
                 .write_all(chunk)
                 .await
                 .map_err(|e| TransferError::Storage(e.into()))?;
+            stored += chunk.len() as u64;
         }
     }
     .await;
     match result {
         Ok(()) => upload.commit().await.map_err(TransferError::Storage),
+        Err(e @ TransferError::OverLimit(_)) => {
+            upload.discard().await;
+            Err(e)
+        }
         Err(e) => {
             upload.abort().await;
             Err(e)

@@ -94,6 +94,9 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     async fn commit(self: Box<Self>) -> Result<u64, StorageError>;
     /// Ends the upload after a failure, as described above.
     async fn abort(self: Box<Self>);
+    /// Ends the upload and removes what it wrote to a new or replacement file, as
+    /// when it went over a quota. Bytes written in place (APPE, REST+STOR) stay.
+    async fn discard(self: Box<Self>);
 }
 
 /// A byte stream being read from a file.
@@ -129,4 +132,31 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
         home: &VirtualPath,
         create: bool,
     ) -> Result<Arc<dyn Storage>, StorageError>;
+}
+
+/// Walks a view from its root and adds up the sizes and the number of its files
+/// (for quota usage). Directories are walked depth-first with an explicit stack.
+pub async fn measure(storage: &dyn Storage) -> Result<(u64, u64), StorageError> {
+    let (mut bytes, mut files) = (0u64, 0u64);
+    let mut stack = vec![VirtualPath::root()];
+    while let Some(dir) = stack.pop() {
+        let mut list = storage.list(&dir).await?;
+        while let Some(batch) = list.next_batch().await? {
+            for entry in batch {
+                match entry.metadata.kind {
+                    FileKind::Dir => {
+                        if let Ok(p) = dir.join_name(&entry.name) {
+                            stack.push(p);
+                        }
+                    }
+                    FileKind::File => {
+                        bytes += entry.metadata.size;
+                        files += 1;
+                    }
+                    FileKind::Symlink | FileKind::Other => {}
+                }
+            }
+        }
+    }
+    Ok((bytes, files))
 }

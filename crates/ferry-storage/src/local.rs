@@ -486,6 +486,12 @@ impl Upload for LocalUpload {
         Ok(size)
     }
 
+    async fn discard(mut self: Box<Self>) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.file.flush().await;
+        self.remove_temp();
+    }
+
     async fn abort(mut self: Box<Self>) {
         use tokio::io::AsyncWriteExt;
         let _ = self.file.flush().await;
@@ -499,6 +505,15 @@ impl Upload for LocalUpload {
                 Ok(())
             })
             .await;
+        }
+    }
+}
+
+impl LocalUpload {
+    fn remove_temp(&mut self) {
+        self.finished = true;
+        if let Some(temp) = self.temp.take() {
+            let _ = rustix::fs::unlinkat(&*self.parent, temp.as_str(), AtFlags::empty());
         }
     }
 }
@@ -605,6 +620,18 @@ mod tests {
         up.write_all(b"part").await.expect("write");
         drop(up); // dropped without commit or abort: same as abort
         assert_eq!(read_all(&s, "/new", 0).await, b"part");
+
+        // A discarded upload leaves nothing, even when it received bytes.
+        let mut up = s
+            .write(&vp("/discarded"), WriteMode::Replace)
+            .await
+            .expect("write");
+        up.write_all(b"over quota").await.expect("write");
+        up.discard().await;
+        assert!(matches!(
+            s.metadata(&vp("/discarded")).await,
+            Err(StorageError::NotFound)
+        ));
 
         // A failed new upload that received nothing leaves nothing behind.
         let up = s

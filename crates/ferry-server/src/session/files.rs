@@ -20,10 +20,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn cmd_dele(&mut self, arg: &PathArg) -> Result<Reply, SessionError> {
         let path = self.resolve(arg)?;
         self.check(Permission::Delete, &path)?;
+        let size = self.exists(&path).await?.map(|m| m.size);
         self.storage()?
             .remove_file(&path)
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
+        if let Some(size) = size {
+            self.record_usage(-(size as i64), -1).await;
+        }
         Ok(Reply::new(250, format!("Deleted {path}.")))
     }
 
@@ -72,7 +76,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let from = from.ok_or(SessionError::BadSequence("send RNFR first"))?;
         let to = self.resolve(arg)?;
         self.check(Permission::Rename, &to)?;
-        if let Some(existing) = self.exists(&to).await? {
+        self.logged_in()?
+            .account
+            .limits
+            .check_file_name(&to.to_string())
+            .map_err(SessionError::FileNameRefused)?;
+        let replaced = self.exists(&to).await?;
+        if let Some(existing) = &replaced {
             if existing.is_dir() {
                 return Err(SessionError::storage(&to, StorageError::AlreadyExists));
             }
@@ -82,6 +92,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .rename(&from, &to)
             .await
             .map_err(|e| SessionError::storage(&to, e))?;
+        if let Some(old) = replaced {
+            self.record_usage(-(old.size as i64), -1).await;
+        }
         Ok(Reply::new(250, format!("Renamed {from} to {to}.")))
     }
 

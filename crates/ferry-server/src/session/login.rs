@@ -3,14 +3,17 @@
 //! Unknown users and wrong passwords get the same 530, after the same work, so a
 //! client cannot tell which names exist. Passwords are never logged.
 
-use ferry_accounts::{AccountKind, Authenticator};
+use std::sync::Arc;
+
+use ferry_accounts::{Account, AccountKind, Authenticator, Usage};
 use ferry_proto::Reply;
 use ferry_proto::command::Password;
+use ferry_storage::Storage;
 use ferry_storage::VirtualPath;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
-use super::{LoggedIn, LoginState, Session};
+use super::{LoggedIn, LoginState, Session, Step};
 use crate::data::DataSetup;
 use crate::error::SessionError;
 
@@ -28,13 +31,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Ok(Reply::new(331, text))
     }
 
-    pub(super) async fn cmd_pass(&mut self, pass: Password) -> Result<Reply, SessionError> {
+    pub(super) async fn cmd_pass(&mut self, pass: Password) -> Result<Step, SessionError> {
         let user = match std::mem::replace(&mut self.login, LoginState::AwaitingUser) {
             LoginState::AwaitingPass { user } => user,
             LoginState::AwaitingUser => return Err(SessionError::BadSequence("send USER first")),
             logged_in @ LoginState::LoggedIn(_) => {
                 self.login = logged_in;
-                return Ok(Reply::new(230, "Already logged in."));
+                return Ok(Step::Reply(Reply::new(230, "Already logged in.")));
             }
         };
         let remote = self.peer.remote;
@@ -42,26 +45,92 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(a) => a,
             Err(e) => {
                 warn!(session = self.peer.id, %remote, user = %user, reason = %e, "login failed");
-                return Ok(Reply::new(530, "Login incorrect."));
+                return Ok(Step::Reply(Reply::new(530, "Login incorrect.")));
+            }
+        };
+        // Address and time rules: the password was right, but not from here or now.
+        let now = time::OffsetDateTime::from((self.opts.clock)());
+        if let Err(refusal) = account
+            .limits
+            .check_address(remote.ip())
+            .and_then(|()| account.limits.check_time(now))
+        {
+            warn!(session = self.peer.id, %remote, user = %user, reason = %refusal, "login refused");
+            let text = match refusal.setting {
+                "login_hours" => "Login not allowed at this time.",
+                _ => "Login not allowed from your address.",
+            };
+            return Ok(Step::Reply(Reply::new(530, text)));
+        }
+        let ticket = match self.opts.users.join(&account) {
+            Ok(t) => t,
+            Err(refusal) => {
+                warn!(session = self.peer.id, %remote, user = %user, reason = %refusal, "login refused");
+                return Ok(Step::Close(Reply::new(
+                    421,
+                    "Too many sessions for this user; try again later.",
+                )));
             }
         };
         let storage = match self.opts.storage.open_home(&account.home, true).await {
             Ok(s) => s,
             Err(e) => {
                 warn!(session = self.peer.id, user = %user, home = %account.home, error = %e, "home directory unavailable");
-                return Ok(Reply::new(
+                return Ok(Step::Reply(Reply::new(
                     530,
                     "Login refused: home directory unavailable.",
-                ));
+                )));
             }
         };
+        if let Err(e) = self.measure_usage_if_needed(&account, &storage).await {
+            warn!(session = self.peer.id, user = %user, error = %e, "cannot measure quota usage");
+            return Ok(Step::Reply(Reply::new(
+                530,
+                "Login refused: quota usage unavailable.",
+            )));
+        }
         info!(session = self.peer.id, %remote, user = %account.name, "logged in");
         let text = match account.kind {
             AccountKind::Anonymous => "Anonymous access granted, restrictions apply.".to_owned(),
             AccountKind::Virtual => format!("User {} logged in.", account.name),
         };
-        self.login = LoginState::LoggedIn(Box::new(LoggedIn { account, storage }));
-        Ok(Reply::new(230, text))
+        self.login = LoginState::LoggedIn(Box::new(LoggedIn {
+            account,
+            storage,
+            ticket,
+        }));
+        Ok(Step::Reply(Reply::new(230, text)))
+    }
+
+    /// A user with a quota and no usage record is measured from storage.
+    async fn measure_usage_if_needed(
+        &self,
+        account: &Account,
+        storage: &Arc<dyn Storage>,
+    ) -> Result<(), String> {
+        let limits = &account.limits;
+        if limits.quota_bytes.is_none() && limits.quota_files.is_none() {
+            return Ok(());
+        }
+        if self
+            .opts
+            .ledger
+            .get(&account.name)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let (bytes, files) = ferry_storage::measure(storage.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(session = self.peer.id, user = %account.name, bytes, files, "measured quota usage");
+        self.opts
+            .ledger
+            .set(&account.name, Usage { bytes, files })
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub(super) fn cmd_rein(&mut self) -> Reply {

@@ -63,6 +63,8 @@ enum LoginState {
 struct LoggedIn {
     account: Account,
     storage: Arc<dyn Storage>,
+    /// This session's place among the user's sessions, and the shared rates.
+    ticket: crate::users::SessionTicket,
 }
 
 /// A transfer about to run: the 150 reply, then the job, raced against the
@@ -251,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // Commands allowed before login.
         match command {
             Command::User(name) => return self.cmd_user(name).map(Step::Reply),
-            Command::Pass(pass) => return self.cmd_pass(pass).await.map(Step::Reply),
+            Command::Pass(pass) => return self.cmd_pass(pass).await,
             Command::Quit => return Ok(Step::Close(Reply::new(221, "Goodbye."))),
             Command::Rein => return Ok(Step::Reply(self.cmd_rein())),
             Command::Feat => return Ok(Step::Reply(self.cmd_feat())),
@@ -514,6 +516,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Whether a path exists (errors other than "not found" are failures).
+    /// Records a change of stored bytes and files for quota usage.
+    async fn record_usage(&self, bytes: i64, files: i64) {
+        if let Ok(l) = self.logged_in()
+            && let Err(e) = self.opts.ledger.add(&l.account.name, bytes, files).await
+        {
+            tracing::warn!(session = self.peer.id, error = %e, "quota usage not recorded");
+        }
+    }
+
     async fn exists(&self, path: &VirtualPath) -> Result<Option<Metadata>, SessionError> {
         match self.storage()?.metadata(path).await {
             Ok(m) => Ok(Some(m)),

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Session, TransferStep};
 use crate::error::SessionError;
-use crate::transfer;
+use crate::transfer::{self, UploadBudget};
 
 /// STOR or APPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
         let (ascii, timeout) = (self.ascii, self.opts.data_timeout);
+        let rate = self.logged_in()?.ticket.state.download.clone();
         let start = Reply::new(
             150,
             format!(
@@ -60,7 +61,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             start,
             format!("RETR {path}"),
             move |mut stream, meter| async move {
-                transfer::send_file(reader, &mut stream, ascii, timeout, &meter).await
+                transfer::send_file(reader, &mut stream, ascii, timeout, &meter, rate.as_deref())
+                    .await
             },
         )
     }
@@ -94,7 +96,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ),
         };
         self.check(action, &path)?;
-        self.start_upload(path, mode).await
+        self.start_upload(path, mode, existing.map(|m| m.size))
+            .await
     }
 
     pub(super) async fn cmd_stou(
@@ -121,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if self.exists(&candidate).await?.is_none() {
                 self.check(Permission::Upload, &candidate)?;
                 let mut step = self
-                    .start_upload(candidate.clone(), WriteMode::CreateNew)
+                    .start_upload(candidate.clone(), WriteMode::CreateNew, None)
                     .await?;
                 step.start = Reply::new(150, format!("FILE: {name}"));
                 return Ok(step);
@@ -134,12 +137,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         &mut self,
         path: VirtualPath,
         mode: WriteMode,
+        old_size: Option<u64>,
     ) -> Result<TransferStep, SessionError> {
         self.require_data_setup()?;
+        let logged_in = self.logged_in()?;
+        logged_in
+            .account
+            .limits
+            .check_file_name(&path.to_string())
+            .map_err(SessionError::FileNameRefused)?;
+        let budget = self.upload_budget(mode, old_size).await?;
+        let rate = logged_in.ticket.state.upload.clone();
+        let (storage, ledger, user) = (
+            self.storage()?,
+            self.opts.ledger.clone(),
+            logged_in.account.name.clone(),
+        );
         // If the data connection never opens, the upload is dropped unused, which
         // aborts it (see `ferry_storage::Upload`).
-        let upload = self
-            .storage()?
+        let upload = storage
             .write(&path, mode)
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
@@ -149,9 +165,93 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             start,
             format!("STOR {path}"),
             move |mut stream, meter| async move {
-                transfer::receive_file(&mut stream, upload, ascii, timeout, &meter).await
+                let result = transfer::receive_file(
+                    &mut stream,
+                    upload,
+                    ascii,
+                    timeout,
+                    &meter,
+                    rate.as_deref(),
+                    budget.as_ref(),
+                )
+                .await;
+                // Whatever happened, count what is stored now against what was.
+                let now = storage.metadata(&path).await.ok().map(|m| m.size);
+                let bytes = now.unwrap_or(0) as i64 - old_size.unwrap_or(0) as i64;
+                let files = i64::from(now.is_some()) - i64::from(old_size.is_some());
+                if (bytes, files) != (0, 0) {
+                    let _ = ledger.add(&user, bytes, files).await;
+                }
+                result
             },
         )
+    }
+
+    /// How many bytes an upload may store: the least of what the byte quota and
+    /// `max_file_size` leave. A new file over the file quota is refused at once.
+    async fn upload_budget(
+        &self,
+        mode: WriteMode,
+        old_size: Option<u64>,
+    ) -> Result<Option<UploadBudget>, SessionError> {
+        let account = &self.logged_in()?.account;
+        let limits = &account.limits;
+        // The file size the upload starts from.
+        let base = match mode {
+            WriteMode::Replace | WriteMode::CreateNew => 0,
+            WriteMode::Append => old_size.unwrap_or(0),
+            WriteMode::Resume { offset } => offset,
+        };
+        let mut budget: Option<UploadBudget> = None;
+        let mut tighten = |bytes: u64, setting: &'static str| {
+            if budget.as_ref().is_none_or(|b| bytes < b.bytes) {
+                budget = Some(UploadBudget { bytes, setting });
+            }
+        };
+        if let Some(max) = &limits.max_file_size {
+            if base >= max.value && base > 0 {
+                return Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
+                    setting: "max_file_size",
+                    reason: format!(
+                        "the file is already {base} bytes, the most is {} (set by {})",
+                        max.value, max.source
+                    ),
+                }));
+            }
+            tighten(max.value.saturating_sub(base), "max_file_size");
+        }
+        if limits.quota_bytes.is_some() || limits.quota_files.is_some() {
+            let usage = self
+                .opts
+                .ledger
+                .get(&account.name)
+                .await
+                .map_err(|e| {
+                    SessionError::storage(
+                        &VirtualPath::root(),
+                        ferry_storage::StorageError::Io(std::io::Error::other(e.to_string())),
+                    )
+                })?
+                .unwrap_or_default();
+            if let Some(q) = &limits.quota_files
+                && old_size.is_none()
+                && usage.files >= q.value
+            {
+                return Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
+                    setting: "quota_files",
+                    reason: format!(
+                        "{} files stored, the quota is {} (set by {})",
+                        usage.files, q.value, q.source
+                    ),
+                }));
+            }
+            if let Some(q) = &limits.quota_bytes {
+                // Stored after the upload: usage - old + base + n <= quota.
+                let room = (q.value + old_size.unwrap_or(0)).saturating_sub(usage.bytes + base);
+                tighten(room, "quota_bytes");
+            }
+        }
+        Ok(budget)
     }
 
     pub(super) fn mode_name(&self) -> &'static str {
