@@ -5,4 +5,5 @@
 mod clients;
 mod hostile;
 mod lifecycle;
+mod limits;
 mod support;

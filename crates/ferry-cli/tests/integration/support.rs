@@ -72,6 +72,62 @@ permissions = {{ "/inbox" = ["list", "upload", "mkdir"] }}
     )
 }
 
+/// Users with limits, all with the password `pw`.
+pub fn limits_config() -> String {
+    let pw = hash("pw");
+    let now = time_now_utc_minutes();
+    let hhmm = |m: i64| {
+        let m = m.rem_euclid(24 * 60);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    // Hours around now, and hours that ended a minute ago.
+    let (day_start, day_end) = (hhmm(now - 60), hhmm(now + 60));
+    let (night_start, night_end) = (hhmm(now - 180), hhmm(now - 1));
+    let user = |name: &str, extra: &str| {
+        format!("[[users]]\nname = \"{name}\"\npassword_hash = \"{pw}\"\n{extra}\n")
+    };
+    [
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_connections_per_ip = 100\n".to_owned(),
+        "[[groups]]\nname = \"pairs\"\nmax_sessions = 2\n".to_owned(),
+        user("quota", "quota_bytes = \"100000\"\nquota_files = 3"),
+        user("sized", "max_file_size = \"50000\""),
+        user(
+            "patterns",
+            "denied_files = [\"*.exe\"]\nallowed_files = [\"*.txt\", \"*.exe\"]",
+        ),
+        user("net", "allow_from = [\"127.0.0.0/31\"]"),
+        user(
+            "denied",
+            "allow_from = [\"127.0.0.0/8\"]\ndeny_from = [\"127.0.0.1\"]",
+        ),
+        user(
+            "daytime",
+            &format!("login_hours = [\"* {day_start}-{day_end}\"]"),
+        ),
+        user(
+            "nighttime",
+            &format!("login_hours = [\"* {night_start}-{night_end}\"]"),
+        ),
+        user("solo", "max_sessions = 1"),
+        user("paired", "groups = [\"pairs\"]"),
+        user("own_limit", "groups = [\"pairs\"]\nmax_sessions = 3"),
+        user(
+            "slow",
+            "download_rate = \"1 MiB/s\"\nupload_rate = \"1 MiB/s\"",
+        ),
+    ]
+    .concat()
+}
+
+/// Minutes since midnight, UTC.
+fn time_now_utc_minutes() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    ((secs % 86_400) / 60) as i64
+}
+
 /// A `ferry serve` process; stopped when dropped.
 pub struct FerryServer {
     child: Option<Child>,
@@ -90,7 +146,7 @@ impl FerryServer {
     pub fn start_with(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("ferry.toml"), config).expect("write config");
-        for sub in ["files/alice", "files/bob/inbox", "files/pub"] {
+        for sub in ["files/alice", "files/bob/inbox", "files/pub", "files/slow"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
         let mut child = Command::new(ferry_bin())
