@@ -10,12 +10,14 @@
 pub mod limits;
 pub mod password;
 pub mod rules;
+pub mod sql;
 pub mod store;
 pub mod usage;
 
 pub use ferry_config::Permission;
 pub use limits::{LimitRefusal, LimitSource, Limits, Sourced};
 pub use rules::{AccessRules, DenyReason, PermissionSet, PolicyDecision, RuleSource};
+pub use sql::SqlStore;
 pub use store::{
     Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
 };

@@ -1,6 +1,8 @@
 //! `ferry`: the command line. Argument parsing and wiring only; the work is done
 //! by the library crates.
 
+mod accounts;
+mod manage;
 mod serve;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -44,6 +46,10 @@ enum Command {
     },
     /// Read one password from stdin and print its argon2id hash.
     HashPassword,
+    /// Manage users in the account store.
+    User(manage::UserArgs),
+    /// Manage groups in the account store.
+    Group(manage::GroupArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::HashPassword => hash_password(),
+        Command::User(args) => manage::user(args),
+        Command::Group(args) => manage::group(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,9 +103,12 @@ pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, Option
 
 fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
     let (config, path) = load_config(path)?;
-    ferry_accounts::ConfigStore::from_config(&config).map_err(|mut e| {
-        e.file = path.clone();
-        e
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let users = runtime.block_on(async {
+        let accounts = accounts::Accounts::open(&config, path.as_deref()).await?;
+        accounts.user_count().await
     })?;
     let source = path.map_or_else(
         || "the embedded defaults".to_owned(),
@@ -110,9 +121,9 @@ fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .collect();
     println!(
-        "{source}: OK ({} users, {} groups, listening on {})",
-        config.users.len(),
+        "{source}: OK ({users} users, {} groups in the file, accounts in {}, listening on {})",
         config.groups.len(),
+        config.accounts.store,
         listen.join(", ")
     );
     Ok(())

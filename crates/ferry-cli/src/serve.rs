@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry_accounts::{Authenticator, ConfigStore};
 use ferry_server::{Server, ServerOptions};
 use ferry_storage::local::LocalDisk;
+
+use crate::accounts::Accounts;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -31,12 +32,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(root) = args.root {
         config.storage.root = root;
     }
-    let store = ConfigStore::from_config(&config).map_err(|mut e| {
-        e.file = path.clone();
-        e
-    })?;
-    let users = store.len();
-    let accounts = Authenticator::new(vec![Arc::new(store)], &config.anonymous)?;
     let storage = LocalDisk::new(&config.storage.root).with_context(|| {
         format!(
             "cannot create the storage root {}",
@@ -49,20 +44,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let opts = ServerOptions::from_config(&config, Arc::new(storage), accounts);
+        let accounts = Accounts::open(&config, path.as_deref()).await?;
+        let users = accounts.user_count().await?;
+        let mut opts = ServerOptions::from_config(&config, Arc::new(storage), accounts.authenticator.clone());
+        opts.ledger = accounts.ledger.clone();
         let server = Server::bind(opts).await?;
         for addr in server.local_addrs() {
             eprintln!("ferry: serving FTP on {addr}, files under {}", config.storage.root.display());
         }
         if users == 0 && !config.anonymous.enabled {
+            let how = match &accounts.sql {
+                Some(_) => "    ferry user add alice".to_owned(),
+                None => "    echo -n 'a password' | ferry hash-password\n\
+                          and put in ferry.toml: [[users]] name = \"alice\", password_hash = \"<the hash>\""
+                    .to_owned(),
+            };
             eprintln!(
-                "ferry: no users yet, so nobody can log in. To add one, run\n\
-                 \x20   echo -n 'a password' | ferry hash-password\n\
-                 and put in ferry.toml (in this directory, or pass --config):\n\
-                 \x20   [[users]]\n\
-                 \x20   name = \"alice\"\n\
-                 \x20   password_hash = \"<the hash>\"\n\
-                 then restart ferry serve. Or set [anonymous] enabled = true for read-only anonymous access."
+                "ferry: no users yet, so nobody can log in. To add one (from this directory, or with --config):\n{how}\n\
+                 Users added with `ferry user add` can log in at once; or set [anonymous] enabled = true for read-only anonymous access."
             );
         }
         let shutdown = server.shutdown_token();

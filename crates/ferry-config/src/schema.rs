@@ -96,24 +96,58 @@ pub enum StorageBackendKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountsSection {
-    /// `"config"`: the `[[users]]` and `[[groups]]` of this file.
+    /// `"sqlite:PATH"` (default `sqlite:./ferry-data/accounts.db`), `"postgres://..."`,
+    /// or `"config"` (only the `[[users]]` and `[[groups]]` of this file).
     pub store: AccountStoreKind,
 }
 
 impl Default for AccountsSection {
     fn default() -> Self {
         AccountsSection {
-            store: AccountStoreKind::Config,
+            store: AccountStoreKind::Sql("sqlite:./ferry-data/accounts.db".into()),
         }
     }
 }
 
 /// `accounts.store`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountStoreKind {
+    /// Only the users and groups of the configuration file.
     Config,
+    /// A database URL: `sqlite:PATH` or `postgres://USER:PASS@HOST/DB`. The
+    /// configuration's users and groups are served too.
+    Sql(String),
 }
+
+impl FromStr for AccountStoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "config" {
+            Ok(AccountStoreKind::Config)
+        } else if s.starts_with("sqlite:")
+            || s.starts_with("postgres://")
+            || s.starts_with("postgresql://")
+        {
+            Ok(AccountStoreKind::Sql(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}` is not an account store: use \"sqlite:PATH\", \"postgres://...\" or \"config\""
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for AccountStoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountStoreKind::Config => f.write_str("config"),
+            AccountStoreKind::Sql(url) => f.write_str(url),
+        }
+    }
+}
+
+crate::string_serde!(AccountStoreKind);
 
 /// `[anonymous]`: the `anonymous` and `ftp` logins.
 #[derive(Debug, Clone, Deserialize)]
@@ -592,5 +626,148 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
 
         let e = err("[storage]\nbackend = \"tape\"\n");
         assert_eq!(e.line, Some(2));
+    }
+}
+
+/// Settings holding lists; on the command line their items are separated by commas
+/// (by semicolons for `login_hours`, whose items may hold commas).
+const LIST_KEYS: &[&str] = &[
+    "groups",
+    "allow_from",
+    "deny_from",
+    "login_hours",
+    "allowed_files",
+    "denied_files",
+];
+
+/// Settings only users have.
+pub const USER_ONLY_KEYS: &[&str] = &["password_hash", "home", "groups"];
+
+impl AccountSettings {
+    /// Applies one `KEY=VALUE` from the command line, with the same keys and value
+    /// forms as the configuration file: `quota_bytes=1 GiB`, `max_sessions=4`,
+    /// `allow_from=10.0.0.0/8,192.0.2.1`, `permissions./archive=list,download`.
+    /// An empty value removes the setting (or the rule).
+    pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("`{assignment}` is not KEY=VALUE"))?;
+        let (key, value) = (key.trim(), value.trim());
+        let mut json = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        let map = json.as_object_mut().ok_or("settings are not a table")?;
+        if let Some(path) = key.strip_prefix("permissions.") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "rule path `{path}` must be absolute, like permissions./{path}"
+                ));
+            }
+            let rules = map
+                .entry("permissions")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let rules = rules.as_object_mut().ok_or("permissions are not a table")?;
+            if value.is_empty() {
+                rules.remove(path);
+            } else {
+                let words = parse_list(value, ',');
+                rules.insert(
+                    path.to_owned(),
+                    serde_json::to_value(words).map_err(|e| e.to_string())?,
+                );
+            }
+        } else {
+            if !Self::KEYS.contains(&key) || key == "permissions" {
+                return Err(format!(
+                    "unknown setting `{key}`; settings are {} and permissions./PATH",
+                    Self::KEYS
+                        .iter()
+                        .filter(|k| **k != "permissions")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if value.is_empty() {
+                map.remove(key);
+            } else {
+                let parsed = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+                    Ok(mut t) => t
+                        .remove("v")
+                        .unwrap_or(toml::Value::String(value.to_owned())),
+                    Err(_) => toml::Value::String(value.to_owned()),
+                };
+                let parsed = match (LIST_KEYS.contains(&key), parsed) {
+                    (true, toml::Value::String(s)) => {
+                        let sep = if key == "login_hours" { ';' } else { ',' };
+                        toml::Value::Array(
+                            parse_list(&s, sep)
+                                .into_iter()
+                                .map(toml::Value::String)
+                                .collect(),
+                        )
+                    }
+                    (_, v) => v,
+                };
+                map.insert(
+                    key.to_owned(),
+                    serde_json::to_value(parsed).map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        *self = serde_json::from_value(json).map_err(|e| format!("{key}: {e}"))?;
+        Ok(())
+    }
+}
+
+fn parse_list(value: &str, sep: char) -> Vec<String> {
+    value
+        .split(sep)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod apply_tests {
+    use super::*;
+
+    #[test]
+    fn command_line_settings() {
+        let mut s = AccountSettings::default();
+        for a in [
+            "quota_bytes=1 GiB",
+            "quota_files=10000",
+            "max_sessions=4",
+            "upload_rate=\"2 MiB/s\"",
+            "allow_from=127.0.0.0/8, ::1/128",
+            "login_hours=Mon-Fri 08:00-18:00; Sat,Sun 10:00-12:00",
+            "permissions./=*",
+            "permissions./archive=list,download",
+            "denied_files=*.exe",
+        ] {
+            s.apply(a).unwrap_or_else(|e| panic!("{a}: {e}"));
+        }
+        assert_eq!(s.quota_bytes, Some(ByteSize(1 << 30)));
+        assert_eq!(s.quota_files, Some(10000));
+        assert_eq!(s.upload_rate, Some(ByteRate(2 << 20)));
+        assert_eq!(s.allow_from.as_ref().map(Vec::len), Some(2));
+        assert_eq!(s.login_hours.as_ref().map(Vec::len), Some(2));
+        assert_eq!(s.permissions["/archive"].len(), 2);
+        s.apply("permissions./archive=").expect("remove rule");
+        s.apply("max_sessions=").expect("unset");
+        assert!(!s.permissions.contains_key("/archive") && s.max_sessions.is_none());
+        for bad in [
+            "quota_bytes=lots",
+            "max_sessions=-1",
+            "colour=blue",
+            "permissions=x",
+            "permissions.rel=list",
+            "allow_from=nowhere",
+            "novalue",
+        ] {
+            assert!(s.apply(bad).is_err(), "{bad} accepted");
+        }
+        // A failed assignment changes nothing.
+        assert_eq!(s.quota_bytes, Some(ByteSize(1 << 30)));
     }
 }

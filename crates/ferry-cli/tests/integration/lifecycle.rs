@@ -27,7 +27,7 @@ fn serve_on_embedded_defaults() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut text = String::new();
     let mut buf = [0u8; 4096];
-    while !text.contains("then restart") && Instant::now() < deadline {
+    while !text.contains("anonymous access.") && Instant::now() < deadline {
         let n = stderr.read(&mut buf).expect("read");
         if n == 0 {
             break;
@@ -38,8 +38,12 @@ fn serve_on_embedded_defaults() {
     let _ = child.wait();
     assert!(text.contains("serving FTP on 127.0.0.1:"), "{text}");
     assert!(
-        text.contains("ferry hash-password") && text.contains("[[users]]"),
+        text.contains("ferry user add alice"),
         "must say how to add a user: {text}"
+    );
+    assert!(
+        dir.path().join("ferry-data/accounts.db").is_file(),
+        "accounts live in ./ferry-data/accounts.db"
     );
     assert!(
         dir.path().join("ferry-data/files").is_dir(),

@@ -2,6 +2,7 @@
 //! people use (Python ftplib and urllib, curl, lftp) and by raw sockets for input
 //! no client would send.
 
+mod accounts;
 mod clients;
 mod hostile;
 mod lifecycle;

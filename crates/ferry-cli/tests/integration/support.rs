@@ -146,6 +146,11 @@ impl FerryServer {
     pub fn start_with(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("ferry.toml"), config).expect("write config");
+        Self::start_in(dir)
+    }
+
+    /// Starts in `dir`, which holds a ferry.toml.
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
         for sub in ["files/alice", "files/bob/inbox", "files/pub", "files/slow"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
@@ -403,4 +408,182 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// A throwaway PostgreSQL server on loopback, stopped when dropped.
+pub struct PgServer {
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    pub url: String,
+}
+
+fn pg_bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("FERRY_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .expect("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs a PostgreSQL program, as the `postgres` user when we are root (PostgreSQL
+/// refuses to run as root).
+fn pg_command(bin: &Path, program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let bin = pg_bin_dir();
+        let dir = tempfile::tempdir().expect("tmp");
+        if is_root() {
+            run_ok(
+                Command::new("chown")
+                    .args(["-R", "postgres"])
+                    .arg(dir.path()),
+                Duration::from_secs(20),
+            );
+        }
+        let data = dir.path().join("data");
+        run_ok(
+            pg_command(&bin, "initdb").arg("-D").arg(&data).args([
+                "-A",
+                "trust",
+                "-U",
+                "ferry",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]),
+            Duration::from_secs(120),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("probe")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = pg_command(&bin, "postgres")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-F",
+                "-c",
+                "max_connections=50",
+            ])
+            .arg("-k")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        let url = format!("postgres://ferry@127.0.0.1:{port}/postgres");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "ferry",
+                    "-d",
+                    "postgres",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        PgServer {
+            child: Some(child),
+            _dir: dir,
+            url,
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGINT is PostgreSQL's fast shutdown; the backends go with it.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `ferry ARGS` in `dir`, with `stdin` as standard input.
+pub fn ferry_in(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(ferry_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ferry");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    child.wait_with_output().expect("ferry")
+}
+
+/// Like [`ferry_in`], insisting on success; returns stdout.
+pub fn ferry_ok(dir: &Path, args: &[&str], stdin: &str) -> String {
+    let out = ferry_in(dir, args, stdin);
+    assert!(
+        out.status.success(),
+        "ferry {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `ferry serve` in an existing directory holding a ferry.toml.
+pub fn serve_in(dir: tempfile::TempDir) -> FerryServer {
+    FerryServer::start_in(dir)
 }

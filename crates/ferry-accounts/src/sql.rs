@@ -1,0 +1,410 @@
+//! The SQL account store: SQLite (the embedded default) and PostgreSQL (shared by
+//! several ferry nodes), through one code path (sqlx's `Any` driver).
+//!
+//! Each user and group is one row: its name and its settings as JSON, with the
+//! same keys and value forms as `[[users]]` in ferry.toml. Quota usage is a row per
+//! user, updated in place (`bytes = bytes + delta`), so concurrent sessions on
+//! several nodes add up correctly.
+
+use std::sync::Once;
+
+use async_trait::async_trait;
+use ferry_config::AccountSettings;
+use sqlx::pool::PoolOptions;
+use sqlx::{Any, AssertSqlSafe, Pool, Row};
+
+type AnyPool = Pool<Any>;
+
+use crate::store::{AccountStore, StoreError};
+use crate::usage::{Usage, UsageLedger};
+
+/// The schema, in order; each statement is safe to run again. The only SQL built at
+/// run time interpolates a table name from [`Kind`], never user input.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS ferry_users (name TEXT PRIMARY KEY, settings TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ferry_groups (name TEXT PRIMARY KEY, settings TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ferry_usage (name TEXT PRIMARY KEY, bytes BIGINT NOT NULL, files BIGINT NOT NULL)",
+];
+
+/// Users, groups and usage in a SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    url: String,
+}
+
+/// Which table a row lives in.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    fn table(self) -> &'static str {
+        match self {
+            Kind::User => "ferry_users",
+            Kind::Group => "ferry_groups",
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Group => "group",
+        }
+    }
+}
+
+impl SqlStore {
+    /// Opens (and for SQLite creates) the database at `url` (`sqlite:PATH` or
+    /// `postgres://...`) and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let shown = redact(url);
+        let connect_url = if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| backend(&shown, e))?;
+            }
+            format!("sqlite://{path}?mode=rwc")
+        } else {
+            url.to_owned()
+        };
+        let pool = PoolOptions::<Any>::new()
+            .max_connections(if url.starts_with("sqlite:") { 4 } else { 8 })
+            .connect(&connect_url)
+            .await
+            .map_err(|e| backend(&shown, e))?;
+        for statement in SCHEMA {
+            sqlx::query(*statement)
+                .execute(&pool)
+                .await
+                .map_err(|e| backend(&shown, e))?;
+        }
+        Ok(SqlStore { pool, url: shown })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        backend(&self.url, e)
+    }
+
+    async fn get(&self, kind: Kind, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+        let sql = format!("SELECT settings FROM {} WHERE name = $1", kind.table());
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let json: String = row.try_get(0).map_err(|e| self.err(e))?;
+                serde_json::from_str(&json).map(Some).map_err(|e| {
+                    self.err(format!(
+                        "{} {name} has unreadable settings: {e}",
+                        kind.word()
+                    ))
+                })
+            }
+        }
+    }
+
+    async fn names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
+        let sql = format!("SELECT name FROM {} ORDER BY name", kind.table());
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    async fn insert(
+        &self,
+        kind: Kind,
+        name: &str,
+        settings: &AccountSettings,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(settings).map_err(|e| self.err(e))?;
+        let sql = format!(
+            "INSERT INTO {} (name, settings) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            kind.table()
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(name)
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::AlreadyExists {
+                kind: kind.word(),
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        kind: Kind,
+        name: &str,
+        settings: &AccountSettings,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(settings).map_err(|e| self.err(e))?;
+        let sql = format!("UPDATE {} SET settings = $1 WHERE name = $2", kind.table());
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(json)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: kind.word(),
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) -> Result<(), StoreError> {
+        let sql = format!("DELETE FROM {} WHERE name = $1", kind.table());
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: kind.word(),
+                name: name.to_owned(),
+            });
+        }
+        if let Kind::User = kind {
+            sqlx::query("DELETE FROM ferry_usage WHERE name = $1")
+                .bind(name)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn add_user(&self, name: &str, settings: &AccountSettings) -> Result<(), StoreError> {
+        self.insert(Kind::User, name, settings).await
+    }
+
+    pub async fn set_user(&self, name: &str, settings: &AccountSettings) -> Result<(), StoreError> {
+        self.update(Kind::User, name, settings).await
+    }
+
+    pub async fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        self.delete(Kind::User, name).await
+    }
+
+    pub async fn add_group(
+        &self,
+        name: &str,
+        settings: &AccountSettings,
+    ) -> Result<(), StoreError> {
+        self.insert(Kind::Group, name, settings).await
+    }
+
+    pub async fn set_group(
+        &self,
+        name: &str,
+        settings: &AccountSettings,
+    ) -> Result<(), StoreError> {
+        self.update(Kind::Group, name, settings).await
+    }
+
+    pub async fn delete_group(&self, name: &str) -> Result<(), StoreError> {
+        self.delete(Kind::Group, name).await
+    }
+}
+
+fn backend(url: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend {
+        store: url.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:****{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqlStore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+        self.get(Kind::User, name).await
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+        self.get(Kind::Group, name).await
+    }
+
+    async fn user_names(&self) -> Result<Vec<String>, StoreError> {
+        self.names(Kind::User).await
+    }
+
+    async fn group_names(&self) -> Result<Vec<String>, StoreError> {
+        self.names(Kind::Group).await
+    }
+}
+
+#[async_trait]
+impl UsageLedger for SqlStore {
+    async fn get(&self, user: &str) -> Result<Option<Usage>, StoreError> {
+        let row = sqlx::query("SELECT bytes, files FROM ferry_usage WHERE name = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let bytes: i64 = r.try_get(0).map_err(|e| self.err(e))?;
+                let files: i64 = r.try_get(1).map_err(|e| self.err(e))?;
+                Ok(Some(Usage {
+                    bytes: bytes.max(0) as u64,
+                    files: files.max(0) as u64,
+                }))
+            }
+        }
+    }
+
+    async fn set(&self, user: &str, usage: Usage) -> Result<(), StoreError> {
+        let (bytes, files) = (
+            i64::try_from(usage.bytes).unwrap_or(i64::MAX),
+            i64::try_from(usage.files).unwrap_or(i64::MAX),
+        );
+        sqlx::query(
+            "INSERT INTO ferry_usage (name, bytes, files) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes, files = excluded.files",
+        )
+        .bind(user)
+        .bind(bytes)
+        .bind(files)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn add(&self, user: &str, bytes: i64, files: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE ferry_usage SET \
+             bytes = CASE WHEN bytes + $1 < 0 THEN 0 ELSE bytes + $1 END, \
+             files = CASE WHEN files + $2 < 0 THEN 0 ELSE files + $2 END \
+             WHERE name = $3",
+        )
+        .bind(bytes)
+        .bind(files)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml: &str) -> AccountSettings {
+        toml::from_str(toml).expect("settings")
+    }
+
+    #[tokio::test]
+    async fn sqlite_round_trip() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite:{}/sub/accounts.db", dir.path().display());
+        let store = SqlStore::open(&url).await.expect("open");
+        let alice = settings(
+            "home = \"/a\"\nquota_bytes = \"1 GiB\"\npermissions = { \"/\" = [\"list\"] }",
+        );
+        store.add_user("alice", &alice).await.expect("add");
+        assert!(matches!(
+            store.add_user("alice", &alice).await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        assert_eq!(store.user("alice").await.expect("get"), Some(alice.clone()));
+        let mut changed = alice.clone();
+        changed.max_sessions = Some(2);
+        store.set_user("alice", &changed).await.expect("set");
+        // A second handle on the same database sees the change.
+        let again = SqlStore::open(&url).await.expect("reopen");
+        assert_eq!(
+            again
+                .user("alice")
+                .await
+                .expect("get")
+                .and_then(|s| s.max_sessions),
+            Some(2)
+        );
+        store
+            .add_group("staff", &settings("max_sessions = 1"))
+            .await
+            .expect("group");
+        assert_eq!(store.group_names().await.expect("names"), ["staff"]);
+        // Usage: only measured users are updated, never below zero.
+        store.add("alice", 5, 1).await.expect("add");
+        assert_eq!(
+            UsageLedger::get(&store, "alice").await.expect("usage"),
+            None
+        );
+        store
+            .set(
+                "alice",
+                Usage {
+                    bytes: 10,
+                    files: 1,
+                },
+            )
+            .await
+            .expect("set");
+        again.add("alice", 5, 1).await.expect("add");
+        store.add("alice", -100, 0).await.expect("add");
+        assert_eq!(
+            UsageLedger::get(&store, "alice").await.expect("usage"),
+            Some(Usage { bytes: 0, files: 2 })
+        );
+        store.delete_user("alice").await.expect("del");
+        assert!(matches!(
+            store.delete_user("alice").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(
+            UsageLedger::get(&store, "alice").await.expect("usage"),
+            None
+        );
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:****@h/db");
+        assert_eq!(redact("sqlite:./x.db"), "sqlite:./x.db");
+    }
+}

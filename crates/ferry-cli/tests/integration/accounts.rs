@@ -1,0 +1,237 @@
+//! Account stores and `ferry user`/`ferry group`: SQLite by default, PostgreSQL
+//! shared by two servers.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::support::{FerryServer, PgServer, RawControl, ferry_in, ferry_ok, hash, serve_in};
+
+fn code(reply: &str) -> &str {
+    &reply[..3]
+}
+
+/// Logs in and returns the reply code of PASS.
+fn login_code(server: &FerryServer, user: &str, pass: &str) -> String {
+    let mut c = RawControl::connect(server);
+    c.cmd(&format!("USER {user}"));
+    code(&c.cmd(&format!("PASS {pass}"))).to_owned()
+}
+
+/// Uploads `data` as `path` and returns the final reply code (or the refusal).
+fn upload(c: &mut RawControl, path: &str, data: &[u8]) -> String {
+    let mut d = c.pasv_data();
+    let r = c.cmd(&format!("STOR {path}"));
+    if !r.starts_with("150") {
+        return code(&r).to_owned();
+    }
+    let _ = d.write_all(data);
+    drop(d);
+    code(&c.reply()).to_owned()
+}
+
+fn write_config(dir: &Path, store: &str) {
+    let alice = hash("cfg-pw");
+    std::fs::write(
+        dir.join("ferry.toml"),
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[storage]\nroot = \"files\"\n[accounts]\nstore = \"{store}\"\n\n[[users]]\nname = \"fromfile\"\npassword_hash = \"{alice}\"\n"
+        ),
+    )
+    .expect("config");
+}
+
+#[test]
+fn user_and_group_commands_with_sqlite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    write_config(d, "sqlite:./ferry-data/accounts.db");
+    ferry_ok(
+        d,
+        &[
+            "group",
+            "add",
+            "staff",
+            "max_sessions=2",
+            "permissions./=list,download",
+        ],
+        "",
+    );
+    ferry_ok(
+        d,
+        &[
+            "user",
+            "add",
+            "carol",
+            "--group",
+            "staff",
+            "--password-stdin",
+        ],
+        "pw1\n",
+    );
+    ferry_ok(
+        d,
+        &[
+            "user",
+            "set",
+            "carol",
+            "quota_bytes=1 MiB",
+            "permissions./up=*",
+        ],
+        "",
+    );
+
+    // Errors name what is wrong and change nothing.
+    let out = ferry_in(d, &["user", "add", "carol", "--password-stdin"], "x\n");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already exists")
+    );
+    let out = ferry_in(d, &["user", "add", "fromfile", "--password-stdin"], "x\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("configuration file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ferry_in(d, &["user", "set", "carol", "colour=blue"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting `colour`"));
+    let out = ferry_in(d, &["user", "set", "carol", "quota_bytes=lots"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quota_bytes"));
+    let out = ferry_in(
+        d,
+        &["user", "add", "dave", "--group", "nope", "--password-stdin"],
+        "x\n",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("group `nope` does not exist"));
+    let out = ferry_in(d, &["group", "set", "staff", "home=/x"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only users"));
+
+    // list --json and show, without the password hash.
+    let list = ferry_ok(d, &["user", "list", "--json"], "");
+    let v: serde_json::Value = serde_json::from_str(&list).expect("json");
+    let names: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(names, ["fromfile", "carol"]);
+    assert!(
+        v[1]["source"]
+            .as_str()
+            .expect("source")
+            .starts_with("sqlite:")
+    );
+    assert!(!list.contains("argon2"), "a password hash was shown");
+    let show = ferry_ok(d, &["user", "show", "carol"], "");
+    assert!(
+        show.contains("quota_bytes = \"1 MiB\"") && show.contains("password_hash = (set)"),
+        "{show}"
+    );
+    assert!(ferry_ok(d, &["group", "list"], "").contains("staff"));
+
+    // The server sees the store's users, and changes take effect at the next login.
+    let server = serve_in(dir);
+    let d = server.dir.path().to_owned();
+    assert_eq!(login_code(&server, "fromfile", "cfg-pw"), "230");
+    let mut c = RawControl::login(&server, "carol", "pw1");
+    assert_eq!(code(&c.cmd("MKD /up")), "257");
+    assert_eq!(upload(&mut c, "/up/a.txt", b"hello"), "226");
+    assert_eq!(
+        upload(&mut c, "/a.txt", b"hello"),
+        "550",
+        "the group rule at / is read-only"
+    );
+    assert_eq!(
+        upload(&mut c, "/up/big.bin", &vec![0u8; 2 << 20]),
+        "552",
+        "the quota set on the command line"
+    );
+    drop(c);
+    ferry_ok(
+        &d,
+        &["user", "passwd", "carol", "--password-stdin"],
+        "pw2\n",
+    );
+    assert_eq!(login_code(&server, "carol", "pw1"), "530");
+    assert_eq!(login_code(&server, "carol", "pw2"), "230");
+    // rescan-quota measures what is stored.
+    std::fs::write(server.files().join("carol/up/extra.bin"), vec![1u8; 1000]).expect("extra");
+    let out = ferry_ok(&d, &["user", "rescan-quota", "carol"], "");
+    assert_eq!(out.trim(), "carol: 1005 bytes in 2 files");
+    ferry_ok(&d, &["user", "del", "carol"], "");
+    assert_eq!(login_code(&server, "carol", "pw2"), "530");
+    assert!(
+        server.files().join("carol/up/a.txt").exists(),
+        "deleting a user keeps its files"
+    );
+}
+
+#[test]
+fn a_name_in_both_the_file_and_the_store_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    write_config(d, "sqlite:./accounts.db");
+    ferry_ok(d, &["user", "add", "fromfile2", "--password-stdin"], "x\n");
+    // Now define the same name in the file too.
+    let mut text = std::fs::read_to_string(d.join("ferry.toml")).expect("read");
+    text.push_str(&format!(
+        "\n[[users]]\nname = \"fromfile2\"\npassword_hash = \"{}\"\n",
+        hash("y")
+    ));
+    std::fs::write(d.join("ferry.toml"), text).expect("write");
+    let out = ferry_in(d, &["check-config"], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`fromfile2` is defined both"), "{err}");
+}
+
+#[test]
+fn postgres_store_shared_by_two_servers() {
+    let pg = PgServer::start();
+    let make = || {
+        let dir = tempfile::tempdir().expect("tmp");
+        write_config(dir.path(), &pg.url);
+        dir
+    };
+    let (a_dir, b_dir) = (make(), make());
+    // Both servers keep files in one place, as nodes behind a load balancer would
+    // with shared storage.
+    let shared_files = tempfile::tempdir().expect("files");
+    for d in [&a_dir, &b_dir] {
+        std::os::unix::fs::symlink(shared_files.path(), d.path().join("files")).expect("link");
+    }
+    ferry_ok(
+        a_dir.path(),
+        &["group", "add", "team", "quota_bytes=100000"],
+        "",
+    );
+    let a = serve_in(a_dir);
+    let b = serve_in(b_dir);
+    // A user added through node A's configuration logs in on node B at once.
+    ferry_ok(
+        a.dir.path(),
+        &["user", "add", "erin", "--group", "team", "--password-stdin"],
+        "pw\n",
+    );
+    assert_eq!(login_code(&b, "erin", "pw"), "230");
+    assert_eq!(login_code(&a, "erin", "pw"), "230");
+    // Quota usage is shared: what erin stores through A counts on B.
+    let mut on_a = RawControl::login(&a, "erin", "pw");
+    assert_eq!(upload(&mut on_a, "f1", &vec![7u8; 60_000]), "226");
+    let mut on_b = RawControl::login(&b, "erin", "pw");
+    assert_eq!(
+        upload(&mut on_b, "f2", &vec![7u8; 50_000]),
+        "552",
+        "B must see A's 60,000 bytes"
+    );
+    assert_eq!(upload(&mut on_b, "f2", &vec![7u8; 40_000]), "226");
+    assert_eq!(
+        upload(&mut on_a, "f3", b"x"),
+        "552",
+        "A must see B's 40,000 bytes"
+    );
+    let list = ferry_ok(b.dir.path(), &["user", "list", "--json"], "");
+    assert!(
+        list.contains("\"erin\"") && list.contains("postgres://ferry@127.0.0.1"),
+        "{list}"
+    );
+}
