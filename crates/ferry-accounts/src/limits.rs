@@ -196,6 +196,15 @@ pub fn format_time(t: OffsetDateTime) -> String {
     )
 }
 
+/// `YYYY-MM-DD HH:MM` (UTC) to a time, for tests.
+#[cfg(test)]
+pub(crate) fn tests_time(s: &str) -> OffsetDateTime {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::PrimitiveDateTime::parse(s, &f)
+        .expect("test time")
+        .assume_utc()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod manage;
+mod policy;
 mod serve;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -50,6 +51,8 @@ enum Command {
     User(manage::UserArgs),
     /// Manage groups in the account store.
     Group(manage::GroupArgs),
+    /// Explain the access policy.
+    Policy(policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,12 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::User(args) => manage::user(args),
         Command::Group(args) => manage::group(args),
+        Command::Policy(args) => match policy::run(args) {
+            Ok(true) => Ok(()),
+            // A clear "deny" is an answer, not an error: its own exit status.
+            Ok(false) => return ExitCode::from(3),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

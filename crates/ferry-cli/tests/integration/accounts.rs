@@ -235,3 +235,71 @@ fn postgres_store_shared_by_two_servers() {
         "{list}"
     );
 }
+
+#[test]
+fn policy_explain_names_the_deciding_rule() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let config = crate::support::standard_config("")
+        + "\n[[users]]\nname = \"night\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3lzYWx0ZGVjb3k$8xFNwqFUrBBRlMDa+kHKoXh1qEDyRpDS5nAQKPPgIKc\"\nlogin_hours = [\"Mon-Fri 08:00-18:00\"]\ndeny_from = [\"192.0.2.0/24\"]\n";
+    std::fs::write(d.join("ferry.toml"), config).expect("config");
+    let explain = |args: &[&str]| {
+        let mut all = vec!["policy", "explain"];
+        all.extend_from_slice(args);
+        let out = ferry_in(d, &all, "");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // bob: the group "readers" grants list,download at /; his own rule at /inbox.
+    let (status, out, _) = explain(&["bob", "download", "/doc.txt"]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.starts_with("allow: bob download /doc.txt"), "{out}");
+    assert!(
+        out.contains("allowed by the rule of group readers at /"),
+        "{out}"
+    );
+    let (status, out, _) = explain(&["bob", "download", "/inbox/up.txt"]);
+    assert_eq!(status, Some(3), "{out}");
+    assert!(
+        out.contains(
+            "DENIED by the user's own rule at /inbox, which grants only list,upload,mkdir"
+        ),
+        "{out}"
+    );
+    let (status, out, _) = explain(&["bob", "delete", "/doc.txt"]);
+    assert_eq!(status, Some(3));
+    assert!(out.contains("group readers"), "{out}");
+    // Login rules, at their boundaries.
+    let (status, out, _) = explain(&["night", "login", "--at", "2026-11-23 17:59"]);
+    assert_eq!(status, Some(0), "{out}");
+    let (status, out, _) = explain(&["night", "login", "--at", "2026-11-23 18:00"]);
+    assert_eq!(status, Some(3), "{out}");
+    assert!(
+        out.contains("login_hours") && out.contains("Mon-Fri 08:00-18:00"),
+        "{out}"
+    );
+    let (status, out, _) = explain(&[
+        "night",
+        "list",
+        "/",
+        "--from",
+        "192.0.2.255",
+        "--at",
+        "2026-11-23 12:00",
+    ]);
+    assert_eq!(status, Some(3));
+    assert!(
+        out.contains("deny_from") && out.contains("192.0.2.0/24"),
+        "{out}"
+    );
+    // Mistakes are errors, not answers.
+    let (status, _, err) = explain(&["nobody", "list", "/"]);
+    assert_eq!(status, Some(1));
+    assert!(err.starts_with("error: user `nobody`"), "{err}");
+    let (status, _, err) = explain(&["bob", "fly", "/"]);
+    assert_eq!(status, Some(1));
+    assert!(err.contains("unknown action `fly`"), "{err}");
+}
