@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ferry_server::activity::ActivityLog;
 use ferry_server::{Server, ServerOptions};
 use ferry_storage::local::LocalDisk;
 
@@ -48,6 +49,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let users = accounts.user_count().await?;
         let mut opts = ServerOptions::from_config(&config, Arc::new(storage), accounts.authenticator.clone());
         opts.ledger = accounts.ledger.clone();
+        let activity = Arc::new(
+            ActivityLog::open(Some(&config.log.audit), Some(&config.log.xferlog)).context("cannot open the [log] files")?,
+        );
+        opts.activity = activity.clone();
         let server = Server::bind(opts).await?;
         for addr in server.local_addrs() {
             eprintln!("ferry: serving FTP on {addr}, files under {}", config.storage.root.display());
@@ -74,6 +79,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             std::process::exit(130);
         });
         server.run().await;
+        activity.close();
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(())

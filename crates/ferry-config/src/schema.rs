@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub security: SecuritySection,
     #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
     pub groups: Vec<GroupEntry>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
@@ -183,6 +185,25 @@ impl Default for SecuritySection {
         SecuritySection {
             allow_active_mode: true,
             allow_foreign_data_address: false,
+        }
+    }
+}
+
+/// `[log]`: the activity logs. An empty path turns a log off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// One JSON object per command.
+    pub audit: PathBuf,
+    /// One wu-ftpd xferlog line per transfer.
+    pub xferlog: PathBuf,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            audit: PathBuf::from("./ferry-data/audit.jsonl"),
+            xferlog: PathBuf::from("./ferry-data/xferlog"),
         }
     }
 }

@@ -336,6 +336,28 @@ impl Command {
         }
     }
 
+    /// The path the command acts on, when it takes one.
+    pub fn path_arg(&self) -> Option<&PathArg> {
+        match self {
+            Command::Cwd(p)
+            | Command::Retr(p)
+            | Command::Stor(p)
+            | Command::Appe(p)
+            | Command::Rnfr(p)
+            | Command::Rnto(p)
+            | Command::Dele(p)
+            | Command::Rmd(p)
+            | Command::Mkd(p)
+            | Command::Size(p)
+            | Command::Mdtm(p)
+            | Command::Mfmt { path: p, .. }
+            | Command::Checksum { path: p, .. } => Some(p),
+            Command::Stou(p) | Command::Mlsd(p) | Command::Mlst(p) => p.as_ref(),
+            Command::List(a) | Command::Nlst(a) | Command::Stat(a) => a.path.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The command word, upper-case, for logs and replies.
     pub fn verb(&self) -> &'static str {
         match self {

@@ -9,6 +9,7 @@
 //!   PASV/EPSV), and [`transfer`] moves bytes over them.
 //! - [`error`] is the one place where failures become reply codes.
 
+pub mod activity;
 pub mod control;
 pub mod data;
 pub mod error;

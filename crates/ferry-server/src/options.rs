@@ -32,6 +32,8 @@ pub struct ServerOptions {
     pub ledger: Arc<dyn UsageLedger>,
     /// Per-user state shared by that user's sessions.
     pub users: Arc<crate::users::UserRegistry>,
+    /// The audit log and the xferlog.
+    pub activity: Arc<crate::activity::ActivityLog>,
     pub clock: Clock,
 }
 
@@ -70,6 +72,7 @@ impl ServerOptions {
             accounts,
             ledger: Arc::new(MemoryLedger::default()),
             users: Arc::default(),
+            activity: Arc::default(),
             clock: Arc::new(SystemTime::now),
         }
     }

@@ -3,6 +3,7 @@
 //! no client would send.
 
 mod accounts;
+mod activity;
 mod clients;
 mod hostile;
 mod lifecycle;

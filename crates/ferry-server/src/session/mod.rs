@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::activity::{AuditRecord, XferRecord, rfc3339};
 use crate::control::{ControlConnection, Line};
 use crate::data::DataSetup;
 use crate::error::{SessionError, TransferError};
@@ -74,6 +75,37 @@ struct TransferStep {
     job: Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>,
     meter: Arc<TransferMeter>,
     what: String,
+    /// Filled in by the session loop; written when the transfer ends.
+    audit: Option<TransferAudit>,
+}
+
+/// What the audit log needs of a command.
+struct CommandAudit<'a> {
+    verb: &'a str,
+    arg: Option<&'a str>,
+    path: Option<String>,
+    user: Option<String>,
+}
+
+/// The same, kept until a transfer ends.
+struct TransferAudit {
+    verb: &'static str,
+    arg: Option<String>,
+    path: Option<String>,
+    user: Option<String>,
+    started: Instant,
+}
+
+/// The argument of a command line for the audit log: PASS is masked.
+fn audit_arg(line: &[u8], command: &Command) -> Option<String> {
+    if matches!(command, Command::Pass(_)) {
+        return Some("****".into());
+    }
+    let rest = line
+        .iter()
+        .position(|&b| b == b' ')
+        .map(|i| &line[i + 1..])?;
+    Some(String::from_utf8_lossy(rest).into_owned())
 }
 
 /// What a command leads to.
@@ -217,6 +249,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn handle_line(&mut self, line: &[u8]) -> Step {
+        let started = Instant::now();
+        let user_before = self.audit_user();
         let command = match Command::parse(line) {
             Ok(c) => c,
             Err(e) => {
@@ -226,23 +260,98 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     reply = reply.code(),
                     "unparsable command"
                 );
+                let verb =
+                    String::from_utf8_lossy(line.split(|&b| b == b' ').next().unwrap_or(b""))
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric())
+                        .take(16)
+                        .collect::<String>()
+                        .to_ascii_uppercase();
+                let audit = CommandAudit {
+                    verb: &verb,
+                    arg: None,
+                    path: None,
+                    user: user_before,
+                };
+                self.write_audit(&audit, reply.code(), None);
                 return Step::Reply(reply);
             }
         };
         let verb = command.verb();
+        let arg = audit_arg(line, &command);
+        let path = command
+            .path_arg()
+            .and_then(|p| self.cwd.resolve(p.as_str()).ok())
+            .map(|p| self.full_path(&p));
         // RNTO must follow RNFR at once; any other command forgets the RNFR.
         let rename_from = self.rename_from.take();
-        let step = match self.dispatch(command, rename_from).await {
+        let mut step = match self.dispatch(command, rename_from).await {
             Ok(step) => step,
             Err(e) => {
                 debug!(session = self.peer.id, verb, error = %e, "command refused");
                 Step::Reply(e.reply())
             }
         };
-        if let Step::Reply(r) | Step::Close(r) = &step {
-            debug!(session = self.peer.id, verb, reply = r.code(), "command");
+        let user = self.audit_user().or(user_before);
+        match &mut step {
+            Step::Reply(r) | Step::Close(r) => {
+                debug!(session = self.peer.id, verb, reply = r.code(), "command");
+                let audit = CommandAudit {
+                    verb,
+                    arg: arg.as_deref(),
+                    path,
+                    user,
+                };
+                self.write_audit(&audit, r.code(), None);
+            }
+            Step::Transfer(t) => {
+                t.audit = Some(TransferAudit {
+                    verb,
+                    arg,
+                    path,
+                    user,
+                    started,
+                });
+            }
         }
         step
+    }
+
+    /// Who the audit log names: the logged-in user, or the name a login is for.
+    fn audit_user(&self) -> Option<String> {
+        match &self.login {
+            LoginState::LoggedIn(l) => Some(l.account.name.clone()),
+            LoginState::AwaitingPass { user } => Some(user.clone()),
+            LoginState::AwaitingUser => None,
+        }
+    }
+
+    /// A path in the user's view as a path from the storage root.
+    fn full_path(&self, path: &VirtualPath) -> String {
+        match &self.login {
+            LoginState::LoggedIn(l) => l.account.home.join(path).to_string(),
+            _ => path.to_string(),
+        }
+    }
+
+    fn write_audit(
+        &self,
+        a: &CommandAudit<'_>,
+        code: u16,
+        transfer: Option<(u64, std::time::Duration)>,
+    ) {
+        self.opts.activity.audit(&AuditRecord {
+            time: rfc3339((self.opts.clock)()),
+            session: self.peer.id,
+            user: a.user.as_deref(),
+            client: self.peer.remote,
+            command: a.verb,
+            arg: a.arg,
+            path: a.path.clone(),
+            code,
+            bytes: transfer.map(|t| t.0),
+            duration_ms: transfer.map(|t| u64::try_from(t.1.as_millis()).unwrap_or(u64::MAX)),
+        });
     }
 
     async fn dispatch(
@@ -421,6 +530,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 ]
             }
         };
+        if let Some(a) = &t.audit {
+            let code = replies.first().map_or(0, Reply::code);
+            let elapsed = a.started.elapsed();
+            let bytes = t.meter.bytes();
+            let record = CommandAudit {
+                verb: a.verb,
+                arg: a.arg.as_deref(),
+                path: a.path.clone(),
+                user: a.user.clone(),
+            };
+            self.write_audit(&record, code, Some((bytes, elapsed)));
+            let direction = match a.verb {
+                "RETR" => Some('o'),
+                "STOR" | "APPE" | "STOU" => Some('i'),
+                _ => None,
+            };
+            if let (Some(direction), Some(path)) = (direction, &a.path) {
+                let anonymous = matches!(&self.login, LoginState::LoggedIn(l) if l.account.kind == ferry_accounts::AccountKind::Anonymous);
+                self.opts.activity.xfer(&XferRecord {
+                    end: (self.opts.clock)(),
+                    duration: elapsed,
+                    client: self.peer.remote,
+                    bytes,
+                    path,
+                    ascii: self.ascii,
+                    direction,
+                    anonymous,
+                    user: a.user.as_deref().unwrap_or("-"),
+                    complete: code == 226,
+                });
+            }
+        }
         if !control_open {
             return TransferEnd::ControlClosed;
         }
@@ -467,6 +608,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             job: Box::pin(job),
             meter,
             what,
+            audit: None,
         })
     }
 
