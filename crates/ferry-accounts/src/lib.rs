@@ -13,6 +13,7 @@ pub mod password;
 pub mod rules;
 pub mod sql;
 pub mod store;
+pub mod system;
 pub mod usage;
 
 pub use ferry_config::Permission;
@@ -22,4 +23,5 @@ pub use sql::SqlStore;
 pub use store::{
     Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
 };
+pub use system::SystemStore;
 pub use usage::{MemoryLedger, Usage, UsageLedger};

@@ -25,6 +25,9 @@ pub enum AccountKind {
     Virtual,
     /// `anonymous` or `ftp`, with any password.
     Anonymous,
+    /// An account of the host (uid, gid): its home is a host directory, and what it
+    /// creates is owned by it.
+    System { uid: u32, gid: u32 },
 }
 
 /// A logged-in identity: who, where its home is, and what it may do.
@@ -79,6 +82,12 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     async fn group(&self, name: &str) -> Result<Option<AccountSettings>, StoreError>;
     async fn user_names(&self) -> Result<Vec<String>, StoreError>;
     async fn group_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// For host accounts: the uid and gid that own what the user creates. Such an
+    /// account's home is a host path, not one under `storage.root`.
+    fn host_identity(&self, _name: &str) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// The `[[users]]` and `[[groups]]` of the configuration file. Read-only.
@@ -221,10 +230,13 @@ impl Authenticator {
         &self.stores
     }
 
-    async fn find_user(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
+    async fn find_user(
+        &self,
+        name: &str,
+    ) -> Result<Option<(AccountSettings, Option<(u32, u32)>)>, StoreError> {
         for store in &self.stores {
             if let Some(u) = store.user(name).await? {
-                return Ok(Some(u));
+                return Ok(Some((u, store.host_identity(name))));
             }
         }
         Ok(None)
@@ -247,7 +259,7 @@ impl Authenticator {
         let user = self.find_user(name).await?;
         let hash = user
             .as_ref()
-            .and_then(|u| u.password_hash.as_ref())
+            .and_then(|(u, _)| u.password_hash.as_ref())
             .map(|h| h.as_str().to_owned());
         let Some(hash) = hash else {
             let _ = verify_off_thread(password.to_owned(), DECOY_HASH.to_owned()).await;
@@ -256,8 +268,8 @@ impl Authenticator {
         if !verify_off_thread(password.to_owned(), hash).await? {
             return Err(AuthError::WrongPassword);
         }
-        let user = user.ok_or(AuthError::UnknownUser)?;
-        self.resolve(name, &user).await
+        let (user, host) = user.ok_or(AuthError::UnknownUser)?;
+        self.resolve(name, &user, host).await
     }
 
     /// The account of `name` without a password check (for `policy explain`).
@@ -265,12 +277,17 @@ impl Authenticator {
         if Self::is_anonymous_name(name) {
             return self.anonymous.clone().ok_or(AuthError::UnknownUser);
         }
-        let user = self.find_user(name).await?.ok_or(AuthError::UnknownUser)?;
-        self.resolve(name, &user).await
+        let (user, host) = self.find_user(name).await?.ok_or(AuthError::UnknownUser)?;
+        self.resolve(name, &user, host).await
     }
 
     /// Builds an account from a user's settings and its groups'.
-    async fn resolve(&self, name: &str, user: &AccountSettings) -> Result<Account, AuthError> {
+    async fn resolve(
+        &self,
+        name: &str,
+        user: &AccountSettings,
+        host: Option<(u32, u32)>,
+    ) -> Result<Account, AuthError> {
         let mut groups = Vec::new();
         for g in &user.groups {
             let settings = self.find_group(g).await?.ok_or_else(|| {
@@ -291,7 +308,10 @@ impl Authenticator {
         let limits = Limits::resolve(name, user, &groups);
         Ok(Account {
             name: name.to_owned(),
-            kind: AccountKind::Virtual,
+            kind: match host {
+                Some((uid, gid)) => AccountKind::System { uid, gid },
+                None => AccountKind::Virtual,
+            },
             home,
             rules: Arc::new(rules),
             limits: Arc::new(limits),

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ferry_accounts::SystemStore;
 use ferry_accounts::{
     AccountStore, Authenticator, ConfigStore, MemoryLedger, SqlStore, UsageLedger,
 };
@@ -59,6 +60,12 @@ impl Accounts {
                 (Some(store.clone()), store)
             }
         };
+        if config.accounts.system_users {
+            stores.push(Arc::new(SystemStore::new(
+                config.accounts.system_passwd_file.clone(),
+                config.accounts.system_shadow_file.clone(),
+            )));
+        }
         let authenticator = Authenticator::new(stores, &config.anonymous)?;
         Ok(Accounts {
             authenticator,

@@ -49,6 +49,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let users = accounts.user_count().await?;
         let mut opts = ServerOptions::from_config(&config, Arc::new(storage), accounts.authenticator.clone());
         opts.ledger = accounts.ledger.clone();
+        if config.accounts.system_users {
+            opts.host_storage = Some(Arc::new(LocalDisk::new("/")?));
+        }
         let activity = Arc::new(
             ActivityLog::open(Some(&config.log.audit), Some(&config.log.xferlog)).context("cannot open the [log] files")?,
         );

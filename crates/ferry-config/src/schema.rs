@@ -101,12 +101,22 @@ pub struct AccountsSection {
     /// `"sqlite:PATH"` (default `sqlite:./ferry-data/accounts.db`), `"postgres://..."`,
     /// or `"config"` (only the `[[users]]` and `[[groups]]` of this file).
     pub store: AccountStoreKind,
+    /// Whether accounts of the host log in with the host's password, into their
+    /// host home directory.
+    pub system_users: bool,
+    /// Where host accounts are listed (for containers and tests).
+    pub system_passwd_file: PathBuf,
+    /// Where host password hashes are.
+    pub system_shadow_file: PathBuf,
 }
 
 impl Default for AccountsSection {
     fn default() -> Self {
         AccountsSection {
             store: AccountStoreKind::Sql("sqlite:./ferry-data/accounts.db".into()),
+            system_users: false,
+            system_passwd_file: PathBuf::from("/etc/passwd"),
+            system_shadow_file: PathBuf::from("/etc/shadow"),
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct ServerOptions {
     pub allow_active_mode: bool,
     pub allow_foreign_data_address: bool,
     pub storage: Arc<dyn StorageBackend>,
+    /// Host accounts' homes are host directories: this backend is rooted at `/`.
+    /// `None` when system users are off.
+    pub host_storage: Option<Arc<dyn StorageBackend>>,
     pub accounts: Authenticator,
     /// Quota usage; in memory unless an account database keeps it.
     pub ledger: Arc<dyn UsageLedger>,
@@ -69,6 +72,7 @@ impl ServerOptions {
             allow_active_mode: config.security.allow_active_mode,
             allow_foreign_data_address: config.security.allow_foreign_data_address,
             storage,
+            host_storage: None,
             accounts,
             ledger: Arc::new(MemoryLedger::default()),
             users: Arc::default(),

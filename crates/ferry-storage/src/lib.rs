@@ -132,6 +132,18 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
         home: &VirtualPath,
         create: bool,
     ) -> Result<Arc<dyn Storage>, StorageError>;
+
+    /// The view of `home` for a host account: what it creates is owned by
+    /// `owner` (uid, gid). Backends without owners ignore it.
+    async fn open_home_as(
+        &self,
+        home: &VirtualPath,
+        create: bool,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Arc<dyn Storage>, StorageError> {
+        let _ = owner;
+        self.open_home(home, create).await
+    }
 }
 
 /// Walks a view from its root and adds up the sizes and the number of its files

@@ -63,6 +63,15 @@ impl StorageBackend for LocalDisk {
         home: &VirtualPath,
         create: bool,
     ) -> Result<Arc<dyn Storage>, StorageError> {
+        self.open_home_as(home, create, None).await
+    }
+
+    async fn open_home_as(
+        &self,
+        home: &VirtualPath,
+        create: bool,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Arc<dyn Storage>, StorageError> {
         let root = self.root.clone();
         let home = home.clone();
         blocking(move || {
@@ -81,9 +90,37 @@ impl StorageBackend for LocalDisk {
                 }
                 dir = open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY)?;
             }
-            Ok(Arc::new(LocalHome { dir: Arc::new(dir) }) as Arc<dyn Storage>)
+            Ok(Arc::new(LocalHome {
+                dir: Arc::new(dir),
+                owner: owner.map(Owner::from),
+            }) as Arc<dyn Storage>)
         })
         .await
+    }
+}
+
+/// The owner given to what a host account creates.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: rustix::fs::Uid,
+    gid: rustix::fs::Gid,
+}
+
+impl From<(u32, u32)> for Owner {
+    fn from((uid, gid): (u32, u32)) -> Self {
+        Owner {
+            uid: rustix::fs::Uid::from_raw(uid),
+            gid: rustix::fs::Gid::from_raw(gid),
+        }
+    }
+}
+
+impl Owner {
+    fn give(owner: Option<Owner>, fd: &OwnedFd) -> Result<(), StorageError> {
+        if let Some(o) = owner {
+            rustix::fs::fchown(fd, Some(o.uid), Some(o.gid))?;
+        }
+        Ok(())
     }
 }
 
@@ -91,6 +128,7 @@ impl StorageBackend for LocalDisk {
 #[derive(Debug)]
 struct LocalHome {
     dir: Arc<OwnedFd>,
+    owner: Option<Owner>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -200,18 +238,27 @@ impl Storage for LocalHome {
         path: &VirtualPath,
         mode: WriteMode,
     ) -> Result<Box<dyn Upload>, StorageError> {
-        let home = self.dir.clone();
+        let (home, owner) = (self.dir.clone(), self.owner);
         let path = path.clone();
-        let upload = blocking(move || LocalUpload::start(&home, &path, mode)).await?;
+        let upload = blocking(move || LocalUpload::start(&home, &path, mode, owner)).await?;
         Ok(Box::new(upload))
     }
 
     async fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        let home = self.dir.clone();
+        let (home, owner) = (self.dir.clone(), self.owner);
         let path = path.clone();
         blocking(move || {
             let (parent, name) = open_parent(&home, &path)?;
             rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755))?;
+            if let Some(o) = owner {
+                rustix::fs::chownat(
+                    &parent,
+                    name,
+                    Some(o.uid),
+                    Some(o.gid),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+            }
             Ok(())
         })
         .await
@@ -376,7 +423,12 @@ struct LocalUpload {
 }
 
 impl LocalUpload {
-    fn start(home: &OwnedFd, path: &VirtualPath, mode: WriteMode) -> Result<Self, StorageError> {
+    fn start(
+        home: &OwnedFd,
+        path: &VirtualPath,
+        mode: WriteMode,
+        owner: Option<Owner>,
+    ) -> Result<Self, StorageError> {
         let (parent, name) = open_parent(home, path)?;
         let existing = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Some(st),
@@ -404,6 +456,7 @@ impl LocalUpload {
                     OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
                     perms,
                 )?;
+                Owner::give(owner, &fd)?;
                 (fd, Some(temp))
             }
             WriteMode::Append => {
@@ -438,6 +491,9 @@ impl LocalUpload {
                 (OwnedFd::from(file), None)
             }
         };
+        if existing.is_none() {
+            Owner::give(owner, &fd)?;
+        }
         Ok(LocalUpload {
             file: tokio::fs::File::from_std(std::fs::File::from(fd)),
             parent: Arc::new(parent),

@@ -303,3 +303,91 @@ fn policy_explain_names_the_deciding_rule() {
     assert_eq!(status, Some(1));
     assert!(err.contains("unknown action `fly`"), "{err}");
 }
+
+#[test]
+fn system_users_log_in_with_the_host_password() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let home = d.join("home/sysbob");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(d.join("home/secret"), b"not bob's").expect("secret");
+    // As root, a uid of its own shows that files are handed to the user; otherwise
+    // our own uid stands in.
+    let root = rustix::process::geteuid().is_root();
+    let (uid, gid) = if root {
+        (4242, 4242)
+    } else {
+        (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        )
+    };
+    if root {
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).expect("chown home");
+    }
+    let sha512 = String::from_utf8(
+        crate::support::run_ok(
+            std::process::Command::new("openssl").args([
+                "passwd",
+                "-6",
+                "-salt",
+                "ferrysalt",
+                "host-pw",
+            ]),
+            std::time::Duration::from_secs(20),
+        )
+        .into_bytes(),
+    )
+    .expect("utf8")
+    .trim()
+    .to_owned();
+    let h = home.display();
+    std::fs::write(
+        d.join("passwd"),
+        format!(
+            "root:x:0:0:root:{h}:/bin/bash\nsysbob:x:{uid}:{gid}::{h}:/bin/bash\nsyssvc:x:999:999::{h}:/usr/sbin/nologin\nsyslock:x:1001:1001::{h}:/bin/bash\n"
+        ),
+    )
+    .expect("passwd");
+    std::fs::write(
+        d.join("shadow"),
+        format!("root:{sha512}:1::::::\nsysbob:{sha512}:1::::::\nsyssvc:{sha512}:1::::::\nsyslock:!{sha512}:1::::::\n"),
+    )
+    .expect("shadow");
+    std::fs::write(
+        d.join("ferry.toml"),
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[accounts]\nstore = \"config\"\nsystem_users = true\nsystem_passwd_file = \"passwd\"\nsystem_shadow_file = \"shadow\"\n",
+    )
+    .expect("config");
+    let server = serve_in(dir);
+    assert_eq!(login_code(&server, "sysbob", "wrong"), "530");
+    for refused in ["root", "syssvc", "syslock"] {
+        assert_eq!(
+            login_code(&server, refused, "host-pw"),
+            "530",
+            "{refused} must not log in"
+        );
+    }
+    let mut c = RawControl::login(&server, "sysbob", "host-pw");
+    assert!(c.cmd("PWD").starts_with("257 \"/\""));
+    assert_eq!(upload(&mut c, "report.txt", b"from ftp"), "226");
+    assert_eq!(code(&c.cmd("MKD sub")), "257");
+    let home = server.dir.path().join("home/sysbob");
+    assert_eq!(
+        std::fs::read(home.join("report.txt")).expect("uploaded into the host home"),
+        b"from ftp"
+    );
+    for made in ["report.txt", "sub"] {
+        let meta = std::fs::metadata(home.join(made)).expect("meta");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (uid, gid),
+            "{made} must belong to the user"
+        );
+    }
+    // The host home is a jail like any other.
+    let _data = c.pasv_data();
+    let r = c.cmd("RETR ../secret");
+    assert_eq!(code(&r), "550", "{r}");
+}

@@ -72,7 +72,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 )));
             }
         };
-        let storage = match self.opts.storage.open_home(&account.home, true).await {
+        // Virtual users' homes live under storage.root and are made on first login;
+        // host accounts' homes are host directories that must exist.
+        let opened = match (account.kind, &self.opts.host_storage) {
+            (AccountKind::System { uid, gid }, Some(host)) => {
+                host.open_home_as(&account.home, false, Some((uid, gid)))
+                    .await
+            }
+            (AccountKind::System { .. }, None) => Err(ferry_storage::StorageError::Unsupported(
+                "system users are off",
+            )),
+            _ => self.opts.storage.open_home(&account.home, true).await,
+        };
+        let storage = match opened {
             Ok(s) => s,
             Err(e) => {
                 warn!(session = self.peer.id, user = %user, home = %account.home, error = %e, "home directory unavailable");
@@ -92,7 +104,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         info!(session = self.peer.id, %remote, user = %account.name, "logged in");
         let text = match account.kind {
             AccountKind::Anonymous => "Anonymous access granted, restrictions apply.".to_owned(),
-            AccountKind::Virtual => format!("User {} logged in.", account.name),
+            AccountKind::Virtual | AccountKind::System { .. } => {
+                format!("User {} logged in.", account.name)
+            }
         };
         self.login = LoginState::LoggedIn(Box::new(LoggedIn {
             account,
