@@ -42,9 +42,20 @@ fn write_config(dir: &Path, store: &str) {
 
 #[test]
 fn user_and_group_commands_with_sqlite() {
+    user_and_group_commands("sqlite:./ferry-data/accounts.db", "sqlite:");
+}
+
+/// The same suite against PostgreSQL.
+#[test]
+fn user_and_group_commands_with_postgres() {
+    let pg = PgServer::start();
+    user_and_group_commands(&pg.url, "postgres://ferry@127.0.0.1");
+}
+
+fn user_and_group_commands(store: &str, shown_as: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
-    write_config(d, "sqlite:./ferry-data/accounts.db");
+    write_config(d, store);
     ferry_ok(
         d,
         &[
@@ -118,7 +129,8 @@ fn user_and_group_commands_with_sqlite() {
         v[1]["source"]
             .as_str()
             .expect("source")
-            .starts_with("sqlite:")
+            .starts_with(shown_as),
+        "{list}"
     );
     assert!(!list.contains("argon2"), "a password hash was shown");
     let show = ferry_ok(d, &["user", "show", "carol"], "");
