@@ -1,11 +1,13 @@
 //! `ferry serve`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use ferry_config::ExplicitTls;
 use ferry_server::activity::ActivityLog;
+use ferry_server::tls::TlsContext;
 use ferry_server::{Server, ServerOptions};
 use ferry_storage::local::LocalDisk;
 
@@ -56,9 +58,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             ActivityLog::open(Some(&config.log.audit), Some(&config.log.xferlog)).context("cannot open the [log] files")?,
         );
         opts.activity = activity.clone();
+        if config.tls.explicit != ExplicitTls::Off || !config.tls.implicit_listen.is_empty() {
+            let tls = TlsContext::from_config(&config.tls, Path::new("./ferry-data/tls")).context("[tls]")?;
+            eprintln!("ferry: TLS certificate SHA-256 fingerprint {}", tls.fingerprint);
+            opts.tls = Some(Arc::new(tls));
+        }
         let server = Server::bind(opts).await?;
         for addr in server.local_addrs() {
             eprintln!("ferry: serving FTP on {addr}, files under {}", config.storage.root.display());
+        }
+        for addr in server.implicit_addrs() {
+            eprintln!("ferry: serving implicit FTPS on {addr}");
         }
         if users == 0 && !config.anonymous.enabled {
             let how = match &accounts.sql {

@@ -30,6 +30,8 @@ pub struct Config {
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
     pub groups: Vec<GroupEntry>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
@@ -197,6 +199,61 @@ impl Default for SecuritySection {
             allow_foreign_data_address: false,
         }
     }
+}
+
+/// `[tls]`: FTPS (RFC 4217).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain; with `private_key`. Without both, a self-signed pair
+    /// is generated once in `./ferry-data/tls` and kept.
+    pub certificate: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
+    /// AUTH TLS on the control port: off, optional, required.
+    pub explicit: ExplicitTls,
+    /// Listeners where TLS starts with the first byte (implicit FTPS).
+    pub implicit_listen: Vec<SocketAddr>,
+    /// The oldest TLS version accepted: "1.2" or "1.3".
+    pub min_version: TlsVersion,
+    /// Data connections under PROT P must resume this control connection's session.
+    pub require_session_reuse: bool,
+    /// Client addresses exempt from `require_session_reuse`.
+    pub session_reuse_exempt: Vec<Cidr>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            certificate: None,
+            private_key: None,
+            explicit: ExplicitTls::Optional,
+            implicit_listen: Vec::new(),
+            min_version: TlsVersion::V1_2,
+            require_session_reuse: true,
+            session_reuse_exempt: Vec::new(),
+        }
+    }
+}
+
+/// `tls.explicit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExplicitTls {
+    /// AUTH is refused.
+    Off,
+    /// AUTH is offered; plain sessions work too.
+    Optional,
+    /// USER before AUTH and unprotected transfers are refused.
+    Required,
+}
+
+/// `tls.min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
 }
 
 /// `[log]`: the activity logs. An empty path turns a log off.

@@ -8,6 +8,9 @@
 use ferry_proto::command::MAX_LINE;
 use ferry_proto::{Reply, telnet};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::ControlStream;
 
 /// One line from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -18,10 +21,11 @@ pub enum Line {
     TooLong,
 }
 
-/// A control connection over any byte stream.
+/// A control connection over any byte stream, plain or TLS.
 #[derive(Debug)]
 pub struct ControlConnection<S> {
-    stream: BufReader<S>,
+    /// `None` only while AUTH TLS swaps the plain stream for a TLS one.
+    stream: Option<BufReader<ControlStream<S>>>,
     partial: Vec<u8>,
     /// Searched up to here for a line end already.
     scanned: usize,
@@ -30,12 +34,65 @@ pub struct ControlConnection<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ControlConnection<S> {
     pub fn new(stream: S) -> Self {
+        Self::over(ControlStream::Plain(stream))
+    }
+
+    /// A connection that is TLS from the first byte (implicit FTPS).
+    pub fn new_tls(stream: tokio_rustls::server::TlsStream<S>) -> Self {
+        Self::over(ControlStream::Tls(Box::new(stream)))
+    }
+
+    fn over(stream: ControlStream<S>) -> Self {
         ControlConnection {
-            stream: BufReader::with_capacity(4096, stream),
+            stream: Some(BufReader::with_capacity(4096, stream)),
             partial: Vec::new(),
             scanned: 0,
             discarding: false,
         }
+    }
+
+    fn io(&mut self) -> std::io::Result<&mut BufReader<ControlStream<S>>> {
+        self.stream.as_mut().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotConnected, "TLS negotiation failed")
+        })
+    }
+
+    /// Whether the connection is under TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(
+            self.stream.as_ref().map(BufReader::get_ref),
+            Some(ControlStream::Tls(_))
+        )
+    }
+
+    /// After `234`: runs the TLS handshake over the plain connection (RFC 4217
+    /// §4). Bytes the client sent before the handshake are refused. On failure
+    /// the connection is unusable.
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> std::io::Result<()> {
+        let reader = self.stream.take().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotConnected, "no connection")
+        })?;
+        if !self.partial.is_empty() || !reader.buffer().is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "data sent before the TLS handshake",
+            ));
+        }
+        let plain = match reader.into_inner() {
+            ControlStream::Plain(s) => s,
+            ControlStream::Tls(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "already under TLS",
+                ));
+            }
+        };
+        let tls = acceptor.accept(plain).await?;
+        self.stream = Some(BufReader::with_capacity(
+            4096,
+            ControlStream::Tls(Box::new(tls)),
+        ));
+        Ok(())
     }
 
     /// The next line; `Ok(None)` when the client closed the connection.
@@ -63,34 +120,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConnection<S> {
                 self.scanned = 0;
                 self.discarding = true;
             }
-            let buf = self.stream.fill_buf().await?;
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "TLS negotiation failed",
+                ));
+            };
+            let buf = stream.fill_buf().await?;
             if buf.is_empty() {
                 return Ok(None);
             }
             let n = buf.len();
             self.partial.extend_from_slice(buf);
-            self.stream.consume(n);
+            stream.consume(n);
         }
     }
 
     /// Sends one reply.
     pub async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
         let bytes = reply.to_bytes();
-        let w = self.stream.get_mut();
+        let w = self.io()?.get_mut();
         w.write_all(&bytes).await?;
         w.flush().await
     }
 
     /// Sends bytes already in reply form (a multi-line reply written in parts).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let w = self.stream.get_mut();
+        let w = self.io()?.get_mut();
         w.write_all(bytes).await?;
         w.flush().await
     }
 
     /// Closes the sending side.
     pub async fn shutdown(&mut self) {
-        let _ = self.stream.get_mut().shutdown().await;
+        if let Ok(s) = self.io() {
+            let _ = s.get_mut().shutdown().await;
+        }
     }
 }
 

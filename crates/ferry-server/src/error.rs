@@ -46,6 +46,9 @@ pub enum SessionError {
     /// PORT/EPRT refused for security (foreign address, privileged port).
     #[error("data address refused: {0}")]
     DataAddressRefused(&'static str),
+    /// `tls.explicit = "required"` and a transfer without PROT P (521).
+    #[error("data connections must be protected")]
+    ProtectionRequired,
     /// The file name is refused by `allowed_files`/`denied_files` (553).
     #[error("file name refused: {0}")]
     FileNameRefused(LimitRefusal),
@@ -121,6 +124,10 @@ impl SessionError {
                 Reply::new(504, format!("Data address refused: {why}."))
             }
             SessionError::NotAFile(why) => Reply::new(550, why.clone()),
+            SessionError::ProtectionRequired => Reply::new(
+                521,
+                "Data connections must be protected: send PBSZ 0 and PROT P.",
+            ),
             SessionError::FileNameRefused(r) => {
                 Reply::new(553, format!("File name not allowed ({}).", r.setting))
             }
@@ -152,6 +159,9 @@ pub enum TransferError {
     /// stored.
     #[error("exceeded storage allocation: {0}")]
     OverLimit(String),
+    /// TLS on the data connection failed or did not resume the control session (522).
+    #[error("{0}")]
+    Tls(String),
     /// The storage failed mid-transfer (451, or 552 when full).
     #[error("storage failed: {0}")]
     Storage(StorageError),
@@ -165,6 +175,9 @@ impl TransferError {
             }
             TransferError::Connection(why) => {
                 Reply::new(426, format!("Connection closed; transfer aborted: {why}."))
+            }
+            TransferError::Tls(why) => {
+                Reply::new(522, format!("TLS on the data connection failed: {why}."))
             }
             TransferError::OverLimit(setting) => Reply::new(
                 552,

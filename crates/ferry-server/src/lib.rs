@@ -18,6 +18,7 @@ pub mod listener;
 pub mod options;
 pub mod passive;
 pub mod session;
+pub mod tls;
 pub mod transfer;
 pub mod urgent;
 pub mod users;

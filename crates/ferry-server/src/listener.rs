@@ -30,7 +30,8 @@ use crate::urgent::ControlSocket;
 #[derive(Debug)]
 pub struct Server {
     opts: Arc<ServerOptions>,
-    listeners: Vec<TcpListener>,
+    /// Each listener, and whether it speaks implicit FTPS.
+    listeners: Vec<(TcpListener, bool)>,
     shutdown: CancellationToken,
 }
 
@@ -41,10 +42,22 @@ impl Server {
     /// Binds every listen address.
     pub async fn bind(opts: ServerOptions) -> std::io::Result<Server> {
         let mut listeners = Vec::new();
-        for addr in &opts.listen {
-            listeners.push(bind_listener(*addr).map_err(|e| {
+        if !opts.implicit_listen.is_empty() && opts.tls.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "tls.implicit_listen needs TLS, which is off",
+            ));
+        }
+        let all = opts
+            .listen
+            .iter()
+            .map(|a| (a, false))
+            .chain(opts.implicit_listen.iter().map(|a| (a, true)));
+        for (addr, implicit) in all {
+            let listener = bind_listener(*addr).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?);
+            })?;
+            listeners.push((listener, implicit));
         }
         Ok(Server {
             opts: Arc::new(opts),
@@ -53,11 +66,22 @@ impl Server {
         })
     }
 
-    /// The addresses actually bound (with the real port when 0 was asked).
+    /// The plain (and explicit-FTPS) addresses actually bound (with the real port
+    /// when 0 was asked).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, i)| !i)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The implicit-FTPS addresses actually bound.
+    pub fn implicit_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|(_, i)| *i)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -74,8 +98,9 @@ impl Server {
         let hard_stop = CancellationToken::new();
         let ids = Arc::new(AtomicU64::new(1));
         let mut accept_loops = Vec::new();
-        for listener in self.listeners {
+        for (listener, implicit) in self.listeners {
             let ctx = AcceptContext {
+                implicit,
                 opts: self.opts.clone(),
                 tracker: tracker.clone(),
                 sessions: sessions.clone(),
@@ -121,6 +146,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 #[derive(Clone)]
 struct AcceptContext {
+    implicit: bool,
     opts: Arc<ServerOptions>,
     tracker: Arc<ConnectionTracker>,
     sessions: TaskTracker,
@@ -172,17 +198,32 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
     };
     debug!(session = id, %remote, "connection accepted");
     let peer = Peer { remote, local, id };
-    let session = Session::new(
-        ControlSocket::new(stream),
-        ctx.opts.clone(),
-        peer,
-        ctx.shutdown.clone(),
-    );
     let hard_stop = ctx.hard_stop.clone();
+    let (opts, shutdown, implicit) = (ctx.opts.clone(), ctx.shutdown.clone(), ctx.implicit);
     ctx.sessions.spawn(async move {
         let _slot = slot;
+        let socket = ControlSocket::new(stream);
+        let serve = async move {
+            if !implicit {
+                return Session::new(socket, opts, peer, shutdown).run().await;
+            }
+            // Implicit FTPS: TLS from the first byte, within the login deadline.
+            let Some(ctx) = opts.tls.clone() else { return };
+            let tls = ctx.for_session();
+            match tokio::time::timeout(opts.login_timeout, tls.acceptor().accept(socket)).await {
+                Ok(Ok(stream)) => {
+                    Session::new_implicit(stream, tls, opts, peer, shutdown)
+                        .run()
+                        .await
+                }
+                Ok(Err(e)) => {
+                    debug!(session = peer.id, error = %e, "implicit TLS handshake failed")
+                }
+                Err(_) => debug!(session = peer.id, "implicit TLS handshake timed out"),
+            }
+        };
         tokio::select! {
-            _ = session.run() => {}
+            _ = serve => {}
             _ = hard_stop.cancelled() => {}
         }
     });

@@ -37,6 +37,12 @@ pub struct ServerOptions {
     pub users: Arc<crate::users::UserRegistry>,
     /// The audit log and the xferlog.
     pub activity: Arc<crate::activity::ActivityLog>,
+    /// FTPS: the certificate and settings, when TLS is offered.
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
+    pub explicit_tls: ferry_config::ExplicitTls,
+    pub implicit_listen: Vec<SocketAddr>,
+    pub require_session_reuse: bool,
+    pub session_reuse_exempt: Vec<ferry_config::Cidr>,
     pub clock: Clock,
 }
 
@@ -77,6 +83,11 @@ impl ServerOptions {
             ledger: Arc::new(MemoryLedger::default()),
             users: Arc::default(),
             activity: Arc::default(),
+            tls: None,
+            explicit_tls: config.tls.explicit,
+            implicit_listen: config.tls.implicit_listen.clone(),
+            require_session_reuse: config.tls.require_session_reuse,
+            session_reuse_exempt: config.tls.session_reuse_exempt.clone(),
             clock: Arc::new(SystemTime::now),
         }
     }

@@ -105,7 +105,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
 /// the upload is aborted, which keeps a replaced file intact. With a budget, the
 /// byte that would cross it is not stored: the upload is discarded (in-place
 /// writes keep what fitted) and the transfer ends with 552.
-pub async fn receive_file<R: AsyncRead + Unpin>(
+pub async fn receive_file<R: AsyncRead + AsyncWrite + Unpin>(
     data: &mut R,
     mut upload: Box<dyn Upload>,
     ascii: bool,
@@ -135,6 +135,9 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
                         .await
                         .map_err(|e| TransferError::Storage(e.into()))?;
                 }
+                // Close our side too: under TLS this is the close_notify that
+                // clients shutting TLS down properly wait for.
+                let _ = tokio::time::timeout(timeout, data.shutdown()).await;
                 return Ok(());
             }
             if let Some(rate) = rate {

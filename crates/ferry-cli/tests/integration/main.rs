@@ -5,6 +5,7 @@
 mod accounts;
 mod activity;
 mod clients;
+mod ftps;
 mod hostile;
 mod lifecycle;
 mod limits;

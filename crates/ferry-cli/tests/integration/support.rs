@@ -587,3 +587,97 @@ pub fn ferry_ok(dir: &Path, args: &[&str], stdin: &str) -> String {
 pub fn serve_in(dir: tempfile::TempDir) -> FerryServer {
     FerryServer::start_in(dir)
 }
+
+impl FerryServer {
+    /// The implicit-FTPS address, once the server has announced it.
+    pub fn implicit_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(addr) = self.log().lines().find_map(|l| {
+                l.strip_prefix("ferry: serving implicit FTPS on ")
+                    .map(str::to_owned)
+            }) {
+                return addr.parse().expect("implicit address");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no implicit FTPS listener announced:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A TCP relay on loopback that records every byte it carries, both ways.
+pub struct RecordingProxy {
+    pub addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RecordingProxy {
+    /// Relays `listen` (port 0 for any) to `target`, connecting from `source_ip`.
+    pub fn start(
+        listen: SocketAddr,
+        target: SocketAddr,
+        source_ip: [u8; 4],
+        recorded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    ) -> Self {
+        let listener = std::net::TcpListener::bind(listen).expect("proxy bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (rec, halt) = (recorded.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let upstream = {
+                    use rustix::net::{AddressFamily, SocketType};
+                    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)
+                        .expect("socket");
+                    rustix::net::bind(&fd, &SocketAddr::from((source_ip, 0))).expect("bind");
+                    rustix::net::connect(&fd, &target).expect("connect upstream");
+                    TcpStream::from(fd)
+                };
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        upstream.try_clone().expect("clone"),
+                    ),
+                    (upstream, client),
+                ] {
+                    let rec = rec.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    rec.lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .extend_from_slice(&buf[..n]);
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        let _ = recorded;
+        RecordingProxy { addr, stop }
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

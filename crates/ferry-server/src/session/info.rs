@@ -1,10 +1,9 @@
 //! Informational commands: SYST, NOOP, HELP, STAT without a path (RFC 959
 //! §4.1.3), FEAT and OPTS (RFC 2389), OPTS UTF8 (RFC 2640), OPTS MLST (RFC 3659
-//! §7.9), and the RFC 2228 security commands, which this build answers as not
-//! offered so that clients fall back to plain FTP.
+//! §7.9).
 
 use ferry_proto::Reply;
-use ferry_proto::command::{Command, VERBS};
+use ferry_proto::command::VERBS;
 use ferry_proto::listing::MlstFacts;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -13,8 +12,16 @@ use crate::error::SessionError;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn cmd_feat(&self) -> Reply {
-        let lines = vec![
-            "Features:".to_owned(),
+        let mut lines = vec!["Features:".to_owned()];
+        if self.tls_offered() {
+            lines.extend([
+                "AUTH TLS".to_owned(),
+                "AUTH SSL".into(),
+                "PBSZ".into(),
+                "PROT".into(),
+            ]);
+        }
+        lines.extend([
             "EPRT".into(),
             "EPSV".into(),
             HashAlgorithm::feat_line(self.hash),
@@ -32,7 +39,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "XSHA1".into(),
             "XSHA256".into(),
             "End".into(),
-        ];
+        ]);
         Reply::multi(211, lines)
     }
 
@@ -98,16 +105,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "End of status".into(),
             ],
         )
-    }
-
-    /// AUTH, PBSZ, PROT, CCC: TLS is not offered by this build.
-    pub(super) fn cmd_security(&self, command: &Command) -> Result<Reply, SessionError> {
-        match command {
-            Command::Auth(_) => Ok(Reply::new(
-                502,
-                "AUTH not offered: this server has no TLS configured.",
-            )),
-            _ => Ok(Reply::new(503, "Security commands need AUTH first.")),
-        }
     }
 }

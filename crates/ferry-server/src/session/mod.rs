@@ -12,7 +12,8 @@
 //! | `transfers.rs` | RETR STOR STOU APPE (and ABOR, handled here while a transfer runs) |
 //! | `listing.rs` | LIST NLST MLSD MLST STAT |
 //! | `files.rs` | DELE MKD RMD RNFR RNTO SIZE MDTM MFMT SITE |
-//! | `info.rs` | SYST NOOP FEAT OPTS HELP AUTH PBSZ PROT CCC |
+//! | `info.rs` | SYST NOOP FEAT OPTS HELP |
+//! | `security.rs` | AUTH PBSZ PROT CCC |
 //! | `checksum.rs` | HASH RANG XCRC XMD5 XSHA1 XSHA256 |
 //!
 //! The session is generic over its control stream, so it runs over a socket in the
@@ -25,6 +26,7 @@ mod listing;
 mod login;
 mod navigation;
 mod params;
+mod security;
 mod transfers;
 
 use std::collections::VecDeque;
@@ -48,7 +50,9 @@ use crate::data::DataSetup;
 use crate::error::{SessionError, TransferError};
 use crate::options::ServerOptions;
 use crate::passive::PassivePortPool;
+use crate::tls::{DataStream, SessionTls};
 use crate::transfer::TransferMeter;
+use ferry_config::ExplicitTls;
 
 pub use checksum::HashAlgorithm;
 
@@ -114,6 +118,8 @@ enum Step {
     Transfer(TransferStep),
     /// Send the reply and close the connection.
     Close(Reply),
+    /// Send the reply (234), then negotiate TLS on the control connection.
+    StartTls(Reply, SessionTls),
 }
 
 /// The per-connection facts a session starts with.
@@ -147,6 +153,12 @@ pub struct Session<S> {
     range: Option<ByteRange>,
     /// Lines that arrived while a transfer ran, answered after it.
     pending: VecDeque<Vec<u8>>,
+    /// This control connection's TLS, once it is under TLS.
+    tls: Option<SessionTls>,
+    /// PBSZ was sent (RFC 4217 §9).
+    pbsz: bool,
+    /// PROT P: data connections are under TLS.
+    protect_data: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -156,9 +168,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         peer: Peer,
         shutdown: CancellationToken,
     ) -> Self {
+        Self::new_plain_parts(opts, peer, shutdown, ControlConnection::new(stream))
+    }
+
+    fn new_plain_parts(
+        opts: Arc<ServerOptions>,
+        peer: Peer,
+        shutdown: CancellationToken,
+        control: ControlConnection<S>,
+    ) -> Self {
         let passive_pool = PassivePortPool::new(opts.passive_ports);
         Session {
-            control: ControlConnection::new(stream),
+            control,
             opts,
             peer,
             shutdown,
@@ -174,7 +195,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             hash: HashAlgorithm::Sha256,
             range: None,
             pending: VecDeque::new(),
+            tls: None,
+            pbsz: false,
+            protect_data: false,
         }
+    }
+
+    /// A session on a connection that is TLS from the first byte (implicit FTPS):
+    /// data connections are protected unless the client says PROT C.
+    pub fn new_implicit(
+        stream: tokio_rustls::server::TlsStream<S>,
+        tls: SessionTls,
+        opts: Arc<ServerOptions>,
+        peer: Peer,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut session =
+            Self::new_plain_parts(opts, peer, shutdown, ControlConnection::new_tls(stream));
+        session.tls = Some(tls);
+        session.pbsz = true;
+        session.protect_data = true;
+        session
     }
 
     /// Serves the connection until the client quits, goes silent, or the server
@@ -204,6 +245,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     TransferEnd::Continue => Ok(()),
                     TransferEnd::ControlClosed => break,
                 },
+                Step::StartTls(r, tls) => {
+                    if self.control.send(&r).await.is_err() {
+                        break;
+                    }
+                    match self.control.start_tls(tls.acceptor()).await {
+                        Ok(()) => {
+                            self.tls = Some(tls);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            info!(session = self.peer.id, error = %e, "TLS negotiation failed");
+                            break;
+                        }
+                    }
+                }
             };
             if sent.is_err() {
                 break;
@@ -294,7 +350,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let user = self.audit_user().or(user_before);
         match &mut step {
-            Step::Reply(r) | Step::Close(r) => {
+            Step::Reply(r) | Step::Close(r) | Step::StartTls(r, _) => {
                 debug!(session = self.peer.id, verb, reply = r.code(), "command");
                 let audit = CommandAudit {
                     verb,
@@ -361,6 +417,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) -> Result<Step, SessionError> {
         // Commands allowed before login.
         match command {
+            Command::User(_)
+                if self.opts.explicit_tls == ExplicitTls::Required && self.tls.is_none() =>
+            {
+                return Ok(Step::Reply(Reply::new(
+                    530,
+                    "TLS is required: send AUTH TLS first.",
+                )));
+            }
             Command::User(name) => return self.cmd_user(name).map(Step::Reply),
             Command::Pass(pass) => return self.cmd_pass(pass).await,
             Command::Quit => return Ok(Step::Close(Reply::new(221, "Goodbye."))),
@@ -371,7 +435,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Command::Help(topic) => return Ok(Step::Reply(self.cmd_help(topic))),
             Command::Opts { name, arg } => return self.cmd_opts(&name, &arg).map(Step::Reply),
             Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => {
-                return self.cmd_security(&command).map(Step::Reply);
+                return self.cmd_security(command);
             }
             Command::Abor => return Ok(Step::Reply(Reply::new(226, "No transfer to abort."))),
             Command::Stat(ref args) if args.path.is_none() => {
@@ -584,9 +648,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         work: F,
     ) -> Result<TransferStep, SessionError>
     where
-        F: FnOnce(tokio::net::TcpStream, Arc<TransferMeter>) -> Fut + Send + 'static,
+        F: FnOnce(DataStream, Arc<TransferMeter>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<u64, TransferError>> + Send + 'static,
     {
+        if self.opts.explicit_tls == ExplicitTls::Required && !self.protect_data {
+            return Err(SessionError::ProtectionRequired);
+        }
+        let protect = match (&self.tls, self.protect_data) {
+            (Some(tls), true) => Some((tls.data_acceptor().clone(), self.reuse_required())),
+            _ => None,
+        };
         let setup = match std::mem::take(&mut self.data) {
             DataSetup::None => {
                 return Err(SessionError::DataConnection(
@@ -601,6 +672,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let job_meter = meter.clone();
         let job = async move {
             let stream = crate::data::open(setup, peer_ip, local_ip, timeout).await?;
+            let stream = match protect {
+                None => DataStream::Plain(stream),
+                Some((acceptor, reuse_required)) => {
+                    let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
+                        .await
+                        .map_err(|_| {
+                            TransferError::Tls(
+                                "TLS negotiation on the data connection timed out".into(),
+                            )
+                        })?
+                        .map_err(|e| {
+                            TransferError::Tls(format!(
+                                "TLS negotiation on the data connection failed: {e}"
+                            ))
+                        })?;
+                    if reuse_required && !crate::tls::resumed(tls.get_ref().1) {
+                        return Err(TransferError::Tls(
+                            "the data connection must reuse the control connection's TLS session"
+                                .into(),
+                        ));
+                    }
+                    DataStream::Tls(Box::new(tls))
+                }
+            };
             work(stream, job_meter).await
         };
         Ok(TransferStep {
@@ -610,6 +705,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             what,
             audit: None,
         })
+    }
+
+    /// Whether data connections must resume this control connection's TLS session.
+    fn reuse_required(&self) -> bool {
+        self.opts.require_session_reuse
+            && !self
+                .opts
+                .session_reuse_exempt
+                .iter()
+                .any(|net| net.contains(self.peer.remote.ip()))
     }
 
     /// Fails early (425, before any file is opened) when no data connection is set up.
