@@ -19,7 +19,7 @@ pub mod usage;
 pub use ferry_config::Permission;
 pub use limits::{LimitRefusal, LimitSource, Limits, Sourced};
 pub use rules::{AccessRules, DenyReason, PermissionSet, PolicyDecision, RuleSource};
-pub use sql::SqlStore;
+pub use sql::{Ban, SqlStore};
 pub use store::{
     Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
 };

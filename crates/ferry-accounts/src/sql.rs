@@ -24,7 +24,17 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS ferry_users (name TEXT PRIMARY KEY, settings TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ferry_groups (name TEXT PRIMARY KEY, settings TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ferry_usage (name TEXT PRIMARY KEY, bytes BIGINT NOT NULL, files BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ferry_bans (address TEXT PRIMARY KEY, until_unix BIGINT NOT NULL, reason TEXT NOT NULL)",
 ];
+
+/// A banned client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub address: std::net::IpAddr,
+    /// Seconds since the Unix epoch when the ban ends.
+    pub until_unix: i64,
+    pub reason: String,
+}
 
 /// Users, groups and usage in a SQL database.
 #[derive(Debug, Clone)]
@@ -229,6 +239,78 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Bans `ban.address` until `ban.until_unix` (replacing an earlier ban).
+    pub async fn put_ban(&self, ban: &Ban) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ferry_bans (address, until_unix, reason) VALUES ($1, $2, $3) \
+             ON CONFLICT (address) DO UPDATE SET until_unix = excluded.until_unix, reason = excluded.reason",
+        )
+        .bind(ban.address.to_string())
+        .bind(ban.until_unix)
+        .bind(ban.reason.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The ban of `address` in force at `now_unix`, if any.
+    pub async fn ban_of(
+        &self,
+        address: std::net::IpAddr,
+        now_unix: i64,
+    ) -> Result<Option<Ban>, StoreError> {
+        let row = sqlx::query(
+            "SELECT until_unix, reason FROM ferry_bans WHERE address = $1 AND until_unix > $2",
+        )
+        .bind(address.to_string())
+        .bind(now_unix)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(Ban {
+                address,
+                until_unix: r.try_get(0).map_err(|e| self.err(e))?,
+                reason: r.try_get(1).map_err(|e| self.err(e))?,
+            })),
+        }
+    }
+
+    /// The bans in force at `now_unix`.
+    pub async fn bans(&self, now_unix: i64) -> Result<Vec<Ban>, StoreError> {
+        let rows = sqlx::query("SELECT address, until_unix, reason FROM ferry_bans WHERE until_unix > $1 ORDER BY address")
+            .bind(now_unix)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let address: String = r.try_get(0).map_err(|e| self.err(e))?;
+            out.push(Ban {
+                address: address
+                    .parse()
+                    .map_err(|e| self.err(format!("bad address {address}: {e}")))?,
+                until_unix: r.try_get(1).map_err(|e| self.err(e))?,
+                reason: r.try_get(2).map_err(|e| self.err(e))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lifts the ban of `address`; whether there was one.
+    pub async fn delete_ban(&self, address: std::net::IpAddr) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM ferry_bans WHERE address = $1")
+            .bind(address.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
 fn backend(url: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend {
         store: url.to_owned(),
@@ -400,6 +482,31 @@ mod tests {
             UsageLedger::get(&store, "alice").await.expect("usage"),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn bans_expire_and_lift() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqlStore::open(&format!("sqlite:{}/a.db", dir.path().display()))
+            .await
+            .expect("open");
+        let ip: std::net::IpAddr = "192.0.2.9".parse().expect("ip");
+        store
+            .put_ban(&Ban {
+                address: ip,
+                until_unix: 100,
+                reason: "test".into(),
+            })
+            .await
+            .expect("ban");
+        assert!(store.ban_of(ip, 99).await.expect("ban").is_some());
+        assert!(
+            store.ban_of(ip, 100).await.expect("ban").is_none(),
+            "a ban ends at its time"
+        );
+        assert_eq!(store.bans(50).await.expect("list").len(), 1);
+        assert!(store.delete_ban(ip).await.expect("del"));
+        assert!(store.ban_of(ip, 0).await.expect("ban").is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! by the library crates.
 
 mod accounts;
+mod ban;
 mod manage;
 mod policy;
 mod serve;
@@ -53,6 +54,8 @@ enum Command {
     Group(manage::GroupArgs),
     /// Explain the access policy.
     Policy(policy::PolicyArgs),
+    /// List, add and lift bans of client addresses.
+    Ban(ban::BanArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::User(args) => manage::user(args),
         Command::Group(args) => manage::group(args),
+        Command::Ban(args) => ban::run(args),
         Command::Policy(args) => match policy::run(args) {
             Ok(true) => Ok(()),
             // A clear "deny" is an answer, not an error: its own exit status.

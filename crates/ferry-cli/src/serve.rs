@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferry_config::ExplicitTls;
 use ferry_server::activity::ActivityLog;
+use ferry_server::bans::BanList;
 use ferry_server::tls::TlsContext;
 use ferry_server::{Server, ServerOptions};
 use ferry_storage::local::LocalDisk;
@@ -58,6 +59,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             ActivityLog::open(Some(&config.log.audit), Some(&config.log.xferlog)).context("cannot open the [log] files")?,
         );
         opts.activity = activity.clone();
+        opts.bans = Arc::new(BanList::new(
+            &config.security,
+            accounts.sql.clone(),
+            Arc::new(std::time::SystemTime::now),
+        ));
         if config.tls.explicit != ExplicitTls::Off || !config.tls.implicit_listen.is_empty() {
             let tls = TlsContext::from_config(&config.tls, Path::new("./ferry-data/tls")).context("[tls]")?;
             eprintln!("ferry: TLS certificate SHA-256 fingerprint {}", tls.fingerprint);

@@ -187,6 +187,11 @@ impl Default for AnonymousSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecuritySection {
+    /// Failed logins from one address within `ban_window` that ban it.
+    pub max_login_failures: u32,
+    pub ban_window: HumanDuration,
+    /// How long a ban lasts.
+    pub ban_time: HumanDuration,
     pub allow_active_mode: bool,
     /// PORT/EPRT to an address other than the client's (FXP).
     pub allow_foreign_data_address: bool,
@@ -195,6 +200,9 @@ pub struct SecuritySection {
 impl Default for SecuritySection {
     fn default() -> Self {
         SecuritySection {
+            max_login_failures: 5,
+            ban_window: HumanDuration(Duration::from_secs(600)),
+            ban_time: HumanDuration(Duration::from_secs(900)),
             allow_active_mode: true,
             allow_foreign_data_address: false,
         }

@@ -10,6 +10,7 @@
 //! - [`error`] is the one place where failures become reply codes.
 
 pub mod activity;
+pub mod bans;
 pub mod control;
 pub mod data;
 pub mod error;

@@ -183,16 +183,8 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
     let slot = match ctx.tracker.admit(remote.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
-            info!(%remote, reason = %refusal, "connection refused");
-            let reply = Reply::new(421, capitalize_sentence(&refusal.to_string()));
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    let _ = stream.write_all(&reply.to_bytes()).await;
-                    let _ = stream.shutdown().await;
-                })
-                .await;
-            });
+            let reason = capitalize_sentence(&refusal.to_string());
+            tokio::spawn(refuse(stream, remote, id, ctx.opts.clone(), reason));
             return;
         }
     };
@@ -202,6 +194,18 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
     let (opts, shutdown, implicit) = (ctx.opts.clone(), ctx.shutdown.clone(), ctx.implicit);
     ctx.sessions.spawn(async move {
         let _slot = slot;
+        if let Some(reason) = opts.bans.check(remote.ip()).await {
+            drop(_slot);
+            refuse(
+                stream,
+                remote,
+                id,
+                opts,
+                format!("Your address is refused: {reason}."),
+            )
+            .await;
+            return;
+        }
         let socket = ControlSocket::new(stream);
         let serve = async move {
             if !implicit {
@@ -227,6 +231,35 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
             _ = hard_stop.cancelled() => {}
         }
     });
+}
+
+/// Answers 421 and closes, with an audit record.
+async fn refuse(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    id: u64,
+    opts: Arc<ServerOptions>,
+    reason: String,
+) {
+    info!(%remote, %reason, "connection refused");
+    opts.activity.audit(&crate::activity::AuditRecord {
+        time: crate::activity::rfc3339((opts.clock)()),
+        session: id,
+        user: None,
+        client: remote,
+        command: "CONNECT",
+        arg: Some(&reason),
+        path: None,
+        code: 421,
+        bytes: None,
+        duration_ms: None,
+    });
+    let reply = Reply::new(421, reason);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(&reply.to_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 fn capitalize_sentence(s: &str) -> String {

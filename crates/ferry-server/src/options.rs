@@ -37,6 +37,8 @@ pub struct ServerOptions {
     pub users: Arc<crate::users::UserRegistry>,
     /// The audit log and the xferlog.
     pub activity: Arc<crate::activity::ActivityLog>,
+    /// Failed logins and bans.
+    pub bans: Arc<crate::bans::BanList>,
     /// FTPS: the certificate and settings, when TLS is offered.
     pub tls: Option<Arc<crate::tls::TlsContext>>,
     pub explicit_tls: ferry_config::ExplicitTls,
@@ -83,6 +85,11 @@ impl ServerOptions {
             ledger: Arc::new(MemoryLedger::default()),
             users: Arc::default(),
             activity: Arc::default(),
+            bans: Arc::new(crate::bans::BanList::new(
+                &config.security,
+                None,
+                Arc::new(SystemTime::now),
+            )),
             tls: None,
             explicit_tls: config.tls.explicit,
             implicit_listen: config.tls.implicit_listen.clone(),

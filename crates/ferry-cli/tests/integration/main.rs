@@ -4,6 +4,7 @@
 
 mod accounts;
 mod activity;
+mod bans;
 mod clients;
 mod ftps;
 mod hostile;

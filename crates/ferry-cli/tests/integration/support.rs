@@ -328,6 +328,26 @@ impl RawControl {
         raw
     }
 
+    /// Connects from a chosen loopback address, and returns the first reply too.
+    pub fn connect_from(server: &FerryServer, source: [u8; 4]) -> (Self, String) {
+        use rustix::net::{AddressFamily, SocketType};
+        let fd =
+            rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+        rustix::net::bind(&fd, &SocketAddr::from((source, 0))).expect("bind");
+        rustix::net::connect(&fd, &server.addr).expect("connect");
+        let stream = TcpStream::from(fd);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut raw = RawControl {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let first = raw.reply();
+        (raw, first)
+    }
+
     pub fn login(server: &FerryServer, user: &str, pass: &str) -> Self {
         let mut raw = Self::connect(server);
         assert!(raw.cmd(&format!("USER {user}")).starts_with("331"));

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ferry_accounts::{Account, AccountKind, Authenticator, Usage};
+use ferry_accounts::{Account, AccountKind, AuthError, Authenticator, Usage};
 use ferry_proto::Reply;
 use ferry_proto::command::Password;
 use ferry_storage::Storage;
@@ -45,9 +45,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(a) => a,
             Err(e) => {
                 warn!(session = self.peer.id, %remote, user = %user, reason = %e, "login failed");
+                if !matches!(e, AuthError::UnknownUser | AuthError::WrongPassword) {
+                    return Ok(Step::Reply(Reply::new(530, "Login incorrect.")));
+                }
+                let (delay, banned) = self.opts.bans.failed(remote.ip()).await;
+                tokio::time::sleep(delay).await;
+                if banned {
+                    warn!(session = self.peer.id, %remote, "address banned after repeated failed logins");
+                    return Ok(Step::Close(Reply::new(
+                        421,
+                        "Too many failed logins: your address is banned for a while.",
+                    )));
+                }
                 return Ok(Step::Reply(Reply::new(530, "Login incorrect.")));
             }
         };
+        self.opts.bans.succeeded(remote.ip());
         // Address and time rules: the password was right, but not from here or now.
         let now = time::OffsetDateTime::from((self.opts.clock)());
         if let Err(refusal) = account
