@@ -66,8 +66,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
         if config.tls.explicit != ExplicitTls::Off || !config.tls.implicit_listen.is_empty() {
             let tls = TlsContext::from_config(&config.tls, Path::new("./ferry-data/tls")).context("[tls]")?;
-            eprintln!("ferry: TLS certificate SHA-256 fingerprint {}", tls.fingerprint);
-            opts.tls = Some(Arc::new(tls));
+            eprintln!("ferry: TLS certificate SHA-256 fingerprint {}", tls.fingerprint());
+            let tls = Arc::new(tls);
+            opts.tls = Some(tls.clone());
+            // SIGHUP reads the certificate and key again, without a restart.
+            tokio::spawn(async move {
+                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match tls.reload() {
+                        Ok(fp) => eprintln!("ferry: TLS certificate reloaded, SHA-256 fingerprint {fp}"),
+                        Err(e) => eprintln!("ferry: TLS certificate not reloaded, keeping the old one: {e}"),
+                    }
+                }
+            });
         }
         let server = Server::bind(opts).await?;
         for addr in server.local_addrs() {

@@ -92,10 +92,10 @@ impl StoresServerSessions for ReusableSessions {
 /// The server's TLS identity and settings; hands out per-connection acceptors.
 #[derive(Debug)]
 pub struct TlsContext {
-    resolver: Arc<dyn ResolvesServerCert>,
+    resolver: Arc<ReloadableCert>,
     versions: Vec<&'static rustls::SupportedProtocolVersion>,
-    /// SHA-256 of the leaf certificate, `AB:CD:...`.
-    pub fingerprint: String,
+    settings: TlsSection,
+    generated_dir: PathBuf,
 }
 
 /// A control connection's TLS: one acceptor for the control connection and one
@@ -144,6 +144,56 @@ fn read_pem(
     Ok((certs, key))
 }
 
+/// The certificate in use, with its fingerprint.
+struct Loaded {
+    key: Arc<rustls::sign::CertifiedKey>,
+    fingerprint: String,
+}
+
+/// Reads the configured certificate and key, or the generated pair.
+fn load(tls: &TlsSection, generated_dir: &Path) -> Result<Loaded, TlsSetupError> {
+    let (cert_path, key_path) = match (&tls.certificate, &tls.private_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        (None, None) => {
+            let (c, k) = (
+                generated_dir.join("cert.pem"),
+                generated_dir.join("key.pem"),
+            );
+            if !c.exists() || !k.exists() {
+                generate(&c, &k)?;
+            }
+            (c, k)
+        }
+        _ => return Err(TlsSetupError::HalfConfigured),
+    };
+    let (certs, _) = read_pem(&cert_path)?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::Pem {
+            path: cert_path,
+            message: "no certificate in the file".into(),
+        });
+    }
+    let key = read_pem(&key_path)?.1.ok_or_else(|| TlsSetupError::Pem {
+        path: key_path.clone(),
+        message: "no private key in the file".into(),
+    })?;
+    let fingerprint = Sha256::digest(certs[0].as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let signing = provider.key_provider.load_private_key(key)?;
+    let certified = rustls::sign::CertifiedKey::new(certs, signing);
+    certified.keys_match()?;
+    Ok(Loaded {
+        key: Arc::new(certified),
+        fingerprint,
+    })
+}
+
 impl TlsContext {
     /// The configured certificate, or the self-signed one kept in `generated_dir`
     /// (made on first use).
@@ -151,51 +201,42 @@ impl TlsContext {
         tls: &TlsSection,
         generated_dir: &Path,
     ) -> Result<TlsContext, TlsSetupError> {
-        let (cert_path, key_path) = match (&tls.certificate, &tls.private_key) {
-            (Some(c), Some(k)) => (c.clone(), k.clone()),
-            (None, None) => {
-                let (c, k) = (
-                    generated_dir.join("cert.pem"),
-                    generated_dir.join("key.pem"),
-                );
-                if !c.exists() || !k.exists() {
-                    generate(&c, &k)?;
-                }
-                (c, k)
-            }
-            _ => return Err(TlsSetupError::HalfConfigured),
-        };
-        let (certs, _) = read_pem(&cert_path)?;
-        if certs.is_empty() {
-            return Err(TlsSetupError::Pem {
-                path: cert_path,
-                message: "no certificate in the file".into(),
-            });
-        }
-        let key = read_pem(&key_path)?.1.ok_or_else(|| TlsSetupError::Pem {
-            path: key_path.clone(),
-            message: "no private key in the file".into(),
-        })?;
-        let fingerprint = Sha256::digest(certs[0].as_ref())
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-        let signing = provider.key_provider.load_private_key(key)?;
-        let certified = Arc::new(rustls::sign::CertifiedKey::new(certs, signing));
-        certified.keys_match()?;
+        let loaded = load(tls, generated_dir)?;
         let versions = match tls.min_version {
             TlsVersion::V1_2 => vec![&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::V1_3 => vec![&rustls::version::TLS13],
         };
         Ok(TlsContext {
-            resolver: Arc::new(SingleCert(certified)),
+            resolver: Arc::new(ReloadableCert {
+                current: std::sync::RwLock::new(loaded),
+            }),
             versions,
-            fingerprint,
+            settings: tls.clone(),
+            generated_dir: generated_dir.to_owned(),
         })
+    }
+
+    /// SHA-256 of the certificate in use, `AB:CD:...`.
+    pub fn fingerprint(&self) -> String {
+        self.resolver
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .fingerprint
+            .clone()
+    }
+
+    /// Reads the certificate and key again (SIGHUP). New handshakes use the new
+    /// pair; on failure the old one stays. Returns the new fingerprint.
+    pub fn reload(&self) -> Result<String, TlsSetupError> {
+        let loaded = load(&self.settings, &self.generated_dir)?;
+        let fingerprint = loaded.fingerprint.clone();
+        *self
+            .resolver
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = loaded;
+        Ok(fingerprint)
     }
 
     /// A fresh acceptor with a session cache of its own, for one control connection.
@@ -216,16 +257,29 @@ impl TlsContext {
     }
 }
 
-/// Hands out one certified key whatever the client asks for.
-#[derive(Debug)]
-struct SingleCert(Arc<rustls::sign::CertifiedKey>);
+/// The certificate every handshake gets; swapped in place on reload.
+struct ReloadableCert {
+    current: std::sync::RwLock<Loaded>,
+}
 
-impl ResolvesServerCert for SingleCert {
+impl std::fmt::Debug for ReloadableCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReloadableCert")
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
     fn resolve(
         &self,
         _hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .key
+                .clone(),
+        )
     }
 }
 

@@ -314,3 +314,111 @@ fn recorded_traffic_shows_no_secrets_under_tls() {
         let _ = std::io::stdout().flush();
     }
 }
+
+/// A self-signed certificate for localhost, made by openssl.
+fn openssl_cert(cert: &std::path::Path, key: &std::path::Path) {
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(key)
+            .arg("-out")
+            .arg(cert),
+        MINUTE,
+    );
+}
+
+#[test]
+fn certificate_files_min_version_and_reload() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).expect("tls dir");
+    let (a_cert, a_key) = (dir.path().join("a.pem"), dir.path().join("a.key"));
+    let (b_cert, b_key) = (dir.path().join("b.pem"), dir.path().join("b.key"));
+    openssl_cert(&a_cert, &a_key);
+    openssl_cert(&b_cert, &b_key);
+    std::fs::copy(&a_cert, tls.join("cert.pem")).expect("cert");
+    std::fs::copy(&a_key, tls.join("key.pem")).expect("key");
+    let config = standard_config("").replace(
+        "[anonymous]",
+        "[tls]\ncertificate = \"tls/cert.pem\"\nprivate_key = \"tls/key.pem\"\nmin_version = \"1.3\"\nimplicit_listen = [\"127.0.0.1:0\"]\n\n[anonymous]",
+    );
+    std::fs::write(dir.path().join("ferry.toml"), config).expect("config");
+    let server = crate::support::serve_in(dir);
+    let url = format!(
+        "ftps://alice:{ALICE_PASSWORD}@localhost:{}/",
+        server.implicit_addr().port()
+    );
+    let list_with = |ca: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["--cacert", ca.to_str().expect("path")];
+        args.extend_from_slice(extra);
+        run(&mut curl(&args, url.clone()), MINUTE).status.success()
+    };
+    let d = server.dir.path();
+    let (a_cert, b_cert) = (d.join("a.pem"), d.join("b.pem"));
+    assert!(
+        list_with(&a_cert, &[]),
+        "the configured certificate is served"
+    );
+    assert!(!list_with(&b_cert, &[]), "another CA must not verify it");
+    assert!(
+        !list_with(&a_cert, &["--tls-max", "1.2"]),
+        "TLS 1.2 is below min_version"
+    );
+    // Replace the files and send SIGHUP: new connections get the new certificate.
+    std::fs::copy(d.join("b.pem"), d.join("tls/cert.pem")).expect("cert");
+    std::fs::copy(d.join("b.key"), d.join("tls/key.pem")).expect("key");
+    let hup = |server: &FerryServer| {
+        let status = Command::new("kill")
+            .args(["-HUP", &server.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    hup(&server);
+    let deadline = std::time::Instant::now() + MINUTE;
+    while !server.log().contains("TLS certificate reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        list_with(&b_cert, &[]),
+        "the new certificate is served after SIGHUP"
+    );
+    assert!(!list_with(&a_cert, &[]));
+    // A broken file on reload keeps the old certificate.
+    std::fs::write(d.join("tls/cert.pem"), b"not a certificate").expect("garbage");
+    hup(&server);
+    while !server.log().contains("not reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed reload reported:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        list_with(&b_cert, &[]),
+        "a failed reload keeps the certificate in use"
+    );
+}
