@@ -17,4 +17,4 @@ pub mod telnet;
 pub mod timeval;
 
 pub use command::{Command, ParseError, Password, PathArg};
-pub use reply::Reply;
+pub use reply::{Reply, ReplyParser};

@@ -136,3 +136,142 @@ mod tests {
         assert_eq!(quote_path("/a \"b\""), "\"/a \"\"b\"\"\"");
     }
 }
+
+/// Why bytes from a server are not a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// A reply's first line does not start with a code 100-599 and a space or dash.
+    #[error("not an FTP reply: {0:?}")]
+    NotAReply(String),
+    /// A multi-line reply longer than [`MAX_REPLY_LINES`] lines.
+    #[error("reply of more than {MAX_REPLY_LINES} lines")]
+    TooLong,
+}
+
+/// The most lines a reply may have before a client gives up on it.
+pub const MAX_REPLY_LINES: usize = 100_000;
+
+/// Reads replies line by line, for clients (RFC 959 §4.2): a multi-line reply
+/// starts with `123-` and ends with a line that starts with `123 `.
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    code: Option<u16>,
+    lines: Vec<String>,
+}
+
+fn code_of(line: &str) -> Option<(u16, u8)> {
+    let bytes = line.as_bytes();
+    if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let code: u16 = line[..3].parse().ok()?;
+    if !(100..600).contains(&code) {
+        return None;
+    }
+    Some((code, *bytes.get(3).unwrap_or(&b' ')))
+}
+
+impl ReplyParser {
+    /// Feeds one line, without its line ending. Returns the reply this line
+    /// completes, if any.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<Reply>, ReplyError> {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        match self.code {
+            None => {
+                let (code, sep) = code_of(line)
+                    .ok_or_else(|| ReplyError::NotAReply(line.chars().take(80).collect()))?;
+                let text = line.get(4..).unwrap_or("").to_owned();
+                match sep {
+                    b'-' => {
+                        self.code = Some(code);
+                        self.lines = vec![text];
+                        Ok(None)
+                    }
+                    b' ' => Ok(Some(Reply::new(code, text))),
+                    _ => Err(ReplyError::NotAReply(line.chars().take(80).collect())),
+                }
+            }
+            Some(code) => {
+                if let Some((c, b' ')) = code_of(line)
+                    && c == code
+                {
+                    self.lines.push(line.get(4..).unwrap_or("").to_owned());
+                    self.code = None;
+                    return Ok(Some(Reply::multi(code, std::mem::take(&mut self.lines))));
+                }
+                if self.lines.len() >= MAX_REPLY_LINES {
+                    self.code = None;
+                    self.lines.clear();
+                    return Err(ReplyError::TooLong);
+                }
+                // Middle lines are indented by one space when they were sent.
+                self.lines
+                    .push(line.strip_prefix(' ').unwrap_or(line).to_owned());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Parses a whole byte buffer of CRLF-terminated replies.
+    pub fn parse_all(bytes: &[u8]) -> Result<Vec<Reply>, ReplyError> {
+        let mut parser = ReplyParser::default();
+        let mut out = Vec::new();
+        for line in bytes.split(|&b| b == b'\n') {
+            if line.is_empty() || line == b"\r" {
+                continue;
+            }
+            if let Some(r) = parser.push_line(line)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod parser_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn single_and_multi_line() {
+        let replies = ReplyParser::parse_all(
+            b"220 ready\r\n211-Features:\r\n EPSV\r\n211 tricky\r\n211 End\r\n",
+        )
+        .expect("parse");
+        assert_eq!(replies[0], Reply::new(220, "ready"));
+        assert_eq!(
+            replies[1],
+            Reply::multi(
+                211,
+                vec!["Features:".into(), "EPSV".into(), "tricky".into()]
+            )
+        );
+        assert_eq!(
+            replies.len(),
+            3,
+            "a line with the code and a space ends a multi-line reply"
+        );
+        assert!(ReplyParser::parse_all(b"hello\r\n").is_err());
+        assert!(ReplyParser::parse_all(b"999 nope\r\n").is_err());
+        assert!(ReplyParser::parse_all(b"200x\r\n").is_err());
+    }
+
+    proptest! {
+        /// What the server encodes, a client parses back.
+        #[test]
+        fn round_trip(code in 100u16..600, lines in proptest::collection::vec("[ -~]{0,40}", 1..6)) {
+            let sent = Reply::multi(code, lines.iter().map(|l| l.trim_start().to_owned()).collect());
+            let parsed = ReplyParser::parse_all(&sent.to_bytes()).expect("parses");
+            prop_assert_eq!(parsed.len(), 1);
+            prop_assert_eq!(parsed[0].code(), code);
+            prop_assert_eq!(parsed[0].lines().len(), sent.lines().len());
+        }
+
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = ReplyParser::parse_all(&bytes);
+        }
+    }
+}
