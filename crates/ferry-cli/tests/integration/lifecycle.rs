@@ -381,3 +381,24 @@ fn passive_ports_and_public_address() {
         );
     }
 }
+
+#[test]
+fn slow_drip_clients_are_closed_by_the_idle_timeout() {
+    let server = FerryServer::start_with(&standard_config("idle_timeout = \"1s\""));
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    // One byte every 300 ms, never a whole line: the deadline is per line.
+    let started = Instant::now();
+    let mut closed_after = None;
+    for _ in 0..20 {
+        c.try_send_bytes(b"N");
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_millis(1500) {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let r = c.reply();
+    assert!(r.starts_with("421") && r.contains("Idle"), "{r}");
+    assert!(closed_after.is_some());
+    assert!(c.is_closed());
+}

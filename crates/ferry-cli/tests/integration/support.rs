@@ -356,6 +356,11 @@ impl RawControl {
         raw
     }
 
+    /// Sends bytes, ignoring a connection the server already closed.
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.writer.write_all(bytes);
+    }
+
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).expect("send");
     }
