@@ -56,6 +56,19 @@ fn curl_explicit_and_implicit() {
     assert!(out.status.success() && out.stdout == body);
     let list = run_ok(&mut curl(&["--ssl-reqd", "-k"], explicit.clone()), MINUTE);
     assert!(list.contains(" up.bin"), "{list}");
+    // TLS 1.2: data connections resume by session ID, which reuse checking accepts.
+    let out = run(
+        &mut curl(
+            &["--ssl-reqd", "-k", "--tls-max", "1.2"],
+            format!("{explicit}up.bin"),
+        ),
+        MINUTE,
+    );
+    assert!(
+        out.status.success() && out.stdout == body,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Implicit, checking the certificate against the generated one as CA.
     let cert = server.dir.path().join("ferry-data/tls/cert.pem");
     let implicit = format!(
