@@ -7,6 +7,7 @@
 //!   a user and its groups, resolved by longest prefix ([`AccessRules::decide`]).
 //! - [`password`] hashes and verifies passwords (argon2id).
 
+pub mod cache;
 pub mod explain;
 pub mod limits;
 pub mod password;

@@ -176,6 +176,7 @@ async fn verify_off_thread(password: String, hash: String) -> Result<bool, AuthE
 pub struct Authenticator {
     stores: Vec<Arc<dyn AccountStore>>,
     anonymous: Option<Account>,
+    cache: Arc<crate::cache::VerificationCache>,
 }
 
 impl Authenticator {
@@ -212,7 +213,19 @@ impl Authenticator {
         } else {
             None
         };
-        Ok(Authenticator { stores, anonymous })
+        Ok(Authenticator {
+            stores,
+            anonymous,
+            cache: Arc::new(crate::cache::VerificationCache::new(
+                std::time::Duration::ZERO,
+            )),
+        })
+    }
+
+    /// Remembers successful verifications for `ttl` (see [`crate::cache`]).
+    pub fn with_login_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.cache = Arc::new(crate::cache::VerificationCache::new(ttl));
+        self
     }
 
     /// Whether `name` is one of the anonymous login names.
@@ -265,8 +278,12 @@ impl Authenticator {
             let _ = verify_off_thread(password.to_owned(), DECOY_HASH.to_owned()).await;
             return Err(AuthError::UnknownUser);
         };
-        if !verify_off_thread(password.to_owned(), hash).await? {
-            return Err(AuthError::WrongPassword);
+        let now = std::time::Instant::now();
+        if !self.cache.recall(name, &hash, password, now) {
+            if !verify_off_thread(password.to_owned(), hash.clone()).await? {
+                return Err(AuthError::WrongPassword);
+            }
+            self.cache.remember(name, &hash, password, now);
         }
         let (user, host) = user.ok_or(AuthError::UnknownUser)?;
         self.resolve(name, &user, host).await
@@ -377,6 +394,31 @@ mod tests {
         ] {
             assert!(!a.rules.allows(p, &root), "{p:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn cached_logins_still_refuse_wrong_passwords() {
+        let hash = password::hash("pw").expect("hash");
+        let c = config(&format!(
+            "[[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
+        ));
+        let store = ConfigStore::from_config(&c).expect("store");
+        let auth = Authenticator::new(vec![Arc::new(store)], &c.anonymous)
+            .expect("auth")
+            .with_login_cache(std::time::Duration::from_secs(60));
+        assert!(auth.authenticate("alice", "pw").await.is_ok());
+        assert!(
+            auth.authenticate("alice", "pw").await.is_ok(),
+            "a returning user"
+        );
+        assert!(matches!(
+            auth.authenticate("alice", "pW").await,
+            Err(AuthError::WrongPassword)
+        ));
+        assert!(matches!(
+            auth.authenticate("nobody", "pw").await,
+            Err(AuthError::UnknownUser)
+        ));
     }
 
     #[test]

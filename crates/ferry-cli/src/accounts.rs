@@ -66,7 +66,8 @@ impl Accounts {
                 config.accounts.system_shadow_file.clone(),
             )));
         }
-        let authenticator = Authenticator::new(stores, &config.anonymous)?;
+        let authenticator = Authenticator::new(stores, &config.anonymous)?
+            .with_login_cache(config.accounts.login_cache.0);
         Ok(Accounts {
             authenticator,
             ledger,

@@ -110,6 +110,9 @@ pub struct AccountsSection {
     pub system_passwd_file: PathBuf,
     /// Where host password hashes are.
     pub system_shadow_file: PathBuf,
+    /// How long a successful password check is remembered, so a returning user
+    /// logs in without another argon2 run ("0s": never).
+    pub login_cache: HumanDuration,
 }
 
 impl Default for AccountsSection {
@@ -119,6 +122,7 @@ impl Default for AccountsSection {
             system_users: false,
             system_passwd_file: PathBuf::from("/etc/passwd"),
             system_shadow_file: PathBuf::from("/etc/shadow"),
+            login_cache: HumanDuration(Duration::from_secs(900)),
         }
     }
 }
