@@ -101,6 +101,50 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     Ok(total)
 }
 
+/// How many bytes one `sendfile` call may move.
+const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// Sends a host file from `offset` with `sendfile`: the kernel moves the bytes from
+/// the page cache to the socket without copying them through ferry (plain FTP,
+/// TYPE I, local disk only).
+pub async fn send_file_zero_copy(
+    file: std::fs::File,
+    mut offset: u64,
+    data: &mut tokio::net::TcpStream,
+    timeout: Duration,
+    meter: &TransferMeter,
+    rate: Option<&SharedRate>,
+) -> Result<u64, TransferError> {
+    let mut total = 0u64;
+    loop {
+        let chunk = match rate {
+            Some(_) => 64 * 1024,
+            None => SENDFILE_CHUNK,
+        };
+        if let Some(rate) = rate {
+            rate.wait_for(chunk).await;
+        }
+        let sent = loop {
+            with_timeout(timeout, "sending", data.writable()).await?;
+            match data.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(&*data, &file, Some(&mut offset), chunk)
+                    .map_err(std::io::Error::from)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(TransferError::Connection(format!("sending: {e}"))),
+            }
+        };
+        if sent == 0 {
+            break;
+        }
+        meter.add(sent);
+        total += sent as u64;
+    }
+    with_timeout(timeout, "closing", data.shutdown()).await?;
+    Ok(total)
+}
+
 /// Receives a file (STOR, APPE, STOU). With `ascii`, CRLF becomes LF. On any failure
 /// the upload is aborted, which keeps a replaced file intact. With a budget, the
 /// byte that would cross it is not stored: the upload is discarded (in-place

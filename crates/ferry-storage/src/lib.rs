@@ -109,6 +109,16 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn list(&self, path: &VirtualPath) -> Result<Box<dyn DirStream>, StorageError>;
     /// Opens a file for reading from `offset` (REST).
     async fn read(&self, path: &VirtualPath, offset: u64) -> Result<FileReader, StorageError>;
+    /// Opens a file as a host file, for zero-copy sending (`sendfile`). Backends
+    /// whose files are not host files answer `None`, and callers use
+    /// [`Storage::read`].
+    async fn open_host_file(
+        &self,
+        path: &VirtualPath,
+    ) -> Result<Option<std::fs::File>, StorageError> {
+        let _ = path;
+        Ok(None)
+    }
     async fn write(
         &self,
         path: &VirtualPath,

@@ -233,6 +233,23 @@ impl Storage for LocalHome {
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
+    async fn open_host_file(
+        &self,
+        path: &VirtualPath,
+    ) -> Result<Option<std::fs::File>, StorageError> {
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let fd = open_beneath(&home, path.relative(), OFlags::RDONLY)?;
+            let st = rustix::fs::fstat(&fd)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                return Err(StorageError::IsADirectory);
+            }
+            Ok(Some(std::fs::File::from(fd)))
+        })
+        .await
+    }
+
     async fn write(
         &self,
         path: &VirtualPath,

@@ -13,7 +13,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Session, TransferStep};
 use crate::error::SessionError;
+use crate::tls::DataStream;
 use crate::transfer::{self, UploadBudget};
+
+/// Where a download's bytes come from.
+enum Source {
+    /// A host file, sent with sendfile.
+    HostFile(std::fs::File),
+    /// Any backend's byte stream.
+    Stream(ferry_storage::FileReader),
+}
 
 /// STOR or APPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +50,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ));
         }
         self.require_data_setup()?;
-        let reader = self
-            .storage()?
-            .read(&path, offset)
-            .await
-            .map_err(|e| SessionError::storage(&path, e))?;
         let (ascii, timeout) = (self.ascii, self.opts.data_timeout);
+        let storage = self.storage()?;
+        // Plain binary downloads of host files go through sendfile; TYPE A and
+        // PROT P need the bytes in user space.
+        let source = match (
+            ascii || self.protect_data,
+            storage.open_host_file(&path).await,
+        ) {
+            (false, Ok(Some(file))) => Source::HostFile(file),
+            _ => Source::Stream(
+                storage
+                    .read(&path, offset)
+                    .await
+                    .map_err(|e| SessionError::storage(&path, e))?,
+            ),
+        };
         let rate = self.logged_in()?.ticket.state.download.clone();
         let start = Reply::new(
             150,
@@ -61,8 +80,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             start,
             format!("RETR {path}"),
             move |mut stream, meter| async move {
-                transfer::send_file(reader, &mut stream, ascii, timeout, &meter, rate.as_deref())
-                    .await
+                match (source, &mut stream) {
+                    (Source::HostFile(file), DataStream::Plain(tcp)) => {
+                        transfer::send_file_zero_copy(
+                            file,
+                            offset,
+                            tcp,
+                            timeout,
+                            &meter,
+                            rate.as_deref(),
+                        )
+                        .await
+                    }
+                    (Source::HostFile(file), _) => {
+                        // Not reached (protected data never takes a host file), but correct anyway.
+                        let mut reader = tokio::fs::File::from_std(file);
+                        tokio::io::AsyncSeekExt::seek(
+                            &mut reader,
+                            std::io::SeekFrom::Start(offset),
+                        )
+                        .await
+                        .map_err(|e| crate::error::TransferError::Storage(e.into()))?;
+                        transfer::send_file(
+                            Box::new(reader),
+                            &mut stream,
+                            ascii,
+                            timeout,
+                            &meter,
+                            rate.as_deref(),
+                        )
+                        .await
+                    }
+                    (Source::Stream(reader), _) => {
+                        transfer::send_file(
+                            reader,
+                            &mut stream,
+                            ascii,
+                            timeout,
+                            &meter,
+                            rate.as_deref(),
+                        )
+                        .await
+                    }
+                }
             },
         )
     }
