@@ -183,15 +183,6 @@ fn idle_login_and_data_timeouts() {
     assert_eq!(code(&c.cmd("NOOP")), "200");
 }
 
-/// Connects from a chosen loopback source address.
-fn connect_from(source: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{AddressFamily, SocketType};
-    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
-    rustix::net::bind(&fd, &SocketAddr::from((source, 0)))?;
-    rustix::net::connect(&fd, &to)?;
-    Ok(TcpStream::from(fd))
-}
-
 #[test]
 fn passive_port_refuses_strangers() {
     let server = FerryServer::start();
@@ -200,7 +191,7 @@ fn passive_port_refuses_strangers() {
     let port = c.epsv_port();
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     // A stranger (another address) connects first and gets nothing.
-    let mut stranger = connect_from([127, 0, 0, 2], target).expect("stranger connects");
+    let mut stranger = crate::support::tcp_from([127, 0, 0, 2], target).expect("stranger connects");
     stranger
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");

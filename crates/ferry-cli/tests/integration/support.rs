@@ -330,12 +330,7 @@ impl RawControl {
 
     /// Connects from a chosen loopback address, and returns the first reply too.
     pub fn connect_from(server: &FerryServer, source: [u8; 4]) -> (Self, String) {
-        use rustix::net::{AddressFamily, SocketType};
-        let fd =
-            rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
-        rustix::net::bind(&fd, &SocketAddr::from((source, 0))).expect("bind");
-        rustix::net::connect(&fd, &server.addr).expect("connect");
-        let stream = TcpStream::from(fd);
+        let stream = tcp_from(source, server.addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
@@ -418,6 +413,15 @@ impl RawControl {
         let addr = SocketAddr::new(self.writer.peer_addr().expect("peer").ip(), port);
         TcpStream::connect(addr).expect("data connect")
     }
+}
+
+/// A TCP connection to `to` from a chosen loopback source address.
+pub fn tcp_from(source: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    rustix::net::bind(&fd, &SocketAddr::from((source, 0)))?;
+    rustix::net::connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
 }
 
 /// A fresh random file of `len` bytes.
@@ -660,14 +664,7 @@ impl RecordingProxy {
                     continue;
                 };
                 let _ = client.set_nonblocking(false);
-                let upstream = {
-                    use rustix::net::{AddressFamily, SocketType};
-                    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)
-                        .expect("socket");
-                    rustix::net::bind(&fd, &SocketAddr::from((source_ip, 0))).expect("bind");
-                    rustix::net::connect(&fd, &target).expect("connect upstream");
-                    TcpStream::from(fd)
-                };
+                let upstream = tcp_from(source_ip, target).expect("connect upstream");
                 for (mut from, mut to) in [
                     (
                         client.try_clone().expect("clone"),

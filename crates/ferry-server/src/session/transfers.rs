@@ -24,6 +24,25 @@ enum Source {
     Stream(ferry_storage::FileReader),
 }
 
+impl Source {
+    /// The bytes as a stream from `offset` (a stream was opened at it already).
+    async fn into_reader(
+        self,
+        offset: u64,
+    ) -> Result<ferry_storage::FileReader, crate::error::TransferError> {
+        match self {
+            Source::Stream(reader) => Ok(reader),
+            Source::HostFile(file) => {
+                let mut file = tokio::fs::File::from_std(file);
+                tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| crate::error::TransferError::Storage(e.into()))?;
+                Ok(Box::new(file))
+            }
+        }
+    }
+}
+
 /// STOR or APPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum StoreKind {
@@ -92,26 +111,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         )
                         .await
                     }
-                    (Source::HostFile(file), _) => {
-                        // Not reached (protected data never takes a host file), but correct anyway.
-                        let mut reader = tokio::fs::File::from_std(file);
-                        tokio::io::AsyncSeekExt::seek(
-                            &mut reader,
-                            std::io::SeekFrom::Start(offset),
-                        )
-                        .await
-                        .map_err(|e| crate::error::TransferError::Storage(e.into()))?;
-                        transfer::send_file(
-                            Box::new(reader),
-                            &mut stream,
-                            ascii,
-                            timeout,
-                            &meter,
-                            rate.as_deref(),
-                        )
-                        .await
-                    }
-                    (Source::Stream(reader), _) => {
+                    (source, _) => {
+                        let reader = source.into_reader(offset).await?;
                         transfer::send_file(
                             reader,
                             &mut stream,
