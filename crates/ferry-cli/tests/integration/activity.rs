@@ -27,11 +27,7 @@ fn audit_and_xferlog_record_every_command_and_transfer() {
     assert_eq!(code(&c.reply()), "226");
     assert_eq!(code(&c.cmd("DELE nope")), "550");
     c.cmd("QUIT");
-    let pid = server.pid();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
+    server.signal("TERM");
     assert!(server.terminate_wait().success());
 
     let audit = std::fs::read_to_string(server.dir.path().join("ferry-data/audit.jsonl"))

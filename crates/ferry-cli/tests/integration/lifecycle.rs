@@ -60,13 +60,7 @@ fn check_config_names_key_and_line() {
         "[server]\nbanner = \"hi\"\nidle_timeout = \"soon\"\n",
     )
     .expect("write");
-    let out = run(
-        Command::new(ferry_bin())
-            .arg("check-config")
-            .arg("--config")
-            .arg(&path),
-        Duration::from_secs(20),
-    );
+    let out = crate::support::ferry_in(dir.path(), &["check-config", "--config", "ferry.toml"], "");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -76,13 +70,7 @@ fn check_config_names_key_and_line() {
     );
 
     std::fs::write(&path, standard_config("")).expect("write");
-    let out = run(
-        Command::new(ferry_bin())
-            .arg("check-config")
-            .arg("--config")
-            .arg(&path),
-        Duration::from_secs(20),
-    );
+    let out = crate::support::ferry_in(dir.path(), &["check-config", "--config", "ferry.toml"], "");
     assert!(
         out.status.success(),
         "{}",
@@ -220,14 +208,7 @@ fn graceful_shutdown_lets_transfers_finish() {
     let mut first = vec![0u8; 1000];
     data.read_exact(&mut first).expect("first bytes");
     // Stop the server while the download is in flight, and read slowly meanwhile.
-    let pid = server.pid();
-    let killer = std::thread::spawn(move || {
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill")
-    });
-    assert!(killer.join().expect("join").success());
+    server.signal("TERM");
     // The idle session is told and closed.
     let r = idle.reply();
     assert!(r.starts_with("421"), "{r}");

@@ -313,24 +313,8 @@ pub struct RawControl {
 }
 
 impl RawControl {
-    pub fn connect(server: &FerryServer) -> Self {
-        let stream = TcpStream::connect(server.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let writer = stream.try_clone().expect("clone");
-        let mut raw = RawControl {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        let banner = raw.reply();
-        assert!(banner.starts_with("220"), "banner: {banner}");
-        raw
-    }
-
-    /// Connects from a chosen loopback address, and returns the first reply too.
-    pub fn connect_from(server: &FerryServer, source: [u8; 4]) -> (Self, String) {
-        let stream = tcp_from(source, server.addr).expect("connect");
+    /// Wraps a connected stream and reads the server's first reply.
+    fn greeted(stream: TcpStream) -> (Self, String) {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
@@ -341,6 +325,17 @@ impl RawControl {
         };
         let first = raw.reply();
         (raw, first)
+    }
+
+    pub fn connect(server: &FerryServer) -> Self {
+        let (raw, banner) = Self::greeted(TcpStream::connect(server.addr).expect("connect"));
+        assert!(banner.starts_with("220"), "banner: {banner}");
+        raw
+    }
+
+    /// Connects from a chosen loopback address, and returns the first reply too.
+    pub fn connect_from(server: &FerryServer, source: [u8; 4]) -> (Self, String) {
+        Self::greeted(tcp_from(source, server.addr).expect("connect"))
     }
 
     pub fn login(server: &FerryServer, user: &str, pass: &str) -> Self {
@@ -620,21 +615,35 @@ pub fn serve_in(dir: tempfile::TempDir) -> FerryServer {
 impl FerryServer {
     /// The implicit-FTPS address, once the server has announced it.
     pub fn implicit_addr(&self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let line = self.wait_for_log("ferry: serving implicit FTPS on ");
+        line.trim_start_matches("ferry: serving implicit FTPS on ")
+            .parse()
+            .expect("implicit address")
+    }
+
+    /// Waits (up to a minute) for a log line containing `text`, and returns it.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(addr) = self.log().lines().find_map(|l| {
-                l.strip_prefix("ferry: serving implicit FTPS on ")
-                    .map(str::to_owned)
-            }) {
-                return addr.parse().expect("implicit address");
+            if let Some(line) = self.log().lines().find(|l| l.contains(text)) {
+                return line.to_owned();
             }
             assert!(
                 Instant::now() < deadline,
-                "no implicit FTPS listener announced:\n{}",
+                "no log line with {text:?}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, ...) to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 }
 
