@@ -1,0 +1,740 @@
+//! Whole-file transfers on top of sessions: download to a local file and upload
+//! from one, with resume you can trust ([`crate::resume`]), verification by size
+//! and checksum, rate limits, retries after dropped connections, and downloads
+//! split into byte ranges over several connections.
+//!
+//! A download is written to `DEST.ferry-part` and renamed to `DEST` only when it
+//! is complete and checked, so a failed download never leaves a truncated file
+//! under the real name, nor destroys a file that was there. Beside the partial
+//! file, `DEST.ferry-part.state` records the size and modification time the
+//! remote file had when the download began; `--continue` refuses to append to a
+//! partial whose source has changed since.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::checksum::{Checksum, hash_file_range};
+use crate::error::{ClientError, Result};
+use crate::rate::RateLimit;
+use crate::resume::{FileState, ResumePlan, plan};
+use crate::session::{ConnectOptions, FtpSession};
+use crate::transfer::UploadMode;
+use crate::url::FtpUrl;
+
+/// The chunk size of file transfers.
+const CHUNK: usize = 256 * 1024;
+
+/// How whole-file transfers behave.
+#[derive(Debug, Clone, Default)]
+pub struct TransferSettings {
+    /// Continue a partial file instead of starting again (`-c`).
+    pub resume: bool,
+    /// After the transfer, compare sizes and, where the server offers one, the
+    /// checksum (`--verify`).
+    pub verify: bool,
+    /// Shared byte-rate limit (`--limit-rate`).
+    pub rate: Option<RateLimit>,
+    /// TYPE A instead of TYPE I (the shell's `ascii`): sizes are not compared.
+    pub ascii: bool,
+}
+
+/// Told how a transfer advances; the command line draws progress bars with it.
+pub trait Progress: Send + Sync {
+    /// A transfer (or a retry of it) begins: `total` bytes in all when known, of
+    /// which `already` are already there.
+    fn begin(&self, _total: Option<u64>, _already: u64) {}
+    /// `bytes` more were transferred.
+    fn advance(&self, _bytes: u64) {}
+}
+
+/// Progress that nobody watches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What a verification found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum Verification {
+    /// Sizes agree; the server offers no checksum.
+    Size,
+    /// Sizes and checksums agree.
+    Checksum { checksum: Checksum },
+}
+
+/// The outcome of one file transfer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TransferReport {
+    pub remote: String,
+    pub local: PathBuf,
+    /// Bytes moved by this transfer (not counting what was resumed).
+    pub bytes: u64,
+    /// The size of the file at the end.
+    pub size: u64,
+    /// Where the transfer continued from (0: from the start).
+    pub resumed_from: u64,
+    /// Whether the already-present prefix was checked against a server checksum.
+    pub prefix_checked: bool,
+    pub verified: Option<Verification>,
+    pub seconds: f64,
+}
+
+/// `DEST.ferry-part`.
+pub fn partial_path(dest: &Path) -> PathBuf {
+    let mut s = dest.as_os_str().to_owned();
+    s.push(".ferry-part");
+    PathBuf::from(s)
+}
+
+fn state_path(dest: &Path) -> PathBuf {
+    let mut s = dest.as_os_str().to_owned();
+    s.push(".ferry-part.state");
+    PathBuf::from(s)
+}
+
+async fn read_state(dest: &Path) -> Option<FileState> {
+    let text = tokio::fs::read_to_string(state_path(dest)).await.ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+async fn write_state(dest: &Path, state: &FileState) -> Result<()> {
+    let path = state_path(dest);
+    let text = serde_json::to_string(state).unwrap_or_default();
+    tokio::fs::write(&path, text)
+        .await
+        .map_err(|e| ClientError::local(path, e))
+}
+
+async fn local_len(path: &Path) -> Result<Option<u64>> {
+    match tokio::fs::metadata(path).await {
+        Ok(m) => Ok(Some(m.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ClientError::local(path, e)),
+    }
+}
+
+/// The remote file's size and modification time.
+pub async fn remote_state(session: &mut FtpSession, path: &str) -> Result<Option<FileState>> {
+    let Some(size) = session.size(path).await? else {
+        return Ok(None);
+    };
+    let modified = session.modified(path).await?;
+    Ok(Some(FileState { size, modified }))
+}
+
+/// Checks that bytes `0..len` of `local` are those of `remote` on the server, where
+/// the server can hash a range. `Ok(false)`: the server cannot tell.
+async fn check_prefix(
+    session: &mut FtpSession,
+    remote: &str,
+    local: &Path,
+    len: u64,
+) -> Result<bool> {
+    let Some(theirs) = session.checksum(remote, Some((0, len))).await? else {
+        return Ok(false);
+    };
+    let ours = hash_file_range(local, theirs.algorithm, 0, len).await?;
+    if ours != theirs {
+        return Err(ClientError::ResumeRefused {
+            path: remote.to_owned(),
+            reason: format!(
+                "the first {len} bytes differ between here and the server ({} {} here, {} there)",
+                ours.algorithm.name(),
+                ours.hex,
+                theirs.hex
+            ),
+        });
+    }
+    Ok(true)
+}
+
+/// Compares a finished file with the remote one: size, then checksum if offered.
+async fn verify(
+    session: &mut FtpSession,
+    remote: &str,
+    local: &Path,
+    size: u64,
+) -> Result<Verification> {
+    let failed = |reason: String| ClientError::VerifyFailed {
+        path: remote.to_owned(),
+        reason,
+    };
+    if let Some(theirs) = session.size(remote).await?
+        && theirs != size
+    {
+        return Err(failed(format!("{size} bytes here, {theirs} on the server")));
+    }
+    match session.checksum(remote, None).await? {
+        Some(theirs) => {
+            let ours = hash_file_range(local, theirs.algorithm, 0, size).await?;
+            if ours != theirs {
+                return Err(failed(format!(
+                    "{} {} here, {} on the server",
+                    ours.algorithm.name(),
+                    ours.hex,
+                    theirs.hex
+                )));
+            }
+            Ok(Verification::Checksum { checksum: ours })
+        }
+        None => Ok(Verification::Size),
+    }
+}
+
+/// Downloads `remote` to `dest`, through `DEST.ferry-part`.
+pub async fn download_file(
+    session: &mut FtpSession,
+    remote: &str,
+    dest: &Path,
+    settings: &TransferSettings,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
+    let started = Instant::now();
+    session.set_binary(!settings.ascii).await?;
+    let state = if settings.ascii {
+        None
+    } else {
+        remote_state(session, remote).await?
+    };
+    let part = partial_path(dest);
+    // What is already here: a partial file, or (with -c) a file under the real
+    // name left by another program.
+    let (working, partial) = match (settings.resume, local_len(&part).await?) {
+        (true, Some(n)) => (part.clone(), n),
+        (true, None) => match local_len(dest).await? {
+            Some(n) => (dest.to_owned(), n),
+            None => (part.clone(), 0),
+        },
+        (false, _) => (part.clone(), 0),
+    };
+    let recorded = if working == part && partial > 0 {
+        read_state(dest).await
+    } else {
+        None
+    };
+    let mut prefix_checked = false;
+    let offset = match (partial, state) {
+        (0, _) => 0,
+        (_, None) => {
+            return Err(ClientError::ResumeRefused {
+                path: remote.to_owned(),
+                reason: "the server does not report the file's size (SIZE), so a partial \
+                         file cannot be matched to it"
+                    .to_owned(),
+            });
+        }
+        (_, Some(now)) => match plan(partial, now, recorded) {
+            ResumePlan::Start => 0,
+            ResumePlan::Continue(_) | ResumePlan::Complete => {
+                prefix_checked = check_prefix(session, remote, &working, partial).await?;
+                partial
+            }
+            ResumePlan::Refuse(reason) => {
+                return Err(ClientError::ResumeRefused {
+                    path: remote.to_owned(),
+                    reason,
+                });
+            }
+        },
+    };
+    if let Some(s) = &state {
+        write_state(dest, s).await?;
+    }
+    progress.begin(state.map(|s| s.size), offset);
+    let mut bytes = 0u64;
+    let complete = state.is_some_and(|s| s.size == offset && offset > 0);
+    if !complete {
+        let local = |e| ClientError::local(&working, e);
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(offset == 0)
+            .open(&working)
+            .await
+            .map_err(local)?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(local)?;
+        let mut download = session.download(remote, offset).await?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = download.read_chunk(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            if let Some(rate) = &settings.rate {
+                rate.wait_for(n).await;
+            }
+            file.write_all(&buf[..n]).await.map_err(local)?;
+            bytes += n as u64;
+            progress.advance(n as u64);
+        }
+        file.flush().await.map_err(local)?;
+        file.sync_all().await.map_err(local)?;
+        drop(file);
+        download.finish().await?;
+    }
+    let size = offset + bytes;
+    if let Some(s) = state
+        && s.size != size
+    {
+        return Err(ClientError::VerifyFailed {
+            path: remote.to_owned(),
+            reason: format!(
+                "received {size} bytes of {}; the partial file is kept for --continue",
+                s.size
+            ),
+        });
+    }
+    let verified = if settings.verify && !settings.ascii {
+        Some(verify(session, remote, &working, size).await?)
+    } else {
+        None
+    };
+    if working != dest {
+        tokio::fs::rename(&working, dest)
+            .await
+            .map_err(|e| ClientError::local(dest, e))?;
+    }
+    let _ = tokio::fs::remove_file(state_path(dest)).await;
+    Ok(TransferReport {
+        remote: remote.to_owned(),
+        local: dest.to_owned(),
+        bytes,
+        size,
+        resumed_from: offset,
+        prefix_checked,
+        verified,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The local file's size and modification time.
+pub async fn local_state(path: &Path) -> Result<FileState> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| ClientError::local(path, e))?;
+    let modified = meta.modified().ok().map(time::OffsetDateTime::from);
+    Ok(FileState {
+        size: meta.len(),
+        modified,
+    })
+}
+
+/// Uploads `local` to `remote`. With `settings.resume`, continues a shorter
+/// remote file by APPE after checking its bytes where the server can hash a
+/// range; `recorded` is the local file as it was when an earlier attempt began,
+/// so a source that changed in between is refused.
+pub async fn upload_file(
+    session: &mut FtpSession,
+    local: &Path,
+    remote: &str,
+    settings: &TransferSettings,
+    recorded: Option<FileState>,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
+    let started = Instant::now();
+    session.set_binary(!settings.ascii).await?;
+    let source = local_state(local).await?;
+    let mut prefix_checked = false;
+    let offset = if settings.resume && !settings.ascii {
+        let there = match session.size(remote).await {
+            Ok(n) => n.unwrap_or(0),
+            Err(ClientError::Reply { code: 550, .. }) => 0,
+            Err(e) => return Err(e),
+        };
+        match plan(there, source, recorded) {
+            ResumePlan::Start => 0,
+            ResumePlan::Continue(n) => {
+                prefix_checked = check_prefix(session, remote, local, n).await?;
+                n
+            }
+            ResumePlan::Complete => {
+                prefix_checked = check_prefix(session, remote, local, there).await?;
+                there
+            }
+            ResumePlan::Refuse(reason) => {
+                return Err(ClientError::ResumeRefused {
+                    path: remote.to_owned(),
+                    reason,
+                });
+            }
+        }
+    } else {
+        0
+    };
+    progress.begin(Some(source.size), offset);
+    let mut bytes = 0u64;
+    if offset < source.size || offset == 0 {
+        let local_err = |e| ClientError::local(local, e);
+        let mut file = tokio::fs::File::open(local).await.map_err(local_err)?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(local_err)?;
+        let mode = if offset > 0 {
+            UploadMode::Append
+        } else {
+            UploadMode::Replace
+        };
+        let mut upload = session.upload(remote, mode).await?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = file.read(&mut buf).await.map_err(local_err)?;
+            if n == 0 {
+                break;
+            }
+            if let Some(rate) = &settings.rate {
+                rate.wait_for(n).await;
+            }
+            upload.write_chunk(&buf[..n]).await?;
+            bytes += n as u64;
+            progress.advance(n as u64);
+        }
+        upload.finish().await?;
+    }
+    let size = offset + bytes;
+    let verified = if settings.verify && !settings.ascii {
+        Some(verify(session, remote, local, size).await?)
+    } else {
+        None
+    };
+    Ok(TransferReport {
+        remote: remote.to_owned(),
+        local: local.to_owned(),
+        bytes,
+        size,
+        resumed_from: offset,
+        prefix_checked,
+        verified,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Where to connect and how: enough to open new sessions for retries and for
+/// parallel and segmented transfers.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// Server and credentials (the path is not used).
+    pub url: FtpUrl,
+    pub options: ConnectOptions,
+}
+
+impl Remote {
+    /// Connects and logs in.
+    pub async fn open(&self) -> Result<FtpSession> {
+        FtpSession::open(&self.url, &self.options).await
+    }
+}
+
+/// One connection that transfers file after file, reconnecting and resuming
+/// after a dropped connection, up to `retries` times per file with doubling
+/// waits.
+#[derive(Debug)]
+pub struct Worker {
+    remote: Remote,
+    session: Option<FtpSession>,
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+impl Worker {
+    pub fn new(remote: Remote, retries: u32) -> Self {
+        Worker {
+            remote,
+            session: None,
+            retries,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
+    /// The session, connecting first if there is none.
+    pub async fn session(&mut self) -> Result<&mut FtpSession> {
+        if self.session.is_none() {
+            self.session = Some(self.remote.open().await?);
+        }
+        match self.session.as_mut() {
+            Some(s) => Ok(s),
+            None => Err(ClientError::Closed),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or retries run out;
+    /// after a transient failure the session is dropped and reopened, and
+    /// `attempt` is told it is a retry (so it resumes).
+    async fn with_retries<T>(
+        &mut self,
+        mut attempt: impl AsyncFnMut(&mut FtpSession, bool) -> Result<T>,
+    ) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            let result = match self.session().await {
+                Ok(session) => attempt(session, tries > 0).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if e.is_transient() && tries < self.retries => {
+                    tries += 1;
+                    tracing::warn!("{e}; retry {tries} of {}", self.retries);
+                    self.session = None;
+                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(tries - 1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`download_file`] with retries that resume.
+    pub async fn get(
+        &mut self,
+        remote: &str,
+        dest: &Path,
+        settings: &TransferSettings,
+        progress: &dyn Progress,
+    ) -> Result<TransferReport> {
+        self.with_retries(async |session, retry| {
+            let mut s = settings.clone();
+            s.resume |= retry;
+            download_file(session, remote, dest, &s, progress).await
+        })
+        .await
+    }
+
+    /// [`upload_file`] with retries that resume (refused if the local file
+    /// changed in between).
+    pub async fn put(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        settings: &TransferSettings,
+        progress: &dyn Progress,
+    ) -> Result<TransferReport> {
+        let first = local_state(local).await?;
+        self.with_retries(async |session, retry| {
+            let mut s = settings.clone();
+            s.resume |= retry;
+            let recorded = if retry { Some(first) } else { None };
+            upload_file(session, local, remote, &s, recorded, progress).await
+        })
+        .await
+    }
+
+    /// Runs any session operation with the same retries (not resuming anything).
+    pub async fn run<T>(
+        &mut self,
+        mut op: impl AsyncFnMut(&mut FtpSession) -> Result<T>,
+    ) -> Result<T> {
+        self.with_retries(async |session, _| op(session).await)
+            .await
+    }
+
+    /// QUIT, if connected.
+    pub async fn quit(mut self) {
+        if let Some(s) = self.session.take() {
+            let _ = s.quit().await;
+        }
+    }
+}
+
+/// Downloads one file as `segments` byte ranges over as many connections, each
+/// written in place in `DEST.ferry-part`, then checked and renamed. Each range
+/// is retried on its own after a dropped connection, from where it stopped.
+pub async fn download_segmented(
+    remote: &Remote,
+    path: &str,
+    dest: &Path,
+    segments: u32,
+    retries: u32,
+    settings: &TransferSettings,
+    progress: &(dyn Progress + 'static),
+) -> Result<TransferReport>
+where
+{
+    let started = Instant::now();
+    let mut first = remote.open().await?;
+    let Some(state) = remote_state(&mut first, path).await? else {
+        return Err(ClientError::Unsupported(
+            "the server does not report file sizes (SIZE), so the file cannot be split".to_owned(),
+        ));
+    };
+    let segments = u64::from(segments.max(1));
+    // Ranges under 1 MiB are not worth a connection.
+    if segments == 1 || state.size < segments * (1 << 20) {
+        let report = download_file(&mut first, path, dest, settings, progress).await;
+        let _ = first.quit().await;
+        return report;
+    }
+    let part = partial_path(dest);
+    {
+        let file = tokio::fs::File::create(&part)
+            .await
+            .map_err(|e| ClientError::local(&part, e))?;
+        file.set_len(state.size)
+            .await
+            .map_err(|e| ClientError::local(&part, e))?;
+    }
+    write_state(dest, &state).await?;
+    progress.begin(Some(state.size), 0);
+    let per = state.size.div_ceil(segments);
+    let ranges: Vec<(u64, u64)> = (0..segments)
+        .map(|i| (i * per, ((i + 1) * per).min(state.size)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    let mut sessions = vec![Some(first)];
+    sessions.resize_with(ranges.len(), || None);
+    let results = futures_join(
+        ranges
+            .into_iter()
+            .zip(sessions)
+            .map(|((start, end), session)| {
+                let remote = remote.clone();
+                let part = part.clone();
+                let rate = settings.rate.clone();
+                let path = path.to_owned();
+                async move {
+                    fetch_range(
+                        &remote,
+                        session,
+                        &path,
+                        &part,
+                        start,
+                        end,
+                        retries,
+                        rate.as_ref(),
+                        progress,
+                    )
+                    .await
+                }
+            }),
+    )
+    .await;
+    for r in results {
+        r?;
+    }
+    let mut checker = remote.open().await?;
+    let verified = if settings.verify {
+        Some(verify(&mut checker, path, &part, state.size).await?)
+    } else {
+        None
+    };
+    let _ = checker.quit().await;
+    tokio::fs::rename(&part, dest)
+        .await
+        .map_err(|e| ClientError::local(dest, e))?;
+    let _ = tokio::fs::remove_file(state_path(dest)).await;
+    Ok(TransferReport {
+        remote: path.to_owned(),
+        local: dest.to_owned(),
+        bytes: state.size,
+        size: state.size,
+        resumed_from: 0,
+        prefix_checked: false,
+        verified,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs futures concurrently on the current task and collects their outputs in
+/// order.
+async fn futures_join<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// Downloads bytes `start..end` of `path` into the same range of `part`.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_range(
+    remote: &Remote,
+    mut session: Option<FtpSession>,
+    path: &str,
+    part: &Path,
+    start: u64,
+    end: u64,
+    retries: u32,
+    rate: Option<&RateLimit>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut done = 0u64;
+    let mut tries = 0u32;
+    loop {
+        let result = async {
+            let s = match session.as_mut() {
+                Some(s) => s,
+                None => session.insert(remote.open().await?),
+            };
+            let local = |e| ClientError::local(part, e);
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(part)
+                .await
+                .map_err(local)?;
+            file.seek(std::io::SeekFrom::Start(start + done))
+                .await
+                .map_err(local)?;
+            let mut download = s.download(path, start + done).await?;
+            let mut buf = vec![0u8; CHUNK];
+            while start + done < end {
+                let want = usize::try_from(end - start - done)
+                    .unwrap_or(CHUNK)
+                    .min(CHUNK);
+                let n = download.read_chunk(&mut buf[..want]).await?;
+                if n == 0 {
+                    break;
+                }
+                if let Some(rate) = rate {
+                    rate.wait_for(n).await;
+                }
+                file.write_all(&buf[..n]).await.map_err(local)?;
+                done += n as u64;
+                progress.advance(n as u64);
+            }
+            file.flush().await.map_err(local)?;
+            if start + done < end {
+                download.finish().await?;
+                return Err(ClientError::VerifyFailed {
+                    path: path.to_owned(),
+                    reason: format!("the range {start}-{end} ended early at {}", start + done),
+                });
+            }
+            // This range is done; the server may still be sending the rest of the
+            // file, so the transfer is aborted unless this was the last range.
+            download.abort().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                if let Some(s) = session.take() {
+                    let _ = s.quit().await;
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_transient() && tries < retries => {
+                tries += 1;
+                tracing::warn!("range {start}-{end}: {e}; retry {tries} of {retries}");
+                session = None;
+                tokio::time::sleep(Duration::from_millis(500) * 2u32.saturating_pow(tries - 1))
+                    .await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
