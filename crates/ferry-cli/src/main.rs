@@ -3,6 +3,7 @@
 
 mod accounts;
 mod ban;
+mod client;
 mod manage;
 mod policy;
 mod serve;
@@ -56,6 +57,24 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// List, add and lift bans of client addresses.
     Ban(ban::BanArgs),
+    /// List a remote directory.
+    Ls(client::commands::LsArgs),
+    /// Download files (ftp://, ftpes://, ftps:// URLs).
+    Get(client::commands::GetArgs),
+    /// Upload files.
+    Put(client::commands::PutArgs),
+    /// Delete remote files.
+    Rm(client::commands::PathsArgs),
+    /// Create remote directories.
+    Mkdir(client::commands::PathsArgs),
+    /// Remove empty remote directories.
+    Rmdir(client::commands::PathsArgs),
+    /// Rename a remote file or directory.
+    Mv(client::commands::MvArgs),
+    /// Make a local directory a copy of a remote one, or the other way round.
+    Mirror(client::mirror::MirrorArgs),
+    /// An interactive FTP prompt; reads commands from stdin when not a terminal.
+    Shell(client::shell::ShellArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +87,15 @@ fn main() -> ExitCode {
         Command::User(args) => manage::user(args),
         Command::Group(args) => manage::group(args),
         Command::Ban(args) => ban::run(args),
+        Command::Ls(args) => client::commands::ls(args),
+        Command::Rm(args) => client::commands::each_path(args, "rm"),
+        Command::Mkdir(args) => client::commands::each_path(args, "mkdir"),
+        Command::Rmdir(args) => client::commands::each_path(args, "rmdir"),
+        Command::Mv(args) => client::commands::mv(args),
+        Command::Get(args) => all_done(client::commands::get(args)),
+        Command::Put(args) => all_done(client::commands::put(args)),
+        Command::Mirror(args) => all_done(client::mirror::run(args)),
+        Command::Shell(args) => all_done(client::shell::run(args)),
         Command::Policy(args) => match policy::run(args) {
             Ok(true) => Ok(()),
             // A clear "deny" is an answer, not an error: its own exit status.
@@ -85,6 +113,16 @@ fn main() -> ExitCode {
             eprintln!("error: {line}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command that reports each failure itself returns whether all went well;
+/// a partial failure is exit status 1 with nothing more to say.
+fn all_done(result: anyhow::Result<bool>) -> anyhow::Result<()> {
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(1),
+        Err(e) => Err(e),
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ferry_proto::reply::ReplyError;
 
-/// An error of the FTP client. Each variant carries what a person needs to act:
+/// An error of the FTP client. Each message is complete in itself (the I/O
+/// cause is part of it, not a separate `source`), so it prints as one line.
+/// Each variant carries what a person needs to act:
 /// the address that could not be reached, the command the server refused and its
 /// reply, or the local file that could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -15,17 +17,17 @@ pub enum ClientError {
     #[error("{url}: {reason}")]
     BadUrl { url: String, reason: String },
     /// The host name did not resolve to any address.
-    #[error("cannot resolve {host}: {source}")]
-    Resolve { host: String, source: io::Error },
+    #[error("cannot resolve {host}: {cause}")]
+    Resolve { host: String, cause: io::Error },
     /// No TCP connection could be made (refused, unreachable).
-    #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
+    #[error("cannot connect to {addr}: {cause}")]
+    Connect { addr: String, cause: io::Error },
     /// The peer did not answer within the configured time.
     #[error("timed out after {}s waiting for {what}", after.as_secs_f32())]
     Timeout { what: String, after: Duration },
     /// The TLS handshake failed (certificate, protocol or reuse refused).
-    #[error("TLS with {host} failed: {source}")]
-    Tls { host: String, source: io::Error },
+    #[error("TLS with {host} failed: {cause}")]
+    Tls { host: String, cause: io::Error },
     /// The TLS settings cannot be used (unreadable CA file, bad fingerprint).
     #[error("TLS setup: {0}")]
     TlsSetup(String),
@@ -50,8 +52,8 @@ pub enum ClientError {
     #[error("connection lost: {0}")]
     Io(#[from] io::Error),
     /// A local file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Local { path: PathBuf, source: io::Error },
+    #[error("{}: {cause}", path.display())]
+    Local { path: PathBuf, cause: io::Error },
     /// Resuming would produce a corrupt file, so it was refused.
     #[error("cannot resume {path}: {reason}")]
     ResumeRefused { path: String, reason: String },
@@ -89,10 +91,10 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn local(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn local(path: impl Into<PathBuf>, cause: io::Error) -> Self {
         ClientError::Local {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

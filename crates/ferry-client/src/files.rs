@@ -67,6 +67,8 @@ pub enum Verification {
 /// The outcome of one file transfer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TransferReport {
+    /// True for an upload, false for a download.
+    pub upload: bool,
     pub remote: String,
     pub local: PathBuf,
     /// Bytes moved by this transfer (not counting what was resumed).
@@ -300,6 +302,7 @@ pub async fn download_file(
     }
     let _ = tokio::fs::remove_file(state_path(dest)).await;
     Ok(TransferReport {
+        upload: false,
         remote: remote.to_owned(),
         local: dest.to_owned(),
         bytes,
@@ -401,6 +404,7 @@ pub async fn upload_file(
         None
     };
     Ok(TransferReport {
+        upload: true,
         remote: remote.to_owned(),
         local: local.to_owned(),
         bytes,
@@ -460,29 +464,18 @@ impl Worker {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or retries run out;
-    /// after a transient failure the session is dropped and reopened, and
-    /// `attempt` is told it is a retry (so it resumes).
-    async fn with_retries<T>(
-        &mut self,
-        mut attempt: impl AsyncFnMut(&mut FtpSession, bool) -> Result<T>,
-    ) -> Result<T> {
-        let mut tries = 0;
-        loop {
-            let result = match self.session().await {
-                Ok(session) => attempt(session, tries > 0).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Err(e) if e.is_transient() && tries < self.retries => {
-                    tries += 1;
-                    tracing::warn!("{e}; retry {tries} of {}", self.retries);
-                    self.session = None;
-                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(tries - 1)).await;
-                }
-                other => return other,
-            }
+    /// After a failed attempt: when the failure is transient and retries are
+    /// left, drops the session, waits (doubling each time) and returns `Ok` so
+    /// the caller tries again, resuming; otherwise returns the error.
+    async fn retry_after(&mut self, error: ClientError, tries: &mut u32) -> Result<()> {
+        if !error.is_transient() || *tries >= self.retries {
+            return Err(error);
         }
+        *tries += 1;
+        tracing::warn!("{error}; retry {tries} of {}", self.retries);
+        self.session = None;
+        tokio::time::sleep(self.backoff * 2u32.saturating_pow(*tries - 1)).await;
+        Ok(())
     }
 
     /// [`download_file`] with retries that resume.
@@ -493,12 +486,19 @@ impl Worker {
         settings: &TransferSettings,
         progress: &dyn Progress,
     ) -> Result<TransferReport> {
-        self.with_retries(async |session, retry| {
+        let mut tries = 0;
+        loop {
             let mut s = settings.clone();
-            s.resume |= retry;
-            download_file(session, remote, dest, &s, progress).await
-        })
-        .await
+            s.resume |= tries > 0;
+            let result = match self.session().await {
+                Ok(session) => download_file(session, remote, dest, &s, progress).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(report) => return Ok(report),
+                Err(e) => self.retry_after(e, &mut tries).await?,
+            }
+        }
     }
 
     /// [`upload_file`] with retries that resume (refused if the local file
@@ -511,22 +511,20 @@ impl Worker {
         progress: &dyn Progress,
     ) -> Result<TransferReport> {
         let first = local_state(local).await?;
-        self.with_retries(async |session, retry| {
+        let mut tries = 0;
+        loop {
             let mut s = settings.clone();
-            s.resume |= retry;
-            let recorded = if retry { Some(first) } else { None };
-            upload_file(session, local, remote, &s, recorded, progress).await
-        })
-        .await
-    }
-
-    /// Runs any session operation with the same retries (not resuming anything).
-    pub async fn run<T>(
-        &mut self,
-        mut op: impl AsyncFnMut(&mut FtpSession) -> Result<T>,
-    ) -> Result<T> {
-        self.with_retries(async |session, _| op(session).await)
-            .await
+            s.resume |= tries > 0;
+            let recorded = (tries > 0).then_some(first);
+            let result = match self.session().await {
+                Ok(session) => upload_file(session, local, remote, &s, recorded, progress).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(report) => return Ok(report),
+                Err(e) => self.retry_after(e, &mut tries).await?,
+            }
+        }
     }
 
     /// QUIT, if connected.
@@ -624,6 +622,7 @@ where
         .map_err(|e| ClientError::local(dest, e))?;
     let _ = tokio::fs::remove_file(state_path(dest)).await;
     Ok(TransferReport {
+        upload: false,
         remote: path.to_owned(),
         local: dest.to_owned(),
         bytes: state.size,

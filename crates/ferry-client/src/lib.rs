@@ -30,6 +30,7 @@ pub mod data;
 pub mod error;
 pub mod files;
 pub mod listing;
+pub mod mirror;
 pub mod netrc;
 pub mod rate;
 pub mod resume;

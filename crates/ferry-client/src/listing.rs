@@ -29,7 +29,8 @@ pub struct RemoteEntry {
     /// UTC, and to the minute at best.
     #[serde(with = "time::serde::rfc3339::option")]
     pub modified: Option<OffsetDateTime>,
-    /// Unix permissions as `ls` shows them (`rwxr-xr-x`) or MLSD's `perm` fact.
+    /// Unix permissions as `ls` shows them (`rwxr-xr-x`), where the listing
+    /// gives them (LIST, or MLSD's `unix.mode` fact).
     pub permissions: Option<String>,
     /// Where a symbolic link points, when the listing says.
     pub target: Option<String>,
@@ -78,8 +79,7 @@ pub fn parse_mlsx_line(line: &str) -> Option<RemoteEntry> {
             }
             "size" | "sizd" => entry.size = value.parse().ok(),
             "modify" => entry.modified = ferry_proto::timeval::parse(value),
-            "perm" => entry.permissions = Some(value.to_owned()),
-            "unix.mode" if entry.permissions.is_none() => {
+            "unix.mode" => {
                 entry.permissions = u32::from_str_radix(value, 8).ok().map(mode_string);
             }
             _ => {}

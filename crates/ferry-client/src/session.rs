@@ -370,6 +370,17 @@ impl FtpSession {
         }
     }
 
+    /// MFMT (draft-somers-ftp-mfxx): sets the modification time where FEAT
+    /// offers it. `Ok(false)` when the server cannot.
+    pub async fn set_modified(&mut self, path: &str, when: OffsetDateTime) -> Result<bool> {
+        if !self.features.has("MFMT") {
+            return Ok(false);
+        }
+        let command = format!("MFMT {} {path}", ferry_proto::timeval::format(when));
+        self.simple(&command).await?;
+        Ok(true)
+    }
+
     /// NOOP.
     pub async fn noop(&mut self) -> Result<()> {
         self.simple("NOOP").await.map(drop)

@@ -31,7 +31,7 @@ impl TlsSession {
         match tokio::time::timeout(timeout, connector.connect(self.server_name.clone(), tcp)).await
         {
             Ok(Ok(tls)) => Ok(NetStream::Tls(Box::new(tls))),
-            Ok(Err(source)) => Err(ClientError::Tls { host, source }),
+            Ok(Err(cause)) => Err(ClientError::Tls { host, cause }),
             Err(_) => Err(ClientError::Timeout {
                 what: format!("the TLS handshake with {host}"),
                 after: timeout,
@@ -118,9 +118,9 @@ pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tcp
     let target = (host, port);
     let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(target)
         .await
-        .map_err(|source| ClientError::Resolve {
+        .map_err(|cause| ClientError::Resolve {
             host: host.to_owned(),
-            source,
+            cause,
         })?
         .collect();
     let mut last = None;
@@ -130,10 +130,10 @@ pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tcp
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(source)) => {
+            Ok(Err(cause)) => {
                 last = Some(ClientError::Connect {
                     addr: addr.to_string(),
-                    source,
+                    cause,
                 })
             }
             Err(_) => {
@@ -146,6 +146,6 @@ pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tcp
     }
     Err(last.unwrap_or_else(|| ClientError::Resolve {
         host: host.to_owned(),
-        source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+        cause: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
     }))
 }

@@ -89,10 +89,10 @@ impl FtpSession {
                 .await
             {
                 Ok(Ok(s)) => s,
-                Ok(Err(source)) => {
+                Ok(Err(cause)) => {
                     return Err(ClientError::Connect {
                         addr: format!("{target} (data connection)"),
-                        source,
+                        cause,
                     });
                 }
                 Err(_) => {

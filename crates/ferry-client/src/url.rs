@@ -218,7 +218,9 @@ mod tests {
         ] {
             assert!(FtpUrl::parse(bad).is_err(), "{bad}");
         }
-        let e = FtpUrl::parse("http://u:secret@h/").expect_err("not ftp").to_string();
+        let e = FtpUrl::parse("http://u:secret@h/")
+            .expect_err("not ftp")
+            .to_string();
         assert!(!e.contains("secret"), "{e}");
     }
 }

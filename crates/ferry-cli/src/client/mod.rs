@@ -1,0 +1,207 @@
+//! The client commands: `ferry ls|get|put|rm|mkdir|rmdir|mv|mirror|shell`.
+//! Argument parsing, credentials and output; the protocol work is in
+//! ferry-client.
+
+pub mod commands;
+pub mod mirror;
+pub mod progress;
+pub mod shell;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_client::files::{Remote, TransferSettings};
+use ferry_client::netrc::Netrc;
+use ferry_client::rate::RateLimit;
+use ferry_client::{
+    CertificateCheck, ConnectOptions, DataMode, FtpUrl, PasvAddressPolicy, TlsVersions,
+};
+use ferry_config::{ByteRate, HumanDuration};
+
+/// How to reach and log in to the server; shared by every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// USER[:PASSWORD]; without a password, ~/.netrc is read, then a terminal is
+    /// asked.
+    #[arg(long, short = 'u', value_name = "USER[:PASS]")]
+    pub user: Option<String>,
+    /// Do not read ~/.netrc.
+    #[arg(long)]
+    pub no_netrc: bool,
+    /// Accept any TLS certificate (handshake signatures are still checked).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept only a certificate with this SHA-256 fingerprint.
+    #[arg(long, value_name = "SHA256")]
+    pub pin: Option<String>,
+    /// Allow TLS 1.3 (default TLS 1.2, whose sessions data connections can always
+    /// resume; see docs/client.md).
+    #[arg(long)]
+    pub tls13: bool,
+    /// Active mode: the server connects back (EPRT, then PORT).
+    #[arg(long)]
+    pub active: bool,
+    /// Which address to use after a 227 reply: control, reply or auto.
+    #[arg(long, default_value = "auto", value_name = "POLICY")]
+    pub pasv_address: PasvAddressPolicy,
+    /// Time allowed to connect and finish a TLS handshake.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub connect_timeout: HumanDuration,
+    /// Time allowed for each reply and each stretch of a transfer without data.
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    pub timeout: HumanDuration,
+}
+
+/// Options of the commands that move files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TransferArgs {
+    /// Continue a partial file (checked against the source first).
+    #[arg(short = 'c', long = "continue")]
+    pub resume: bool,
+    /// Limit the total rate, e.g. 500K, 1M, "2 MiB" (K, M, G: powers of 1000).
+    #[arg(long, value_name = "RATE")]
+    pub limit_rate: Option<ByteRate>,
+    /// Transfer this many files at once, each on its own connection.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub parallel: usize,
+    /// Compare size and, where the server offers one, checksum after each file.
+    #[arg(long)]
+    pub verify: bool,
+    /// Reconnect and resume this many times after a dropped connection.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+    /// Print a JSON summary on stdout instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars, even on a terminal.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl TransferArgs {
+    pub fn settings(&self) -> TransferSettings {
+        TransferSettings {
+            resume: self.resume,
+            verify: self.verify,
+            rate: self.limit_rate.map(|r| RateLimit::new(r.0)),
+            ascii: false,
+        }
+    }
+}
+
+impl ConnectArgs {
+    pub fn options(&self) -> anyhow::Result<ConnectOptions> {
+        let certificate_check = match (&self.pin, &self.ca_file, self.insecure) {
+            (Some(pin), _, _) => CertificateCheck::pinned(pin)?,
+            (None, Some(ca), _) => CertificateCheck::CaFile(ca.clone()),
+            (None, None, true) => CertificateCheck::Insecure,
+            (None, None, false) => CertificateCheck::SystemRoots,
+        };
+        Ok(ConnectOptions {
+            certificate_check,
+            tls_versions: if self.tls13 {
+                TlsVersions::Tls13Allowed
+            } else {
+                TlsVersions::Tls12
+            },
+            data_mode: if self.active {
+                DataMode::Active
+            } else {
+                DataMode::Passive
+            },
+            pasv_address: self.pasv_address,
+            connect_timeout: self.connect_timeout.0,
+            io_timeout: self.timeout.0,
+            keepalive: Some(Duration::from_secs(60)),
+        })
+    }
+
+    /// Parses a URL and fills in its credentials: the URL's own, else `--user`,
+    /// else ~/.netrc, else anonymous; a user without a password asks on a
+    /// terminal.
+    pub fn resolve(&self, text: &str) -> anyhow::Result<(Remote, FtpUrl)> {
+        let mut url = FtpUrl::parse(text)?;
+        if url.user.is_none()
+            && let Some(spec) = &self.user
+        {
+            match spec.split_once(':') {
+                Some((u, p)) => {
+                    url.user = Some(u.to_owned());
+                    url.password = Some(p.to_owned());
+                }
+                None => url.user = Some(spec.clone()),
+            }
+        }
+        if url.password.is_none() && !self.no_netrc {
+            let netrc = Netrc::load_default();
+            if let Some(entry) = netrc.lookup(&url.host) {
+                let same_user = match (&url.user, &entry.login) {
+                    (None, _) => true,
+                    (Some(u), Some(l)) => u == l,
+                    (Some(_), None) => true,
+                };
+                if same_user {
+                    if url.user.is_none() {
+                        url.user = entry.login.clone();
+                    }
+                    url.password = entry.password.clone();
+                }
+            }
+        }
+        if let Some(user) = &url.user
+            && url.password.is_none()
+            && user != "anonymous"
+            && user != "ftp"
+        {
+            if std::io::stdin().is_terminal() {
+                let prompt = format!("Password for {user}@{}: ", url.host);
+                url.password =
+                    Some(rpassword::prompt_password(prompt).context("reading the password")?);
+            } else {
+                url.password = Some(String::new());
+            }
+        }
+        let remote = Remote {
+            url: url.with_path(""),
+            options: self.options()?,
+        };
+        Ok((remote, url))
+    }
+}
+
+/// The runtime of one client command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// The last component of a remote path (`a/b/c.txt` gives `c.txt`).
+pub fn basename(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+}
+
+/// Human size: 1.5 MiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
