@@ -241,25 +241,33 @@ pub async fn download_file(
             }
         },
     };
-    if let Some(s) = &state {
-        write_state(dest, s).await?;
-    }
     progress.begin(state.map(|s| s.size), offset);
     let mut bytes = 0u64;
     let complete = state.is_some_and(|s| s.size == offset && offset > 0);
     if !complete {
+        // The server accepts the transfer first, so a refusal (no such file)
+        // leaves no partial file behind.
+        let mut download = session.download(remote, offset).await?;
+        if let Some(s) = &state {
+            write_state(dest, s).await?;
+        }
         let local = |e| ClientError::local(&working, e);
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(offset == 0)
             .open(&working)
-            .await
-            .map_err(local)?;
+            .await;
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = download.abort().await;
+                return Err(local(e));
+            }
+        };
         file.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(local)?;
-        let mut download = session.download(remote, offset).await?;
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = download.read_chunk(&mut buf).await?;

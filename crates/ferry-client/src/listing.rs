@@ -69,7 +69,9 @@ pub fn parse_mlsx_line(line: &str) -> Option<RemoteEntry> {
                     "dir" => EntryKind::Dir,
                     "cdir" | "pdir" => return None,
                     _ if v.starts_with("os.unix=slink") || v.starts_with("os.unix=symlink") => {
-                        if let Some((_, target)) = value.split_once(':') {
+                        if let Some((_, target)) = value.split_once(':')
+                            && !target.is_empty()
+                        {
                             entry.target = Some(target.to_owned());
                         }
                         EntryKind::Link

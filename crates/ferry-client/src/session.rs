@@ -27,6 +27,9 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// For each reply, and for each read or write of a data connection.
     pub io_timeout: Duration,
+    /// Ask for EPSV before PASV (default). Off: PASV only, for servers or
+    /// middleboxes that mishandle EPSV.
+    pub use_epsv: bool,
     /// Send NOOP on the control connection after this long of a transfer, so that
     /// firewalls and servers do not drop it as idle. `None`: never.
     pub keepalive: Option<Duration>,
@@ -41,6 +44,7 @@ impl Default for ConnectOptions {
             pasv_address: PasvAddressPolicy::default(),
             connect_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(120),
+            use_epsv: true,
             keepalive: Some(Duration::from_secs(60)),
         }
     }

@@ -49,7 +49,7 @@ impl FtpSession {
 
     async fn passive(&mut self) -> Result<TcpStream> {
         let peer = self.peer_addr()?;
-        let target = if !self.epsv_refused {
+        let target = if !self.epsv_refused && self.options.use_epsv {
             let reply = self.control.command("EPSV").await?;
             match reply.code() {
                 229 => {

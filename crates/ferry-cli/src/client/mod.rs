@@ -46,6 +46,9 @@ pub struct ConnectArgs {
     /// Active mode: the server connects back (EPRT, then PORT).
     #[arg(long)]
     pub active: bool,
+    /// Use PASV only, never EPSV.
+    #[arg(long)]
+    pub no_epsv: bool,
     /// Which address to use after a 227 reply: control, reply or auto.
     #[arg(long, default_value = "auto", value_name = "POLICY")]
     pub pasv_address: PasvAddressPolicy,
@@ -117,6 +120,7 @@ impl ConnectArgs {
             pasv_address: self.pasv_address,
             connect_timeout: self.connect_timeout.0,
             io_timeout: self.timeout.0,
+            use_epsv: !self.no_epsv,
             keepalive: Some(Duration::from_secs(60)),
         })
     }

@@ -5,9 +5,11 @@
 mod accounts;
 mod activity;
 mod bans;
+mod client;
 mod clients;
 mod ftps;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod peers;
 mod support;

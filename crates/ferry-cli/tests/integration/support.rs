@@ -154,9 +154,25 @@ impl FerryServer {
         for sub in ["files/alice", "files/bob/inbox", "files/pub", "files/slow"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
+        let (child, addr, stderr_lines) = Self::spawn(dir.path());
+        FerryServer {
+            child: Some(child),
+            addr,
+            dir,
+            stderr_lines,
+        }
+    }
+
+    fn spawn(
+        dir: &Path,
+    ) -> (
+        Child,
+        SocketAddr,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
         let mut child = Command::new(ferry_bin())
             .args(["serve", "--root", "files"])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env("FERRY_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -182,12 +198,27 @@ impl FerryServer {
             .expect("ferry serve did not report its address")
             .parse()
             .expect("address");
-        FerryServer {
-            child: Some(child),
-            addr,
-            dir,
-            stderr_lines: lines,
+        (child, addr, lines)
+    }
+
+    /// Kills the server at once (SIGKILL: connections drop mid-transfer), then
+    /// starts it again in the same directory. With a fixed port in the
+    /// configuration (see [`free_port`]) clients find it where it was.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        let (child, addr, lines) = Self::spawn(self.dir.path());
+        self.child = Some(child);
+        self.addr = addr;
+        self.stderr_lines = lines;
+    }
+
+    /// The SHA-256 fingerprint of the server's TLS certificate, as it logged it.
+    pub fn fingerprint(&self) -> String {
+        let line = self.wait_for_log("TLS certificate SHA-256 fingerprint ");
+        line.rsplit(' ').next().unwrap_or_default().to_owned()
     }
 
     pub fn port(&self) -> u16 {
@@ -711,4 +742,13 @@ impl Drop for RecordingProxy {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// A loopback port that was free a moment ago, for servers that must come back
+/// on the same address after a restart.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

@@ -1,0 +1,900 @@
+//! The client (`ferry ls|get|put|rm|mkdir|rmdir|mv|mirror|shell`) against
+//! ferry's own server and against vsftpd, ProFTPD and Pure-FTPd: everyday
+//! commands in passive and active mode, plain and TLS; interrupted transfers
+//! resumed; mirrors; segmented downloads; rate limits; the shell.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::peers::PeerServer;
+use crate::support::{
+    ALICE_PASSWORD, FerryServer, ferry_bin, free_port, random_bytes, run, standard_config,
+};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Runs `ferry ARGS` in `dir` (stdin empty), within `limit`.
+fn client(dir: &Path, args: &[&str]) -> Output {
+    run(
+        Command::new(ferry_bin()).args(args).current_dir(dir),
+        3 * MINUTE,
+    )
+}
+
+/// Like [`client`], insisting on success; returns stdout.
+fn client_ok(dir: &Path, args: &[&str]) -> String {
+    let out = client(dir, args);
+    assert!(
+        out.status.success(),
+        "ferry {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn with(base: &[&str], extra: &[&str]) -> Vec<String> {
+    base.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The everyday commands against any server: mkdir -p, put, ls (names, -l,
+/// --json), get --verify, mv, rm, rmdir, each checked on the server's disk.
+fn everyday(base: &str, extra: &[&str], host: &Path, label: &str) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let data = random_bytes(300_000, label.len() as u64);
+    std::fs::write(w.join("one.bin"), &data).expect("write");
+    std::fs::write(w.join("two words.txt"), b"hello\n").expect("write");
+    let dir_url = format!("{base}/t-{label}/");
+    let on_host = host.join(format!("t-{label}"));
+    let ok = |a: &[&str]| client_ok(w, &args(&with(a, extra)));
+
+    ok(&["mkdir", "-p", &format!("{dir_url}deep/er")]);
+    assert!(on_host.join("deep/er").is_dir(), "{label}: mkdir -p");
+    ok(&["mkdir", "-p", &format!("{dir_url}deep")]); // exists: still fine
+    ok(&["put", "one.bin", "two words.txt", &dir_url]);
+    assert_eq!(
+        std::fs::read(on_host.join("one.bin")).expect("uploaded"),
+        data,
+        "{label}"
+    );
+    assert_eq!(
+        std::fs::read(on_host.join("two words.txt")).expect("uploaded"),
+        b"hello\n"
+    );
+
+    let names = ok(&["ls", &dir_url]);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names, ["deep/", "one.bin", "two words.txt"], "{label}");
+    let long = ok(&["ls", "-l", &dir_url]);
+    assert!(
+        long.lines()
+            .any(|l| l.contains(" 300000 ") && l.ends_with(" one.bin")),
+        "{label}: {long}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["ls", "--json", &dir_url])).expect("json");
+    let one = json
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "one.bin"))
+        .unwrap_or_else(|| panic!("{label}: {json}"));
+    assert_eq!(
+        (one["kind"].as_str(), one["size"].as_u64()),
+        (Some("file"), Some(300_000)),
+        "{label}"
+    );
+
+    ok(&["get", "--verify", &format!("{dir_url}one.bin"), "back.bin"]);
+    assert_eq!(
+        std::fs::read(w.join("back.bin")).expect("downloaded"),
+        data,
+        "{label}"
+    );
+    ok(&["get", &format!("{dir_url}two%20words.txt")]);
+    assert_eq!(
+        std::fs::read(w.join("two words.txt")).expect("downloaded"),
+        b"hello\n"
+    );
+
+    ok(&[
+        "mv",
+        &format!("{dir_url}one.bin"),
+        &format!("t-{label}/renamed.bin"),
+    ]);
+    assert!(
+        !on_host.join("one.bin").exists() && on_host.join("renamed.bin").is_file(),
+        "{label}: mv"
+    );
+    ok(&[
+        "rm",
+        &format!("{dir_url}renamed.bin"),
+        &format!("{dir_url}two%20words.txt"),
+    ]);
+    ok(&["rmdir", &format!("{dir_url}deep/er")]);
+    assert!(
+        !on_host.join("renamed.bin").exists() && !on_host.join("deep/er").exists(),
+        "{label}"
+    );
+
+    // A refusal is an error with the server's code, and exit status 1.
+    let out = client(
+        w,
+        &args(&with(&["rmdir", &format!("{dir_url}no-such-dir")], extra)),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{label}: {stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("550"),
+        "{label}: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{label}: one line: {stderr}");
+    let out = client(
+        w,
+        &args(&with(&["get", &format!("{dir_url}missing.bin")], extra)),
+    );
+    assert_eq!(out.status.code(), Some(1), "{label}");
+    assert!(
+        !w.join("missing.bin").exists() && !w.join("missing.bin.ferry-part").exists(),
+        "{label}"
+    );
+}
+
+#[test]
+fn everyday_against_ferry_plain_tls_active_passive() {
+    let server = FerryServer::start_with(&standard_config("").replace(
+        "[anonymous]",
+        "[tls]\nimplicit_listen = [\"127.0.0.1:0\"]\n\n[anonymous]",
+    ));
+    let fp = server.fingerprint();
+    let host = server.files().join("alice");
+    let plain = format!("ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}", server.port());
+    let explicit = format!("ftpes://alice:{ALICE_PASSWORD}@127.0.0.1:{}", server.port());
+    let implicit = format!(
+        "ftps://alice:{ALICE_PASSWORD}@127.0.0.1:{}",
+        server.implicit_addr().port()
+    );
+    everyday(&plain, &[], &host, "plain-passive");
+    everyday(&plain, &["--active"], &host, "plain-active");
+    everyday(&explicit, &["--pin", &fp], &host, "explicit-passive");
+    everyday(
+        &explicit,
+        &["--pin", &fp, "--active"],
+        &host,
+        "explicit-active",
+    );
+    everyday(
+        &implicit,
+        &["--pin", &fp, "--tls13"],
+        &host,
+        "implicit-tls13",
+    );
+    // The certificate is self-signed: without a pin or --insecure it is refused.
+    let out = client(server.dir.path(), &["ls", &format!("{explicit}/")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS"),
+        "{out:?}"
+    );
+    let wrong_pin = "00".repeat(32);
+    let out = client(
+        server.dir.path(),
+        &["ls", "--pin", &wrong_pin, &format!("{explicit}/")],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the pinned one"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn everyday_against_vsftpd_with_required_session_reuse() {
+    let vsftpd = PeerServer::vsftpd(false);
+    let ca = vsftpd.ca.clone().expect("ca");
+    let ca = ca.to_str().expect("utf-8");
+    let host = vsftpd.files();
+    everyday(&vsftpd.base("ftp"), &[], &host, "plain-passive");
+    everyday(&vsftpd.base("ftp"), &["--active"], &host, "plain-active");
+    // Certificate checked against the test CA; every data connection must
+    // resume the control connection's TLS session (require_ssl_reuse=YES).
+    everyday(
+        &vsftpd.base("ftpes"),
+        &["--ca-file", ca],
+        &host,
+        "tls-passive",
+    );
+    everyday(
+        &vsftpd.base("ftpes"),
+        &["--ca-file", ca, "--active"],
+        &host,
+        "tls-active",
+    );
+    // PASV only (no EPSV), the 227 address taken from the control connection.
+    everyday(
+        &vsftpd.base("ftp"),
+        &["--no-epsv", "--pasv-address", "control"],
+        &host,
+        "pasv",
+    );
+    let implicit = PeerServer::vsftpd(true);
+    let ca = implicit.ca.clone().expect("ca");
+    std::fs::write(implicit.files().join("hello.txt"), b"implicit\n").expect("write");
+    implicit.hand_over();
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = format!("{}/hello.txt", implicit.base("ftps"));
+    client_ok(
+        work.path(),
+        &["get", "--ca-file", ca.to_str().expect("utf-8"), &url],
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("hello.txt")).expect("got"),
+        b"implicit\n"
+    );
+}
+
+#[test]
+fn everyday_against_proftpd_and_pure_ftpd() {
+    let proftpd = PeerServer::proftpd();
+    everyday(&proftpd.base("ftp"), &[], &proftpd.files(), "passive");
+    everyday(
+        &proftpd.base("ftp"),
+        &["--active"],
+        &proftpd.files(),
+        "active",
+    );
+    let pure = PeerServer::pure_ftpd();
+    everyday(&pure.base("ftp"), &[], &pure.files(), "passive");
+    everyday(&pure.base("ftp"), &["--active"], &pure.files(), "active");
+}
+
+/// Starts `ferry ARGS` in the background.
+fn spawn_client(dir: &Path, args: &[&str]) -> Child {
+    Command::new(ferry_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry")
+}
+
+/// Waits for a background client; returns (success, stdout, stderr).
+fn finish_client(mut child: Child) -> (bool, String, String) {
+    let deadline = Instant::now() + 2 * MINUTE;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the client did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out);
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    (status.success(), out, err)
+}
+
+/// Waits until `path` holds at least `bytes`.
+fn wait_for_size(path: &Path, bytes: u64) {
+    let deadline = Instant::now() + MINUTE;
+    while std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "{} never reached {bytes} bytes",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A server on a fixed port (so it can come back where it was after a crash)
+/// that sends alice at most 2 MiB/s: it cannot run ahead of the client into
+/// the socket buffers, so a crash cuts a download mid-file.
+fn fixed_port_server() -> FerryServer {
+    let port = free_port();
+    let config = standard_config("")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+        .replace(
+            "name = \"alice\"\n",
+            "name = \"alice\"\ndownload_rate = \"2 MiB/s\"\n",
+        );
+    assert!(config.contains("download_rate"));
+    FerryServer::start_with(&config)
+}
+
+#[test]
+fn download_cut_by_a_server_crash_resumes_with_retries() {
+    let mut server = fixed_port_server();
+    let data = random_bytes(4_000_000, 7);
+    std::fs::write(server.files().join("alice/big.bin"), &data).expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/big.bin",
+        server.port()
+    );
+    let child = spawn_client(work.path(), &["get", "--retries", "6", &url]);
+    wait_for_size(&work.path().join("big.bin.ferry-part"), 600_000);
+    server.crash_and_restart();
+    let (ok, out, err) = finish_client(child);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read(work.path().join("big.bin")).expect("downloaded"),
+        data
+    );
+    assert!(
+        out.contains("resumed at byte") && out.contains("prefix checksum matched"),
+        "{out}\n{err}"
+    );
+    assert!(err.contains("retry 1 of 6"), "{err}");
+    assert!(!work.path().join("big.bin.ferry-part").exists());
+}
+
+#[test]
+fn upload_cut_mid_file_resumes_with_retries() {
+    // vsftpd keeps what it received when a session dies, so the retry
+    // appends to it.
+    let vsftpd = PeerServer::vsftpd(false);
+    let data = random_bytes(4_000_000, 8);
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::write(work.path().join("up.bin"), &data).expect("write");
+    let url = format!("{}/up.bin", vsftpd.base("ftp"));
+    let child = spawn_client(
+        work.path(),
+        &[
+            "put",
+            "--limit-rate",
+            "2M",
+            "--retries",
+            "6",
+            "up.bin",
+            &url,
+        ],
+    );
+    wait_for_size(&vsftpd.files().join("up.bin"), 600_000);
+    vsftpd.kill_sessions();
+    let (ok, out, err) = finish_client(child);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("resumed at byte"), "{out}\n{err}");
+    assert_eq!(
+        std::fs::read(vsftpd.files().join("up.bin")).expect("uploaded"),
+        data
+    );
+}
+
+#[test]
+fn continue_resumes_only_what_is_safe() {
+    let mut server = fixed_port_server();
+    let data = random_bytes(3_000_000, 9);
+    let remote = server.files().join("alice/big.bin");
+    std::fs::write(&remote, &data).expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let url = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/big.bin",
+        server.port()
+    );
+    let part = w.join("big.bin.ferry-part");
+
+    // A download cut short, no retries: the partial file stays, the real name
+    // is never written.
+    let child = spawn_client(w, &["get", &url]);
+    wait_for_size(&part, 400_000);
+    server.crash_and_restart();
+    let (ok, _, err) = finish_client(child);
+    assert!(!ok && err.starts_with("error: "), "{err}");
+    assert!(part.exists() && !w.join("big.bin").exists());
+
+    // The remote file changes: -c refuses and keeps the partial bytes.
+    let before = std::fs::read(&part).expect("partial");
+    let mut changed = data.clone();
+    changed.extend_from_slice(b"more");
+    std::fs::write(&remote, &changed).expect("rewrite");
+    let out = client(w, &["get", "-c", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot resume") && stderr.contains("changed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&part).expect("partial"),
+        before,
+        "the partial file is kept as it was"
+    );
+
+    // Back to the original, a fresh interrupted download, then -c resumes it.
+    std::fs::write(&remote, &data).expect("rewrite");
+    std::fs::remove_file(&part).expect("rm");
+    let child = spawn_client(w, &["get", &url]);
+    wait_for_size(&part, 400_000);
+    server.crash_and_restart();
+    let _ = finish_client(child);
+    let out = client_ok(w, &["get", "-c", "--verify", &url]);
+    assert!(
+        out.contains("resumed at byte") && out.contains("verified SHA-256"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(w.join("big.bin")).expect("downloaded"), data);
+
+    // A partial file (from another program) whose bytes differ from the
+    // server's: the range checksum catches it.
+    let mut wrong = data[..500_000].to_vec();
+    wrong[1000] ^= 0xff;
+    std::fs::write(w.join("other.bin"), &wrong).expect("write");
+    let out = client(w, &["get", "-c", &url, "other.bin"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("differ"), "{stderr}");
+    assert_eq!(std::fs::read(w.join("other.bin")).expect("kept"), wrong);
+
+    // Uploads: a shorter remote file with the right bytes is continued.
+    std::fs::write(w.join("up.bin"), &data).expect("write");
+    std::fs::write(server.files().join("alice/up.bin"), &data[..1_234_567]).expect("write");
+    let up = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/up.bin",
+        server.port()
+    );
+    let out = client_ok(w, &["put", "-c", "--verify", "up.bin", &up]);
+    assert!(
+        out.contains("resumed at byte 1234567 (prefix checksum matched)"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(server.files().join("alice/up.bin")).expect("uploaded"),
+        data
+    );
+}
+
+fn tree_of(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir") {
+            let e = e.expect("entry");
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .display()
+                    .to_string();
+                out.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn transferred(json: &str) -> usize {
+    let v: serde_json::Value =
+        serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["ok"], true, "{json}");
+    v["files"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn mirror_a_thousand_files_both_ways() {
+    let server = FerryServer::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let site = w.join("site");
+    for d in 0..10 {
+        std::fs::create_dir_all(site.join(format!("d{d}"))).expect("mkdir");
+        for f in 0..100 {
+            let len = (d * 100 + f) * 7 % 3000;
+            let bytes = random_bytes(len, (d * 100 + f) as u64);
+            std::fs::write(site.join(format!("d{d}/f{f}.dat")), bytes).expect("write");
+        }
+    }
+    let url = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/site",
+        server.port()
+    );
+    let up = client_ok(w, &["mirror", "site", &url, "--parallel", "4", "--json"]);
+    assert_eq!(transferred(&up), 1000);
+    let on_server = server.files().join("alice/site");
+    assert_eq!(tree_of(&on_server), tree_of(&site));
+    assert_eq!(
+        transferred(&client_ok(w, &["mirror", "site", &url, "--json"])),
+        0,
+        "second run"
+    );
+
+    let down = client_ok(w, &["mirror", &url, "copy", "--parallel", "4", "--json"]);
+    assert_eq!(transferred(&down), 1000);
+    assert_eq!(tree_of(&w.join("copy")), tree_of(&site));
+    assert_eq!(
+        transferred(&client_ok(w, &["mirror", &url, "copy", "--json"])),
+        0,
+        "second run"
+    );
+
+    // The source loses a directory and a file, and one file changes.
+    std::fs::remove_dir_all(site.join("d3")).expect("rm");
+    std::fs::remove_file(site.join("d4/f7.dat")).expect("rm");
+    std::fs::write(site.join("d5/f1.dat"), b"changed").expect("write");
+    let plan = client_ok(w, &["mirror", "site", &url, "--delete", "--dry-run"]);
+    assert!(
+        plan.contains("copy d5/f1.dat")
+            && plan.contains("rmdir d3")
+            && plan.contains("delete d4/f7.dat"),
+        "{plan}"
+    );
+    assert!(on_server.join("d3").exists(), "a dry run changes nothing");
+    let without_delete = client_ok(w, &["mirror", "site", &url, "--json"]);
+    assert_eq!(transferred(&without_delete), 1);
+    assert!(
+        on_server.join("d3").exists(),
+        "nothing deleted without --delete"
+    );
+    client_ok(w, &["mirror", "site", &url, "--delete"]);
+    assert_eq!(tree_of(&on_server), tree_of(&site));
+    client_ok(w, &["mirror", &url, "copy", "--delete"]);
+    assert_eq!(tree_of(&w.join("copy")), tree_of(&site));
+}
+
+/// A 256 MiB file whose every MiB differs (its index in the first 8 bytes), so
+/// a range written at the wrong offset shows.
+fn write_large(path: &Path, mib: usize) {
+    use std::io::Write;
+    let base = random_bytes(1 << 20, 11);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for i in 0..mib {
+        f.write_all(&(i as u64).to_le_bytes()).expect("write");
+        f.write_all(&base[8..]).expect("write");
+    }
+    f.flush().expect("flush");
+}
+
+fn same_files(a: &Path, b: &Path) -> bool {
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).expect("open"),
+        std::fs::File::open(b).expect("open"),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = fa.read(&mut ba).expect("read");
+        let mut nb = 0;
+        while nb < na {
+            let n = fb.read(&mut bb[nb..na]).expect("read");
+            if n == 0 {
+                return false;
+            }
+            nb += n;
+        }
+        if na == 0 {
+            return fb.read(&mut bb).expect("read") == 0;
+        }
+        if ba[..na] != bb[..na] {
+            return false;
+        }
+    }
+}
+
+#[test]
+fn segmented_download_of_256_mib_is_byte_identical() {
+    let server = FerryServer::start();
+    let remote = server.files().join("alice/large.bin");
+    write_large(&remote, 256);
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/large.bin",
+        server.port()
+    );
+    let out = run(
+        Command::new(ferry_bin())
+            .args(["get", "--segments", "4", "--verify", &url])
+            .env("FERRY_LOG", "ferry_client::wire=debug")
+            .current_dir(work.path()),
+        3 * MINUTE,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verified SHA-256"), "{stdout}");
+    // Four transfers, three of them from an offset (64 MiB apart).
+    assert_eq!(stderr.matches("> RETR large.bin").count(), 4, "{stderr}");
+    for offset in [67_108_864u64, 134_217_728, 201_326_592] {
+        assert!(
+            stderr.contains(&format!("> REST {offset}")),
+            "{offset}: {stderr}"
+        );
+    }
+    assert!(same_files(&work.path().join("large.bin"), &remote));
+}
+
+#[test]
+fn limit_rate_is_respected() {
+    let server = FerryServer::start();
+    let data = random_bytes(1_000_000, 12);
+    std::fs::write(server.files().join("alice/mb.bin"), &data).expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/mb.bin",
+        server.port()
+    );
+    // 1,000,000 bytes at 400,000 bytes/s: at least 2.5 s (less one 50 ms burst).
+    let started = Instant::now();
+    client_ok(work.path(), &["get", "--limit-rate", "400K", &url]);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2400), "took {took:?}");
+    assert_eq!(
+        std::fs::read(work.path().join("mb.bin")).expect("got"),
+        data
+    );
+    let started = Instant::now();
+    client_ok(
+        work.path(),
+        &[
+            "put",
+            "--limit-rate",
+            "400K",
+            "mb.bin",
+            &format!("{url}.up"),
+        ],
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(2400),
+        "upload took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn credentials_from_netrc_and_json_summaries() {
+    let server = FerryServer::start();
+    std::fs::write(server.files().join("alice/n.txt"), b"netrc\n").expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let netrc = work.path().join("netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine 127.0.0.1\n  login alice\n  password {ALICE_PASSWORD}\n"),
+    )
+    .expect("write");
+    let url = format!("ftp://127.0.0.1:{}/n.txt", server.port());
+    let out = run(
+        Command::new(ferry_bin())
+            .args(["get", "--json", &url])
+            .env("NETRC", &netrc)
+            .current_dir(work.path()),
+        MINUTE,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["files"][0]["bytes"], 6);
+    assert_eq!(v["files"][0]["remote"], "n.txt");
+    assert_eq!(
+        std::fs::read(work.path().join("n.txt")).expect("got"),
+        b"netrc\n"
+    );
+    // Without the netrc: anonymous, which cannot see alice's file.
+    let out = run(
+        Command::new(ferry_bin())
+            .args(["get", "--json", "--no-netrc", &url])
+            .current_dir(work.path()),
+        MINUTE,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["failed"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("550")),
+        "{v}"
+    );
+}
+
+#[test]
+fn pasv_address_is_a_policy() {
+    // The server announces an address it cannot be reached on.
+    let server = FerryServer::start_with(&standard_config("public_address = \"192.0.2.1\""));
+    std::fs::write(server.files().join("alice/p.txt"), b"pasv\n").expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/p.txt",
+        server.port()
+    );
+    client_ok(
+        work.path(),
+        &["get", "--no-epsv", "--pasv-address", "control", &url],
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("p.txt")).expect("got"),
+        b"pasv\n"
+    );
+    let out = client(
+        work.path(),
+        &[
+            "get",
+            "--no-epsv",
+            "--pasv-address",
+            "reply",
+            "--connect-timeout",
+            "1s",
+            &url,
+            "q.txt",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("192.0.2.1"), "{stderr}");
+}
+
+#[test]
+fn shell_reads_commands_from_stdin() {
+    let server = FerryServer::start();
+    std::fs::write(server.files().join("alice/a.txt"), b"alpha\n").expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::write(work.path().join("local.txt"), b"local\n").expect("write");
+    std::fs::write(work.path().join("m1.log"), b"1").expect("write");
+    std::fs::write(work.path().join("m2.log"), b"2").expect("write");
+    let url = format!("ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/", server.port());
+    let script = "mkdir sub\ncd sub\nput local.txt\nmput *.log\nls\ncdup\npwd\nsize sub/local.txt\n\
+                  get a.txt fetched.txt\nrename a.txt b.txt\ndelete sub/m1.log\nascii\nstatus\n\
+                  help get\nquote NOOP\nquit\nls\n";
+    let out = crate::support::ferry_in(work.path(), &["shell", &url], script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "local.txt\nm1.log\nm2.log\n",
+        "\n/\n",
+        "sub/local.txt: 6 bytes",
+        "Renamed a.txt to b.txt",
+        "Type: ascii",
+        "get REMOTE [LOCAL]",
+        "200 ",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in:\n{stdout}");
+    }
+    let alice = server.files().join("alice");
+    assert_eq!(
+        std::fs::read(alice.join("sub/local.txt")).expect("put"),
+        b"local\n"
+    );
+    assert!(
+        alice.join("b.txt").exists()
+            && !alice.join("sub/m1.log").exists()
+            && alice.join("sub/m2.log").exists()
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("fetched.txt")).expect("got"),
+        b"alpha\n"
+    );
+    // A failing command makes the whole script fail, after running the rest.
+    let out =
+        crate::support::ferry_in(work.path(), &["shell", &url], "get nothing-here.txt\npwd\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains('/'));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("550"));
+}
+
+/// A tmux session, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.0])
+            .args(keys)
+            .status()
+            .expect("tmux");
+        assert!(status.success());
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("tmux")
+                .args(["capture-pane", "-p", "-t", &self.0])
+                .output()
+                .expect("tmux");
+            let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never appeared:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn shell_in_a_terminal_with_history() {
+    let server = FerryServer::start();
+    std::fs::create_dir_all(server.files().join("alice/docs")).expect("mkdir");
+    std::fs::write(server.files().join("alice/docs/readme.txt"), b"read me\n").expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let name = format!("ferry-shell-{}", std::process::id());
+    let url = format!("ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/", server.port());
+    let command = format!("HOME={} {} shell {url}", work.path().display(), ferry_bin());
+    let status = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "150",
+            "-y",
+            "40",
+            "-c",
+        ])
+        .arg(work.path())
+        .arg(&command)
+        .status()
+        .expect("tmux");
+    assert!(status.success(), "tmux new-session");
+    let tmux = Tmux(name);
+    tmux.wait_for("ferry>");
+    tmux.keys(&["cd docs", "Enter"]);
+    tmux.wait_for("/docs");
+    tmux.keys(&["dir", "Enter"]);
+    tmux.wait_for("readme.txt");
+    // Line editing: type, erase a word, retype; then history (Up) repeats it.
+    tmux.keys(&["size readme.txx", "BSpace", "t", "Enter"]);
+    tmux.wait_for("readme.txt: 8 bytes");
+    tmux.keys(&["get readme.txt", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !work.path().join("readme.txt").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "get in the shell did not write the file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["C-l", "Up", "Up", "Enter"]);
+    tmux.wait_for("readme.txt: 8 bytes");
+    tmux.keys(&["quit", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !work.path().join(".ferry_history").exists() {
+        assert!(Instant::now() < deadline, "history was not saved");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let history = std::fs::read_to_string(work.path().join(".ferry_history")).expect("history");
+    assert!(history.contains("size readme.txt"), "{history}");
+    assert_eq!(
+        std::fs::read(work.path().join("readme.txt")).expect("got"),
+        b"read me\n"
+    );
+}
