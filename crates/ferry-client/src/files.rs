@@ -90,6 +90,12 @@ pub fn partial_path(dest: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+fn segments_path(dest: &Path) -> PathBuf {
+    let mut s = dest.as_os_str().to_owned();
+    s.push(".ferry-segments");
+    PathBuf::from(s)
+}
+
 fn state_path(dest: &Path) -> PathBuf {
     let mut s = dest.as_os_str().to_owned();
     s.push(".ferry-part.state");
@@ -571,7 +577,9 @@ where
         let _ = first.quit().await;
         return report;
     }
-    let part = partial_path(dest);
+    // Not NAME.ferry-part: the ranges fill this file in any order, so it has
+    // holes until the end and must never be taken for a resumable prefix.
+    let part = segments_path(dest);
     {
         let file = tokio::fs::File::create(&part)
             .await
@@ -580,7 +588,7 @@ where
             .await
             .map_err(|e| ClientError::local(&part, e))?;
     }
-    write_state(dest, &state).await?;
+
     progress.begin(Some(state.size), 0);
     let per = state.size.div_ceil(segments);
     let ranges: Vec<(u64, u64)> = (0..segments)
@@ -589,35 +597,34 @@ where
         .collect();
     let mut sessions = vec![Some(first)];
     sessions.resize_with(ranges.len(), || None);
-    let results = futures_join(
-        ranges
-            .into_iter()
-            .zip(sessions)
-            .map(|((start, end), session)| {
-                let remote = remote.clone();
-                let part = part.clone();
-                let rate = settings.rate.clone();
-                let path = path.to_owned();
-                async move {
-                    fetch_range(
-                        &remote,
-                        session,
-                        &path,
-                        &part,
-                        start,
-                        end,
-                        retries,
-                        rate.as_ref(),
-                        progress,
-                    )
-                    .await
-                }
-            }),
-    )
+    let results = futures_util::future::join_all(ranges.into_iter().zip(sessions).map(
+        |((start, end), session)| {
+            let remote = remote.clone();
+            let part = part.clone();
+            let rate = settings.rate.clone();
+            let path = path.to_owned();
+            async move {
+                fetch_range(
+                    &remote,
+                    session,
+                    &path,
+                    &part,
+                    start,
+                    end,
+                    retries,
+                    rate.as_ref(),
+                    progress,
+                )
+                .await
+            }
+        },
+    ))
     .await;
-    for r in results {
-        r?;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(e);
     }
+
     let mut checker = remote.open().await?;
     let verified = if settings.verify {
         Some(verify(&mut checker, path, &part, state.size).await?)
@@ -628,7 +635,7 @@ where
     tokio::fs::rename(&part, dest)
         .await
         .map_err(|e| ClientError::local(dest, e))?;
-    let _ = tokio::fs::remove_file(state_path(dest)).await;
+
     Ok(TransferReport {
         upload: false,
         remote: path.to_owned(),
@@ -640,31 +647,6 @@ where
         verified,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Runs futures concurrently on the current task and collects their outputs in
-/// order.
-async fn futures_join<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 /// Downloads bytes `start..end` of `path` into the same range of `part`.
