@@ -467,6 +467,14 @@ impl Worker {
         }
     }
 
+    /// A worker that starts with a session already open (no second login).
+    pub fn with_session(remote: Remote, session: FtpSession, retries: u32) -> Self {
+        Worker {
+            session: Some(session),
+            ..Worker::new(remote, retries)
+        }
+    }
+
     /// The session, connecting first if there is none.
     pub async fn session(&mut self) -> Result<&mut FtpSession> {
         if self.session.is_none() {

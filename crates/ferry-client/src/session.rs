@@ -391,42 +391,83 @@ impl FtpSession {
     }
 
     /// The server's checksum of a file, or of `range` (start, exclusive end) of
-    /// it: HASH (with RANG for a range) where FEAT offers it, else XSHA256, XSHA1,
-    /// XMD5 or XCRC for a whole file. `Ok(None)` when the server offers none.
+    /// it: HASH (with RANG for a range) where FEAT offers it, else XSHA256,
+    /// XSHA1, XMD5 or XCRC (with `start end` for a range, as ProFTPD and ferry
+    /// take them). `Ok(None)` when the server offers none that it honours.
     pub async fn checksum(
         &mut self,
         path: &str,
         range: Option<(u64, u64)>,
     ) -> Result<Option<Checksum>> {
         let (_, current) = self.features.hash_algorithms();
-        if let Some(algorithm) = current {
-            if let Some((start, end)) = range {
+        if let Some(algorithm) = current
+            && let Some(c) = self.hash_command(path, algorithm, range).await?
+        {
+            return Ok(Some(c));
+        }
+        self.x_checksum(path, range).await
+    }
+
+    /// HASH, with RANG first for a range. A server that answers with another
+    /// range than the one asked for (ProFTPD 1.3.8 applies RANG to transfers
+    /// only) has not hashed the range: `Ok(None)`.
+    async fn hash_command(
+        &mut self,
+        path: &str,
+        algorithm: HashAlgorithm,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<Checksum>> {
+        let wanted = match range {
+            None => None,
+            Some((start, end)) if end <= start => {
+                return Ok(Some(Checksum::of_nothing(algorithm)));
+            }
+            Some((start, end)) => {
                 if !self.features.has("RANG") {
                     return Ok(None);
-                }
-                if end <= start {
-                    return Ok(Some(Checksum::of_nothing(algorithm)));
                 }
                 let command = format!("RANG {start} {}", end - 1);
                 let reply = self.control.command(&command).await?;
                 expect(&command, reply, |c| c == 350)?;
+                Some(format!("{start}-{}", end - 1))
             }
-            let command = format!("HASH {path}");
-            let reply = self.simple(&command).await?;
-            let text = reply.lines().first().cloned().unwrap_or_default();
-            // "SHA-256 0-99 <hex> <path>"
-            let mut words = text.split_whitespace();
-            let (Some(name), Some(_range), Some(hex)) = (words.next(), words.next(), words.next())
-            else {
-                return Err(ClientError::BadReply { command, text });
-            };
-            let algorithm = HashAlgorithm::from_name(name).unwrap_or(algorithm);
-            return Ok(Some(Checksum {
-                algorithm,
-                hex: hex.to_ascii_lowercase(),
-            }));
+        };
+        let command = format!("HASH {path}");
+        let reply = self.control.command(&command).await?;
+        if wanted.is_some() {
+            // Servers that keep RANG for the next transfer must not apply it
+            // to a RETR that follows.
+            let _ = self.control.command("RANG 1 0").await?;
         }
-        if range.is_some() {
+        let reply = expect(&command, reply, is_2xx)?;
+        // The digest is on the last line: ProFTPD sends
+        // "213-Computing SHA-1 digest" first. "SHA-256 0-99 <hex> <path>"
+        let text = reply.lines().last().cloned().unwrap_or_default();
+        let mut words = text.split_whitespace();
+        let (Some(name), Some(answered), Some(hex)) = (words.next(), words.next(), words.next())
+        else {
+            return Err(ClientError::BadReply { command, text });
+        };
+        if let Some(wanted) = wanted
+            && answered != wanted
+        {
+            return Ok(None);
+        }
+        Ok(Some(Checksum {
+            algorithm: HashAlgorithm::from_name(name).unwrap_or(algorithm),
+            hex: hex.to_ascii_lowercase(),
+        }))
+    }
+
+    /// XSHA256, XSHA1, XMD5 or XCRC, whichever FEAT lists first in that order.
+    async fn x_checksum(
+        &mut self,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<Checksum>> {
+        // With a range the arguments are "path start end": a path with spaces
+        // would be ambiguous.
+        if range.is_some() && path.contains(char::is_whitespace) {
             return Ok(None);
         }
         for (feature, algorithm) in [
@@ -435,22 +476,26 @@ impl FtpSession {
             ("XMD5", HashAlgorithm::Md5),
             ("XCRC", HashAlgorithm::Crc32),
         ] {
-            if self.features.has(feature) {
-                let command = format!("{feature} {path}");
-                let reply = self.simple(&command).await?;
-                let text = reply.lines().first().cloned().unwrap_or_default();
-                let hex = text
-                    .split_whitespace()
-                    .find(|w| w.len() >= 8 && w.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .ok_or_else(|| ClientError::BadReply {
-                        command: command.clone(),
-                        text: text.clone(),
-                    })?;
-                return Ok(Some(Checksum {
-                    algorithm,
-                    hex: hex.to_ascii_lowercase(),
-                }));
+            if !self.features.has(feature) {
+                continue;
             }
+            let command = match range {
+                Some((start, end)) => format!("{feature} {path} {start} {end}"),
+                None => format!("{feature} {path}"),
+            };
+            let reply = self.simple(&command).await?;
+            let text = reply.lines().last().cloned().unwrap_or_default();
+            let hex = text
+                .split_whitespace()
+                .find(|w| w.len() >= 8 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| ClientError::BadReply {
+                    command: command.clone(),
+                    text: text.clone(),
+                })?;
+            return Ok(Some(Checksum {
+                algorithm,
+                hex: hex.to_ascii_lowercase(),
+            }));
         }
         Ok(None)
     }

@@ -157,10 +157,12 @@ impl Job {
     }
 }
 
-/// Runs `jobs` on `parallel` connections; true when all succeeded. Each
-/// connection is a [`Worker`]: it reconnects and resumes after a drop.
+/// Runs `jobs` on `parallel` connections (the first one `first`, when given);
+/// true when all succeeded. Each connection is a [`Worker`]: it reconnects and
+/// resumes after a drop.
 pub async fn run_jobs(
     remote: &Remote,
+    mut first: Option<FtpSession>,
     jobs: Vec<Job>,
     parallel: usize,
     settings: &TransferSettings,
@@ -174,8 +176,13 @@ pub async fn run_jobs(
         let remote = remote.clone();
         let settings = settings.clone();
         let reporter = reporter.clone();
+        // The first worker goes on with the session already open.
+        let session = first.take();
         tasks.spawn(async move {
-            let mut worker = Worker::new(remote, retries);
+            let mut worker = match session {
+                Some(s) => Worker::with_session(remote, s, retries),
+                None => Worker::new(remote, retries),
+            };
             loop {
                 let job = match queue.lock() {
                     Ok(mut q) => q.pop_front(),
@@ -212,12 +219,10 @@ pub fn get(args: GetArgs) -> anyhow::Result<bool> {
         let is_file =
             !url.names_directory() && session.size(&url.path).await.ok().flatten().is_some();
         if !is_file && args.recursive {
-            let result = get_tree(&mut session, &remote, &url.path, &args, &settings).await;
-            let _ = session.quit().await;
-            return result;
+            return get_tree(session, &remote, &url.path, &args, &settings).await;
         }
-        let _ = session.quit().await;
         if url.names_directory() {
+            let _ = session.quit().await;
             bail!("{url} is a directory: use -r to download it");
         }
         // A single file (or what the server will say is none).
@@ -230,6 +235,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<bool> {
         let reporter = Reporter::new(args.transfer.quiet, args.transfer.json, 1, None);
         let progress = reporter.file(&url.path);
         let result = if args.segments > 1 {
+            let _ = session.quit().await;
             download_segmented(
                 &remote,
                 &url.path,
@@ -241,7 +247,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<bool> {
             )
             .await
         } else {
-            let mut worker = Worker::new(remote.clone(), args.transfer.retries);
+            let mut worker = Worker::with_session(remote.clone(), session, args.transfer.retries);
             let r = worker.get(&url.path, &dest, &settings, &progress).await;
             worker.quit().await;
             r
@@ -256,7 +262,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<bool> {
 
 /// `get -r`: the tree under `root`, on `--parallel` connections.
 async fn get_tree(
-    session: &mut FtpSession,
+    mut session: FtpSession,
     remote: &Remote,
     root: &str,
     args: &GetArgs,
@@ -264,7 +270,7 @@ async fn get_tree(
 ) -> anyhow::Result<bool> {
     {
         // Recursive.
-        let tree = walk_remote(session, root).await?;
+        let tree = walk_remote(&mut session, root).await?;
         let root_name = basename(root);
         let local_root = match &args.dest {
             Some(d) if d.is_dir() && !root_name.is_empty() => d.join(root_name),
@@ -295,6 +301,7 @@ async fn get_tree(
         ));
         Ok(run_jobs(
             remote,
+            Some(session),
             jobs,
             args.transfer.parallel,
             settings,
@@ -381,7 +388,6 @@ pub fn put(args: PutArgs) -> anyhow::Result<bool> {
                 });
             }
         }
-        let _ = session.quit().await;
         let reporter = Arc::new(Reporter::new(
             args.transfer.quiet,
             args.transfer.json,
@@ -390,6 +396,7 @@ pub fn put(args: PutArgs) -> anyhow::Result<bool> {
         ));
         Ok(run_jobs(
             &remote,
+            Some(session),
             jobs,
             args.transfer.parallel,
             &settings,

@@ -127,7 +127,6 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
             }
         }
         let copies: Vec<Job> = jobs.clone();
-        let _ = session.quit().await;
         let reporter = Arc::new(Reporter::new(
             args.transfer.quiet,
             args.transfer.json,
@@ -136,6 +135,7 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
         ));
         let ok = run_jobs(
             &remote,
+            Some(session),
             jobs,
             args.transfer.parallel,
             &settings,

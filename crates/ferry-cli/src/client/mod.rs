@@ -9,7 +9,6 @@ pub mod shell;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use ferry_client::files::{Remote, TransferSettings};
@@ -58,6 +57,10 @@ pub struct ConnectArgs {
     /// Time allowed for each reply and each stretch of a transfer without data.
     #[arg(long, default_value = "120s", value_name = "DURATION")]
     pub timeout: HumanDuration,
+    /// During a transfer, send NOOP on the control connection after this long
+    /// without a command, so firewalls keep it ("0s": never).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub keepalive: HumanDuration,
 }
 
 /// Options of the commands that move files.
@@ -121,7 +124,7 @@ impl ConnectArgs {
             connect_timeout: self.connect_timeout.0,
             io_timeout: self.timeout.0,
             use_epsv: !self.no_epsv,
-            keepalive: Some(Duration::from_secs(60)),
+            keepalive: Some(self.keepalive.0).filter(|d| !d.is_zero()),
         })
     }
 

@@ -173,7 +173,8 @@ impl PeerServer {
         server.wait_ready()
     }
 
-    /// ProFTPD with a virtual user from an AuthUserFile (sha512-crypt).
+    /// ProFTPD with a virtual user from an AuthUserFile (sha512-crypt), and
+    /// mod_digest for HASH and the X* checksum commands.
     pub fn proftpd() -> Self {
         let dir = Self::new_dir("nobody");
         let d = dir.path().display().to_string();
@@ -192,7 +193,9 @@ impl PeerServer {
              WtmpLog off\nTransferLog none\nSystemLog {d}/system.log\n\
              AuthOrder mod_auth_file.c\nAuthUserFile {d}/passwd\nRequireValidShell off\n\
              DefaultRoot ~\nAllowStoreRestart on\nAllowOverwrite on\nUseReverseDNS off\n\
-             Umask 022\nMaxInstances 50\n"
+             Umask 022\nMaxInstances 50\nModulePath {}/usr/lib/proftpd\n\
+             LoadModule mod_digest.c\nDigestEngine on\n",
+            peers_dir().display()
         );
         std::fs::write(dir.path().join("proftpd.conf"), conf).expect("conf");
         let peers = peers_dir();
