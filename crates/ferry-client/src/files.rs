@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ferry_proto::ascii::{FromWire, ToWire};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::checksum::{Checksum, hash_file_range};
@@ -275,6 +276,8 @@ pub async fn download_file(
             .await
             .map_err(local)?;
         let mut buf = vec![0u8; CHUNK];
+        // TYPE A: CRLF on the wire, LF here (RFC 959 §3.1.1.1).
+        let mut text = settings.ascii.then(|| (FromWire::default(), Vec::new()));
         loop {
             let n = download.read_chunk(&mut buf).await?;
             if n == 0 {
@@ -283,9 +286,23 @@ pub async fn download_file(
             if let Some(rate) = &settings.rate {
                 rate.wait_for(n).await;
             }
-            file.write_all(&buf[..n]).await.map_err(local)?;
-            bytes += n as u64;
+            let local_bytes = match &mut text {
+                Some((conv, out)) => {
+                    out.clear();
+                    conv.convert(&buf[..n], out);
+                    &out[..]
+                }
+                None => &buf[..n],
+            };
+            file.write_all(local_bytes).await.map_err(local)?;
+            bytes += local_bytes.len() as u64;
             progress.advance(n as u64);
+        }
+        if let Some((conv, out)) = &mut text {
+            out.clear();
+            conv.finish(out);
+            file.write_all(out).await.map_err(local)?;
+            bytes += out.len() as u64;
         }
         file.flush().await.map_err(local)?;
         file.sync_all().await.map_err(local)?;
@@ -397,6 +414,8 @@ pub async fn upload_file(
         };
         let mut upload = session.upload(remote, mode).await?;
         let mut buf = vec![0u8; CHUNK];
+        // TYPE A: LF here, CRLF on the wire.
+        let mut text = settings.ascii.then(|| (ToWire::default(), Vec::new()));
         loop {
             let n = file.read(&mut buf).await.map_err(local_err)?;
             if n == 0 {
@@ -405,7 +424,14 @@ pub async fn upload_file(
             if let Some(rate) = &settings.rate {
                 rate.wait_for(n).await;
             }
-            upload.write_chunk(&buf[..n]).await?;
+            match &mut text {
+                Some((conv, out)) => {
+                    out.clear();
+                    conv.convert(&buf[..n], out);
+                    upload.write_chunk(out).await?;
+                }
+                None => upload.write_chunk(&buf[..n]).await?,
+            }
             bytes += n as u64;
             progress.advance(n as u64);
         }

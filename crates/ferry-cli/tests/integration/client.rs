@@ -816,6 +816,7 @@ fn shell_reads_commands_from_stdin() {
     std::fs::write(work.path().join("m2.log"), b"2").expect("write");
     let url = format!("ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/", server.port());
     std::fs::write(server.files().join("alice/half.txt"), b"0123456789").expect("write");
+    std::fs::write(server.files().join("alice/lines.txt"), b"one\ntwo\n").expect("write");
     std::fs::write(work.path().join("half.txt"), b"01234").expect("write");
     std::fs::create_dir_all(work.path().join("lsub")).expect("mkdir");
     let anonymous = format!("ftp://127.0.0.1:{}/", server.port());
@@ -824,7 +825,8 @@ fn shell_reads_commands_from_stdin() {
          modtime a.txt\nget a.txt fetched.txt\nreget half.txt\npassive\ndir sub\npassive\n\
          rename a.txt b.txt\ndelete sub/m1.log\nbinary\nascii\nstatus\nhelp get\nquote NOOP\n\
          close\nstatus\nopen {anonymous}\nuser alice {ALICE_PASSWORD}\npwd\nbinary\nlcd lsub\n\
-         get b.txt\nquit\nls\n"
+         get b.txt\nascii\nget lines.txt\nbinary\nmget half* b*\nmkdir empty\nrmdir empty\n\
+         quit\nls\n"
     );
     let out = crate::support::ferry_in(work.path(), &["shell", &url], &script);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -854,6 +856,19 @@ fn shell_reads_commands_from_stdin() {
     assert_eq!(
         std::fs::read(work.path().join("half.txt")).expect("reget"),
         b"0123456789"
+    );
+    // TYPE A: CRLF on the wire, LF again here.
+    assert_eq!(
+        std::fs::read(work.path().join("lsub/lines.txt")).expect("ascii get"),
+        b"one\ntwo\n"
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("lsub/half.txt")).expect("mget"),
+        b"0123456789"
+    );
+    assert!(
+        !server.files().join("alice/empty").exists(),
+        "mkdir then rmdir"
     );
     assert_eq!(
         std::fs::read(work.path().join("lsub/b.txt")).expect("lcd, get"),
