@@ -4,6 +4,7 @@
 mod accounts;
 mod ban;
 mod client;
+mod fetch;
 mod manage;
 mod policy;
 mod serve;
@@ -75,6 +76,8 @@ enum Command {
     Mirror(client::mirror::MirrorArgs),
     /// An interactive FTP prompt; reads commands from stdin when not a terminal.
     Shell(client::shell::ShellArgs),
+    /// Open any supported URL and write the body (curl-like).
+    Fetch(fetch::FetchArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,10 @@ fn main() -> ExitCode {
         Command::User(args) => manage::user(args),
         Command::Group(args) => manage::group(args),
         Command::Ban(args) => ban::run(args),
+        Command::Fetch(args) => match fetch::run(args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Ls(args) => client::commands::ls(args),
         Command::Rm(args) => client::commands::each_path(args, "rm"),
         Command::Mkdir(args) => client::commands::each_path(args, "mkdir"),

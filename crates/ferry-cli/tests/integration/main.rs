@@ -13,3 +13,5 @@ mod lifecycle;
 mod limits;
 mod peers;
 mod support;
+mod url;
+mod web;
