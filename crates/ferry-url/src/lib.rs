@@ -7,7 +7,8 @@
 //! error. An [`Opener`] is a chain of [`Handler`]s (proxies, credentials, one
 //! handler per scheme, redirects, Basic authentication, error statuses); you
 //! can add your own, replace or remove the stock ones, and install an opener
-//! for [`urlopen`]. The guide is docs/url.md.
+//! for [`urlopen`]. The API is async; [`blocking`] has the same for programs
+//! without a runtime. The guide is docs/url.md.
 //!
 //! The examples below are those of the urllib HOWTO, run against a small
 //! server on loopback (`ferry_url::doc_server`, hidden from these docs).
@@ -150,6 +151,7 @@
 //! ```
 
 pub mod auth;
+pub mod blocking;
 pub mod data;
 #[doc(hidden)]
 pub mod doc_server;
