@@ -702,7 +702,10 @@ fn fetch_command() {
     // .invalid never resolves (RFC 2606).
     let out = fetch(&["http://nonexistent.invalid/"]);
     assert_eq!(out.status.code(), Some(6), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("name resolution failed"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name resolution failed"),
+        "{out:?}"
+    );
     let server = FerryServer::start();
     std::fs::write(server.files().join("alice/hello.txt"), b"over ftp\n").expect("write");
     let ftp = format!("ftp://127.0.0.1:{}/hello.txt", server.port());

@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""ferry's benchmark harness: ferry next to vsftpd, ProFTPD and Pure-FTPd on
+loopback, the same workloads against each, medians of several runs, and ratios
+to the best peer. Not part of `cargo test`; see docs/benchmarks.md.
+
+Usage (from bench/run.sh, which builds and installs first):
+    python3 bench/run.py [--smoke] [--runs N] [--bin DIR] [--out FILE]
+
+Every server serves the same directory on tmpfs (/dev/shm), with the same
+account, no transfer logs, and its usual password hashing (ferry argon2id,
+the others sha512-crypt). The machine's limits are measured in the same run: a
+loopback TCP stream and a page-cache read.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = "/dev/shm/ferry-bench"
+DATA = ROOT + "/data"
+PEERS = os.environ.get("FERRY_PEERS", "/opt/ferry-peers")
+USER, PASSWORD = "ferrypeer", "ferrypeer-pw"  # the system user vsftpd logs in
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, banner=True, limit=20):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                if not banner or s.recv(3) == b"220":
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing answers on port %d" % port)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, **kw)
+
+
+class Server:
+    def __init__(self, name, port, proc, tls=False):
+        self.name, self.port, self.proc, self.tls = name, port, proc, tls
+
+    def url(self, path="", scheme="ftp"):
+        return "%s://%s:%s@127.0.0.1:%d/%s" % (scheme, USER, PASSWORD, self.port, path)
+
+    def stop(self):
+        subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
+        self.proc.kill()
+        self.proc.wait()
+
+
+def prepare(scale):
+    if os.path.exists(ROOT):
+        shutil.rmtree(ROOT)
+    os.makedirs(DATA + "/small")
+    os.makedirs(DATA + "/many")
+    os.makedirs(DATA + "/up")
+    os.makedirs(ROOT + "/empty")
+    sh("head -c %d /dev/urandom > %s/big.bin" % (scale["big"], DATA))
+    with open(DATA + "/f64k.bin", "wb") as f:
+        f.write(os.urandom(64 * 1024))
+    for i in range(scale["small"]):
+        with open("%s/small/f%d" % (DATA, i), "wb") as f:
+            f.write(os.urandom(4096))
+    for i in range(scale["many"]):
+        os.close(os.open("%s/many/entry-%06d.dat" % (DATA, i), os.O_CREAT | os.O_WRONLY, 0o644))
+    sh("chown -R %s %s && chmod -R a+rX %s && chmod 777 %s/up" % (USER, DATA, ROOT, DATA))
+
+
+def start_ferry(bindir, tmp):
+    port = free_port()
+    h = subprocess.run([bindir + "/ferry", "hash-password"], input=PASSWORD.encode(), capture_output=True, check=True)
+    conf = """
+[server]
+listen = ["127.0.0.1:%d"]
+max_connections = 20000
+max_connections_per_ip = 20000
+idle_timeout = "30m"
+login_timeout = "30m"
+[storage]
+root = "%s"
+[accounts]
+store = "config"
+[log]
+audit = ""
+xferlog = ""
+[[users]]
+name = "%s"
+password_hash = "%s"
+home = "/data"
+""" % (port, ROOT, USER, h.stdout.decode().strip())
+    os.makedirs(tmp + "/ferry", exist_ok=True)
+    with open(tmp + "/ferry/ferry.toml", "w") as f:
+        f.write(conf)
+    proc = subprocess.Popen([bindir + "/ferry", "serve", "--config", "ferry.toml"], cwd=tmp + "/ferry",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Server("ferry", port, proc, tls=True)
+
+
+def start_vsftpd(tmp):
+    port = free_port()
+    d = tmp + "/vsftpd"
+    os.makedirs(d, exist_ok=True)
+    sh("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2 "
+       "-subj /CN=127.0.0.1 2>/dev/null" % d)
+    conf = """listen=YES
+listen_address=127.0.0.1
+listen_port=%d
+background=NO
+seccomp_sandbox=NO
+secure_chroot_dir=%s/empty
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_root=%s
+chroot_local_user=YES
+allow_writeable_chroot=YES
+pam_service_name=vsftpd
+userlist_enable=NO
+xferlog_enable=NO
+max_clients=0
+max_per_ip=0
+idle_session_timeout=1800
+ssl_enable=YES
+rsa_cert_file=%s/cert.pem
+rsa_private_key_file=%s/key.pem
+require_ssl_reuse=YES
+force_local_logins_ssl=NO
+force_local_data_ssl=NO
+ssl_ciphers=HIGH
+""" % (port, ROOT, DATA, d, d)
+    with open(d + "/vsftpd.conf", "w") as f:
+        f.write(conf)
+    proc = subprocess.Popen(["vsftpd", d + "/vsftpd.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Server("vsftpd", port, proc, tls=True)
+
+
+def crypt(password):
+    return subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, check=True).stdout.decode().strip()
+
+
+def start_proftpd(tmp):
+    port = free_port()
+    d = tmp + "/proftpd"
+    os.makedirs(d, exist_ok=True)
+    uid = int(subprocess.run(["id", "-u", USER], capture_output=True, check=True).stdout)
+    with open(d + "/passwd", "w") as f:
+        f.write("%s:%s:%d:%d::%s:/bin/sh\n" % (USER, crypt(PASSWORD), uid, uid, DATA))
+    os.chmod(d + "/passwd", 0o600)
+    conf = """ServerType standalone
+DefaultServer on
+Port %d
+DefaultAddress 127.0.0.1
+UseIPv6 off
+User nobody
+Group nogroup
+PidFile %s/pid
+ScoreboardFile %s/scoreboard
+DelayTable none
+WtmpLog off
+TransferLog none
+SystemLog %s/system.log
+AuthOrder mod_auth_file.c
+AuthUserFile %s/passwd
+RequireValidShell off
+DefaultRoot ~
+AllowOverwrite on
+UseReverseDNS off
+MaxInstances 20000
+TimeoutIdle 1800
+""" % (port, d, d, d, d)
+    with open(d + "/proftpd.conf", "w") as f:
+        f.write(conf)
+    env = dict(os.environ, LD_LIBRARY_PATH=PEERS + "/usr/lib/x86_64-linux-gnu")
+    proc = subprocess.Popen([PEERS + "/usr/sbin/proftpd", "-n", "-c", d + "/proftpd.conf"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Server("proftpd", port, proc)
+
+
+def start_pureftpd(tmp):
+    port = free_port()
+    d = tmp + "/pureftpd"
+    os.makedirs(d, exist_ok=True)
+    uid = int(subprocess.run(["id", "-u", USER], capture_output=True, check=True).stdout)
+    with open(d + "/passwd", "w") as f:
+        f.write("%s:%s:%d:%d::%s/./::::::::::::\n" % (USER, crypt(PASSWORD), uid, uid, DATA))
+    subprocess.run([PEERS + "/usr/bin/pure-pw", "mkdb", d + "/pdb", "-f", d + "/passwd"], check=True)
+    proc = subprocess.Popen([PEERS + "/usr/sbin/pure-ftpd", "-S", "127.0.0.1,%d" % port, "-l", "puredb:" + d + "/pdb",
+                             "-E", "-A", "-H", "-c", "10000", "-C", "10000", "-p", "20000:60000", "-I", "30"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Server("pure-ftpd", port, proc)
+
+
+def bench_tool(bindir, *args):
+    out = subprocess.run([bindir + "/ferry-bench"] + list(args), capture_output=True, check=True, timeout=900)
+    return json.loads(out.stdout)
+
+
+def curl_speed(args):
+    out = subprocess.run(["curl", "-s", "-S", "--max-time", "600"] + args, capture_output=True, timeout=700)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.decode().strip())
+    return float(out.stdout) / 1e6
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+class Table:
+    def __init__(self, servers):
+        self.servers = servers
+        self.rows = []
+
+    def add(self, name, unit, values, higher_is_better=True, note=""):
+        """values: server name -> figure (None: not measured)."""
+        peers = {k: v for k, v in values.items() if k != "ferry" and v is not None}
+        best_name, best = (None, None)
+        if peers:
+            best_name = (max if higher_is_better else min)(peers, key=peers.get)
+            best = peers[best_name]
+        ratio = None
+        f = values.get("ferry")
+        if f is not None and best:
+            ratio = f / best if higher_is_better else (best / f if f else None)
+        self.rows.append((name, unit, values, best_name, ratio, note))
+        print("  %s: %s" % (name, json.dumps(values)), flush=True)
+
+    def markdown(self):
+        cols = ["workload", "unit"] + self.servers + ["best peer", "ferry vs best"]
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * 2 + "---:|" * (len(self.servers) + 2)]
+        for name, unit, values, best_name, ratio, note in self.rows:
+            cells = [name + ((" (" + note + ")") if note else ""), unit]
+            for s in self.servers:
+                v = values.get(s)
+                cells.append("n/a" if v is None else ("%.3g" % v if abs(v) < 100 else "%.0f" % v))
+            cells.append(best_name or "-")
+            cells.append("-" if ratio is None else "%.2f×" % ratio)
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true", help="small files, two servers, one run (CI)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--bin", default="target/release")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    runs = 1 if a.smoke else a.runs
+    scale = dict(big=64 << 20, small=100, many=2000, concurrent=20, logins=20, idle_ferry=100, idle_peer=50) if a.smoke \
+        else dict(big=1 << 30, small=1000, many=100000, concurrent=200, logins=200, idle_ferry=10000, idle_peer=500)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < scale["idle_ferry"] + 100:
+        scale["idle_ferry"] = max(100, want - 200)
+        print("open files limited to %d: idle sessions measured with %d" % (want, scale["idle_ferry"]), flush=True)
+    bindir = os.path.abspath(a.bin)
+    started = time.time()
+    print("preparing %s ..." % ROOT, flush=True)
+    prepare(scale)
+    tmp = tempfile.mkdtemp(prefix="ferry-bench-")
+    servers = [start_ferry(bindir, tmp), start_vsftpd(tmp)]
+    if not a.smoke:
+        servers += [start_proftpd(tmp), start_pureftpd(tmp)]
+    names = [s.name for s in servers]
+    table = Table(names)
+    limits = {}
+    try:
+        print("machine limits", flush=True)
+        limits["stream"] = median([bench_tool(bindir, "stream", "--bytes", str(4 * scale["big"]))["mb_s"] for _ in range(runs)])
+        limits["cache"] = median([bench_tool(bindir, "cache-read", "--file", DATA + "/big.bin")["mb_s"] for _ in range(runs)])
+        size_label = "%d MiB" % (scale["big"] >> 20)
+
+        def each(fn):
+            out = {}
+            for s in servers:
+                try:
+                    out[s.name] = fn(s)
+                except Exception as e:  # a server that fails a workload gets no figure
+                    print("  %s failed: %s" % (s.name, e), flush=True)
+                    out[s.name] = None
+            return out
+
+        print("(a) download", flush=True)
+        table.add("(a) download %s (curl)" % size_label, "MB/s", each(lambda s: median(
+            [curl_speed(["-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")]) for _ in range(runs)])))
+        print("(b) upload", flush=True)
+        table.add("(b) upload %s (curl, tmpfs)" % size_label, "MB/s", each(lambda s: median(
+            [curl_speed(["-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/%s.bin" % s.name)]) for _ in range(runs)])))
+        print("(c) FTPS", flush=True)
+        tls = lambda s: s.tls or None
+        table.add("(c) FTPS PROT P download %s" % size_label, "MB/s", each(lambda s: tls(s) and median(
+            [curl_speed(["--ssl-reqd", "-k", "-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")]) for _ in range(runs)])))
+        table.add("(c) FTPS PROT P upload %s" % size_label, "MB/s", each(lambda s: tls(s) and median(
+            [curl_speed(["--ssl-reqd", "-k", "-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/tls-%s.bin" % s.name)]) for _ in range(runs)])))
+        print("(d) small files", flush=True)
+        table.add("(d) %d × 4 KiB in one session" % scale["small"], "files/s", each(lambda s: median(
+            [bench_tool(bindir, "small-files", "--url", s.url("small/"), "--count", str(scale["small"]))["files_s"] for _ in range(runs)])))
+        print("(e) concurrent sessions", flush=True)
+        conc = each(lambda s: [bench_tool(bindir, "concurrent", "--url", s.url("f64k.bin"), "--sessions", str(scale["concurrent"])) for _ in range(runs)])
+        table.add("(e) %d concurrent logins + 64 KiB" % scale["concurrent"], "s", {k: v and median([r["seconds"] for r in v]) for k, v in conc.items()}, higher_is_better=False)
+        table.add("(e) sessions failed (of %d per run)" % scale["concurrent"], "count", {k: v and max(r["failed"] for r in v) for k, v in conc.items()}, higher_is_better=False)
+        print("(f) login latency", flush=True)
+        logins = each(lambda s: bench_tool(bindir, "login", "--url", s.url(), "--count", str(scale["logins"])))
+        table.add("(f) connect+login+QUIT, median", "ms", {k: v and v["median_ms"] for k, v in logins.items()}, higher_is_better=False)
+        table.add("(f) first login", "ms", {k: v and v["first_ms"] for k, v in logins.items()}, higher_is_better=False, note="the run's first: argon2 for ferry, no cache yet")
+        print("(g) idle sessions", flush=True)
+        idle = each(lambda s: bench_tool(bindir, "idle", "--url", s.url(), "--pid", str(s.proc.pid), "--sessions",
+                                         str(scale["idle_ferry"] if s.name == "ferry" else scale["idle_peer"])))
+        table.add("(g) idle logged-in session, PSS", "KiB", {k: v and v["kib_per_session"] for k, v in idle.items()}, higher_is_better=False,
+                  note="ferry %d sessions, peers %d" % (scale["idle_ferry"], scale["idle_peer"]))
+        print("(h) listings", flush=True)
+        for cmd in ["LIST", "MLSD"]:
+            res = each(lambda s: None if (cmd == "MLSD" and s.name == "vsftpd") else
+                       bench_tool(bindir, "list", "--url", s.url("many/"), "--command", cmd, "--pid", str(s.proc.pid)))
+            table.add("(h) %s of %d entries" % (cmd, scale["many"]), "s", {k: v and v["seconds"] for k, v in res.items()}, higher_is_better=False)
+            table.add("(h) %s peak extra server memory" % cmd, "KiB", {k: v and v["peak_extra_kib"] for k, v in res.items()}, higher_is_better=False)
+        print("(i) clients against ferry", flush=True)
+        ferry_server = servers[0]
+        out_dir = ROOT + "/client-out"
+        os.makedirs(out_dir, exist_ok=True)
+
+        def timed(cmd):
+            t0 = time.time()
+            subprocess.run(cmd, check=True, capture_output=True, timeout=900)
+            return scale["big"] / (time.time() - t0) / 1e6
+
+        def fresh(name):
+            p = out_dir + "/" + name
+            for f in [p, p + ".ferry-part", p + ".ferry-part.state"]:
+                if os.path.exists(f):
+                    os.remove(f)
+            return p
+
+        url = ferry_server.url("big.bin")
+        clients = {
+            "ferry get": lambda: timed([bindir + "/ferry", "get", "-q", url, fresh("ferry.bin")]),
+            "curl": lambda: timed(["curl", "-s", "-o", fresh("curl.bin"), url]),
+            "lftp get": lambda: timed(["lftp", "-c", "set ftp:ssl-allow no; get %s -o %s" % (url, fresh("lftp.bin"))]),
+            "ferry get --segments 4": lambda: timed([bindir + "/ferry", "get", "-q", "--segments", "4", url, fresh("seg.bin")]),
+            "lftp pget -n 4": lambda: timed(["lftp", "-c", "set ftp:ssl-allow no; pget -n 4 %s -o %s" % (url, fresh("pget.bin"))]),
+        }
+        client_figures = {}
+        for name, fn in clients.items():
+            try:
+                client_figures[name] = median([fn() for _ in range(runs)])
+            except Exception as e:
+                print("  %s failed: %s" % (name, e), flush=True)
+                client_figures[name] = None
+            print("  %s: %s MB/s" % (name, client_figures[name]), flush=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(ROOT, ignore_errors=True)
+
+    report = []
+    report.append("Run: %s, %s, %d run(s) per figure (medians)%s; %.0f s in all." % (
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, runs, ", SMOKE (small sizes)" if a.smoke else "",
+        time.time() - started))
+    report.append("")
+    report.append("Machine limits in the same run: loopback TCP stream %.0f MB/s, page-cache read %.0f MB/s." % (limits["stream"], limits["cache"]))
+    report.append("")
+    report.append(table.markdown())
+    report.append("")
+    if limits["stream"]:
+        f = table.rows[0][2].get("ferry")
+        if f:
+            report.append("ferry's download is %.0f%% of the loopback stream." % (100 * f / limits["stream"]))
+            report.append("")
+    report.append("| client, against ferry | MB/s | vs curl | vs lftp |")
+    report.append("|---|---:|---:|---:|")
+    for name, v in client_figures.items():
+        def vs(other):
+            o = client_figures.get(other)
+            return "%.2f×" % (v / o) if v and o else "-"
+        ref_lftp = "lftp pget -n 4" if "segments" in name or "pget" in name else "lftp get"
+        report.append("| %s | %s | %s | %s |" % (name, "%.0f" % v if v else "failed", vs("curl"), vs(ref_lftp)))
+    text = "\n".join(report)
+    print()
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+    failed = [r for r in table.rows if r[2].get("ferry") is None and not r[0].startswith("(h) MLSD")]
+    if failed:
+        print("ferry produced no figure for: %s" % ", ".join(r[0] for r in failed), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

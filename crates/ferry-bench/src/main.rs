@@ -1,0 +1,492 @@
+//! `ferry-bench`: the measurements behind bench/run.sh. Each subcommand prints
+//! one JSON object on stdout. It measures servers from the outside, the same
+//! way for ferry and for its peers, and the machine's own limits.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ferry_client::{ConnectOptions, FtpSession, FtpUrl};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Loopback TCP: one stream of BYTES, write to read.
+    Stream {
+        #[arg(long)]
+        bytes: u64,
+    },
+    /// Read a file that is in the page cache.
+    CacheRead {
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// COUNT files named f0..f{COUNT-1} under the URL's directory, downloaded
+    /// one after another in one session.
+    SmallFiles {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        count: usize,
+    },
+    /// SESSIONS at once, each connecting, logging in, downloading the URL's
+    /// file and quitting.
+    Concurrent {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        sessions: usize,
+    },
+    /// Connect, USER, PASS, QUIT, COUNT times in a row.
+    Login {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        count: usize,
+    },
+    /// SESSIONS logged-in idle sessions: the server's memory (PSS of PID and
+    /// its descendants) per session.
+    Idle {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        sessions: usize,
+        #[arg(long)]
+        pid: u32,
+    },
+    /// A listing (LIST or MLSD) of the URL's directory: time, bytes, and the
+    /// server's peak extra memory while it runs.
+    List {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "LIST")]
+        command: String,
+        #[arg(long)]
+        pid: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let out = match cli.command {
+        Cmd::Stream { bytes } => stream(bytes)?,
+        Cmd::CacheRead { file } => cache_read(&file)?,
+        Cmd::SmallFiles { url, count } => runtime()?.block_on(small_files(&url, count))?,
+        Cmd::Concurrent { url, sessions } => runtime()?.block_on(concurrent(&url, sessions))?,
+        Cmd::Login { url, count } => login(&url, count)?,
+        Cmd::Idle { url, sessions, pid } => runtime()?.block_on(idle(&url, sessions, pid))?,
+        Cmd::List { url, command, pid } => list(&url, &command, pid)?,
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn mb_s(bytes: u64, t: Duration) -> f64 {
+    bytes as f64 / t.as_secs_f64() / 1e6
+}
+
+fn stream(bytes: u64) -> anyhow::Result<serde_json::Value> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        let buf = vec![0x5au8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            s.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    });
+    let mut s = TcpStream::connect(addr)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    let t = start.elapsed();
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    Ok(json!({ "bytes": got, "seconds": t.as_secs_f64(), "mb_s": mb_s(got, t) }))
+}
+
+fn cache_read(file: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let read_all = || -> anyhow::Result<(u64, Duration)> {
+        let mut f = std::fs::File::open(file).with_context(|| file.display().to_string())?;
+        let mut buf = vec![0u8; 1 << 20];
+        let start = Instant::now();
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        Ok((total, start.elapsed()))
+    };
+    read_all()?; // into the cache
+    let (total, t) = read_all()?;
+    Ok(json!({ "bytes": total, "seconds": t.as_secs_f64(), "mb_s": mb_s(total, t) }))
+}
+
+fn options() -> ConnectOptions {
+    ConnectOptions {
+        keepalive: None,
+        ..ConnectOptions::default()
+    }
+}
+
+async fn small_files(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {
+    let url = FtpUrl::parse(url)?;
+    let mut session = FtpSession::open(&url, &options()).await?;
+    let dir = url.path.trim_end_matches('/').to_owned();
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..count {
+        let path = if dir.is_empty() {
+            format!("f{i}")
+        } else {
+            format!("{dir}/f{i}")
+        };
+        let mut d = session.download(&path, 0).await?;
+        loop {
+            let n = d.read_chunk(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+        }
+        d.finish().await?;
+    }
+    let t = start.elapsed();
+    session.quit().await?;
+    Ok(
+        json!({ "files": count, "bytes": bytes, "seconds": t.as_secs_f64(), "files_s": count as f64 / t.as_secs_f64() }),
+    )
+}
+
+async fn concurrent(url: &str, sessions: usize) -> anyhow::Result<serde_json::Value> {
+    let url = FtpUrl::parse(url)?;
+    let start = Instant::now();
+    let tasks = (0..sessions).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut s = FtpSession::open(&url, &options()).await?;
+            let mut d = s.download(&url.path, 0).await?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut n_total = 0u64;
+            loop {
+                let n = d.read_chunk(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                n_total += n as u64;
+            }
+            d.finish().await?;
+            s.quit().await?;
+            Ok::<u64, ferry_client::ClientError>(n_total)
+        })
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    let t = start.elapsed();
+    let mut failed = 0;
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                failed += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    Ok(
+        json!({ "sessions": sessions, "failed": failed, "seconds": t.as_secs_f64(), "first_error": first_error }),
+    )
+}
+
+/// A minimal blocking control connection.
+struct Raw {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Raw {
+    fn connect(url: &FtpUrl) -> anyhow::Result<Self> {
+        let s = TcpStream::connect((url.host.as_str(), url.port))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut raw = Raw {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        };
+        raw.reply()?;
+        Ok(raw)
+    }
+
+    fn reply(&mut self) -> anyhow::Result<(u16, String)> {
+        let mut first = String::new();
+        if self.reader.read_line(&mut first)? == 0 {
+            bail!("connection closed");
+        }
+        let code: u16 = first
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .context("not a reply")?;
+        if first.as_bytes().get(3) == Some(&b'-') {
+            loop {
+                let mut line = String::new();
+                if self.reader.read_line(&mut line)? == 0 {
+                    bail!("connection closed");
+                }
+                if line.starts_with(&format!("{code} ")) {
+                    break;
+                }
+            }
+        }
+        Ok((code, first))
+    }
+
+    fn cmd(&mut self, line: &str) -> anyhow::Result<(u16, String)> {
+        self.writer.write_all(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    fn login(&mut self, url: &FtpUrl) -> anyhow::Result<()> {
+        let (c, _) = self.cmd(&format!(
+            "USER {}",
+            url.user.as_deref().unwrap_or("anonymous")
+        ))?;
+        if c == 331 {
+            let (c, t) = self.cmd(&format!("PASS {}", url.password.as_deref().unwrap_or("")))?;
+            if c != 230 {
+                bail!("login refused: {t}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn login(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {
+    let url = FtpUrl::parse(url)?;
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        let mut raw = Raw::connect(&url)?;
+        raw.login(&url)?;
+        raw.cmd("QUIT")?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let first = times.first().copied();
+    times.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(json!({ "count": count, "median_ms": pick(0.5), "p90_ms": pick(0.9), "first_ms": first }))
+}
+
+/// PID and every descendant.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                && let Some(after) = stat.rsplit_once(')').map(|(_, a)| a)
+                && let Some(ppid) = after.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+            {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let cur = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+fn kib_field(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Proportional set size of the process tree, KiB.
+fn pss_kib(pid: u32) -> u64 {
+    tree(pid)
+        .iter()
+        .map(|p| kib_field(&format!("/proc/{p}/smaps_rollup"), "Pss:"))
+        .sum()
+}
+
+/// Resident set size of the process tree, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    tree(pid)
+        .iter()
+        .map(|p| kib_field(&format!("/proc/{p}/status"), "VmRSS:"))
+        .sum()
+}
+
+async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json::Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let url = FtpUrl::parse(url)?;
+    let before = pss_kib(pid);
+    let mut held = Vec::with_capacity(sessions);
+    let mut failed = 0usize;
+    async fn reply(r: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> anyhow::Result<u16> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await? == 0 {
+                bail!("closed");
+            }
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return Ok(line[..3].parse()?);
+            }
+        }
+    }
+    let user = url.user.clone().unwrap_or_else(|| "anonymous".to_owned());
+    let pass = url.password.clone().unwrap_or_default();
+    for chunk in (0..sessions).collect::<Vec<_>>().chunks(100) {
+        let logins = chunk.iter().map(|_| {
+            let (host, port, user, pass) = (url.host.clone(), url.port, user.clone(), pass.clone());
+            async move {
+                let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                let mut r = tokio::io::BufReader::new(s);
+                reply(&mut r).await?;
+                r.get_mut()
+                    .write_all(format!("USER {user}\r\n").as_bytes())
+                    .await?;
+                if reply(&mut r).await? == 331 {
+                    r.get_mut()
+                        .write_all(format!("PASS {pass}\r\n").as_bytes())
+                        .await?;
+                    if reply(&mut r).await? != 230 {
+                        bail!("login refused");
+                    }
+                }
+                Ok::<_, anyhow::Error>(r)
+            }
+        });
+        for r in futures_util::future::join_all(logins).await {
+            match r {
+                Ok(s) => held.push(s),
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = pss_kib(pid);
+    let open = held.len();
+    drop(held);
+    let per = if open > 0 {
+        (after.saturating_sub(before)) as f64 / open as f64
+    } else {
+        0.0
+    };
+    Ok(
+        json!({ "sessions": open, "failed": failed, "pss_before_kib": before, "pss_after_kib": after, "kib_per_session": per }),
+    )
+}
+
+fn list(url: &str, command: &str, pid: u32) -> anyhow::Result<serde_json::Value> {
+    let url = FtpUrl::parse(url)?;
+    let mut raw = Raw::connect(&url)?;
+    raw.login(&url)?;
+    raw.cmd("TYPE I")?;
+    let baseline = rss_kib(pid);
+    let (code, text) = raw.cmd("PASV")?;
+    if code != 227 {
+        bail!("PASV: {text}");
+    }
+    let nums: Vec<u16> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let port = nums
+        .get(nums.len().saturating_sub(2)..)
+        .map(|p| p[0] * 256 + p[1])
+        .unwrap_or(0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let start = Instant::now();
+    let mut data = TcpStream::connect((url.host.as_str(), port))?;
+    let path = url.path.trim_end_matches('/');
+    raw.writer
+        .write_all(format!("{command} {path}\r\n").as_bytes())?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = data.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+    }
+    let (_prelim, _) = raw.reply()?;
+    let (done, t) = raw.reply()?;
+    let elapsed = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0);
+    if !(200..300).contains(&done) {
+        bail!("{command}: {t}");
+    }
+    let lines = bytes; // bytes; the harness reports time and memory
+    Ok(
+        json!({ "bytes": lines, "seconds": elapsed.as_secs_f64(), "baseline_rss_kib": baseline, "peak_extra_kib": peak.saturating_sub(baseline) }),
+    )
+}
