@@ -393,7 +393,7 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
     for chunk in (0..sessions).collect::<Vec<_>>().chunks(100) {
         let logins = chunk.iter().map(|_| {
             let (host, port, user, pass) = (url.host.clone(), url.port, user.clone(), pass.clone());
-            async move {
+            let login = async move {
                 let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
                 let mut r = tokio::io::BufReader::new(s);
                 reply(&mut r).await?;
@@ -409,6 +409,14 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
                     }
                 }
                 Ok::<_, anyhow::Error>(r)
+            };
+            // A server that never answers (vsftpd under a burst) counts as a
+            // failed session, not a hang.
+            async move {
+                match tokio::time::timeout(Duration::from_secs(20), login).await {
+                    Ok(r) => r,
+                    Err(_) => bail!("no login within 20 s"),
+                }
             }
         });
         for r in futures_util::future::join_all(logins).await {
@@ -470,12 +478,14 @@ fn list(url: &str, command: &str, pid: u32) -> anyhow::Result<serde_json::Value>
         .write_all(format!("{command} {path}\r\n").as_bytes())?;
     let mut buf = vec![0u8; 1 << 16];
     let mut bytes = 0u64;
+    let mut lines = 0u64;
     loop {
         let n = data.read(&mut buf)?;
         if n == 0 {
             break;
         }
         bytes += n as u64;
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
     }
     let (_prelim, _) = raw.reply()?;
     let (done, t) = raw.reply()?;
@@ -485,8 +495,6 @@ fn list(url: &str, command: &str, pid: u32) -> anyhow::Result<serde_json::Value>
     if !(200..300).contains(&done) {
         bail!("{command}: {t}");
     }
-    let lines = bytes; // bytes; the harness reports time and memory
-    Ok(
-        json!({ "bytes": lines, "seconds": elapsed.as_secs_f64(), "baseline_rss_kib": baseline, "peak_extra_kib": peak.saturating_sub(baseline) }),
-    )
+    Ok(json!({ "bytes": bytes,
+        "lines": lines, "seconds": elapsed.as_secs_f64(), "baseline_rss_kib": baseline, "peak_extra_kib": peak.saturating_sub(baseline) }))
 }

@@ -53,6 +53,9 @@ pub struct ServerSection {
     pub max_connections_per_ip: usize,
     /// After SIGINT/SIGTERM, how long transfers in flight may take to finish.
     pub shutdown_grace: HumanDuration,
+    /// Plain binary downloads from local disk go through sendfile(2) (vsftpd's
+    /// `use_sendfile`); off, they are copied through a buffer.
+    pub sendfile: bool,
 }
 
 impl Default for ServerSection {
@@ -68,6 +71,7 @@ impl Default for ServerSection {
             max_connections: 1000,
             max_connections_per_ip: 50,
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            sendfile: true,
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub shutdown_grace: Duration,
+    /// Plain binary downloads of host files use sendfile(2).
+    pub sendfile: bool,
     pub allow_active_mode: bool,
     pub allow_foreign_data_address: bool,
     pub storage: Arc<dyn StorageBackend>,
@@ -77,6 +79,7 @@ impl ServerOptions {
             max_connections: s.max_connections,
             max_connections_per_ip: s.max_connections_per_ip,
             shutdown_grace: s.shutdown_grace.0,
+            sendfile: s.sendfile,
             allow_active_mode: config.security.allow_active_mode,
             allow_foreign_data_address: config.security.allow_foreign_data_address,
             storage,

@@ -55,31 +55,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let path = self.resolve(arg)?;
         let offset = self.rest.take().unwrap_or(0);
         self.check(Permission::Download, &path)?;
-        let meta = self.metadata(&path).await?;
-        if meta.is_dir() {
-            return Err(SessionError::storage(&path, StorageError::IsADirectory));
-        }
-        if offset > meta.size {
+        // Plain binary downloads of host files go through sendfile; TYPE A and
+        // PROT P need the bytes in user space. The file is opened once: its
+        // size comes from the open file, not from a second lookup.
+        let zero_copy = !(self.ascii || self.protect_data || !self.opts.sendfile);
+        let host_file = if zero_copy {
+            self.storage()?
+                .open_host_file(&path)
+                .await
+                .map_err(|e| SessionError::storage(&path, e))?
+        } else {
+            None
+        };
+        let size = match &host_file {
+            Some(file) => file
+                .metadata()
+                .map_err(|e| SessionError::storage(&path, e.into()))?
+                .len(),
+            None => {
+                let meta = self.metadata(&path).await?;
+                if meta.is_dir() {
+                    return Err(SessionError::storage(&path, StorageError::IsADirectory));
+                }
+                meta.size
+            }
+        };
+        if offset > size {
             return Err(SessionError::storage(
                 &path,
-                StorageError::OffsetBeyondEnd {
-                    offset,
-                    size: meta.size,
-                },
+                StorageError::OffsetBeyondEnd { offset, size },
             ));
         }
         self.require_data_setup()?;
         let (ascii, timeout) = (self.ascii, self.opts.data_timeout);
-        let storage = self.storage()?;
-        // Plain binary downloads of host files go through sendfile; TYPE A and
-        // PROT P need the bytes in user space.
-        let source = match (
-            ascii || self.protect_data,
-            storage.open_host_file(&path).await,
-        ) {
-            (false, Ok(Some(file))) => Source::HostFile(file),
-            _ => Source::Stream(
-                storage
+        let source = match host_file {
+            Some(file) => Source::HostFile(file),
+            None => Source::Stream(
+                self.storage()?
                     .read(&path, offset)
                     .await
                     .map_err(|e| SessionError::storage(&path, e))?,
@@ -92,7 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "Opening {} mode data connection for {} ({} bytes).",
                 self.mode_name(),
                 path,
-                meta.size - offset
+                size - offset
             ),
         );
         self.transfer_step(
