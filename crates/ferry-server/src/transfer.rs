@@ -27,10 +27,6 @@ pub struct UploadBudget {
 /// Bytes moved per read.
 const CHUNK: usize = 256 * 1024;
 
-/// The buffer of an upload: reads are gathered until half of it is full
-/// before a write to storage.
-const UPLOAD_BUFFER: usize = 1 << 20;
-
 /// Counts the bytes of a transfer in flight, for STAT and the final reply.
 #[derive(Debug, Default)]
 pub struct TransferMeter {
@@ -163,73 +159,58 @@ pub async fn receive_file<R: AsyncRead + AsyncWrite + Unpin>(
     budget: Option<&UploadBudget>,
 ) -> Result<u64, TransferError> {
     let mut stored = 0u64;
-    let mut buf = vec![0u8; UPLOAD_BUFFER];
+    let mut buf = vec![0u8; CHUNK];
     let mut converted = Vec::new();
     let mut from_wire = ascii::FromWire::default();
     let result: Result<(), TransferError> = async {
         loop {
-            // Gather reads until half the buffer is full: each write to the
-            // file is a trip to the blocking pool, so fewer, larger writes
-            // cost less (see docs/benchmarks.md).
-            let mut n = 0;
-            let mut eof = false;
-            while n < UPLOAD_BUFFER / 2 {
-                let got = with_timeout(timeout, "receiving", data.read(&mut buf[n..])).await?;
-                if got == 0 {
-                    eof = true;
-                    break;
-                }
-                n += got;
-            }
-            if n > 0 {
-                if let Some(rate) = rate {
-                    rate.wait_for(n).await;
-                }
-                meter.add(n);
-                let chunk: &[u8] = if ascii {
+            let n = with_timeout(timeout, "receiving", data.read(&mut buf)).await?;
+            if n == 0 {
+                if ascii {
                     converted.clear();
-                    from_wire.convert(&buf[..n], &mut converted);
-                    &converted
-                } else {
-                    &buf[..n]
-                };
-                if let Some(b) = budget
-                    && stored + chunk.len() as u64 > b.bytes
-                {
-                    let fits = usize::try_from(b.bytes - stored).unwrap_or(0);
+                    from_wire.finish(&mut converted);
+                    if let Some(b) = budget
+                        && stored + converted.len() as u64 > b.bytes
+                    {
+                        return Err(TransferError::OverLimit(b.setting.to_owned()));
+                    }
                     upload
-                        .write_all(&chunk[..fits])
+                        .write_all(&converted)
                         .await
                         .map_err(|e| TransferError::Storage(e.into()))?;
-                    return Err(TransferError::OverLimit(b.setting.to_owned()));
                 }
+                // Close our side too: under TLS this is the close_notify that
+                // clients shutting TLS down properly wait for.
+                let _ = tokio::time::timeout(timeout, data.shutdown()).await;
+                return Ok(());
+            }
+            if let Some(rate) = rate {
+                rate.wait_for(n).await;
+            }
+            meter.add(n);
+            let chunk: &[u8] = if ascii {
+                converted.clear();
+                from_wire.convert(&buf[..n], &mut converted);
+                &converted
+            } else {
+                &buf[..n]
+            };
+            if let Some(b) = budget
+                && stored + chunk.len() as u64 > b.bytes
+            {
+                let fits = usize::try_from(b.bytes - stored).unwrap_or(0);
                 upload
-                    .write_all(chunk)
+                    .write_all(&chunk[..fits])
                     .await
                     .map_err(|e| TransferError::Storage(e.into()))?;
-                stored += chunk.len() as u64;
-            }
-            if eof {
-                break;
-            }
-        }
-        if ascii {
-            converted.clear();
-            from_wire.finish(&mut converted);
-            if let Some(b) = budget
-                && stored + converted.len() as u64 > b.bytes
-            {
                 return Err(TransferError::OverLimit(b.setting.to_owned()));
             }
             upload
-                .write_all(&converted)
+                .write_all(chunk)
                 .await
                 .map_err(|e| TransferError::Storage(e.into()))?;
+            stored += chunk.len() as u64;
         }
-        // Close our side too: under TLS this is the close_notify that clients
-        // shutting TLS down properly wait for.
-        let _ = tokio::time::timeout(timeout, data.shutdown()).await;
-        Ok(())
     }
     .await;
     match result {
