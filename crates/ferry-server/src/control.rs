@@ -6,6 +6,12 @@
 //! abandoned (the session races reads against transfers).
 
 use ferry_proto::command::MAX_LINE;
+
+/// The read buffer of a control connection. Commands are short; a longer line
+/// is gathered across reads (up to `MAX_LINE`), so the buffer only sets how much
+/// is read per call, and a small one keeps idle sessions small (see
+/// docs/benchmarks.md, workload g).
+const CONTROL_READ_BUFFER: usize = 512;
 use ferry_proto::{Reply, telnet};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_rustls::TlsAcceptor;
@@ -44,7 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConnection<S> {
 
     fn over(stream: ControlStream<S>) -> Self {
         ControlConnection {
-            stream: Some(BufReader::with_capacity(4096, stream)),
+            stream: Some(BufReader::with_capacity(CONTROL_READ_BUFFER, stream)),
             partial: Vec::new(),
             scanned: 0,
             discarding: false,
@@ -89,7 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConnection<S> {
         };
         let tls = acceptor.accept(plain).await?;
         self.stream = Some(BufReader::with_capacity(
-            4096,
+            CONTROL_READ_BUFFER,
             ControlStream::Tls(Box::new(tls)),
         ));
         Ok(())
