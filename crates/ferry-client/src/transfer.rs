@@ -170,7 +170,7 @@ impl FtpSession {
         };
         let mut establish = Box::pin(establish);
         // Whichever comes first; the other is then awaited.
-        let (reply, data) = tokio::select! {
+        let (_preliminary, data) = tokio::select! {
             reply = self.control.reply() => {
                 let reply = reply?;
                 if !(100..200).contains(&reply.code()) {
@@ -196,7 +196,6 @@ impl FtpSession {
                 return Ok((data, done));
             }
         };
-        let _: Reply = reply;
         Ok((data, false))
     }
 
@@ -267,62 +266,41 @@ impl FtpSession {
         Ok(out)
     }
 
+    /// The text a listing command sends (`VERB` alone for the current
+    /// directory, else `VERB path`).
+    async fn listing_text(&mut self, verb: &str, path: &str) -> Result<String> {
+        let command = if path.is_empty() {
+            verb.to_owned()
+        } else {
+            format!("{verb} {path}")
+        };
+        let bytes = self.listing_bytes(&command).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// The entries of a directory: MLSD where FEAT offers it, else LIST with the
     /// parsers of [`crate::listing`]. Lines no parser understands are skipped.
     pub async fn list(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
-        let text;
-        let mlsd = self.features().has("MLST") || self.features().has("MLSD");
-        let entries: Vec<RemoteEntry> = if mlsd {
-            let command = if path.is_empty() {
-                "MLSD".to_owned()
-            } else {
-                format!("MLSD {path}")
-            };
-            text = String::from_utf8_lossy(&self.listing_bytes(&command).await?).into_owned();
-            text.lines().filter_map(parse_mlsx_line).collect()
-        } else {
-            let command = if path.is_empty() {
-                "LIST".to_owned()
-            } else {
-                format!("LIST {path}")
-            };
-            text = String::from_utf8_lossy(&self.listing_bytes(&command).await?).into_owned();
-            let now = time::OffsetDateTime::now_utc();
-            text.lines()
-                .filter_map(|l| parse_list_line(l, now))
-                .collect()
-        };
-        Ok(entries)
+        if self.features().has("MLST") || self.features().has("MLSD") {
+            let text = self.listing_text("MLSD", path).await?;
+            return Ok(text.lines().filter_map(parse_mlsx_line).collect());
+        }
+        let text = self.listing_text("LIST", path).await?;
+        let now = time::OffsetDateTime::now_utc();
+        Ok(text
+            .lines()
+            .filter_map(|l| parse_list_line(l, now))
+            .collect())
     }
 
     /// LIST output as the server sent it, one line per entry (for `ls -l`).
     pub async fn list_lines(&mut self, path: &str) -> Result<Vec<String>> {
-        let command = if path.is_empty() {
-            "LIST".to_owned()
-        } else {
-            format!("LIST {path}")
-        };
-        let bytes = self.listing_bytes(&command).await?;
-        Ok(String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(|l| l.trim_end_matches('\r').to_owned())
-            .filter(|l| !l.is_empty())
-            .collect())
+        Ok(non_empty_lines(&self.listing_text("LIST", path).await?))
     }
 
     /// NLST: names only.
     pub async fn names(&mut self, path: &str) -> Result<Vec<String>> {
-        let command = if path.is_empty() {
-            "NLST".to_owned()
-        } else {
-            format!("NLST {path}")
-        };
-        let bytes = self.listing_bytes(&command).await?;
-        Ok(String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(|l| l.trim_end_matches('\r').to_owned())
-            .filter(|l| !l.is_empty())
-            .collect())
+        Ok(non_empty_lines(&self.listing_text("NLST", path).await?))
     }
 
     /// Reads the final reply of a transfer, and the replies to any NOOPs sent
@@ -553,4 +531,12 @@ impl AsyncWrite for Upload<'_> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.data).poll_shutdown(cx)
     }
+}
+
+/// The non-empty lines of a listing, without their line endings.
+fn non_empty_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.trim_end_matches('\r').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }

@@ -176,6 +176,12 @@ fn split_words(line: &str) -> Vec<String> {
 }
 
 impl Shell {
+    /// The runtime and the open session, or "not connected".
+    fn connected(&mut self) -> anyhow::Result<(&tokio::runtime::Runtime, &mut FtpSession)> {
+        let Shell { rt, session, .. } = self;
+        Ok((rt, session.as_mut().context("not connected: use open URL")?))
+    }
+
     fn settings(&self, resume: bool) -> TransferSettings {
         TransferSettings {
             resume,
@@ -266,11 +272,7 @@ impl Shell {
             }
             "ls" | "nlist" => {
                 let path = args.first().cloned().unwrap_or_default();
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 let mut entries = rt.block_on(session.list(&path))?;
                 entries.sort_by(|a, b| a.name.cmp(&b.name));
                 for e in entries {
@@ -283,11 +285,7 @@ impl Shell {
             }
             "dir" | "ll" => {
                 let path = args.first().cloned().unwrap_or_default();
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 let mut entries = rt.block_on(session.list(&path))?;
                 entries.sort_by(|a, b| a.name.cmp(&b.name));
                 for e in &entries {
@@ -296,29 +294,17 @@ impl Shell {
             }
             "cd" | "cwd" => {
                 let path = arg(0, "directory")?;
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 rt.block_on(session.cwd(&path))?;
                 println!("{}", rt.block_on(session.pwd())?);
             }
             "cdup" => {
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 rt.block_on(session.cdup())?;
                 println!("{}", rt.block_on(session.pwd())?);
             }
             "pwd" => {
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 println!("{}", rt.block_on(session.pwd())?);
             }
             "lcd" => {
@@ -353,11 +339,7 @@ impl Shell {
                 if args.is_empty() {
                     bail!("mget: give patterns");
                 }
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 let entries = rt.block_on(session.list(""))?;
                 let mut failed = 0;
                 for pattern in args {
@@ -415,40 +397,24 @@ impl Shell {
             }
             "delete" | "rm" => {
                 let path = arg(0, "remote file")?;
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 rt.block_on(session.delete(&path))?;
                 println!("Deleted {path}");
             }
             "mkdir" => {
                 let path = arg(0, "directory")?;
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 println!("Created {}", rt.block_on(session.mkdir(&path))?);
             }
             "rmdir" => {
                 let path = arg(0, "directory")?;
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 rt.block_on(session.rmdir(&path))?;
                 println!("Removed {path}");
             }
             "rename" | "mv" => {
                 let (from, to) = (arg(0, "old name")?, arg(1, "new name")?);
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 rt.block_on(session.rename(&from, &to))?;
                 println!("Renamed {from} to {to}");
             }
@@ -474,11 +440,7 @@ impl Shell {
             }
             "size" => {
                 let path = arg(0, "remote file")?;
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 match rt.block_on(session.size(&path))? {
                     Some(n) => println!("{path}: {n} bytes"),
                     None => bail!("size: the server does not support SIZE"),
@@ -486,11 +448,7 @@ impl Shell {
             }
             "modtime" => {
                 let path = arg(0, "remote file")?;
-                let rt = &self.rt;
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 match rt.block_on(session.modified(&path))? {
                     Some(t) => println!("{path}: {t}"),
                     None => bail!("modtime: the server does not support MDTM"),
@@ -513,12 +471,8 @@ impl Shell {
                 if args.is_empty() {
                     bail!("quote: give a command line");
                 }
-                let rt = &self.rt;
                 let line = args.join(" ");
-                let session = self
-                    .session
-                    .as_mut()
-                    .context("not connected: use open URL")?;
+                let (rt, session) = self.connected()?;
                 let reply = rt.block_on(session.raw(&line))?;
                 for l in reply.lines() {
                     println!("{} {l}", reply.code());
@@ -551,11 +505,7 @@ impl Shell {
 
     fn get(&mut self, remote: &str, local: &Path, resume: bool) -> anyhow::Result<()> {
         let settings = self.settings(resume);
-        let rt = &self.rt;
-        let session = self
-            .session
-            .as_mut()
-            .context("not connected: use open URL")?;
+        let (rt, session) = self.connected()?;
         let reporter = Reporter::new(false, false, 1, None);
         let progress = reporter.file(remote);
         let report = rt.block_on(download_file(session, remote, local, &settings, &progress))?;
@@ -565,11 +515,7 @@ impl Shell {
 
     fn put(&mut self, local: &Path, remote: &str) -> anyhow::Result<()> {
         let settings = self.settings(false);
-        let rt = &self.rt;
-        let session = self
-            .session
-            .as_mut()
-            .context("not connected: use open URL")?;
+        let (rt, session) = self.connected()?;
         let reporter = Reporter::new(false, false, 1, None);
         let progress = reporter.file(remote);
         let report = rt.block_on(upload_file(

@@ -900,6 +900,31 @@ fn shell_reads_commands_from_stdin() {
 struct Tmux(String);
 
 impl Tmux {
+    /// Runs `command` in a detached session 150 columns wide, on a tmux server
+    /// of its own named `name`, in `dir`.
+    fn start(name: String, dir: &Path, command: &str, rows: u16) -> Self {
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &name,
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "150",
+                "-y",
+            ])
+            .arg(rows.to_string())
+            .arg("-c")
+            .arg(dir)
+            .arg(command)
+            .status()
+            .expect("tmux");
+        assert!(status.success(), "tmux new-session");
+        Tmux(name)
+    }
+
     fn keys(&self, keys: &[&str]) {
         let status = Command::new("tmux")
             .args(["-L", &self.0, "send-keys", "-t", &self.0])
@@ -946,26 +971,7 @@ fn shell_in_a_terminal_with_history() {
     let name = format!("ferry-shell-{}", std::process::id());
     let url = format!("ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/", server.port());
     let command = format!("HOME={} {} shell {url}", work.path().display(), ferry_bin());
-    let status = Command::new("tmux")
-        .args([
-            "-L",
-            &name,
-            "new-session",
-            "-d",
-            "-s",
-            &name,
-            "-x",
-            "150",
-            "-y",
-            "40",
-            "-c",
-        ])
-        .arg(work.path())
-        .arg(&command)
-        .status()
-        .expect("tmux");
-    assert!(status.success(), "tmux new-session");
-    let tmux = Tmux(name);
+    let tmux = Tmux::start(name, work.path(), &command, 40);
     tmux.wait_for("ferry>");
     tmux.keys(&["cd docs", "Enter"]);
     tmux.wait_for("/docs");
@@ -1080,26 +1086,7 @@ fn password_prompt_and_progress_bars_on_a_terminal() {
         "{} get --no-netrc --user alice --limit-rate 250K {url}; echo exit=$?; sleep 60",
         ferry_bin()
     );
-    let status = Command::new("tmux")
-        .args([
-            "-L",
-            &name,
-            "new-session",
-            "-d",
-            "-s",
-            &name,
-            "-x",
-            "150",
-            "-y",
-            "20",
-            "-c",
-        ])
-        .arg(work.path())
-        .arg(&command)
-        .status()
-        .expect("tmux");
-    assert!(status.success(), "tmux new-session");
-    let tmux = Tmux(name);
+    let tmux = Tmux::start(name, work.path(), &command, 20);
     tmux.wait_for("Password for alice@127.0.0.1:");
     tmux.keys(&[ALICE_PASSWORD, "Enter"]);
     let screen = tmux.wait_for("eta");
