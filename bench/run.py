@@ -274,7 +274,12 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--bin", default="target/release")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--only", default="abcdefghi",
+                    help="the workloads to run, by letter (default all: abcdefghi); e.g. --only ad")
+    ap.add_argument("--servers", default=None,
+                    help="comma-separated servers to run (default all: ferry,ferry-baseline,vsftpd,proftpd,pure-ftpd)")
     a = ap.parse_args()
+    selected = lambda letter: letter in a.only
     runs = 1 if a.smoke else a.runs
     scale = dict(big=64 << 20, small=100, many=2000, concurrent=20, logins=20, idle_ferry=100, idle_peer=50) if a.smoke \
         else dict(big=1 << 30, small=1000, many=100000, concurrent=200, logins=200, idle_ferry=10000, idle_peer=500)
@@ -289,15 +294,25 @@ def main():
     print("preparing %s ..." % ROOT, flush=True)
     prepare(scale)
     tmp = tempfile.mkdtemp(prefix="ferry-bench-")
-    servers = [start_ferry(bindir, tmp)]
-    if not a.smoke:
-        servers.append(start_ferry(bindir, tmp, "ferry-baseline", baseline=True))
-    servers.append(start_vsftpd(tmp))
-    if not a.smoke:
-        servers += [start_proftpd(tmp), start_pureftpd(tmp)]
+    chosen = a.servers.split(",") if a.servers else \
+        (["ferry", "vsftpd"] if a.smoke else ["ferry", "ferry-baseline", "vsftpd", "proftpd", "pure-ftpd"])
+    if "ferry" not in chosen:
+        chosen.insert(0, "ferry")
+    starters = {
+        "ferry": lambda: start_ferry(bindir, tmp),
+        "ferry-baseline": lambda: start_ferry(bindir, tmp, "ferry-baseline", baseline=True),
+        "vsftpd": lambda: start_vsftpd(tmp),
+        "proftpd": lambda: start_proftpd(tmp),
+        "pure-ftpd": lambda: start_pureftpd(tmp),
+    }
+    unknown = [c for c in chosen if c not in starters]
+    if unknown:
+        sys.exit("unknown server(s): %s" % ", ".join(unknown))
+    servers = [starters[c]() for c in starters if c in chosen]
     names = [s.name for s in servers]
     table = Table(names)
     limits = {}
+    client_figures = {}
     try:
         print("machine limits", flush=True)
         limits["stream"] = median([bench_tool(bindir, "stream", "--bytes", str(4 * scale["big"]))["mb_s"] for _ in range(runs)])
@@ -314,83 +329,112 @@ def main():
                     out[s.name] = None
             return out
 
-        print("(a) download", flush=True)
-        table.add("(a) download %s (curl)" % size_label, "MB/s", each(lambda s: median(
-            [curl_speed(["-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")]) for _ in range(runs)])))
-        print("(b) upload", flush=True)
-        table.add("(b) upload %s (curl, tmpfs)" % size_label, "MB/s", each(lambda s: median(
-            [curl_speed(["-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/%s.bin" % s.name)]) for _ in range(runs)])))
-        print("(c) FTPS", flush=True)
-        tls = lambda s: s.tls or None
-        table.add("(c) FTPS PROT P download %s" % size_label, "MB/s", each(lambda s: tls(s) and median(
-            [curl_speed(["--ssl-reqd", "-k", "-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")]) for _ in range(runs)])))
-        table.add("(c) FTPS PROT P upload %s" % size_label, "MB/s", each(lambda s: tls(s) and median(
-            [curl_speed(["--ssl-reqd", "-k", "-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/tls-%s.bin" % s.name)]) for _ in range(runs)])))
-        print("(d) small files", flush=True)
-        table.add("(d) %d × 4 KiB in one session" % scale["small"], "files/s", each(lambda s: median(
-            [bench_tool(bindir, "small-files", "--url", s.url("small/"), "--count", str(scale["small"]))["files_s"] for _ in range(runs)])))
-        print("(e) concurrent sessions", flush=True)
-        conc = each(lambda s: [bench_tool(bindir, "concurrent", "--url", s.url("f64k.bin"), "--sessions", str(scale["concurrent"])) for _ in range(runs)])
-        table.add("(e) %d concurrent logins + 64 KiB" % scale["concurrent"], "s", {k: v and median([r["seconds"] for r in v]) for k, v in conc.items()}, higher_is_better=False)
-        table.add("(e) sessions failed (of %d per run)" % scale["concurrent"], "count", {k: v and max(r["failed"] for r in v) for k, v in conc.items()}, higher_is_better=False)
-        print("(f) login latency", flush=True)
-        logins = each(lambda s: bench_tool(bindir, "login", "--url", s.url(), "--count", str(scale["logins"])))
-        table.add("(f) connect+login+QUIT, median", "ms", {k: v and v["median_ms"] for k, v in logins.items()}, higher_is_better=False)
-        table.add("(f) first login", "ms", {k: v and v["first_ms"] for k, v in logins.items()}, higher_is_better=False, note="the run's first; ferry's cache is warm from the workloads before, ferry-baseline has none")
-        print("(g) idle sessions", flush=True)
-        idle = each(lambda s: None if s.name == "ferry-baseline" else
-                    bench_tool(bindir, "idle", "--url", s.url(), "--pid", str(s.proc.pid), "--sessions",
-                               str(scale["idle_ferry"] if s.name == "ferry" else scale["idle_peer"])))
-        table.add("(g) idle logged-in session, PSS", "KiB", {k: v and v["kib_per_session"] for k, v in idle.items()}, higher_is_better=False,
-                  note="ferry %d sessions, peers %d" % (scale["idle_ferry"], scale["idle_peer"]))
-        table.add("(g) idle sessions that failed to log in", "count", {k: v and v["failed"] for k, v in idle.items()}, higher_is_better=False)
-        print("(h) listings", flush=True)
-        for cmd in ["LIST", "MLSD"]:
-            res = each(lambda s: None if (cmd == "MLSD" and s.name == "vsftpd") else
-                       bench_tool(bindir, "list", "--url", s.url("many/"), "--command", cmd, "--pid", str(s.proc.pid)))
-            # A server that sends fewer lines than there are entries (a listing
-            # limit) gets no time figure: it did not do the work.
-            short = {k: v["lines"] for k, v in res.items() if v and v["lines"] < scale["many"]}
-            for k, n in short.items():
-                print("  %s sent %d of %d entries" % (k, n, scale["many"]), flush=True)
-            table.add("(h) %s of %d entries" % (cmd, scale["many"]), "s",
-                      {k: (None if k in short else v and v["seconds"]) for k, v in res.items()}, higher_is_better=False,
-                      note=", ".join("%s sent only %d" % kv for kv in short.items()))
-            table.add("(h) %s peak extra server memory" % cmd, "KiB", {k: v and v["peak_extra_kib"] for k, v in res.items()}, higher_is_better=False)
-        print("(i) clients against ferry", flush=True)
-        ferry_server = servers[0]
-        out_dir = ROOT + "/client-out"
-        os.makedirs(out_dir, exist_ok=True)
+        def interleaved(fn):
+            """Runs fn(server) `runs` times per server, taking the servers in
+            turn in each round (not all runs of one server, then the next), so
+            that a drift of the machine over the minutes of a workload does not
+            fall on one server; returns each server's list of results."""
+            out = {s.name: [] for s in servers}
+            for _ in range(runs):
+                for s in servers:
+                    if out[s.name] is None:
+                        continue
+                    try:
+                        out[s.name].append(fn(s))
+                    except Exception as e:  # a server that fails a workload gets no figure
+                        print("  %s failed: %s" % (s.name, e), flush=True)
+                        out[s.name] = None
+            return {k: (v if v else None) for k, v in out.items()}
 
-        def timed(cmd):
-            t0 = time.time()
-            subprocess.run(cmd, check=True, capture_output=True, timeout=900)
-            return scale["big"] / (time.time() - t0) / 1e6
+        def interleaved_median(fn):
+            return {k: v and median(v) for k, v in interleaved(fn).items()}
 
-        def fresh(name):
-            p = out_dir + "/" + name
-            for f in [p, p + ".ferry-part", p + ".ferry-part.state"]:
-                if os.path.exists(f):
-                    os.remove(f)
-            return p
+        if selected("a"):
+            print("(a) download", flush=True)
+            table.add("(a) download %s (curl)" % size_label, "MB/s", interleaved_median(lambda s: curl_speed(
+                ["-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")])))
+        if selected("b"):
+            print("(b) upload", flush=True)
+            table.add("(b) upload %s (curl, tmpfs)" % size_label, "MB/s", interleaved_median(lambda s: curl_speed(
+                ["-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/%s.bin" % s.name)])))
+        if selected("c"):
+            print("(c) FTPS", flush=True)
+            tls = lambda s: s.tls or None
+            table.add("(c) FTPS PROT P download %s" % size_label, "MB/s", interleaved_median(lambda s: tls(s) and curl_speed(
+                ["--ssl-reqd", "-k", "-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")])))
+            table.add("(c) FTPS PROT P upload %s" % size_label, "MB/s", interleaved_median(lambda s: tls(s) and curl_speed(
+                ["--ssl-reqd", "-k", "-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/tls-%s.bin" % s.name)])))
+        if selected("d"):
+            print("(d) small files", flush=True)
+            table.add("(d) %d × 4 KiB in one session" % scale["small"], "files/s", interleaved_median(lambda s: bench_tool(
+                bindir, "small-files", "--url", s.url("small/"), "--count", str(scale["small"]))["files_s"]))
+        if selected("e"):
+            print("(e) concurrent sessions", flush=True)
+            conc = interleaved(lambda s: bench_tool(bindir, "concurrent", "--url", s.url("f64k.bin"), "--sessions", str(scale["concurrent"])))
+            table.add("(e) %d concurrent logins + 64 KiB" % scale["concurrent"], "s", {k: v and median([r["seconds"] for r in v]) for k, v in conc.items()}, higher_is_better=False)
+            table.add("(e) sessions failed (of %d per run)" % scale["concurrent"], "count", {k: v and max(r["failed"] for r in v) for k, v in conc.items()}, higher_is_better=False)
+        if selected("f"):
+            print("(f) login latency", flush=True)
+            logins = each(lambda s: bench_tool(bindir, "login", "--url", s.url(), "--count", str(scale["logins"])))
+            table.add("(f) connect+login+QUIT, median", "ms", {k: v and v["median_ms"] for k, v in logins.items()}, higher_is_better=False)
+            table.add("(f) first login", "ms", {k: v and v["first_ms"] for k, v in logins.items()}, higher_is_better=False, note="the run's first; ferry's cache is warm from the workloads before, ferry-baseline has none")
+        if selected("g"):
+            print("(g) idle sessions", flush=True)
+            idle = each(lambda s: None if s.name == "ferry-baseline" else
+                        bench_tool(bindir, "idle", "--url", s.url(), "--pid", str(s.proc.pid), "--sessions",
+                                   str(scale["idle_ferry"] if s.name == "ferry" else scale["idle_peer"])))
+            table.add("(g) idle logged-in session, PSS", "KiB", {k: v and v["kib_per_session"] for k, v in idle.items()}, higher_is_better=False,
+                      note="ferry %d sessions, peers %d" % (scale["idle_ferry"], scale["idle_peer"]))
+            table.add("(g) idle sessions that failed to log in", "count", {k: v and v["failed"] for k, v in idle.items()}, higher_is_better=False)
+        if selected("h"):
+            print("(h) listings", flush=True)
+            for cmd in ["LIST", "MLSD"]:
+                res = each(lambda s: None if (cmd == "MLSD" and s.name == "vsftpd") else
+                           bench_tool(bindir, "list", "--url", s.url("many/"), "--command", cmd, "--pid", str(s.proc.pid)))
+                # A server that sends fewer lines than there are entries (a listing
+                # limit) gets no time figure: it did not do the work.
+                short = {k: v["lines"] for k, v in res.items() if v and v["lines"] < scale["many"]}
+                for k, n in short.items():
+                    print("  %s sent %d of %d entries" % (k, n, scale["many"]), flush=True)
+                table.add("(h) %s of %d entries" % (cmd, scale["many"]), "s",
+                          {k: (None if k in short else v and v["seconds"]) for k, v in res.items()}, higher_is_better=False,
+                          note=", ".join("%s sent only %d" % kv for kv in short.items()))
+                table.add("(h) %s peak extra server memory" % cmd, "KiB", {k: v and v["peak_extra_kib"] for k, v in res.items()}, higher_is_better=False)
+        if selected("i"):
+            print("(i) clients against ferry", flush=True)
+            ferry_server = servers[0]
+            out_dir = ROOT + "/client-out"
+            os.makedirs(out_dir, exist_ok=True)
 
-        url = ferry_server.url("big.bin")
-        clients = {
-            "ferry get": lambda: timed([bindir + "/ferry", "get", "-q", url, fresh("ferry.bin")]),
-            "curl": lambda: timed(["curl", "-s", "-o", fresh("curl.bin"), url]),
-            "lftp get": lambda: timed(["lftp", "-c", "set ftp:ssl-allow no; get %s -o %s" % (url, fresh("lftp.bin"))]),
-            "ferry get --segments 4": lambda: timed([bindir + "/ferry", "get", "-q", "--segments", "4", url, fresh("seg.bin")]),
-            "lftp pget -n 4": lambda: timed(["lftp", "-c", "set ftp:ssl-allow no; pget -n 4 %s -o %s" % (url, fresh("pget.bin"))]),
-        }
-        client_figures = {}
-        for name, fn in clients.items():
-            try:
-                client_figures[name] = median([fn() for _ in range(runs)])
-            except Exception as e:
-                print("  %s failed: %s" % (name, e), flush=True)
-                client_figures[name] = None
-            print("  %s: %s MB/s" % (name, client_figures[name]), flush=True)
-        shutil.rmtree(out_dir, ignore_errors=True)
+            def timed(cmd):
+                t0 = time.time()
+                subprocess.run(cmd, check=True, capture_output=True, timeout=900)
+                return scale["big"] / (time.time() - t0) / 1e6
+
+            def fresh(name):
+                p = out_dir + "/" + name
+                for f in [p, p + ".ferry-part", p + ".ferry-part.state"]:
+                    if os.path.exists(f):
+                        os.remove(f)
+                return p
+
+            url = ferry_server.url("big.bin")
+            clients = {
+                "ferry get": lambda: timed([bindir + "/ferry", "get", "-q", url, fresh("ferry.bin")]),
+                "curl": lambda: timed(["curl", "-s", "-o", fresh("curl.bin"), url]),
+                "lftp get": lambda: timed(["lftp", "-c", "set ftp:ssl-allow no; get %s -o %s" % (url, fresh("lftp.bin"))]),
+                "ferry get --segments 4": lambda: timed([bindir + "/ferry", "get", "-q", "--segments", "4", url, fresh("seg.bin")]),
+                "lftp pget -n 4": lambda: timed(["lftp", "-c", "set ftp:ssl-allow no; pget -n 4 %s -o %s" % (url, fresh("pget.bin"))]),
+            }
+            client_figures = {}
+            for name, fn in clients.items():
+                try:
+                    client_figures[name] = median([fn() for _ in range(runs)])
+                except Exception as e:
+                    print("  %s failed: %s" % (name, e), flush=True)
+                    client_figures[name] = None
+                print("  %s: %s MB/s" % (name, client_figures[name]), flush=True)
+            shutil.rmtree(out_dir, ignore_errors=True)
     finally:
         for s in servers:
             s.stop()
@@ -406,13 +450,15 @@ def main():
     report.append("")
     report.append(table.markdown())
     report.append("")
-    if limits["stream"]:
-        f = table.rows[0][2].get("ferry")
+    download = [r for r in table.rows if r[0].startswith("(a)")]
+    if limits["stream"] and download:
+        f = download[0][2].get("ferry")
         if f:
             report.append("ferry's download is %.0f%% of the loopback stream." % (100 * f / limits["stream"]))
             report.append("")
-    report.append("| client, against ferry | MB/s | vs curl | vs lftp |")
-    report.append("|---|---:|---:|---:|")
+    if client_figures:
+        report.append("| client, against ferry | MB/s | vs curl | vs lftp |")
+        report.append("|---|---:|---:|---:|")
     for name, v in client_figures.items():
         def vs(other):
             o = client_figures.get(other)

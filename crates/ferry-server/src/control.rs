@@ -150,6 +150,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConnection<S> {
         w.flush().await
     }
 
+    /// Sends several replies in one write (one packet where they fit).
+    pub async fn send_all(&mut self, replies: &[Reply]) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        for r in replies {
+            bytes.extend_from_slice(&r.to_bytes());
+        }
+        self.send_raw(&bytes).await
+    }
+
     /// Sends bytes already in reply form (a multi-line reply written in parts).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let w = self.io()?.get_mut();

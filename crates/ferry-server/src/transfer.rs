@@ -104,22 +104,28 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
 /// How many bytes one `sendfile` call may move.
 const SENDFILE_CHUNK: usize = 1 << 20;
 
-/// Sends a host file from `offset` with `sendfile`: the kernel moves the bytes from
-/// the page cache to the socket without copying them through ferry (plain FTP,
-/// TYPE I, local disk only).
+/// Sends a host file from `offset` to `end` (its size when the transfer was
+/// announced) with `sendfile`: the kernel moves the bytes from the page cache
+/// to the socket without copying them through ferry (plain FTP, TYPE I, local
+/// disk only). A file that shrinks meanwhile ends the transfer early; bytes
+/// appended meanwhile are not sent, as the 150 reply announced the size.
 pub async fn send_file_zero_copy(
     file: std::fs::File,
     mut offset: u64,
+    end: u64,
     data: &mut tokio::net::TcpStream,
     timeout: Duration,
     meter: &TransferMeter,
     rate: Option<&SharedRate>,
 ) -> Result<u64, TransferError> {
     let mut total = 0u64;
-    loop {
+    // Stopping at the known end saves the last call (which would return 0)
+    // and the push of pending frames the kernel does at a file's end.
+    while offset < end {
+        let left = usize::try_from(end - offset).unwrap_or(usize::MAX);
         let chunk = match rate {
-            Some(_) => 64 * 1024,
-            None => SENDFILE_CHUNK,
+            Some(_) => left.min(64 * 1024),
+            None => left.min(SENDFILE_CHUNK),
         };
         if let Some(rate) = rate {
             rate.wait_for(chunk).await;

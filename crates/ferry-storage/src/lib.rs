@@ -99,6 +99,13 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     async fn discard(self: Box<Self>);
 }
 
+/// A host file opened for zero-copy sending, with its size when it was opened.
+#[derive(Debug)]
+pub struct HostFile {
+    pub file: std::fs::File,
+    pub size: u64,
+}
+
 /// A byte stream being read from a file.
 pub type FileReader = Box<dyn AsyncRead + Send + Unpin>;
 
@@ -112,10 +119,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Opens a file as a host file, for zero-copy sending (`sendfile`). Backends
     /// whose files are not host files answer `None`, and callers use
     /// [`Storage::read`].
-    async fn open_host_file(
-        &self,
-        path: &VirtualPath,
-    ) -> Result<Option<std::fs::File>, StorageError> {
+    async fn open_host_file(&self, path: &VirtualPath) -> Result<Option<HostFile>, StorageError> {
         let _ = path;
         Ok(None)
     }

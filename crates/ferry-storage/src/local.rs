@@ -27,8 +27,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Sta
 use tokio::io::AsyncWrite;
 
 use crate::{
-    DirEntry, DirStream, FileKind, FileReader, Metadata, Storage, StorageBackend, StorageError,
-    Upload, VirtualPath, WriteMode,
+    DirEntry, DirStream, FileKind, FileReader, HostFile, Metadata, Storage, StorageBackend,
+    StorageError, Upload, VirtualPath, WriteMode,
 };
 
 /// Names of uploads in progress start with this; listings hide them.
@@ -233,21 +233,20 @@ impl Storage for LocalHome {
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
-    async fn open_host_file(
-        &self,
-        path: &VirtualPath,
-    ) -> Result<Option<std::fs::File>, StorageError> {
-        let home = self.dir.clone();
-        let path = path.clone();
-        blocking(move || {
-            let fd = open_beneath(&home, path.relative(), OFlags::RDONLY)?;
-            let st = rustix::fs::fstat(&fd)?;
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                return Err(StorageError::IsADirectory);
-            }
-            Ok(Some(std::fs::File::from(fd)))
-        })
-        .await
+    async fn open_host_file(&self, path: &VirtualPath) -> Result<Option<HostFile>, StorageError> {
+        // Inline on the async worker, not through the blocking pool: an open
+        // and an fstat are answered from the kernel's dentry and inode caches
+        // (nginx opens files in its event loop the same way), and the trip to
+        // a pool thread and back cost more than the open itself (docs/benchmarks.md).
+        let fd = open_beneath(&*self.dir, path.relative(), OFlags::RDONLY)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Err(StorageError::IsADirectory);
+        }
+        Ok(Some(HostFile {
+            file: std::fs::File::from(fd),
+            size: st.st_size.try_into().unwrap_or(0),
+        }))
     }
 
     async fn write(

@@ -161,13 +161,15 @@ fn idle_login_and_data_timeouts() {
     };
     assert!(r.starts_with("421") && r.contains("Login"), "{r}");
 
-    // PASV and then never connecting: 425 after the data timeout; session usable.
+    // PASV and then never connecting: 425 after the data timeout, with no 150
+    // before it (150 follows the data connection); the session stays usable.
     let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
     assert_eq!(code(&c.cmd("PASV")), "227");
     std::fs::write(server.files().join("alice/f"), b"x").expect("f");
-    assert_eq!(code(&c.cmd("RETR f")), "150");
-    let r = c.reply();
+    let started = Instant::now();
+    let r = c.cmd("RETR f");
     assert_eq!(code(&r), "425", "{r}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(code(&c.cmd("NOOP")), "200");
 }
 
@@ -184,15 +186,15 @@ fn passive_port_refuses_strangers() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     c.send_bytes(b"RETR f.bin\r\n");
-    assert_eq!(code(&c.reply()), "150");
     let mut got = Vec::new();
     let _ = stranger.read_to_end(&mut got);
     assert!(got.is_empty(), "a stranger received data");
-    // The real client still gets its transfer.
+    // The real client still gets its transfer; 150 follows its connection.
     let mut data = TcpStream::connect(target).expect("client connects");
     let mut body = Vec::new();
     data.read_to_end(&mut body).expect("read");
     assert_eq!(body, b"the real payload");
+    assert_eq!(code(&c.reply()), "150");
     assert_eq!(code(&c.reply()), "226");
 }
 

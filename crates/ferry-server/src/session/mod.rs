@@ -33,6 +33,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use ferry_accounts::{Account, Permission, PolicyDecision};
 use ferry_proto::Reply;
@@ -72,11 +73,26 @@ struct LoggedIn {
     ticket: crate::users::SessionTicket,
 }
 
-/// A transfer about to run: the 150 reply, then the job, raced against the
-/// control connection so that ABOR, STAT and NOOP are answered meanwhile.
+/// The work of a transfer once its data connection is open (a TLS handshake
+/// included, for a protected one).
+type TransferWork = Box<
+    dyn FnOnce(
+            tokio::net::TcpStream,
+            Arc<TransferMeter>,
+        ) -> Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>
+        + Send,
+>;
+
+/// A transfer about to run: the data connection, the 150 reply, then the
+/// work, all raced against the control connection so that ABOR, STAT and NOOP
+/// are answered meanwhile (see [`Session::run_transfer`]).
 struct TransferStep {
     start: Reply,
-    job: Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>,
+    /// Opens the data connection: accepts it (PASV/EPSV) or makes it (PORT/EPRT).
+    connect: Pin<Box<dyn Future<Output = Result<tokio::net::TcpStream, TransferError>> + Send>>,
+    work: TransferWork,
+    /// Whether the data connection is protected with TLS.
+    protected: bool,
     meter: Arc<TransferMeter>,
     what: String,
     /// Filled in by the session loop; written when the transfer ends.
@@ -527,77 +543,117 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Runs a transfer while answering the control connection.
+    ///
+    /// The order on the wire, like vsftpd's and Pure-FTPd's: first the data
+    /// connection (a client that cannot open one gets 425 alone), then 150,
+    /// then the data, then 226. A plain transfer that finishes at once (a small
+    /// file goes out in one `sendfile` into the socket buffer) sends its 150 and
+    /// 226 in one write: one packet and one wake-up of the client fewer per
+    /// file. Over TLS the 150 always comes first, because clients wait for it
+    /// before they start the handshake on the data connection.
     async fn run_transfer(&mut self, t: TransferStep) -> TransferEnd {
-        if self.control.send(&t.start).await.is_err() {
-            return TransferEnd::ControlClosed;
-        }
-        let mut job = t.job;
+        let TransferStep {
+            start,
+            mut connect,
+            work,
+            protected,
+            meter,
+            what,
+            audit,
+        } = t;
         let mut control_open = true;
-        let result = loop {
+        let connected = loop {
             let event = if control_open {
                 tokio::select! {
-                    r = &mut job => TransferEvent::Done(r),
-                    line = self.control.read_line() => TransferEvent::Line(line),
+                    r = &mut connect => Raced::Done(r),
+                    line = self.control.read_line() => Raced::Line(line),
                 }
             } else {
-                TransferEvent::Done((&mut job).await)
+                Raced::Done((&mut connect).await)
             };
             match event {
-                TransferEvent::Done(r) => break Some(r),
-                TransferEvent::Line(Ok(Some(Line::Text(l)))) => match Command::parse(&l) {
-                    Ok(Command::Abor) => break None,
-                    Ok(Command::Stat(args)) if args.path.is_none() => {
-                        let r = Reply::new(
-                            213,
-                            format!(
-                                "Status: {} {} bytes transferred so far.",
-                                t.what,
-                                t.meter.bytes()
-                            ),
-                        );
-                        let _ = self.control.send(&r).await;
+                Raced::Done(r) => break Some(r),
+                Raced::Line(line) => {
+                    match self.control_during_transfer(line, &what, &meter).await {
+                        DuringTransfer::Continue => {}
+                        DuringTransfer::Abort => break None,
+                        DuringTransfer::ControlClosed => control_open = false,
                     }
-                    Ok(Command::Noop) => {
-                        let _ = self.control.send(&Reply::new(200, "NOOP ok.")).await;
-                    }
-                    _ => self.pending.push_back(l),
-                },
-                TransferEvent::Line(Ok(Some(Line::TooLong))) => {
-                    let _ = self
-                        .control
-                        .send(&Reply::new(500, "Command line too long: skipped."))
-                        .await;
                 }
-                // The client closed the control connection: let the transfer
-                // finish (an upload is kept whole), then end the session.
-                TransferEvent::Line(Ok(None) | Err(_)) => control_open = false,
             }
         };
-        let replies = match result {
-            Some(Ok(bytes)) => {
-                info!(session = self.peer.id, what = %t.what, bytes, "transfer complete");
-                vec![Reply::new(
-                    226,
-                    format!("Transfer complete ({bytes} bytes)."),
-                )]
-            }
-            Some(Err(e)) => {
-                info!(session = self.peer.id, what = %t.what, error = %e, bytes = t.meter.bytes(), "transfer failed");
-                vec![e.reply()]
-            }
-            None => {
-                drop(job);
-                info!(session = self.peer.id, what = %t.what, bytes = t.meter.bytes(), "transfer aborted by client");
-                vec![
-                    Reply::new(426, "Connection closed; transfer aborted."),
-                    Reply::new(226, "ABOR successful."),
-                ]
+        drop(connect);
+        let mut start_sent = false;
+        let opened = matches!(connected, Some(Ok(_)));
+        let result: Option<Result<u64, TransferError>> = match connected {
+            None => None,
+            Some(Err(e)) => Some(Err(e)),
+            Some(Ok(stream)) => {
+                let mut job = work(stream, meter.clone());
+                // A plain transfer is polled once before its 150 goes out.
+                let first = if protected {
+                    None
+                } else {
+                    match std::future::poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx))).await {
+                        Poll::Ready(r) => Some(r),
+                        Poll::Pending => None,
+                    }
+                };
+                match first {
+                    Some(r) => Some(r),
+                    None => {
+                        if control_open && self.control.send(&start).await.is_err() {
+                            control_open = false;
+                        }
+                        start_sent = true;
+                        loop {
+                            let event = if control_open {
+                                tokio::select! {
+                                    r = &mut job => Raced::Done(r),
+                                    line = self.control.read_line() => Raced::Line(line),
+                                }
+                            } else {
+                                Raced::Done((&mut job).await)
+                            };
+                            match event {
+                                Raced::Done(r) => break Some(r),
+                                Raced::Line(line) => {
+                                    match self.control_during_transfer(line, &what, &meter).await {
+                                        DuringTransfer::Continue => {}
+                                        DuringTransfer::Abort => break None,
+                                        DuringTransfer::ControlClosed => control_open = false,
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         };
-        if let Some(a) = &t.audit {
-            let code = replies.first().map_or(0, Reply::code);
+        let mut replies = match &result {
+            Some(Ok(bytes)) => vec![Reply::new(
+                226,
+                format!("Transfer complete ({bytes} bytes)."),
+            )],
+            Some(Err(e)) => vec![e.reply()],
+            None => vec![
+                Reply::new(426, "Connection closed; transfer aborted."),
+                Reply::new(226, "ABOR successful."),
+            ],
+        };
+        // A transfer that ran without its 150 having gone out yet announces it
+        // now, before the result; one that never got a data connection does not.
+        if opened && !start_sent {
+            replies.insert(0, start);
+        }
+        if let Some(a) = &audit {
+            let code = replies
+                .iter()
+                .map(Reply::code)
+                .find(|&c| c >= 200)
+                .unwrap_or(0);
             let elapsed = a.started.elapsed();
-            let bytes = t.meter.bytes();
+            let bytes = meter.bytes();
             let record = CommandAudit {
                 verb: a.verb,
                 arg: a.arg.as_deref(),
@@ -626,15 +682,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 });
             }
         }
-        if !control_open {
-            return TransferEnd::ControlClosed;
-        }
-        for r in &replies {
-            if self.control.send(r).await.is_err() {
-                return TransferEnd::ControlClosed;
+        let sent = control_open && self.control.send_all(&replies).await.is_ok();
+        // Logged after the reply is out: the client need not wait for the log.
+        match &result {
+            Some(Ok(bytes)) => {
+                info!(session = self.peer.id, what = %what, bytes, "transfer complete");
+            }
+            Some(Err(e)) => {
+                info!(session = self.peer.id, what = %what, error = %e, bytes = meter.bytes(), "transfer failed");
+            }
+            None => {
+                info!(session = self.peer.id, what = %what, bytes = meter.bytes(), "transfer aborted by client");
             }
         }
-        TransferEnd::Continue
+        if sent {
+            TransferEnd::Continue
+        } else {
+            TransferEnd::ControlClosed
+        }
+    }
+
+    /// Answers a control line that arrives while a transfer runs: ABOR ends it,
+    /// STAT and NOOP are answered, anything else waits for the transfer's end.
+    async fn control_during_transfer(
+        &mut self,
+        line: std::io::Result<Option<Line>>,
+        what: &str,
+        meter: &TransferMeter,
+    ) -> DuringTransfer {
+        match line {
+            Ok(Some(Line::Text(l))) => match Command::parse(&l) {
+                Ok(Command::Abor) => return DuringTransfer::Abort,
+                Ok(Command::Stat(args)) if args.path.is_none() => {
+                    let r = Reply::new(
+                        213,
+                        format!(
+                            "Status: {} {} bytes transferred so far.",
+                            what,
+                            meter.bytes()
+                        ),
+                    );
+                    let _ = self.control.send(&r).await;
+                }
+                Ok(Command::Noop) => {
+                    let _ = self.control.send(&Reply::new(200, "NOOP ok.")).await;
+                }
+                _ => self.pending.push_back(l),
+            },
+            Ok(Some(Line::TooLong)) => {
+                let _ = self
+                    .control
+                    .send(&Reply::new(500, "Command line too long: skipped."))
+                    .await;
+            }
+            // The client closed the control connection: let the transfer
+            // finish (an upload is kept whole), then end the session.
+            Ok(None) | Err(_) => return DuringTransfer::ControlClosed,
+        }
+        DuringTransfer::Continue
     }
 
     // Helpers shared by the command families.
@@ -668,40 +773,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let timeout = self.opts.data_timeout;
         let (peer_ip, local_ip) = (self.peer.remote.ip(), self.peer.local.ip());
-        let meter = TransferMeter::new();
-        let job_meter = meter.clone();
-        let job = async move {
-            let stream = crate::data::open(setup, peer_ip, local_ip, timeout).await?;
-            let stream = match protect {
-                None => DataStream::Plain(stream),
-                Some((acceptor, reuse_required)) => {
-                    let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
-                        .await
-                        .map_err(|_| {
-                            TransferError::Tls(
-                                "TLS negotiation on the data connection timed out".into(),
-                            )
-                        })?
-                        .map_err(|e| {
-                            TransferError::Tls(format!(
-                                "TLS negotiation on the data connection failed: {e}"
-                            ))
-                        })?;
-                    if reuse_required && !crate::tls::resumed(tls.get_ref().1) {
-                        return Err(TransferError::Tls(
-                            "the data connection must reuse the control connection's TLS session"
-                                .into(),
-                        ));
+        let protected = protect.is_some();
+        let connect = crate::data::open(setup, peer_ip, local_ip, timeout);
+        let work: TransferWork = Box::new(move |stream, meter| {
+            Box::pin(async move {
+                let stream = match protect {
+                    None => DataStream::Plain(stream),
+                    Some((acceptor, reuse_required)) => {
+                        let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
+                            .await
+                            .map_err(|_| {
+                                TransferError::Tls(
+                                    "TLS negotiation on the data connection timed out".into(),
+                                )
+                            })?
+                            .map_err(|e| {
+                                TransferError::Tls(format!(
+                                    "TLS negotiation on the data connection failed: {e}"
+                                ))
+                            })?;
+                        if reuse_required && !crate::tls::resumed(tls.get_ref().1) {
+                            return Err(TransferError::Tls(
+                                "the data connection must reuse the control connection's TLS session"
+                                    .into(),
+                            ));
+                        }
+                        DataStream::Tls(Box::new(tls))
                     }
-                    DataStream::Tls(Box::new(tls))
-                }
-            };
-            work(stream, job_meter).await
-        };
+                };
+                work(stream, meter).await
+            })
+        });
         Ok(TransferStep {
             start,
-            job: Box::pin(job),
-            meter,
+            connect: Box::pin(connect),
+            work,
+            protected,
+            meter: TransferMeter::new(),
             what,
             audit: None,
         })
@@ -781,9 +889,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
-enum TransferEvent {
-    Done(Result<u64, TransferError>),
+/// What came first while racing a transfer's step against the control connection.
+enum Raced<T> {
+    Done(T),
     Line(std::io::Result<Option<Line>>),
+}
+
+/// What a control line read during a transfer leads to.
+enum DuringTransfer {
+    Continue,
+    Abort,
+    ControlClosed,
 }
 
 enum TransferEnd {

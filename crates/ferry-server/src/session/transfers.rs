@@ -68,10 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             None
         };
         let size = match &host_file {
-            Some(file) => file
-                .metadata()
-                .map_err(|e| SessionError::storage(&path, e.into()))?
-                .len(),
+            Some(host) => host.size,
             None => {
                 let meta = self.metadata(&path).await?;
                 if meta.is_dir() {
@@ -89,7 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.require_data_setup()?;
         let (ascii, timeout) = (self.ascii, self.opts.data_timeout);
         let source = match host_file {
-            Some(file) => Source::HostFile(file),
+            Some(host) => Source::HostFile(host.file),
             None => Source::Stream(
                 self.storage()?
                     .read(&path, offset)
@@ -116,6 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         transfer::send_file_zero_copy(
                             file,
                             offset,
+                            size,
                             tcp,
                             timeout,
                             &meter,
