@@ -23,11 +23,29 @@ enum Cmd {
     Stream {
         #[arg(long)]
         bytes: u64,
+        /// Send this file with sendfile(2) instead (BYTES is then its size):
+        /// the ceiling for a server sending files from the page cache.
+        #[arg(long)]
+        sendfile: Option<std::path::PathBuf>,
     },
     /// Read a file that is in the page cache.
     CacheRead {
         #[arg(long)]
         file: std::path::PathBuf,
+    },
+    /// Download the URL's file into a 1 MiB buffer (the reader of `stream`),
+    /// so that the client is not what limits the figure.
+    Download {
+        #[arg(long)]
+        url: String,
+    },
+    /// Upload BYTES to the URL from memory in 1 MiB writes (the writer of
+    /// `stream`).
+    Upload {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        bytes: u64,
     },
     /// COUNT files named f0..f{COUNT-1} under the URL's directory, downloaded
     /// one after another in one session.
@@ -77,8 +95,10 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let out = match cli.command {
-        Cmd::Stream { bytes } => stream(bytes)?,
+        Cmd::Stream { bytes, sendfile } => stream(bytes, sendfile)?,
         Cmd::CacheRead { file } => cache_read(&file)?,
+        Cmd::Download { url } => download(&url)?,
+        Cmd::Upload { url, bytes } => upload(&url, bytes)?,
         Cmd::SmallFiles { url, count } => runtime()?.block_on(small_files(&url, count))?,
         Cmd::Concurrent { url, sessions } => runtime()?.block_on(concurrent(&url, sessions))?,
         Cmd::Login { url, count } => login(&url, count)?,
@@ -100,11 +120,24 @@ fn mb_s(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64() / 1e6
 }
 
-fn stream(bytes: u64) -> anyhow::Result<serde_json::Value> {
+fn stream(bytes: u64, sendfile: Option<std::path::PathBuf>) -> anyhow::Result<serde_json::Value> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
+    let file = match sendfile {
+        Some(path) => Some(std::fs::File::open(&path).with_context(|| path.display().to_string())?),
+        None => None,
+    };
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         let (mut s, _) = listener.accept()?;
+        if let Some(file) = file {
+            let mut offset = 0u64;
+            loop {
+                let n = rustix::fs::sendfile(&s, &file, Some(&mut offset), 1 << 30)?;
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+        }
         let buf = vec![0x5au8; 1 << 20];
         let mut left = bytes;
         while left > 0 {
@@ -157,6 +190,52 @@ fn options() -> ConnectOptions {
         keepalive: None,
         ..ConnectOptions::default()
     }
+}
+
+/// A download into a 1 MiB buffer over blocking sockets: the reader of
+/// `stream`, so that the client is not what limits the figure.
+fn download(url: &str) -> anyhow::Result<serde_json::Value> {
+    let url = FtpUrl::parse(url)?;
+    let mut raw = Raw::session(&url)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    let command = format!("RETR {}", url.path);
+    let mut data = raw.transfer(&url, &command)?;
+    let mut bytes = 0u64;
+    loop {
+        let n = data.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+    }
+    raw.finish(&command)?;
+    let t = start.elapsed();
+    Ok(json!({ "bytes": bytes, "seconds": t.as_secs_f64(), "mb_s": mb_s(bytes, t) }))
+}
+
+/// An upload of BYTES from memory in 1 MiB writes: the writer of `stream`.
+fn upload(url: &str, bytes: u64) -> anyhow::Result<serde_json::Value> {
+    let url = FtpUrl::parse(url)?;
+    let mut raw = Raw::session(&url)?;
+    // Not one byte value throughout, so that nothing on the way can compress it.
+    let buf: Vec<u8> = (0..1u32 << 20)
+        .flat_map(u32::to_le_bytes)
+        .take(1 << 20)
+        .collect();
+    let start = Instant::now();
+    let command = format!("STOR {}", url.path);
+    let mut data = raw.transfer(&url, &command)?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(buf.len() as u64))?;
+        data.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    drop(data);
+    raw.finish(&command)?;
+    let t = start.elapsed();
+    Ok(json!({ "bytes": bytes, "seconds": t.as_secs_f64(), "mb_s": mb_s(bytes, t) }))
 }
 
 async fn small_files(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {
@@ -290,6 +369,52 @@ impl Raw {
             if c != 230 {
                 bail!("login refused: {t}");
             }
+        }
+        Ok(())
+    }
+
+    /// PASV, and the port it names.
+    fn pasv_port(&mut self) -> anyhow::Result<u16> {
+        let (code, text) = self.cmd("PASV")?;
+        if code != 227 {
+            bail!("PASV: {text}");
+        }
+        let nums: Vec<u16> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        Ok(nums
+            .get(nums.len().saturating_sub(2)..)
+            .map(|p| p[0] * 256 + p[1])
+            .unwrap_or(0))
+    }
+
+    /// A logged-in session in TYPE I.
+    fn session(url: &FtpUrl) -> anyhow::Result<Self> {
+        let mut raw = Raw::connect(url)?;
+        raw.login(url)?;
+        raw.cmd("TYPE I")?;
+        Ok(raw)
+    }
+
+    /// Sends a transfer command over a fresh passive connection; returns the
+    /// connection once the server has accepted the command (1xx).
+    fn transfer(&mut self, url: &FtpUrl, command: &str) -> anyhow::Result<TcpStream> {
+        let port = self.pasv_port()?;
+        let data = TcpStream::connect((url.host.as_str(), port))?;
+        let (code, text) = self.cmd(command)?;
+        if !(100..200).contains(&code) {
+            bail!("{command}: {text}");
+        }
+        Ok(data)
+    }
+
+    /// The final reply of a transfer.
+    fn finish(&mut self, command: &str) -> anyhow::Result<()> {
+        let (code, text) = self.reply()?;
+        if !(200..300).contains(&code) {
+            bail!("{command}: {text}");
         }
         Ok(())
     }
@@ -442,23 +567,9 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
 
 fn list(url: &str, command: &str, pid: u32) -> anyhow::Result<serde_json::Value> {
     let url = FtpUrl::parse(url)?;
-    let mut raw = Raw::connect(&url)?;
-    raw.login(&url)?;
-    raw.cmd("TYPE I")?;
+    let mut raw = Raw::session(&url)?;
     let baseline = rss_kib(pid);
-    let (code, text) = raw.cmd("PASV")?;
-    if code != 227 {
-        bail!("PASV: {text}");
-    }
-    let nums: Vec<u16> = text
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let port = nums
-        .get(nums.len().saturating_sub(2)..)
-        .map(|p| p[0] * 256 + p[1])
-        .unwrap_or(0);
+    let port = raw.pasv_port()?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
         let stop = stop.clone();

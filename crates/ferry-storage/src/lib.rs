@@ -97,6 +97,16 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     /// Ends the upload and removes what it wrote to a new or replacement file, as
     /// when it went over a quota. Bytes written in place (APPE, REST+STOR) stay.
     async fn discard(self: Box<Self>);
+    /// The file being written, when it is a host file (a second handle on it,
+    /// at its current position). A plain binary upload then writes into it
+    /// from a blocking loop, reporting the bytes through [`Upload::wrote`]. Backends whose files are not host files answer `None`.
+    fn host_file(&self) -> Option<std::io::Result<std::fs::File>> {
+        None
+    }
+    /// Counts `n` bytes written through [`Upload::host_file`].
+    fn wrote(&mut self, n: u64) {
+        let _ = n;
+    }
 }
 
 /// A host file opened for zero-copy sending, with its size when it was opened.

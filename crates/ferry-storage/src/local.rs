@@ -564,6 +564,20 @@ impl Upload for LocalUpload {
         self.remove_temp();
     }
 
+    fn host_file(&self) -> Option<std::io::Result<std::fs::File>> {
+        use std::os::fd::AsFd;
+        Some(
+            self.file
+                .as_fd()
+                .try_clone_to_owned()
+                .map(std::fs::File::from),
+        )
+    }
+
+    fn wrote(&mut self, n: u64) {
+        self.written += n;
+    }
+
     async fn abort(mut self: Box<Self>) {
         use tokio::io::AsyncWriteExt;
         let _ = self.file.flush().await;

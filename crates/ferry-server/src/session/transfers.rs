@@ -236,16 +236,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             start,
             format!("STOR {path}"),
             move |mut stream, meter| async move {
-                let result = transfer::receive_file(
-                    &mut stream,
-                    upload,
-                    ascii,
-                    timeout,
-                    &meter,
-                    rate.as_deref(),
-                    budget.as_ref(),
-                )
-                .await;
+                // Plain binary uploads to host files without a rate limit run
+                // as one blocking loop; the rest are copied piece by piece.
+                let host_file = match (&stream, ascii, &rate) {
+                    (DataStream::Plain(_), false, None) => upload.host_file(),
+                    _ => None,
+                };
+                let result = match (host_file, &mut stream) {
+                    (Some(Ok(file)), DataStream::Plain(tcp)) => {
+                        transfer::receive_file_blocking(
+                            tcp,
+                            upload,
+                            file,
+                            timeout,
+                            meter.clone(),
+                            budget.as_ref(),
+                        )
+                        .await
+                    }
+                    _ => {
+                        transfer::receive_file(
+                            &mut stream,
+                            upload,
+                            ascii,
+                            timeout,
+                            &meter,
+                            rate.as_deref(),
+                            budget.as_ref(),
+                        )
+                        .await
+                    }
+                };
                 // Whatever happened, count what is stored now against what was.
                 let now = storage.metadata(&path).await.ok().map(|m| m.size);
                 let bytes = now.unwrap_or(0) as i64 - old_size.unwrap_or(0) as i64;
