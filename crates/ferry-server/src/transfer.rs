@@ -151,6 +151,98 @@ pub async fn send_file_zero_copy(
     Ok(total)
 }
 
+/// Sends a host file from `offset` to `end` over TLS (PROT P, TYPE I, no rate
+/// limit) from a blocking loop in the blocking pool: the file is read into a
+/// 1 MiB buffer, encrypted by rustls and written to the socket, with no trip
+/// back to the async workers per piece (and no second copy into tokio's file
+/// buffer). The data timeout is the socket's send timeout; if the transfer is
+/// dropped (ABOR), the socket is shut down, which ends the loop. The TLS
+/// session ends with close_notify, as [`send_file`]'s does.
+pub async fn send_file_tls_blocking(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    file: std::fs::File,
+    offset: u64,
+    end: u64,
+    timeout: Duration,
+    meter: Arc<TransferMeter>,
+) -> Result<u64, TransferError> {
+    use std::os::fd::AsFd;
+    let (mut tcp, mut conn) = tls.into_inner();
+    let connection = |e: std::io::Error| TransferError::Connection(format!("sending: {e}"));
+    let socket = tcp.as_fd().try_clone_to_owned().map_err(connection)?;
+    let stopper = ShutdownOnDrop {
+        socket: Some(tcp.as_fd().try_clone_to_owned().map_err(connection)?),
+    };
+    let job = tokio::task::spawn_blocking(move || {
+        let sent = encrypt_into(&socket, &mut conn, &file, offset, end, timeout, &meter);
+        // Back to non-blocking for tokio, which still owns the socket.
+        let _ = rustix::io::ioctl_fionbio(&socket, true);
+        sent
+    });
+    let sent = job
+        .await
+        .map_err(|e| TransferError::Connection(format!("sending: {e}")))??;
+    stopper.disarm();
+    with_timeout(timeout, "closing", tcp.shutdown()).await?;
+    Ok(sent)
+}
+
+/// The blocking loop of [`send_file_tls_blocking`].
+fn encrypt_into(
+    socket: &std::os::fd::OwnedFd,
+    conn: &mut rustls::ServerConnection,
+    file: &std::fs::File,
+    mut offset: u64,
+    end: u64,
+    timeout: Duration,
+    meter: &TransferMeter,
+) -> Result<u64, TransferError> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let fail = |e: std::io::Error| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            TransferError::Connection(format!("no progress for {} seconds", timeout.as_secs()))
+        } else {
+            TransferError::Connection(format!("sending: {e}"))
+        }
+    };
+    rustix::io::ioctl_fionbio(socket, false).map_err(|e| fail(e.into()))?;
+    rustix::net::sockopt::set_socket_timeout(
+        socket,
+        rustix::net::sockopt::Timeout::Send,
+        Some(timeout.max(Duration::from_millis(1))),
+    )
+    .map_err(|e| fail(e.into()))?;
+    let mut sock = std::fs::File::from(socket.try_clone().map_err(fail)?);
+    let mut buf = vec![0u8; UPLOAD_CHUNK];
+    let mut total = 0u64;
+    while offset < end {
+        let want = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = file
+            .read_at(&mut buf[..want], offset)
+            .map_err(|e| TransferError::Storage(StorageError::from(e)))?;
+        if n == 0 {
+            break;
+        }
+        rustls::Stream::new(conn, &mut sock)
+            .write_all(&buf[..n])
+            .map_err(fail)?;
+        offset += n as u64;
+        total += n as u64;
+        meter.add(n);
+    }
+    conn.send_close_notify();
+    while conn.wants_write() {
+        conn.write_tls(&mut sock).map_err(fail)?;
+    }
+    Ok(total)
+}
+
 /// Receives a file (STOR, APPE, STOU). With `ascii`, CRLF becomes LF. On any failure
 /// the upload is aborted, which keeps a replaced file intact. With a budget, the
 /// byte that would cross it is not stored: the upload is discarded (in-place

@@ -55,11 +55,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let path = self.resolve(arg)?;
         let offset = self.rest.take().unwrap_or(0);
         self.check(Permission::Download, &path)?;
-        // Plain binary downloads of host files go through sendfile; TYPE A and
-        // PROT P need the bytes in user space. The file is opened once: its
-        // size comes from the open file, not from a second lookup.
-        let zero_copy = !(self.ascii || self.protect_data || !self.opts.sendfile);
-        let host_file = if zero_copy {
+        // Binary downloads of host files: plain ones go through sendfile, PROT P
+        // ones through a blocking TLS loop; TYPE A needs the stream. The file
+        // is opened once: its size comes from the open file, not from a
+        // second lookup.
+        let sendfile = self.opts.sendfile;
+        let host_path = !self.ascii && (self.protect_data || sendfile);
+        let host_file = if host_path {
             self.storage()?
                 .open_host_file(&path)
                 .await
@@ -107,21 +109,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.transfer_step(
             start,
             format!("RETR {path}"),
-            move |mut stream, meter| async move {
-                match (source, &mut stream) {
-                    (Source::HostFile(file), DataStream::Plain(tcp)) => {
+            move |stream, meter| async move {
+                match (source, stream) {
+                    (Source::HostFile(file), DataStream::Plain(mut tcp)) if sendfile => {
                         transfer::send_file_zero_copy(
                             file,
                             offset,
                             size,
-                            tcp,
+                            &mut tcp,
                             timeout,
                             &meter,
                             rate.as_deref(),
                         )
                         .await
                     }
-                    (source, _) => {
+                    (Source::HostFile(file), DataStream::Tls(tls)) if rate.is_none() => {
+                        transfer::send_file_tls_blocking(*tls, file, offset, size, timeout, meter)
+                            .await
+                    }
+                    (source, mut stream) => {
                         let reader = source.into_reader(offset).await?;
                         transfer::send_file(
                             reader,
