@@ -349,6 +349,22 @@ def main():
         def interleaved_median(fn):
             return {k: v and median(v) for k, v in interleaved(fn).items()}
 
+        # Each upload makes a new file, removed after it is measured:
+        # replacing a file measures something else (ferry writes a replacement
+        # beside the old file and renames it over at the end, so that a failed
+        # upload leaves the old file whole; the peers truncate the old file
+        # first). See docs/benchmarks.md.
+        uploads = [0]
+
+        def fresh_upload(s, measure):
+            uploads[0] += 1
+            name = "up/%s-%d.bin" % (s.name, uploads[0])
+            try:
+                return measure(s.url(name))
+            finally:
+                if os.path.exists(DATA + "/" + name):
+                    os.remove(DATA + "/" + name)
+
         if selected("a"):
             print("(a) download", flush=True)
             # The same reader as the loopback stream (blocking, 1 MiB reads), so
@@ -359,17 +375,17 @@ def main():
                 ["-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")])))
         if selected("b"):
             print("(b) upload", flush=True)
-            table.add("(b) upload %s (1 MiB writes from memory)" % size_label, "MB/s", interleaved_median(lambda s: bench_tool(
-                bindir, "upload", "--url", s.url("up/mem-%s.bin" % s.name), "--bytes", str(scale["big"]))["mb_s"]))
-            table.add("(b) upload %s (curl, tmpfs)" % size_label, "MB/s", interleaved_median(lambda s: curl_speed(
-                ["-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/%s.bin" % s.name)])))
+            table.add("(b) upload %s (1 MiB writes from memory)" % size_label, "MB/s", interleaved_median(lambda s: fresh_upload(
+                s, lambda url: bench_tool(bindir, "upload", "--url", url, "--bytes", str(scale["big"]))["mb_s"])))
+            table.add("(b) upload %s (curl, tmpfs)" % size_label, "MB/s", interleaved_median(lambda s: fresh_upload(
+                s, lambda url: curl_speed(["-T", DATA + "/big.bin", "-w", "%{speed_upload}", url]))))
         if selected("c"):
             print("(c) FTPS", flush=True)
             tls = lambda s: s.tls or None
             table.add("(c) FTPS PROT P download %s" % size_label, "MB/s", interleaved_median(lambda s: tls(s) and curl_speed(
                 ["--ssl-reqd", "-k", "-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")])))
-            table.add("(c) FTPS PROT P upload %s" % size_label, "MB/s", interleaved_median(lambda s: tls(s) and curl_speed(
-                ["--ssl-reqd", "-k", "-T", DATA + "/big.bin", "-w", "%{speed_upload}", s.url("up/tls-%s.bin" % s.name)])))
+            table.add("(c) FTPS PROT P upload %s" % size_label, "MB/s", interleaved_median(lambda s: tls(s) and fresh_upload(
+                s, lambda url: curl_speed(["--ssl-reqd", "-k", "-T", DATA + "/big.bin", "-w", "%{speed_upload}", url]))))
         if selected("d"):
             print("(d) small files", flush=True)
             table.add("(d) %d × 4 KiB in one session" % scale["small"], "files/s", interleaved_median(lambda s: bench_tool(
