@@ -163,40 +163,81 @@ impl AccountStore for ConfigStore {
     }
 }
 
-/// Password verifications running at once: at most one per core. An argon2id
-/// verification takes a core for ~45 ms and 19 MiB of memory; a burst of first
-/// logins running all at once only waits for the same cores, holding the memory
-/// of every verification meanwhile, and the allocator keeps that memory
-/// afterwards (measured: 175 KiB per idle session after 100 parallel first
-/// logins, docs/benchmarks.md). Queued, the burst takes as long and needs the
-/// memory of one verification per core.
-fn verification_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
-    })
+/// Password verifications run on their own threads, one per core, taking
+/// requests in turn. An argon2id verification takes a core for ~45 ms and
+/// 19 MiB of memory. Run anywhere in tokio's blocking pool, a burst of first
+/// logins ran them all at once (only waiting for the same cores, holding every
+/// verification's memory meanwhile), and each pool thread's allocator arena
+/// kept its 19 MiB afterwards: 175 KiB per idle session after 100 parallel
+/// first logins (docs/benchmarks.md). On these threads a burst takes as long
+/// and keeps the memory of one verification per core.
+struct VerifierThreads {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<VerifierJob>>,
 }
 
-/// Runs `work` in the blocking pool once one of `slots` is free.
-async fn in_slot<T: Send + 'static>(
-    slots: &tokio::sync::Semaphore,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, AuthError> {
-    let _slot = slots
-        .acquire()
-        .await
-        .map_err(|e| AuthError::Misconfigured(e.to_string()))?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| AuthError::Misconfigured(e.to_string()))
+/// A verification, and where its answer goes.
+type VerifierJob = Box<dyn FnOnce() + Send>;
+
+impl VerifierThreads {
+    fn start(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<VerifierJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ferry-verify-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only to take the next job.
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            // A thread that cannot start leaves the others to do the work;
+            // with none, the queue's receiver is gone and every verification
+            // fails with "password verification stopped".
+            drop(spawned);
+        }
+        VerifierThreads {
+            jobs: std::sync::Mutex::new(jobs),
+        }
+    }
+
+    /// Runs `work` on one of the threads; waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: VerifierJob = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| AuthError::Misconfigured("password verification stopped".into()))?;
+        result
+            .await
+            .map_err(|_| AuthError::Misconfigured("password verification failed".into()))
+    }
+}
+
+fn verifier_threads() -> &'static VerifierThreads {
+    static THREADS: std::sync::OnceLock<VerifierThreads> = std::sync::OnceLock::new();
+    THREADS.get_or_init(|| {
+        VerifierThreads::start(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
 }
 
 async fn verify_off_thread(password: String, hash: String) -> Result<bool, AuthError> {
-    in_slot(verification_slots(), move || {
-        password::verify(&password, &hash)
-    })
-    .await?
-    .map_err(|e| AuthError::Misconfigured(e.to_string()))
+    verifier_threads()
+        .run(move || password::verify(&password, &hash))
+        .await?
+        .map_err(|e| AuthError::Misconfigured(e.to_string()))
 }
 
 /// The one place the server asks "who is this?": anonymous logins first, then each
@@ -368,32 +409,40 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     #[tokio::test]
-    async fn verifications_wait_for_a_slot() {
+    async fn verifications_run_on_their_own_threads_in_turn() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let slots = Arc::new(tokio::sync::Semaphore::new(2));
+        let threads = Arc::new(super::VerifierThreads::start(2));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..8)
             .map(|_| {
-                let (slots, running, most) = (slots.clone(), running.clone(), most.clone());
+                let (threads, running, most) = (threads.clone(), running.clone(), most.clone());
                 tokio::spawn(async move {
-                    super::in_slot(&slots, move || {
-                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                        running.fetch_sub(1, Ordering::SeqCst);
-                    })
-                    .await
+                    threads
+                        .run(move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            std::thread::current().name().map(str::to_owned)
+                        })
+                        .await
                 })
             })
             .collect();
+        let mut names = std::collections::BTreeSet::new();
         for t in tasks {
-            t.await.expect("task").expect("ran");
+            names.insert(t.await.expect("task").expect("ran").expect("named"));
         }
         assert_eq!(
             most.load(Ordering::SeqCst),
             2,
-            "never more than the slots at once"
+            "never more than the threads at once"
+        );
+        assert_eq!(
+            names.len(),
+            2,
+            "the same two threads do all the work: {names:?}"
         );
     }
 

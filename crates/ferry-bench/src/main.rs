@@ -501,7 +501,11 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
     let before = pss_kib(pid);
     let mut held = Vec::with_capacity(sessions);
     let mut failed = 0usize;
-    async fn reply(r: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> anyhow::Result<u16> {
+    // Why sessions failed: each distinct reason and how often.
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    async fn reply(
+        r: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    ) -> anyhow::Result<(u16, String)> {
         let mut line = String::new();
         loop {
             line.clear();
@@ -509,7 +513,7 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
                 bail!("closed");
             }
             if line.as_bytes().get(3) == Some(&b' ') {
-                return Ok(line[..3].parse()?);
+                return Ok((line[..3].parse()?, line.trim_end().to_owned()));
             }
         }
     }
@@ -525,12 +529,13 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
                 r.get_mut()
                     .write_all(format!("USER {user}\r\n").as_bytes())
                     .await?;
-                if reply(&mut r).await? == 331 {
+                if reply(&mut r).await?.0 == 331 {
                     r.get_mut()
                         .write_all(format!("PASS {pass}\r\n").as_bytes())
                         .await?;
-                    if reply(&mut r).await? != 230 {
-                        bail!("login refused");
+                    let (code, text) = reply(&mut r).await?;
+                    if code != 230 {
+                        bail!("login refused: {text}");
                     }
                 }
                 Ok::<_, anyhow::Error>(r)
@@ -547,7 +552,10 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
         for r in futures_util::future::join_all(logins).await {
             match r {
                 Ok(s) => held.push(s),
-                Err(_) => failed += 1,
+                Err(e) => {
+                    failed += 1;
+                    *reasons.entry(format!("{e:#}")).or_default() += 1;
+                }
             }
         }
     }
@@ -561,7 +569,7 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
         0.0
     };
     Ok(
-        json!({ "sessions": open, "failed": failed, "pss_before_kib": before, "pss_after_kib": after, "kib_per_session": per }),
+        json!({ "sessions": open, "failed": failed, "failures": reasons, "pss_before_kib": before, "pss_after_kib": after, "kib_per_session": per }),
     )
 }
 

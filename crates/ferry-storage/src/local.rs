@@ -14,6 +14,7 @@
 //!
 //! File system calls block, so each runs on tokio's blocking pool.
 
+use std::collections::HashMap;
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -41,14 +42,26 @@ const LIST_BATCH: usize = 512;
 #[derive(Debug, Clone)]
 pub struct LocalDisk {
     root: PathBuf,
+    /// The home directories open now, shared by the sessions in them.
+    homes: Arc<std::sync::Mutex<OpenHomes>>,
 }
+
+/// Open home directories by path: every session of a user shares one file
+/// descriptor for its home rather than holding one each (10,000 idle sessions
+/// of one user ran into a 20,000-descriptor limit with two each). An entry is
+/// used again only while it is the same directory (device and inode) as the
+/// path resolves to now, so a home that was replaced is opened afresh.
+type OpenHomes = HashMap<String, std::sync::Weak<OwnedFd>>;
 
 impl LocalDisk {
     /// A backend rooted at `root`, which is created if missing.
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(LocalDisk { root })
+        Ok(LocalDisk {
+            root,
+            homes: Arc::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -74,6 +87,7 @@ impl StorageBackend for LocalDisk {
     ) -> Result<Arc<dyn Storage>, StorageError> {
         let root = self.root.clone();
         let home = home.clone();
+        let homes = self.homes.clone();
         blocking(move || {
             let root_fd = rustix::fs::open(
                 &root,
@@ -91,12 +105,35 @@ impl StorageBackend for LocalDisk {
                 dir = open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY)?;
             }
             Ok(Arc::new(LocalHome {
-                dir: Arc::new(dir),
+                dir: share_home(&homes, home.to_string(), dir)?,
                 owner: owner.map(Owner::from),
             }) as Arc<dyn Storage>)
         })
         .await
     }
+}
+
+/// The shared descriptor for the home just opened as `fresh`: the one already
+/// open for the same directory, or `fresh` itself, remembered for the next.
+fn share_home(
+    homes: &std::sync::Mutex<OpenHomes>,
+    key: String,
+    fresh: OwnedFd,
+) -> Result<Arc<OwnedFd>, StorageError> {
+    let identity = |fd: &OwnedFd| rustix::fs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
+    let now = identity(&fresh)?;
+    let mut homes = homes.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(open) = homes.get(&key).and_then(std::sync::Weak::upgrade)
+        && identity(&open).is_ok_and(|id| id == now)
+    {
+        return Ok(open);
+    }
+    let shared = Arc::new(fresh);
+    if homes.len() >= 1024 {
+        homes.retain(|_, open| open.strong_count() > 0);
+    }
+    homes.insert(key, Arc::downgrade(&shared));
+    Ok(shared)
 }
 
 /// The owner given to what a host account creates.
@@ -649,6 +686,36 @@ mod tests {
     async fn home(dir: &tempfile::TempDir) -> Arc<dyn Storage> {
         let disk = LocalDisk::new(dir.path().join("root")).expect("root");
         disk.open_home(&vp("/u"), true).await.expect("home")
+    }
+
+    #[test]
+    fn sessions_share_a_home_until_it_is_replaced() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let home = dir.path().join("u");
+        std::fs::create_dir(&home).expect("home");
+        let open = |p: &Path| {
+            rustix::fs::open(p, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).expect("open")
+        };
+        let homes = std::sync::Mutex::new(OpenHomes::new());
+        let a = share_home(&homes, "/u".into(), open(&home)).expect("a");
+        let b = share_home(&homes, "/u".into(), open(&home)).expect("b");
+        assert!(Arc::ptr_eq(&a, &b), "the same home is shared");
+        // Replaced under the same name: the next session gets the new one.
+        std::fs::rename(&home, dir.path().join("old")).expect("rename");
+        std::fs::create_dir(&home).expect("new home");
+        let c = share_home(&homes, "/u".into(), open(&home)).expect("c");
+        assert!(!Arc::ptr_eq(&a, &c), "a replaced home is opened afresh");
+        // Once nobody holds it, it is not kept open.
+        drop((a, b));
+        let weak = homes
+            .lock()
+            .expect("lock")
+            .get("/u")
+            .cloned()
+            .expect("entry");
+        assert!(weak.upgrade().is_some(), "c still holds the new one");
+        drop(c);
+        assert!(weak.upgrade().is_none());
     }
 
     async fn read_all(s: &Arc<dyn Storage>, p: &str, offset: u64) -> Vec<u8> {
