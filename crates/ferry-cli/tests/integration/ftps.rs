@@ -201,6 +201,62 @@ fn session_reuse_is_required_unless_exempt() {
     assert_eq!(out.trim(), "transfers OK");
 }
 
+/// ABOR and REST over PROT P: binary downloads of local files run as a
+/// blocking TLS loop, which ABOR must stop without ending the session, and
+/// which must start at the REST offset. Python's ftplib, taught to resume the
+/// control session on data connections (the stock one cannot).
+#[test]
+fn abort_and_resume_under_tls() {
+    let server = FerryServer::start();
+    let body = random_bytes(40_000_000, 31);
+    std::fs::write(server.files().join("alice/big.bin"), &body).expect("big");
+    let script = r#"
+import ftplib, hashlib, ssl, sys
+class Reuse(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+f = Reuse(context=ctx, timeout=30)
+f.connect("127.0.0.1", int(sys.argv[1]))
+f.login("alice", "alice-pw")
+f.prot_p()
+conn = f.transfercmd("RETR big.bin")
+first = conn.recv(65536)
+print("first", len(first) > 0)
+print("abort", f.abort()[:3])
+print("then", f.getresp()[:3])
+conn.close()
+print("noop", f.voidcmd("NOOP")[:3])
+h = hashlib.sha256()
+print("rest", f.retrbinary("RETR big.bin", h.update, rest=12345)[:3])
+with open(sys.argv[2], "rb") as stored:
+    stored.seek(12345)
+    print("same as stored from 12345", h.hexdigest() == hashlib.sha256(stored.read()).hexdigest())
+"#;
+    let big = server.files().join("alice/big.bin");
+    let out = run_ok(
+        Command::new("python3").args([
+            "-c",
+            script,
+            &server.port().to_string(),
+            big.to_str().expect("path"),
+        ]),
+        MINUTE,
+    );
+    assert_eq!(
+        out,
+        "first True\nabort 426\nthen 226\nnoop 200\nrest 226\nsame as stored from 12345 True\n"
+    );
+    assert_eq!(
+        std::fs::read(&big).expect("big"),
+        body,
+        "the file is untouched"
+    );
+}
+
 #[test]
 fn required_tls_and_command_sequence() {
     let server = FerryServer::start_with(&standard_config("").replace(
