@@ -562,26 +562,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             audit,
         } = t;
         let mut control_open = true;
-        let connected = loop {
-            let event = if control_open {
-                tokio::select! {
-                    r = &mut connect => Raced::Done(r),
-                    line = self.control.read_line() => Raced::Line(line),
-                }
-            } else {
-                Raced::Done((&mut connect).await)
-            };
-            match event {
-                Raced::Done(r) => break Some(r),
-                Raced::Line(line) => {
-                    match self.control_during_transfer(line, &what, &meter).await {
-                        DuringTransfer::Continue => {}
-                        DuringTransfer::Abort => break None,
-                        DuringTransfer::ControlClosed => control_open = false,
-                    }
-                }
-            }
-        };
+        let connected = self
+            .race_control(&mut connect, &mut control_open, &what, &meter)
+            .await;
         drop(connect);
         let mut start_sent = false;
         let opened = matches!(connected, Some(Ok(_)));
@@ -606,26 +589,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             control_open = false;
                         }
                         start_sent = true;
-                        loop {
-                            let event = if control_open {
-                                tokio::select! {
-                                    r = &mut job => Raced::Done(r),
-                                    line = self.control.read_line() => Raced::Line(line),
-                                }
-                            } else {
-                                Raced::Done((&mut job).await)
-                            };
-                            match event {
-                                Raced::Done(r) => break Some(r),
-                                Raced::Line(line) => {
-                                    match self.control_during_transfer(line, &what, &meter).await {
-                                        DuringTransfer::Continue => {}
-                                        DuringTransfer::Abort => break None,
-                                        DuringTransfer::ControlClosed => control_open = false,
-                                    }
-                                }
-                            }
-                        }
+                        self.race_control(&mut job, &mut control_open, &what, &meter)
+                            .await
                     }
                 }
             }
@@ -699,6 +664,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             TransferEnd::Continue
         } else {
             TransferEnd::ControlClosed
+        }
+    }
+
+    /// Awaits `step` (the data connection, or the transfer over it) while
+    /// answering the control connection; `None` when the client sent ABOR.
+    /// Once the control connection is closed, `step` runs to its end alone.
+    async fn race_control<T>(
+        &mut self,
+        step: &mut Pin<Box<dyn Future<Output = T> + Send>>,
+        control_open: &mut bool,
+        what: &str,
+        meter: &TransferMeter,
+    ) -> Option<T> {
+        loop {
+            let event = if *control_open {
+                tokio::select! {
+                    r = &mut *step => Raced::Done(r),
+                    line = self.control.read_line() => Raced::Line(line),
+                }
+            } else {
+                Raced::Done(step.as_mut().await)
+            };
+            match event {
+                Raced::Done(r) => return Some(r),
+                Raced::Line(line) => match self.control_during_transfer(line, what, meter).await {
+                    DuringTransfer::Continue => {}
+                    DuringTransfer::Abort => return None,
+                    DuringTransfer::ControlClosed => *control_open = false,
+                },
+            }
         }
     }
 
