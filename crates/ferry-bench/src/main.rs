@@ -120,6 +120,35 @@ fn mb_s(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64() / 1e6
 }
 
+/// Reads `r` to its end in 1 MiB reads, the way every throughput figure here
+/// reads (the loopback stream, the page cache, downloads); returns the bytes.
+fn drain(r: &mut impl Read) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// Writes `bytes` bytes of `buf`, again and again, in writes of `buf`'s size.
+fn send_repeated(w: &mut impl Write, buf: &[u8], bytes: u64) -> std::io::Result<()> {
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        w.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn throughput(bytes: u64, t: Duration) -> serde_json::Value {
+    json!({ "bytes": bytes, "seconds": t.as_secs_f64(), "mb_s": mb_s(bytes, t) })
+}
+
 fn stream(bytes: u64, sendfile: Option<std::path::PathBuf>) -> anyhow::Result<serde_json::Value> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -138,51 +167,28 @@ fn stream(bytes: u64, sendfile: Option<std::path::PathBuf>) -> anyhow::Result<se
                 }
             }
         }
-        let buf = vec![0x5au8; 1 << 20];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            s.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
-        Ok(())
+        send_repeated(&mut s, &vec![0x5au8; 1 << 20], bytes)
     });
     let mut s = TcpStream::connect(addr)?;
-    let mut buf = vec![0u8; 1 << 20];
     let start = Instant::now();
-    let mut got = 0u64;
-    loop {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-    }
+    let got = drain(&mut s)?;
     let t = start.elapsed();
     writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer panicked"))??;
-    Ok(json!({ "bytes": got, "seconds": t.as_secs_f64(), "mb_s": mb_s(got, t) }))
+    Ok(throughput(got, t))
 }
 
 fn cache_read(file: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let read_all = || -> anyhow::Result<(u64, Duration)> {
         let mut f = std::fs::File::open(file).with_context(|| file.display().to_string())?;
-        let mut buf = vec![0u8; 1 << 20];
         let start = Instant::now();
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-        }
+        let total = drain(&mut f)?;
         Ok((total, start.elapsed()))
     };
     read_all()?; // into the cache
     let (total, t) = read_all()?;
-    Ok(json!({ "bytes": total, "seconds": t.as_secs_f64(), "mb_s": mb_s(total, t) }))
+    Ok(throughput(total, t))
 }
 
 fn options() -> ConnectOptions {
@@ -197,21 +203,12 @@ fn options() -> ConnectOptions {
 fn download(url: &str) -> anyhow::Result<serde_json::Value> {
     let url = FtpUrl::parse(url)?;
     let mut raw = Raw::session(&url)?;
-    let mut buf = vec![0u8; 1 << 20];
     let start = Instant::now();
     let command = format!("RETR {}", url.path);
     let mut data = raw.transfer(&url, &command)?;
-    let mut bytes = 0u64;
-    loop {
-        let n = data.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-    }
+    let bytes = drain(&mut data)?;
     raw.finish(&command)?;
-    let t = start.elapsed();
-    Ok(json!({ "bytes": bytes, "seconds": t.as_secs_f64(), "mb_s": mb_s(bytes, t) }))
+    Ok(throughput(bytes, start.elapsed()))
 }
 
 /// An upload of BYTES from memory in 1 MiB writes: the writer of `stream`.
@@ -226,16 +223,10 @@ fn upload(url: &str, bytes: u64) -> anyhow::Result<serde_json::Value> {
     let start = Instant::now();
     let command = format!("STOR {}", url.path);
     let mut data = raw.transfer(&url, &command)?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = usize::try_from(left.min(buf.len() as u64))?;
-        data.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
+    send_repeated(&mut data, &buf, bytes)?;
     drop(data);
     raw.finish(&command)?;
-    let t = start.elapsed();
-    Ok(json!({ "bytes": bytes, "seconds": t.as_secs_f64(), "mb_s": mb_s(bytes, t) }))
+    Ok(throughput(bytes, start.elapsed()))
 }
 
 async fn small_files(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {

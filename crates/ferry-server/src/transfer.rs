@@ -13,6 +13,8 @@ use ferry_proto::ascii;
 use ferry_storage::{FileReader, StorageError, Upload};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use rustix::net::sockopt::Timeout;
+
 use crate::error::TransferError;
 use crate::users::SharedRate;
 
@@ -166,18 +168,10 @@ pub async fn send_file_tls_blocking(
     timeout: Duration,
     meter: Arc<TransferMeter>,
 ) -> Result<u64, TransferError> {
-    use std::os::fd::AsFd;
     let (mut tcp, mut conn) = tls.into_inner();
-    let connection = |e: std::io::Error| TransferError::Connection(format!("sending: {e}"));
-    let socket = tcp.as_fd().try_clone_to_owned().map_err(connection)?;
-    let stopper = ShutdownOnDrop {
-        socket: Some(tcp.as_fd().try_clone_to_owned().map_err(connection)?),
-    };
+    let (socket, stopper) = BlockingSocket::hand_over(&tcp, Timeout::Send, timeout, "sending")?;
     let job = tokio::task::spawn_blocking(move || {
-        let sent = encrypt_into(&socket, &mut conn, &file, offset, end, timeout, &meter);
-        // Back to non-blocking for tokio, which still owns the socket.
-        let _ = rustix::io::ioctl_fionbio(&socket, true);
-        sent
+        encrypt_into(&socket, &mut conn, &file, offset, end, timeout, &meter)
     });
     let sent = job
         .await
@@ -189,7 +183,7 @@ pub async fn send_file_tls_blocking(
 
 /// The blocking loop of [`send_file_tls_blocking`].
 fn encrypt_into(
-    socket: &std::os::fd::OwnedFd,
+    socket: &BlockingSocket,
     conn: &mut rustls::ServerConnection,
     file: &std::fs::File,
     mut offset: u64,
@@ -209,14 +203,7 @@ fn encrypt_into(
             TransferError::Connection(format!("sending: {e}"))
         }
     };
-    rustix::io::ioctl_fionbio(socket, false).map_err(|e| fail(e.into()))?;
-    rustix::net::sockopt::set_socket_timeout(
-        socket,
-        rustix::net::sockopt::Timeout::Send,
-        Some(timeout.max(Duration::from_millis(1))),
-    )
-    .map_err(|e| fail(e.into()))?;
-    let mut sock = std::fs::File::from(socket.try_clone().map_err(fail)?);
+    let mut sock = std::fs::File::from(socket.0.try_clone().map_err(fail)?);
     let mut buf = vec![0u8; UPLOAD_CHUNK];
     let mut total = 0u64;
     while offset < end {
@@ -311,6 +298,15 @@ pub async fn receive_file<R: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     .await;
+    settle(upload, result).await
+}
+
+/// Ends an upload once its bytes are in: commits it, discards it when it went
+/// over a limit, aborts it after any other failure.
+async fn settle(
+    upload: Box<dyn Upload>,
+    result: Result<(), TransferError>,
+) -> Result<u64, TransferError> {
     match result {
         Ok(()) => upload.commit().await.map_err(TransferError::Storage),
         Err(e @ TransferError::OverLimit(_)) => {
@@ -348,12 +344,7 @@ pub async fn receive_file_blocking(
     meter: Arc<TransferMeter>,
     budget: Option<&UploadBudget>,
 ) -> Result<u64, TransferError> {
-    use std::os::fd::AsFd;
-    let connection = |e: std::io::Error| TransferError::Connection(format!("receiving: {e}"));
-    let socket = data.as_fd().try_clone_to_owned().map_err(connection)?;
-    let stopper = ShutdownOnDrop {
-        socket: Some(data.as_fd().try_clone_to_owned().map_err(connection)?),
-    };
+    let (socket, stopper) = BlockingSocket::hand_over(data, Timeout::Recv, timeout, "receiving")?;
     let limit = budget.map(|b| b.bytes);
     // The upload goes with the loop and comes back with its result; if this
     // transfer is dropped meanwhile, it is dropped there when the loop ends,
@@ -363,8 +354,6 @@ pub async fn receive_file_blocking(
         let moved = copy_into(&socket, &file, timeout, &meter, limit, &mut |n| {
             upload.wrote(n);
         });
-        // Back to non-blocking for tokio, which still owns the socket.
-        let _ = rustix::io::ioctl_fionbio(&socket, true);
         (upload, moved)
     });
     let (upload, moved) = job
@@ -379,17 +368,7 @@ pub async fn receive_file_blocking(
         }
         (Err(e), _) => Err(e),
     };
-    match result {
-        Ok(()) => upload.commit().await.map_err(TransferError::Storage),
-        Err(e @ TransferError::OverLimit(_)) => {
-            upload.discard().await;
-            Err(e)
-        }
-        Err(e) => {
-            upload.abort().await;
-            Err(e)
-        }
-    }
+    settle(upload, result).await
 }
 
 /// How [`copy_into`] ended.
@@ -403,7 +382,7 @@ enum LoopEnd {
 /// The blocking loop of [`receive_file_blocking`]; `wrote` hears of every
 /// byte stored.
 fn copy_into(
-    socket: &std::os::fd::OwnedFd,
+    socket: &BlockingSocket,
     file: &std::fs::File,
     timeout: Duration,
     meter: &TransferMeter,
@@ -419,17 +398,10 @@ fn copy_into(
     };
     let storage =
         |e: rustix::io::Errno| TransferError::Storage(StorageError::from(std::io::Error::from(e)));
-    rustix::io::ioctl_fionbio(socket, false).map_err(fail)?;
-    rustix::net::sockopt::set_socket_timeout(
-        socket,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(timeout.max(Duration::from_millis(1))),
-    )
-    .map_err(fail)?;
     let mut buf = vec![0u8; UPLOAD_CHUNK];
     let mut stored = 0u64;
     loop {
-        let n = rustix::io::read(socket, &mut buf).map_err(fail)?;
+        let n = rustix::io::read(&socket.0, &mut buf).map_err(fail)?;
         if n == 0 {
             return Ok(LoopEnd::EndOfData);
         }
@@ -451,6 +423,45 @@ fn copy_into(
         if fits < n {
             return Ok(LoopEnd::OverLimit);
         }
+    }
+}
+
+/// A data connection as a blocking loop uses it: a second descriptor, in
+/// blocking mode, with the data timeout as its send or receive timeout. Dropped
+/// (when the loop ends), it puts the socket back to non-blocking for tokio,
+/// which still owns it.
+struct BlockingSocket(std::os::fd::OwnedFd);
+
+impl BlockingSocket {
+    /// Hands `tcp` over to a blocking loop. The [`ShutdownOnDrop`] stays with
+    /// the async side: dropped there first (ABOR), it ends the loop.
+    fn hand_over(
+        tcp: &tokio::net::TcpStream,
+        direction: Timeout,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(BlockingSocket, ShutdownOnDrop), TransferError> {
+        use std::os::fd::AsFd;
+        let fail = |e: std::io::Error| TransferError::Connection(format!("{what}: {e}"));
+        let second = || tcp.as_fd().try_clone_to_owned().map_err(fail);
+        let socket = BlockingSocket(second()?);
+        let stopper = ShutdownOnDrop {
+            socket: Some(second()?),
+        };
+        rustix::io::ioctl_fionbio(&socket.0, false).map_err(|e| fail(e.into()))?;
+        rustix::net::sockopt::set_socket_timeout(
+            &socket.0,
+            direction,
+            Some(timeout.max(Duration::from_millis(1))),
+        )
+        .map_err(|e| fail(e.into()))?;
+        Ok((socket, stopper))
+    }
+}
+
+impl Drop for BlockingSocket {
+    fn drop(&mut self) {
+        let _ = rustix::io::ioctl_fionbio(&self.0, true);
     }
 }
 
