@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::CacheRead { file } => cache_read(&file)?,
         Cmd::Download { url } => download(&url)?,
         Cmd::Upload { url, bytes } => upload(&url, bytes)?,
-        Cmd::SmallFiles { url, count } => runtime()?.block_on(small_files(&url, count))?,
+        Cmd::SmallFiles { url, count } => small_files(&url, count)?,
         Cmd::Concurrent { url, sessions } => runtime()?.block_on(concurrent(&url, sessions))?,
         Cmd::Login { url, count } => login(&url, count)?,
         Cmd::Idle { url, sessions, pid } => runtime()?.block_on(idle(&url, sessions, pid))?,
@@ -229,31 +229,34 @@ fn upload(url: &str, bytes: u64) -> anyhow::Result<serde_json::Value> {
     Ok(throughput(bytes, start.elapsed()))
 }
 
-async fn small_files(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {
+/// COUNT downloads of `f0`, `f1`, ... under the URL's directory in one session,
+/// over blocking sockets (PASV, connect, RETR, read to the end, the final
+/// reply), so that the figure is the server's pace rather than the client's.
+fn small_files(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {
     let url = FtpUrl::parse(url)?;
-    let mut session = FtpSession::open(&url, &options()).await?;
+    let mut raw = Raw::session(&url)?;
     let dir = url.path.trim_end_matches('/').to_owned();
-    let start = Instant::now();
-    let mut bytes = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut bytes = 0u64;
+    let start = Instant::now();
     for i in 0..count {
-        let path = if dir.is_empty() {
-            format!("f{i}")
+        let command = if dir.is_empty() {
+            format!("RETR f{i}")
         } else {
-            format!("{dir}/f{i}")
+            format!("RETR {dir}/f{i}")
         };
-        let mut d = session.download(&path, 0).await?;
+        let mut data = raw.transfer(&url, &command)?;
         loop {
-            let n = d.read_chunk(&mut buf).await?;
+            let n = data.read(&mut buf)?;
             if n == 0 {
                 break;
             }
             bytes += n as u64;
         }
-        d.finish().await?;
+        raw.finish(&command)?;
     }
     let t = start.elapsed();
-    session.quit().await?;
+    raw.cmd("QUIT")?;
     Ok(
         json!({ "files": count, "bytes": bytes, "seconds": t.as_secs_f64(), "files_s": count as f64 / t.as_secs_f64() }),
     )

@@ -2,11 +2,16 @@
 //! active mode, PASV/EPSV for passive, RFC 959 §3.2 and RFC 2428) and opened.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::error::TransferError;
+use crate::passive::PassiveListener;
 
 /// How the next data connection will be made.
 #[derive(Debug, Default)]
@@ -15,7 +20,7 @@ pub enum DataSetup {
     #[default]
     None,
     /// PASV/EPSV: the client will connect here.
-    Passive(TcpListener),
+    Passive(PassiveListener),
     /// PORT/EPRT: the server connects to the client.
     Active(SocketAddr),
 }
@@ -30,28 +35,37 @@ pub async fn open(
     peer_ip: IpAddr,
     local_ip: IpAddr,
     timeout: Duration,
-) -> Result<TcpStream, TransferError> {
+) -> Result<DataConnection, TransferError> {
+    let from_client = |from: SocketAddr| {
+        let ok = same_host(from.ip(), peer_ip);
+        if !ok {
+            tracing::warn!(%from, expected = %peer_ip, "refused a data connection from a foreign address");
+        }
+        ok
+    };
+    let failed = |e: std::io::Error| TransferError::Open(e.to_string());
     match setup {
         DataSetup::None => Err(TransferError::Open("use PORT or PASV first".into())),
         DataSetup::Passive(listener) => {
+            // Usually the client has connected already.
+            while let Some((stream, from)) = listener.try_accept().map_err(failed)? {
+                if from_client(from) {
+                    return Ok(DataConnection::fresh(stream));
+                }
+            }
+            let listener = listener.into_async().map_err(failed)?;
             let accept = async {
                 loop {
-                    let (stream, from) = listener
-                        .accept()
-                        .await
-                        .map_err(|e| TransferError::Open(e.to_string()))?;
-                    if same_host(from.ip(), peer_ip) {
+                    let (stream, from) = listener.accept().await.map_err(failed)?;
+                    if from_client(from) {
                         return Ok(stream);
                     }
-                    tracing::warn!(%from, expected = %peer_ip, "refused a data connection from a foreign address");
-                    drop(stream);
                 }
             };
             let stream = tokio::time::timeout(timeout, accept).await.map_err(|_| {
                 TransferError::Open("no connection from the client in time".into())
             })??;
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
+            Ok(DataConnection::registered(stream))
         }
         DataSetup::Active(addr) => {
             let socket = if addr.is_ipv4() {
@@ -59,7 +73,7 @@ pub async fn open(
             } else {
                 TcpSocket::new_v6()
             }
-            .map_err(|e| TransferError::Open(e.to_string()))?;
+            .map_err(failed)?;
             // Connect from the address the client reached us on.
             if local_ip.is_ipv4() == addr.is_ipv4() {
                 let _ = socket.bind(SocketAddr::new(local_ip, 0));
@@ -68,9 +82,122 @@ pub async fn open(
                 .await
                 .map_err(|_| TransferError::Open(format!("connecting to {addr} timed out")))?
                 .map_err(|e| TransferError::Open(format!("connecting to {addr}: {e}")))?;
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
+            Ok(DataConnection::registered(stream))
         }
+    }
+}
+
+/// An open plain data connection, registered with the async runtime only once a
+/// transfer has to wait on it.
+///
+/// Registering costs two `epoll_ctl` calls and the readiness events wake the
+/// runtime; a small file sent with sendfile in one call never waits, so it
+/// never pays (see docs/benchmarks.md, "(d) small files"). Until it is
+/// registered the socket is non-blocking and used directly; the first read or
+/// write through [`AsyncRead`]/[`AsyncWrite`], or [`DataConnection::registered_mut`],
+/// registers it.
+#[derive(Debug)]
+pub struct DataConnection(Link);
+
+#[derive(Debug)]
+enum Link {
+    /// Accepted or made, not registered: non-blocking, used directly.
+    Fresh(std::net::TcpStream),
+    Registered(TcpStream),
+    /// Registering failed; the socket is gone.
+    Lost,
+}
+
+impl DataConnection {
+    fn fresh(stream: std::net::TcpStream) -> Self {
+        DataConnection(Link::Fresh(stream))
+    }
+
+    fn registered(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        DataConnection(Link::Registered(stream))
+    }
+
+    /// The socket while it is not registered: non-blocking, for a system call
+    /// that may finish at once (an `EAGAIN` means: register and wait).
+    pub fn unregistered(&self) -> Option<&std::net::TcpStream> {
+        match &self.0 {
+            Link::Fresh(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The connection registered with the runtime, registering it now if needed.
+    pub fn registered_mut(&mut self) -> std::io::Result<&mut TcpStream> {
+        if let Link::Fresh(_) = self.0
+            && let Link::Fresh(s) = std::mem::replace(&mut self.0, Link::Lost)
+        {
+            // Small writes (listings, TLS records) go out without waiting.
+            let _ = s.set_nodelay(true);
+            self.0 = Link::Registered(TcpStream::from_std(s)?);
+        }
+        match &mut self.0 {
+            Link::Registered(s) => Ok(s),
+            _ => Err(lost()),
+        }
+    }
+
+    /// The connection as a registered stream, for TLS.
+    pub fn into_registered(mut self) -> std::io::Result<TcpStream> {
+        self.registered_mut()?;
+        match self.0 {
+            Link::Registered(s) => Ok(s),
+            _ => Err(lost()),
+        }
+    }
+
+    /// The socket, registered or not.
+    pub fn socket(&self) -> std::io::Result<BorrowedFd<'_>> {
+        match &self.0 {
+            Link::Fresh(s) => Ok(s.as_fd()),
+            Link::Registered(s) => Ok(s.as_fd()),
+            Link::Lost => Err(lost()),
+        }
+    }
+
+    /// Ends the sending side (the client sees the end of the data). Never waits.
+    pub fn shutdown_write(&self) -> std::io::Result<()> {
+        rustix::net::shutdown(self.socket()?, rustix::net::Shutdown::Write).map_err(Into::into)
+    }
+}
+
+fn lost() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the data connection was lost",
+    )
+}
+
+impl AsyncRead for DataConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(self.get_mut().registered_mut()?).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DataConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(self.get_mut().registered_mut()?).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.shutdown_write())
     }
 }
 

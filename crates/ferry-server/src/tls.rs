@@ -392,7 +392,7 @@ pub fn resumed(conn: &rustls::ServerConnection) -> bool {
 /// A data connection: plain, or under PROT P.
 #[derive(Debug)]
 pub enum DataStream {
-    Plain(TcpStream),
+    Plain(crate::data::DataConnection),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 

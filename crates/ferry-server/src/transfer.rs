@@ -5,6 +5,7 @@
 //! transfer that makes no progress for that long is ended (426). One buffer is
 //! allocated per transfer and reused for every chunk.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use rustix::net::sockopt::Timeout;
 
+use crate::data::DataConnection;
 use crate::error::TransferError;
 use crate::users::SharedRate;
 
@@ -115,11 +117,12 @@ pub async fn send_file_zero_copy(
     file: std::fs::File,
     mut offset: u64,
     end: u64,
-    data: &mut tokio::net::TcpStream,
+    data: &mut DataConnection,
     timeout: Duration,
     meter: &TransferMeter,
     rate: Option<&SharedRate>,
 ) -> Result<u64, TransferError> {
+    let fail = |e: std::io::Error| TransferError::Connection(format!("sending: {e}"));
     let mut total = 0u64;
     // Stopping at the known end saves the last call (which would return 0)
     // and the push of pending frames the kernel does at a file's end.
@@ -133,14 +136,25 @@ pub async fn send_file_zero_copy(
             rate.wait_for(chunk).await;
         }
         let sent = loop {
-            with_timeout(timeout, "sending", data.writable()).await?;
-            match data.try_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(&*data, &file, Some(&mut offset), chunk)
+            // An unregistered connection is tried at once: a small file is
+            // sent in this one call, and only a full socket buffer makes the
+            // connection register with the runtime to wait.
+            if let Some(socket) = data.unregistered() {
+                match rustix::fs::sendfile(socket, &file, Some(&mut offset), chunk) {
+                    Ok(n) => break n,
+                    Err(rustix::io::Errno::AGAIN) => {}
+                    Err(e) => return Err(fail(e.into())),
+                }
+            }
+            let tcp = data.registered_mut().map_err(fail)?;
+            with_timeout(timeout, "sending", tcp.writable()).await?;
+            match tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(&*tcp, &file, Some(&mut offset), chunk)
                     .map_err(std::io::Error::from)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(TransferError::Connection(format!("sending: {e}"))),
+                Err(e) => return Err(fail(e)),
             }
         };
         if sent == 0 {
@@ -149,7 +163,8 @@ pub async fn send_file_zero_copy(
         meter.add(sent);
         total += sent as u64;
     }
-    with_timeout(timeout, "closing", data.shutdown()).await?;
+    data.shutdown_write()
+        .map_err(|e| TransferError::Connection(format!("closing: {e}")))?;
     Ok(total)
 }
 
@@ -169,7 +184,8 @@ pub async fn send_file_tls_blocking(
     meter: Arc<TransferMeter>,
 ) -> Result<u64, TransferError> {
     let (mut tcp, mut conn) = tls.into_inner();
-    let (socket, stopper) = BlockingSocket::hand_over(&tcp, Timeout::Send, timeout, "sending")?;
+    let (socket, stopper) =
+        BlockingSocket::hand_over(tcp.as_fd(), Timeout::Send, timeout, "sending")?;
     let job = tokio::task::spawn_blocking(move || {
         encrypt_into(&socket, &mut conn, &file, offset, end, timeout, &meter)
     });
@@ -337,14 +353,17 @@ const UPLOAD_CHUNK: usize = 1 << 20;
 /// too: faster in some runs, four times slower in others, see
 /// docs/benchmarks.md.)
 pub async fn receive_file_blocking(
-    data: &mut tokio::net::TcpStream,
+    data: &mut DataConnection,
     upload: Box<dyn Upload>,
     file: std::fs::File,
     timeout: Duration,
     meter: Arc<TransferMeter>,
     budget: Option<&UploadBudget>,
 ) -> Result<u64, TransferError> {
-    let (socket, stopper) = BlockingSocket::hand_over(data, Timeout::Recv, timeout, "receiving")?;
+    let socket = data
+        .socket()
+        .map_err(|e| TransferError::Connection(format!("receiving: {e}")))?;
+    let (socket, stopper) = BlockingSocket::hand_over(socket, Timeout::Recv, timeout, "receiving")?;
     let limit = budget.map(|b| b.bytes);
     // The upload goes with the loop and comes back with its result; if this
     // transfer is dropped meanwhile, it is dropped there when the loop ends,
@@ -363,7 +382,7 @@ pub async fn receive_file_blocking(
     let result = match (moved, budget) {
         (Ok(LoopEnd::OverLimit), Some(b)) => Err(TransferError::OverLimit(b.setting.to_owned())),
         (Ok(_), _) => {
-            let _ = tokio::time::timeout(timeout, data.shutdown()).await;
+            let _ = data.shutdown_write();
             Ok(())
         }
         (Err(e), _) => Err(e),
@@ -436,14 +455,13 @@ impl BlockingSocket {
     /// Hands `tcp` over to a blocking loop. The [`ShutdownOnDrop`] stays with
     /// the async side: dropped there first (ABOR), it ends the loop.
     fn hand_over(
-        tcp: &tokio::net::TcpStream,
+        tcp: BorrowedFd<'_>,
         direction: Timeout,
         timeout: Duration,
         what: &str,
     ) -> Result<(BlockingSocket, ShutdownOnDrop), TransferError> {
-        use std::os::fd::AsFd;
         let fail = |e: std::io::Error| TransferError::Connection(format!("{what}: {e}"));
-        let second = || tcp.as_fd().try_clone_to_owned().map_err(fail);
+        let second = || tcp.try_clone_to_owned().map_err(fail);
         let socket = BlockingSocket(second()?);
         let stopper = ShutdownOnDrop {
             socket: Some(second()?),

@@ -7,8 +7,10 @@
 //! Tokio takes a short read to mean "drained" and waits for the next readiness
 //! edge, which never comes: the session would wait forever for the line's end.
 //!
-//! [`ControlSocket`] fixes that: after a short read it makes one more non-blocking
-//! `recv`, which collects the bytes past the mark.
+//! [`ControlSocket`] fixes that: after a short read that does not end a line it
+//! makes one more non-blocking `recv`, which collects the bytes past the mark. (A
+//! read that ends with `\n` cannot have stopped at the mark of an urgent line,
+//! whose last byte is the mark; it needs no second call.)
 
 use std::io;
 use std::pin::Pin;
@@ -38,7 +40,8 @@ impl AsyncRead for ControlSocket {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        if buf.filled().len() > before && buf.remaining() > 0 {
+        let got = &buf.filled()[before..];
+        if !got.is_empty() && got.last() != Some(&b'\n') && buf.remaining() > 0 {
             let unfilled = buf.initialize_unfilled();
             if let Ok((n, _)) = rustix::net::recv(&self.inner, unfilled, RecvFlags::DONTWAIT) {
                 buf.advance(n);

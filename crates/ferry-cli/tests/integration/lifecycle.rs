@@ -196,6 +196,25 @@ fn passive_port_refuses_strangers() {
     assert_eq!(body, b"the real payload");
     assert_eq!(code(&c.reply()), "150");
     assert_eq!(code(&c.reply()), "226");
+
+    // Both already connected when RETR comes (the connections waiting are
+    // taken without waiting): the stranger's is passed over, not served.
+    let target = SocketAddr::from(([127, 0, 0, 1], c.epsv_port()));
+    let mut stranger = crate::support::tcp_from([127, 0, 0, 2], target).expect("stranger connects");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut data = TcpStream::connect(target).expect("client connects");
+    std::thread::sleep(Duration::from_millis(50));
+    c.send_bytes(b"RETR f.bin\r\n");
+    let mut body = Vec::new();
+    data.read_to_end(&mut body).expect("read");
+    assert_eq!(body, b"the real payload");
+    let mut got = Vec::new();
+    let _ = stranger.read_to_end(&mut got);
+    assert!(got.is_empty(), "a stranger received data");
+    assert_eq!(code(&c.reply()), "150");
+    assert_eq!(code(&c.reply()), "226");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use tracing::warn;
 use super::Session;
 use crate::data::{DataSetup, same_host};
 use crate::error::SessionError;
+use crate::passive::PassiveListener;
 
 pub(super) fn cmd_mode(mode: char) -> Result<Reply, SessionError> {
     match mode {
@@ -83,7 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ))
     }
 
-    pub(super) async fn cmd_pasv(&mut self) -> Result<Reply, SessionError> {
+    pub(super) fn cmd_pasv(&mut self) -> Result<Reply, SessionError> {
         if self.epsv_all {
             return Err(SessionError::BadSequence(
                 "only EPSV is allowed after EPSV ALL",
@@ -93,11 +94,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let IpAddr::V4(local_v4) = local else {
             return Err(SessionError::Unsupported("PASV needs IPv4; use EPSV"));
         };
-        let listener = self.bind_passive(local).await?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| SessionError::DataConnection(e.to_string()))?
-            .port();
+        let listener = self.bind_passive(local)?;
+        let port = listener.local_addr().port();
         let announced = match self.opts.public_address {
             Some(IpAddr::V4(public)) => public,
             _ => local_v4,
@@ -112,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ))
     }
 
-    pub(super) async fn cmd_epsv(&mut self, arg: EpsvArg) -> Result<Reply, SessionError> {
+    pub(super) fn cmd_epsv(&mut self, arg: EpsvArg) -> Result<Reply, SessionError> {
         let local = self.peer.local.ip();
         let family = if local.to_canonical().is_ipv4() { 1 } else { 2 };
         match arg {
@@ -128,11 +126,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             _ => {}
         }
-        let listener = self.bind_passive(local).await?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| SessionError::DataConnection(e.to_string()))?
-            .port();
+        let listener = self.bind_passive(local)?;
+        let port = listener.local_addr().port();
         self.data = DataSetup::Passive(listener);
         Ok(Reply::new(
             229,
@@ -140,12 +135,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ))
     }
 
-    async fn bind_passive(&mut self, ip: IpAddr) -> Result<tokio::net::TcpListener, SessionError> {
+    fn bind_passive(&mut self, ip: IpAddr) -> Result<PassiveListener, SessionError> {
         // A new PASV replaces the previous listener, so a session holds at most one.
         self.data = DataSetup::None;
         self.passive_pool
             .bind(ip)
-            .await
             .map_err(|e| SessionError::DataConnection(format!("no passive port free: {e}")))
     }
 }
