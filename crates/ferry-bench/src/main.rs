@@ -4,11 +4,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ferry_client::{ConnectOptions, FtpSession, FtpUrl};
+use rustls_pki_types::ServerName;
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -38,6 +40,10 @@ enum Cmd {
     Download {
         #[arg(long)]
         url: String,
+        /// FTPS: AUTH TLS and PROT P, with rustls (TLS 1.2, the data
+        /// connection resuming the control connection's session).
+        #[arg(long)]
+        tls: bool,
     },
     /// Upload BYTES to the URL from memory in 1 MiB writes (the writer of
     /// `stream`).
@@ -46,6 +52,9 @@ enum Cmd {
         url: String,
         #[arg(long)]
         bytes: u64,
+        /// FTPS, as for `download`.
+        #[arg(long)]
+        tls: bool,
     },
     /// COUNT files named f0..f{COUNT-1} under the URL's directory, downloaded
     /// one after another in one session.
@@ -97,8 +106,8 @@ fn main() -> anyhow::Result<()> {
     let out = match cli.command {
         Cmd::Stream { bytes, sendfile } => stream(bytes, sendfile)?,
         Cmd::CacheRead { file } => cache_read(&file)?,
-        Cmd::Download { url } => download(&url)?,
-        Cmd::Upload { url, bytes } => upload(&url, bytes)?,
+        Cmd::Download { url, tls } => download(&url, tls)?,
+        Cmd::Upload { url, bytes, tls } => upload(&url, bytes, tls)?,
         Cmd::SmallFiles { url, count } => small_files(&url, count)?,
         Cmd::Concurrent { url, sessions } => runtime()?.block_on(concurrent(&url, sessions))?,
         Cmd::Login { url, count } => login(&url, count)?,
@@ -200,33 +209,61 @@ fn options() -> ConnectOptions {
 
 /// A download into a 1 MiB buffer over blocking sockets: the reader of
 /// `stream`, so that the client is not what limits the figure.
-fn download(url: &str) -> anyhow::Result<serde_json::Value> {
+fn download(url: &str, tls: bool) -> anyhow::Result<serde_json::Value> {
     let url = FtpUrl::parse(url)?;
-    let mut raw = Raw::session(&url)?;
-    let start = Instant::now();
     let command = format!("RETR {}", url.path);
-    let mut data = raw.transfer(&url, &command)?;
-    let bytes = drain(&mut data)?;
-    raw.finish(&command)?;
-    Ok(throughput(bytes, start.elapsed()))
+    let (bytes, t) = if tls {
+        let mut raw = Raw::session_tls(&url)?;
+        let start = Instant::now();
+        let mut data = raw.transfer_tls(&url, &command)?;
+        let bytes = drain(&mut data)?;
+        // vsftpd sends its 226 only once the client has closed its side.
+        data.conn.send_close_notify();
+        let _ = data.flush();
+        drop(data);
+        raw.finish(&command)?;
+        (bytes, start.elapsed())
+    } else {
+        let mut raw = Raw::session(&url)?;
+        let start = Instant::now();
+        let mut data = raw.transfer(&url, &command)?;
+        let bytes = drain(&mut data)?;
+        drop(data);
+        raw.finish(&command)?;
+        (bytes, start.elapsed())
+    };
+    Ok(throughput(bytes, t))
 }
 
 /// An upload of BYTES from memory in 1 MiB writes: the writer of `stream`.
-fn upload(url: &str, bytes: u64) -> anyhow::Result<serde_json::Value> {
+fn upload(url: &str, bytes: u64, tls: bool) -> anyhow::Result<serde_json::Value> {
     let url = FtpUrl::parse(url)?;
-    let mut raw = Raw::session(&url)?;
     // Not one byte value throughout, so that nothing on the way can compress it.
     let buf: Vec<u8> = (0..1u32 << 20)
         .flat_map(u32::to_le_bytes)
         .take(1 << 20)
         .collect();
-    let start = Instant::now();
     let command = format!("STOR {}", url.path);
-    let mut data = raw.transfer(&url, &command)?;
-    send_repeated(&mut data, &buf, bytes)?;
-    drop(data);
-    raw.finish(&command)?;
-    Ok(throughput(bytes, start.elapsed()))
+    let t = if tls {
+        let mut raw = Raw::session_tls(&url)?;
+        let start = Instant::now();
+        let mut data = raw.transfer_tls(&url, &command)?;
+        send_repeated(&mut data, &buf, bytes)?;
+        data.conn.send_close_notify();
+        data.flush()?;
+        drop(data);
+        raw.finish(&command)?;
+        start.elapsed()
+    } else {
+        let mut raw = Raw::session(&url)?;
+        let start = Instant::now();
+        let mut data = raw.transfer(&url, &command)?;
+        send_repeated(&mut data, &buf, bytes)?;
+        drop(data);
+        raw.finish(&command)?;
+        start.elapsed()
+    };
+    Ok(throughput(bytes, t))
 }
 
 /// COUNT downloads of `f0`, `f1`, ... under the URL's directory in one session,
@@ -253,6 +290,11 @@ fn small_files(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {
             }
             bytes += n as u64;
         }
+        // Closed before the final reply, as clients do: vsftpd closes its side
+        // with SO_LINGER and sends the 226 only once the client has
+        // acknowledged the end of the data, which a client that keeps the
+        // connection open acknowledges 40 ms late.
+        drop(data);
         raw.finish(&command)?;
     }
     let t = start.elapsed();
@@ -306,10 +348,15 @@ async fn concurrent(url: &str, sessions: usize) -> anyhow::Result<serde_json::Va
     )
 }
 
-/// A minimal blocking control connection.
-struct Raw {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+/// A TLS connection as the blocking client uses it.
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A minimal blocking control connection, plain or (after AUTH TLS) over TLS.
+struct Raw<S: Read + Write = TcpStream> {
+    stream: BufReader<S>,
+    /// The TLS configuration of an FTPS session: the data connections share
+    /// it, and with it the session cache they resume from.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl Raw {
@@ -318,16 +365,83 @@ impl Raw {
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         let mut raw = Raw {
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
+            stream: BufReader::new(s),
+            tls: None,
         };
         raw.reply()?;
         Ok(raw)
     }
 
+    /// A logged-in session in TYPE I.
+    fn session(url: &FtpUrl) -> anyhow::Result<Self> {
+        let mut raw = Raw::connect(url)?;
+        raw.login(url)?;
+        raw.cmd("TYPE I")?;
+        Ok(raw)
+    }
+
+    /// Sends a transfer command over a fresh passive connection; returns the
+    /// connection once the server has accepted the command (1xx).
+    fn transfer(&mut self, url: &FtpUrl, command: &str) -> anyhow::Result<TcpStream> {
+        let port = self.pasv_port()?;
+        let data = TcpStream::connect((url.host.as_str(), port))?;
+        let (code, text) = self.cmd(command)?;
+        if !(100..200).contains(&code) {
+            bail!("{command}: {text}");
+        }
+        Ok(data)
+    }
+
+    /// A logged-in FTPS session (AUTH TLS, PBSZ 0, PROT P) in TYPE I. TLS 1.2,
+    /// as the ferry client speaks it, so that every data connection can resume
+    /// the control connection's session (vsftpd's `require_ssl_reuse`).
+    fn session_tls(url: &FtpUrl) -> anyhow::Result<Raw<Tls>> {
+        let mut raw = Raw::connect(url)?;
+        let (code, text) = raw.cmd("AUTH TLS")?;
+        if code != 234 {
+            bail!("AUTH TLS: {text}");
+        }
+        let config = ferry_client::tls::client_config(
+            &ferry_client::CertificateCheck::Insecure,
+            ferry_client::TlsVersions::Tls12,
+        )?;
+        let name = ferry_client::tls::server_name(&url.host)?;
+        let conn = rustls::ClientConnection::new(config.clone(), name.clone())?;
+        let tcp = raw.stream.into_inner();
+        let mut raw = Raw {
+            stream: BufReader::new(rustls::StreamOwned::new(conn, tcp)),
+            tls: Some((config, name)),
+        };
+        raw.login(url)?;
+        raw.cmd("PBSZ 0")?;
+        let (code, text) = raw.cmd("PROT P")?;
+        if code != 200 {
+            bail!("PROT P: {text}");
+        }
+        raw.cmd("TYPE I")?;
+        Ok(raw)
+    }
+}
+
+impl Raw<Tls> {
+    /// As [`Raw::transfer`], with the data connection under TLS.
+    fn transfer_tls(&mut self, url: &FtpUrl, command: &str) -> anyhow::Result<Tls> {
+        let port = self.pasv_port()?;
+        let data = TcpStream::connect((url.host.as_str(), port))?;
+        let (code, text) = self.cmd(command)?;
+        if !(100..200).contains(&code) {
+            bail!("{command}: {text}");
+        }
+        let (config, name) = self.tls.clone().context("not a TLS session")?;
+        let conn = rustls::ClientConnection::new(config, name)?;
+        Ok(rustls::StreamOwned::new(conn, data))
+    }
+}
+
+impl<S: Read + Write> Raw<S> {
     fn reply(&mut self) -> anyhow::Result<(u16, String)> {
         let mut first = String::new();
-        if self.reader.read_line(&mut first)? == 0 {
+        if self.stream.read_line(&mut first)? == 0 {
             bail!("connection closed");
         }
         let code: u16 = first
@@ -337,7 +451,7 @@ impl Raw {
         if first.as_bytes().get(3) == Some(&b'-') {
             loop {
                 let mut line = String::new();
-                if self.reader.read_line(&mut line)? == 0 {
+                if self.stream.read_line(&mut line)? == 0 {
                     bail!("connection closed");
                 }
                 if line.starts_with(&format!("{code} ")) {
@@ -349,7 +463,9 @@ impl Raw {
     }
 
     fn cmd(&mut self, line: &str) -> anyhow::Result<(u16, String)> {
-        self.writer.write_all(format!("{line}\r\n").as_bytes())?;
+        let w = self.stream.get_mut();
+        w.write_all(format!("{line}\r\n").as_bytes())?;
+        w.flush()?;
         self.reply()
     }
 
@@ -382,26 +498,6 @@ impl Raw {
             .get(nums.len().saturating_sub(2)..)
             .map(|p| p[0] * 256 + p[1])
             .unwrap_or(0))
-    }
-
-    /// A logged-in session in TYPE I.
-    fn session(url: &FtpUrl) -> anyhow::Result<Self> {
-        let mut raw = Raw::connect(url)?;
-        raw.login(url)?;
-        raw.cmd("TYPE I")?;
-        Ok(raw)
-    }
-
-    /// Sends a transfer command over a fresh passive connection; returns the
-    /// connection once the server has accepted the command (1xx).
-    fn transfer(&mut self, url: &FtpUrl, command: &str) -> anyhow::Result<TcpStream> {
-        let port = self.pasv_port()?;
-        let data = TcpStream::connect((url.host.as_str(), port))?;
-        let (code, text) = self.cmd(command)?;
-        if !(100..200).contains(&code) {
-            bail!("{command}: {text}");
-        }
-        Ok(data)
     }
 
     /// The final reply of a transfer.
@@ -587,7 +683,8 @@ fn list(url: &str, command: &str, pid: u32) -> anyhow::Result<serde_json::Value>
     let start = Instant::now();
     let mut data = TcpStream::connect((url.host.as_str(), port))?;
     let path = url.path.trim_end_matches('/');
-    raw.writer
+    raw.stream
+        .get_mut()
         .write_all(format!("{command} {path}\r\n").as_bytes())?;
     let mut buf = vec![0u8; 1 << 16];
     let mut bytes = 0u64;

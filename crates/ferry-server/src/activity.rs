@@ -186,6 +186,17 @@ impl ActivityLog {
         })
     }
 
+    /// Whether any log is on: when none is, a session skips the bookkeeping
+    /// (paths, names, times) a log line would need.
+    pub fn is_on(&self) -> bool {
+        self.audit.is_some() || self.xferlog.is_some()
+    }
+
+    /// Whether the audit log is on.
+    pub fn audits(&self) -> bool {
+        self.audit.is_some()
+    }
+
     pub fn audit(&self, record: &AuditRecord<'_>) {
         if let Some(w) = &self.audit
             && let Ok(mut line) = serde_json::to_vec(record)

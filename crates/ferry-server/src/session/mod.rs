@@ -322,7 +322,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     async fn handle_line(&mut self, line: &[u8]) -> Step {
         let started = Instant::now();
-        let user_before = self.audit_user();
+        let logged = self.opts.activity.is_on();
+        let user_before = if logged { self.audit_user() } else { None };
         let command = match Command::parse(line) {
             Ok(c) => c,
             Err(e) => {
@@ -350,11 +351,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let verb = command.verb();
-        let arg = audit_arg(line, &command);
-        let path = command
-            .path_arg()
-            .and_then(|p| self.cwd.resolve(p.as_str()).ok())
-            .map(|p| self.full_path(&p));
+        let (arg, path) = if logged {
+            let path = command
+                .path_arg()
+                .and_then(|p| self.cwd.resolve(p.as_str()).ok())
+                .map(|p| self.full_path(&p));
+            (audit_arg(line, &command), path)
+        } else {
+            (None, None)
+        };
         // RNTO must follow RNFR at once; any other command forgets the RNFR.
         let rename_from = self.rename_from.take();
         let mut step = match self.dispatch(command, rename_from).await {
@@ -364,6 +369,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Step::Reply(e.reply())
             }
         };
+        if !logged {
+            if let Step::Reply(r) | Step::Close(r) | Step::StartTls(r, _) = &step {
+                debug!(session = self.peer.id, verb, reply = r.code(), "command");
+            }
+            return step;
+        }
         let user = self.audit_user().or(user_before);
         match &mut step {
             Step::Reply(r) | Step::Close(r) | Step::StartTls(r, _) => {
@@ -412,6 +423,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         code: u16,
         transfer: Option<(u64, std::time::Duration)>,
     ) {
+        if !self.opts.activity.audits() {
+            return;
+        }
         self.opts.activity.audit(&AuditRecord {
             time: rfc3339((self.opts.clock)()),
             session: self.peer.id,
