@@ -7,7 +7,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_proto::ascii;
@@ -105,25 +105,126 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     Ok(total)
 }
 
-/// How many bytes one `sendfile` call may move.
+/// Places for transfers running as blocking loops (in tokio's blocking pool,
+/// one thread each for the transfer's length, as vsftpd holds a process).
+///
+/// The pool has 512 threads, and file-system calls need them too; so at most
+/// [`BLOCKING_TRANSFERS`] transfers run that way at once, and the ones beyond
+/// take the async path: slower per byte, but without a thread each, so that
+/// many long transfers never make the others (or a directory listing) wait
+/// for a thread.
+#[derive(Debug)]
+pub struct BlockingSlots {
+    in_use: AtomicUsize,
+    limit: usize,
+}
+
+/// How many transfers may run as blocking loops at once.
+pub const BLOCKING_TRANSFERS: usize = 256;
+
+/// The server's places for blocking transfer loops.
+pub static BLOCKING_SLOTS: BlockingSlots = BlockingSlots::new(BLOCKING_TRANSFERS);
+
+impl BlockingSlots {
+    pub const fn new(limit: usize) -> Self {
+        BlockingSlots {
+            in_use: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// A place, if one is free; it is given back when dropped.
+    pub fn take(&'static self) -> Option<BlockingSlot> {
+        self.in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| BlockingSlot(self))
+    }
+}
+
+/// One place for a blocking transfer loop, held until dropped.
+#[derive(Debug)]
+pub struct BlockingSlot(&'static BlockingSlots);
+
+impl Drop for BlockingSlot {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How many bytes one `sendfile` call may move on the async path (rate-limited
+/// transfers take 64 KiB at a time).
 const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// How many bytes one blocking `sendfile` call may move: large, so that the
+/// kernel loops rather than ferry, and small enough that STAT sees progress.
+const BLOCKING_SENDFILE_CHUNK: usize = 64 << 20;
 
 /// Sends a host file from `offset` to `end` (its size when the transfer was
 /// announced) with `sendfile`: the kernel moves the bytes from the page cache
 /// to the socket without copying them through ferry (plain FTP, TYPE I, local
 /// disk only). A file that shrinks meanwhile ends the transfer early; bytes
 /// appended meanwhile are not sent, as the 150 reply announced the size.
+///
+/// Without a rate limit, the first call goes to the non-blocking socket
+/// directly: a small file is sent whole by it, with no trip anywhere. What is
+/// left after it goes to a blocking loop in the blocking pool, as vsftpd sends
+/// (its one `sendfile` call sleeps in the kernel while the socket buffer is
+/// full; the async loop woke up through epoll for every free piece of it: 0.89×
+/// of vsftpd's speed, see docs/benchmarks.md). The data timeout is then the
+/// socket's send timeout, and ABOR shuts the socket down, which ends the call.
+/// A rate-limited transfer stays on the async loop, 64 KiB at a time, and so
+/// does the rest of a file when no [`BlockingSlot`] is free.
 pub async fn send_file_zero_copy(
     file: std::fs::File,
     mut offset: u64,
     end: u64,
     data: &mut DataConnection,
     timeout: Duration,
-    meter: &TransferMeter,
+    meter: Arc<TransferMeter>,
     rate: Option<&SharedRate>,
 ) -> Result<u64, TransferError> {
     let fail = |e: std::io::Error| TransferError::Connection(format!("sending: {e}"));
     let mut total = 0u64;
+    if rate.is_none() && offset < end {
+        let socket = data.socket().map_err(fail)?;
+        let left = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        match rustix::fs::sendfile(socket, &file, Some(&mut offset), left.min(SENDFILE_CHUNK)) {
+            // The file ended early (it shrank): nothing more to send.
+            Ok(0) => offset = end,
+            Ok(n) => {
+                meter.add(n);
+                total += n as u64;
+            }
+            Err(rustix::io::Errno::AGAIN) => {}
+            Err(e) => return Err(fail(e.into())),
+        }
+        let slot = if offset < end {
+            BLOCKING_SLOTS.take()
+        } else {
+            None
+        };
+        if let Some(slot) = slot {
+            let (socket, stopper) =
+                BlockingSocket::hand_over(socket, Timeout::Send, timeout, "sending")?;
+            let job = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                send_file_blocking(&socket, &file, offset, end, timeout, &meter)
+            });
+            total += job.await.map_err(|e| fail(std::io::Error::other(e)))??;
+            stopper.disarm();
+            data.shutdown_write()
+                .map_err(|e| TransferError::Connection(format!("closing: {e}")))?;
+            return Ok(total);
+        }
+        if offset >= end {
+            data.shutdown_write()
+                .map_err(|e| TransferError::Connection(format!("closing: {e}")))?;
+            return Ok(total);
+        }
+    }
     // Stopping at the known end saves the last call (which would return 0)
     // and the push of pending frames the kernel does at a file's end.
     while offset < end {
@@ -136,16 +237,6 @@ pub async fn send_file_zero_copy(
             rate.wait_for(chunk).await;
         }
         let sent = loop {
-            // An unregistered connection is tried at once: a small file is
-            // sent in this one call, and only a full socket buffer makes the
-            // connection register with the runtime to wait.
-            if let Some(socket) = data.unregistered() {
-                match rustix::fs::sendfile(socket, &file, Some(&mut offset), chunk) {
-                    Ok(n) => break n,
-                    Err(rustix::io::Errno::AGAIN) => {}
-                    Err(e) => return Err(fail(e.into())),
-                }
-            }
             let tcp = data.registered_mut().map_err(fail)?;
             with_timeout(timeout, "sending", tcp.writable()).await?;
             match tcp.try_io(tokio::io::Interest::WRITABLE, || {
@@ -168,6 +259,43 @@ pub async fn send_file_zero_copy(
     Ok(total)
 }
 
+/// The blocking loop of [`send_file_zero_copy`]: `sendfile` on a blocking
+/// socket, the kernel sleeping while the socket buffer is full.
+fn send_file_blocking(
+    socket: &BlockingSocket,
+    file: &std::fs::File,
+    mut offset: u64,
+    end: u64,
+    timeout: Duration,
+    meter: &TransferMeter,
+) -> Result<u64, TransferError> {
+    let mut total = 0u64;
+    while offset < end {
+        let left = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        match rustix::fs::sendfile(
+            &socket.0,
+            file,
+            Some(&mut offset),
+            left.min(BLOCKING_SENDFILE_CHUNK),
+        ) {
+            Ok(0) => break,
+            Ok(n) => {
+                meter.add(n);
+                total += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(TransferError::Connection(format!(
+                    "no progress for {} seconds",
+                    timeout.as_secs()
+                )));
+            }
+            Err(e) => return Err(TransferError::Connection(format!("sending: {e}"))),
+        }
+    }
+    Ok(total)
+}
+
 /// Sends a host file from `offset` to `end` over TLS (PROT P, TYPE I, no rate
 /// limit) from a blocking loop in the blocking pool: the file is read into a
 /// 1 MiB buffer, encrypted by rustls and written to the socket, with no trip
@@ -182,11 +310,13 @@ pub async fn send_file_tls_blocking(
     end: u64,
     timeout: Duration,
     meter: Arc<TransferMeter>,
+    slot: BlockingSlot,
 ) -> Result<u64, TransferError> {
     let (mut tcp, mut conn) = tls.into_inner();
     let (socket, stopper) =
         BlockingSocket::hand_over(tcp.as_fd(), Timeout::Send, timeout, "sending")?;
     let job = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         encrypt_into(&socket, &mut conn, &file, offset, end, timeout, &meter)
     });
     let sent = job
@@ -359,6 +489,7 @@ pub async fn receive_file_blocking(
     timeout: Duration,
     meter: Arc<TransferMeter>,
     budget: Option<&UploadBudget>,
+    slot: BlockingSlot,
 ) -> Result<u64, TransferError> {
     let socket = data
         .socket()
@@ -369,6 +500,7 @@ pub async fn receive_file_blocking(
     // transfer is dropped meanwhile, it is dropped there when the loop ends,
     // which settles it as failed, counting the bytes it got.
     let job = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let mut upload = upload;
         let moved = copy_into(&socket, &file, timeout, &meter, limit, &mut |n| {
             upload.wrote(n);
@@ -555,5 +687,24 @@ impl<'a, W: AsyncWrite + Unpin> ListingWriter<'a, W> {
         self.flush(meter).await?;
         with_timeout(self.timeout, "closing", self.data.shutdown()).await?;
         Ok(self.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No more than the limit at once; a place given back can be taken again.
+    #[test]
+    fn blocking_slots_are_bounded_and_given_back() {
+        static SLOTS: BlockingSlots = BlockingSlots::new(2);
+        let a = SLOTS.take().expect("first");
+        let b = SLOTS.take().expect("second");
+        assert!(SLOTS.take().is_none(), "a third place past the limit");
+        drop(a);
+        let c = SLOTS.take().expect("given back");
+        assert!(SLOTS.take().is_none());
+        drop((b, c));
+        assert_eq!(SLOTS.in_use.load(Ordering::Acquire), 0);
     }
 }

@@ -171,6 +171,28 @@ fn idle_login_and_data_timeouts() {
     assert_eq!(code(&r), "425", "{r}");
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(code(&c.cmd("NOOP")), "200");
+
+    // A download the client stops reading (the blocking sendfile loop): 426
+    // once nothing has moved for the data timeout; the session goes on.
+    std::fs::write(server.files().join("alice/big"), vec![7u8; 64 << 20]).expect("big");
+    let data = c.pasv_data();
+    assert_eq!(code(&c.cmd("RETR big")), "150");
+    let r = c.reply();
+    assert!(r.starts_with("426") && r.contains("no progress"), "{r}");
+    drop(data);
+    assert_eq!(code(&c.cmd("NOOP")), "200");
+
+    // An upload the client stops sending without closing (the blocking
+    // receive loop): the same, and the bytes that came are kept.
+    let mut data = c.pasv_data();
+    assert_eq!(code(&c.cmd("STOR stalled")), "150");
+    data.write_all(b"four").expect("send");
+    let r = c.reply();
+    assert!(r.starts_with("426") && r.contains("no progress"), "{r}");
+    drop(data);
+    assert_eq!(code(&c.cmd("NOOP")), "200");
+    let kept = std::fs::read(server.files().join("alice/stalled")).expect("kept");
+    assert_eq!(kept, b"four");
 }
 
 #[test]

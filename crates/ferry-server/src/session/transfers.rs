@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Session, TransferStep};
 use crate::error::SessionError;
 use crate::tls::DataStream;
-use crate::transfer::{self, UploadBudget};
+use crate::transfer::{self, BLOCKING_SLOTS, UploadBudget};
 
 /// Where a download's bytes come from.
 enum Source {
@@ -110,24 +110,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             start,
             format!("RETR {path}"),
             move |stream, meter| async move {
-                match (source, stream) {
-                    (Source::HostFile(file), DataStream::Plain(mut tcp)) if sendfile => {
+                // PROT P downloads of host files run as a blocking loop when a
+                // place for one is free.
+                let slot = match (&source, &stream, &rate) {
+                    (Source::HostFile(_), DataStream::Tls(_), None) => BLOCKING_SLOTS.take(),
+                    _ => None,
+                };
+                match (source, stream, slot) {
+                    (Source::HostFile(file), DataStream::Plain(mut tcp), _) if sendfile => {
                         transfer::send_file_zero_copy(
                             file,
                             offset,
                             size,
                             &mut tcp,
                             timeout,
-                            &meter,
+                            meter,
                             rate.as_deref(),
                         )
                         .await
                     }
-                    (Source::HostFile(file), DataStream::Tls(tls)) if rate.is_none() => {
-                        transfer::send_file_tls_blocking(*tls, file, offset, size, timeout, meter)
-                            .await
+                    (Source::HostFile(file), DataStream::Tls(tls), Some(slot)) => {
+                        transfer::send_file_tls_blocking(
+                            *tls, file, offset, size, timeout, meter, slot,
+                        )
+                        .await
                     }
-                    (source, mut stream) => {
+                    (source, mut stream, _) => {
                         let reader = source.into_reader(offset).await?;
                         transfer::send_file(
                             reader,
@@ -244,12 +252,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             move |mut stream, meter| async move {
                 // Plain binary uploads to host files without a rate limit run
                 // as one blocking loop; the rest are copied piece by piece.
-                let host_file = match (&stream, ascii, &rate) {
-                    (DataStream::Plain(_), false, None) => upload.host_file(),
+                let blocking = match (&stream, ascii, &rate) {
+                    (DataStream::Plain(_), false, None) => BLOCKING_SLOTS.take(),
                     _ => None,
                 };
-                let result = match (host_file, &mut stream) {
-                    (Some(Ok(file)), DataStream::Plain(tcp)) => {
+                let host_file = blocking.as_ref().and_then(|_| upload.host_file());
+                let result = match (host_file, blocking, &mut stream) {
+                    (Some(Ok(file)), Some(slot), DataStream::Plain(tcp)) => {
                         transfer::receive_file_blocking(
                             tcp,
                             upload,
@@ -257,6 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             timeout,
                             meter.clone(),
                             budget.as_ref(),
+                            slot,
                         )
                         .await
                     }
