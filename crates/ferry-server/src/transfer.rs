@@ -154,77 +154,25 @@ impl Drop for BlockingSlot {
     }
 }
 
-/// How many bytes one `sendfile` call may move on the async path (rate-limited
-/// transfers take 64 KiB at a time).
+/// How many bytes one `sendfile` call may move.
 const SENDFILE_CHUNK: usize = 1 << 20;
-
-/// How many bytes one blocking `sendfile` call may move: large, so that the
-/// kernel loops rather than ferry, and small enough that STAT sees progress.
-const BLOCKING_SENDFILE_CHUNK: usize = 64 << 20;
 
 /// Sends a host file from `offset` to `end` (its size when the transfer was
 /// announced) with `sendfile`: the kernel moves the bytes from the page cache
 /// to the socket without copying them through ferry (plain FTP, TYPE I, local
 /// disk only). A file that shrinks meanwhile ends the transfer early; bytes
 /// appended meanwhile are not sent, as the 150 reply announced the size.
-///
-/// Without a rate limit, the first call goes to the non-blocking socket
-/// directly: a small file is sent whole by it, with no trip anywhere. What is
-/// left after it goes to a blocking loop in the blocking pool, as vsftpd sends
-/// (its one `sendfile` call sleeps in the kernel while the socket buffer is
-/// full; the async loop woke up through epoll for every free piece of it: 0.89×
-/// of vsftpd's speed, see docs/benchmarks.md). The data timeout is then the
-/// socket's send timeout, and ABOR shuts the socket down, which ends the call.
-/// A rate-limited transfer stays on the async loop, 64 KiB at a time, and so
-/// does the rest of a file when no [`BlockingSlot`] is free.
 pub async fn send_file_zero_copy(
     file: std::fs::File,
     mut offset: u64,
     end: u64,
     data: &mut DataConnection,
     timeout: Duration,
-    meter: Arc<TransferMeter>,
+    meter: &TransferMeter,
     rate: Option<&SharedRate>,
 ) -> Result<u64, TransferError> {
     let fail = |e: std::io::Error| TransferError::Connection(format!("sending: {e}"));
     let mut total = 0u64;
-    if rate.is_none() && offset < end {
-        let socket = data.socket().map_err(fail)?;
-        let left = usize::try_from(end - offset).unwrap_or(usize::MAX);
-        match rustix::fs::sendfile(socket, &file, Some(&mut offset), left.min(SENDFILE_CHUNK)) {
-            // The file ended early (it shrank): nothing more to send.
-            Ok(0) => offset = end,
-            Ok(n) => {
-                meter.add(n);
-                total += n as u64;
-            }
-            Err(rustix::io::Errno::AGAIN) => {}
-            Err(e) => return Err(fail(e.into())),
-        }
-        let slot = if offset < end {
-            BLOCKING_SLOTS.take()
-        } else {
-            None
-        };
-        if let Some(slot) = slot {
-            let (socket, stopper) =
-                BlockingSocket::hand_over(socket, Timeout::Send, timeout, "sending")?;
-            let job = tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                send_file_blocking(&socket, &file, offset, end, timeout, &meter)
-            });
-            total += job.await.map_err(|e| fail(std::io::Error::other(e)))??;
-            stopper.disarm();
-            data.shutdown_write()
-                .map_err(|e| TransferError::Connection(format!("closing: {e}")))?;
-            return Ok(total);
-        }
-        if offset >= end {
-            data.shutdown_write()
-                .map_err(|e| TransferError::Connection(format!("closing: {e}")))?;
-            return Ok(total);
-        }
-    }
     // Stopping at the known end saves the last call (which would return 0)
     // and the push of pending frames the kernel does at a file's end.
     while offset < end {
@@ -237,6 +185,16 @@ pub async fn send_file_zero_copy(
             rate.wait_for(chunk).await;
         }
         let sent = loop {
+            // An unregistered connection is tried at once: a small file is
+            // sent in this one call, and only a full socket buffer makes the
+            // connection register with the runtime to wait.
+            if let Some(socket) = data.unregistered() {
+                match rustix::fs::sendfile(socket, &file, Some(&mut offset), chunk) {
+                    Ok(n) => break n,
+                    Err(rustix::io::Errno::AGAIN) => {}
+                    Err(e) => return Err(fail(e.into())),
+                }
+            }
             let tcp = data.registered_mut().map_err(fail)?;
             with_timeout(timeout, "sending", tcp.writable()).await?;
             match tcp.try_io(tokio::io::Interest::WRITABLE, || {
@@ -256,43 +214,6 @@ pub async fn send_file_zero_copy(
     }
     data.shutdown_write()
         .map_err(|e| TransferError::Connection(format!("closing: {e}")))?;
-    Ok(total)
-}
-
-/// The blocking loop of [`send_file_zero_copy`]: `sendfile` on a blocking
-/// socket, the kernel sleeping while the socket buffer is full.
-fn send_file_blocking(
-    socket: &BlockingSocket,
-    file: &std::fs::File,
-    mut offset: u64,
-    end: u64,
-    timeout: Duration,
-    meter: &TransferMeter,
-) -> Result<u64, TransferError> {
-    let mut total = 0u64;
-    while offset < end {
-        let left = usize::try_from(end - offset).unwrap_or(usize::MAX);
-        match rustix::fs::sendfile(
-            &socket.0,
-            file,
-            Some(&mut offset),
-            left.min(BLOCKING_SENDFILE_CHUNK),
-        ) {
-            Ok(0) => break,
-            Ok(n) => {
-                meter.add(n);
-                total += n as u64;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) => {
-                return Err(TransferError::Connection(format!(
-                    "no progress for {} seconds",
-                    timeout.as_secs()
-                )));
-            }
-            Err(e) => return Err(TransferError::Connection(format!("sending: {e}"))),
-        }
-    }
     Ok(total)
 }
 

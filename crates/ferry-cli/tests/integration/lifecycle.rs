@@ -172,7 +172,7 @@ fn idle_login_and_data_timeouts() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(code(&c.cmd("NOOP")), "200");
 
-    // A download the client stops reading (the blocking sendfile loop): 426
+    // A download the client stops reading (sendfile into a full socket): 426
     // once nothing has moved for the data timeout; the session goes on.
     std::fs::write(server.files().join("alice/big"), vec![7u8; 64 << 20]).expect("big");
     let data = c.pasv_data();

@@ -124,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             size,
                             &mut tcp,
                             timeout,
-                            meter,
+                            &meter,
                             rate.as_deref(),
                         )
                         .await
