@@ -235,6 +235,13 @@ print("rest", f.retrbinary("RETR big.bin", h.update, rest=12345)[:3])
 with open(sys.argv[2], "rb") as stored:
     stored.seek(12345)
     print("same as stored from 12345", h.hexdigest() == hashlib.sha256(stored.read()).hexdigest())
+# ABOR in the middle of an upload that replaces the file: the old file stays.
+up = f.transfercmd("STOR big.bin")
+up.sendall(b"x" * 1000000)
+print("abort upload", f.abort()[:3])
+print("then", f.getresp()[:3])
+up.close()
+print("noop", f.voidcmd("NOOP")[:3])
 "#;
     let big = server.files().join("alice/big.bin");
     let out = run_ok(
@@ -248,12 +255,13 @@ with open(sys.argv[2], "rb") as stored:
     );
     assert_eq!(
         out,
-        "first True\nabort 426\nthen 226\nnoop 200\nrest 226\nsame as stored from 12345 True\n"
+        "first True\nabort 426\nthen 226\nnoop 200\nrest 226\nsame as stored from 12345 True\n\
+         abort upload 426\nthen 226\nnoop 200\n"
     );
     assert_eq!(
         std::fs::read(&big).expect("big"),
         body,
-        "the file is untouched"
+        "the file is untouched by the aborted download and the aborted upload"
     );
 }
 
