@@ -92,7 +92,7 @@ pub async fn open(
 ///
 /// Registering costs two `epoll_ctl` calls and the readiness events wake the
 /// runtime; a small file sent with sendfile in one call never waits, so it
-/// never pays (see docs/benchmarks.md, "(d) small files"). Until it is
+/// never pays (docs/benchmarks.md, workload d). Until it is
 /// registered the socket is non-blocking and used directly; the first read or
 /// write through [`AsyncRead`]/[`AsyncWrite`], or [`DataConnection::registered_mut`],
 /// registers it.
