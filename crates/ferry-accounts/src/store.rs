@@ -408,6 +408,8 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[tokio::test]
     async fn verifications_run_on_their_own_threads_in_turn() {
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -445,8 +447,6 @@ mod tests {
             "the same two threads do all the work: {names:?}"
         );
     }
-
-    use super::*;
 
     fn config(text: &str) -> Config {
         Config::parse(text).expect("config")

@@ -217,10 +217,7 @@ fn download(url: &str, tls: bool) -> anyhow::Result<serde_json::Value> {
         let start = Instant::now();
         let mut data = raw.transfer_tls(&url, &command)?;
         let bytes = drain(&mut data)?;
-        // vsftpd sends its 226 only once the client has closed its side.
-        data.conn.send_close_notify();
-        let _ = data.flush();
-        drop(data);
+        let _ = close_tls(data);
         raw.finish(&command)?;
         (bytes, start.elapsed())
     } else {
@@ -249,9 +246,7 @@ fn upload(url: &str, bytes: u64, tls: bool) -> anyhow::Result<serde_json::Value>
         let start = Instant::now();
         let mut data = raw.transfer_tls(&url, &command)?;
         send_repeated(&mut data, &buf, bytes)?;
-        data.conn.send_close_notify();
-        data.flush()?;
-        drop(data);
+        close_tls(data)?;
         raw.finish(&command)?;
         start.elapsed()
     } else {
@@ -380,18 +375,6 @@ impl Raw {
         Ok(raw)
     }
 
-    /// Sends a transfer command over a fresh passive connection; returns the
-    /// connection once the server has accepted the command (1xx).
-    fn transfer(&mut self, url: &FtpUrl, command: &str) -> anyhow::Result<TcpStream> {
-        let port = self.pasv_port()?;
-        let data = TcpStream::connect((url.host.as_str(), port))?;
-        let (code, text) = self.cmd(command)?;
-        if !(100..200).contains(&code) {
-            bail!("{command}: {text}");
-        }
-        Ok(data)
-    }
-
     /// A logged-in FTPS session (AUTH TLS, PBSZ 0, PROT P) in TYPE I. TLS 1.2,
     /// as the ferry client speaks it, so that every data connection can resume
     /// the control connection's session (vsftpd's `require_ssl_reuse`).
@@ -426,19 +409,33 @@ impl Raw {
 impl Raw<Tls> {
     /// As [`Raw::transfer`], with the data connection under TLS.
     fn transfer_tls(&mut self, url: &FtpUrl, command: &str) -> anyhow::Result<Tls> {
-        let port = self.pasv_port()?;
-        let data = TcpStream::connect((url.host.as_str(), port))?;
-        let (code, text) = self.cmd(command)?;
-        if !(100..200).contains(&code) {
-            bail!("{command}: {text}");
-        }
+        let data = self.transfer(url, command)?;
         let (config, name) = self.tls.clone().context("not a TLS session")?;
         let conn = rustls::ClientConnection::new(config, name)?;
         Ok(rustls::StreamOwned::new(conn, data))
     }
 }
 
+/// Ends the TLS session of a data connection (close_notify) and closes it.
+/// vsftpd sends its 226 only once the client has closed its side.
+fn close_tls(mut data: Tls) -> std::io::Result<()> {
+    data.conn.send_close_notify();
+    data.flush()
+}
+
 impl<S: Read + Write> Raw<S> {
+    /// Sends a transfer command over a fresh passive connection; returns the
+    /// connection once the server has accepted the command (1xx).
+    fn transfer(&mut self, url: &FtpUrl, command: &str) -> anyhow::Result<TcpStream> {
+        let port = self.pasv_port()?;
+        let data = TcpStream::connect((url.host.as_str(), port))?;
+        let (code, text) = self.cmd(command)?;
+        if !(100..200).contains(&code) {
+            bail!("{command}: {text}");
+        }
+        Ok(data)
+    }
+
     fn reply(&mut self) -> anyhow::Result<(u16, String)> {
         let mut first = String::new();
         if self.stream.read_line(&mut first)? == 0 {

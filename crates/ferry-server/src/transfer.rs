@@ -500,8 +500,8 @@ fn copy_into(
 
 /// A data connection as a blocking loop uses it: a second descriptor, in
 /// blocking mode, with the data timeout as its send or receive timeout. Dropped
-/// (when the loop ends), it puts the socket back to non-blocking for tokio,
-/// which still owns it.
+/// (when the loop ends), it puts the socket back to non-blocking for the async
+/// side, which still owns it.
 struct BlockingSocket(std::os::fd::OwnedFd);
 
 impl BlockingSocket {

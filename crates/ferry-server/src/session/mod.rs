@@ -369,16 +369,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Step::Reply(e.reply())
             }
         };
+        if let Step::Reply(r) | Step::Close(r) | Step::StartTls(r, _) = &step {
+            debug!(session = self.peer.id, verb, reply = r.code(), "command");
+        }
         if !logged {
-            if let Step::Reply(r) | Step::Close(r) | Step::StartTls(r, _) = &step {
-                debug!(session = self.peer.id, verb, reply = r.code(), "command");
-            }
             return step;
         }
         let user = self.audit_user().or(user_before);
         match &mut step {
             Step::Reply(r) | Step::Close(r) | Step::StartTls(r, _) => {
-                debug!(session = self.peer.id, verb, reply = r.code(), "command");
                 let audit = CommandAudit {
                     verb,
                     arg: arg.as_deref(),
