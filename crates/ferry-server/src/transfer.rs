@@ -368,6 +368,32 @@ pub async fn receive_file<R: AsyncRead + AsyncWrite + Unpin>(
     settle(upload, result).await
 }
 
+/// The most an upload the server stopped goes on reading (and dropping) of
+/// what the client still sends, and for how long at most.
+const DRAIN_BYTES: usize = 8 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// After the server stopped storing an upload (a limit crossed, 552; the
+/// storage failed or is full, 451/552): reads and drops what the client
+/// still sends, until it closes, or [`DRAIN_BYTES`] or [`DRAIN_TIME`] (or the
+/// data timeout, if shorter) have gone by. Closing a socket with unread data
+/// resets the connection: a client still writing (ftplib's `storbinary`,
+/// curl's upload) would fail with "connection reset" or "broken pipe" and
+/// never read the 552 that says why.
+pub async fn drain_after_stop<R: AsyncRead + Unpin>(data: &mut R, timeout: Duration) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = DRAIN_BYTES;
+    let drain = async {
+        while left > 0 {
+            match data.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout.min(DRAIN_TIME), drain).await;
+}
+
 /// Ends an upload once its bytes are in: commits it, discards it when it went
 /// over a limit, aborts it after any other failure.
 async fn settle(

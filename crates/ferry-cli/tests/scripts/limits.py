@@ -70,6 +70,16 @@ expect_error("552", put, f, "big", b"x" * 50_001)
 assert on_disk("sized", "big") is None
 expect_error("552", put, f, "ok", b"y", "APPE")
 assert on_disk("sized", "ok") == b"x" * 50_000
+# A client still sending after the byte that crosses the limit: what it sends
+# is taken and dropped (not answered with a reset), and it reads the 552.
+conn = f.transfercmd("STOR late")
+conn.sendall(b"z" * 60_000)                                 # crosses at 50,001
+for _ in range(3):                                          # a closed socket would reset these
+    time.sleep(0.3)
+    conn.sendall(b"z" * 60_000)
+conn.close()
+expect_error("552", f.voidresp)
+assert on_disk("sized", "late") is None
 f.quit()
 
 # --- allowed_files / denied_files ----------------------------------------------

@@ -12,7 +12,7 @@ use ferry_storage::{StorageError, VirtualPath, WriteMode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Session, TransferStep};
-use crate::error::SessionError;
+use crate::error::{SessionError, TransferError};
 use crate::tls::DataStream;
 use crate::transfer::{self, BLOCKING_SLOTS, UploadBudget};
 
@@ -283,6 +283,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         .await
                     }
                 };
+                // Stopped by the server, not by the client: let a client still
+                // sending finish, so that it reads the reply.
+                if let Err(TransferError::OverLimit(_) | TransferError::Storage(_)) = &result {
+                    transfer::drain_after_stop(&mut stream, timeout).await;
+                }
                 // Whatever happened, count what is stored now against what was.
                 let now = storage.metadata(&path).await.ok().map(|m| m.size);
                 let bytes = now.unwrap_or(0) as i64 - old_size.unwrap_or(0) as i64;
