@@ -24,7 +24,7 @@ pub struct ServerOptions {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub shutdown_grace: Duration,
-    /// Plain binary downloads of host files use sendfile(2).
+    /// Plain binary downloads of host files use sendfile(2), uploads splice(2).
     pub sendfile: bool,
     pub allow_active_mode: bool,
     pub allow_foreign_data_address: bool,

@@ -16,6 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use rustix::net::sockopt::Timeout;
 
+mod upload_loop;
+use upload_loop::{LoopEnd, UploadLoop};
+
 use crate::data::DataConnection;
 use crate::error::TransferError;
 use crate::users::SharedRate;
@@ -271,7 +274,7 @@ fn encrypt_into(
         }
     };
     let mut sock = std::fs::File::from(socket.0.try_clone().map_err(fail)?);
-    let mut buf = vec![0u8; UPLOAD_CHUNK];
+    let mut buf = vec![0u8; TLS_CHUNK];
     let mut total = 0u64;
     while offset < end {
         let want = usize::try_from(end - offset)
@@ -413,31 +416,40 @@ async fn settle(
     }
 }
 
-/// The buffer of a blocking upload loop.
-const UPLOAD_CHUNK: usize = 1 << 20;
+/// The plaintext read from the file per piece of a blocking TLS download.
+const TLS_CHUNK: usize = 1 << 20;
+
+/// Where a blocking upload stores its bytes.
+#[derive(Debug)]
+pub struct HostTarget {
+    /// The upload's host file, positioned where the upload starts.
+    pub file: std::fs::File,
+    /// Splice into it where that can be done (the server's `sendfile`
+    /// setting).
+    pub zero_copy: bool,
+}
 
 /// Receives a plain binary upload (STOR, APPE, STOU over TCP, TYPE I, no rate
 /// limit) into a host file with a blocking loop in the blocking pool: one task
-/// per upload, reading the socket and writing the file in 1 MiB pieces, as
-/// vsftpd does in its process. The copying path ([`receive_file`]) instead
+/// per upload, moving the bytes from the socket into the file with
+/// `splice(2)` through a 1 MiB pipe, or reading and writing 1 MiB pieces
+/// where that cannot be done ([`upload_loop`]). vsftpd, too, uploads in its
+/// process with a blocking loop. The copying path ([`receive_file`]) instead
 /// takes a trip to the blocking pool (and a copy into tokio's buffer) for
 /// every piece; this way the async workers still never wait on the file
 /// system. The data timeout is the socket's receive timeout; if the transfer
 /// is dropped (ABOR), the socket is shut down, which ends the loop. The rest
 /// is as [`receive_file`]: a budget, commit, discard and abort.
-///
-/// (`splice(2)` from the socket through a pipe into the file was measured
-/// too: faster in some runs, four times slower in others, see
-/// docs/benchmarks.md.)
 pub async fn receive_file_blocking(
     data: &mut DataConnection,
     upload: Box<dyn Upload>,
-    file: std::fs::File,
+    target: HostTarget,
     timeout: Duration,
     meter: Arc<TransferMeter>,
     budget: Option<&UploadBudget>,
     slot: BlockingSlot,
 ) -> Result<u64, TransferError> {
+    let HostTarget { file, zero_copy } = target;
     let socket = data
         .socket()
         .map_err(|e| TransferError::Connection(format!("receiving: {e}")))?;
@@ -449,9 +461,16 @@ pub async fn receive_file_blocking(
     let job = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut upload = upload;
-        let moved = copy_into(&socket, &file, timeout, &meter, limit, &mut |n| {
-            upload.wrote(n);
-        });
+        let moved = UploadLoop {
+            socket: socket.0.as_fd(),
+            file: &file,
+            timeout,
+            meter: &meter,
+            limit,
+            wrote: &mut |n| upload.wrote(n),
+            zero_copy,
+        }
+        .run();
         (upload, moved)
     });
     let (upload, moved) = job
@@ -467,61 +486,6 @@ pub async fn receive_file_blocking(
         (Err(e), _) => Err(e),
     };
     settle(upload, result).await
-}
-
-/// How [`copy_into`] ended.
-enum LoopEnd {
-    /// The client closed the data connection.
-    EndOfData,
-    /// A byte arrived that would cross the limit; it was not stored.
-    OverLimit,
-}
-
-/// The blocking loop of [`receive_file_blocking`]; `wrote` hears of every
-/// byte stored.
-fn copy_into(
-    socket: &BlockingSocket,
-    file: &std::fs::File,
-    timeout: Duration,
-    meter: &TransferMeter,
-    limit: Option<u64>,
-    wrote: &mut dyn FnMut(u64),
-) -> Result<LoopEnd, TransferError> {
-    let fail = |e: rustix::io::Errno| {
-        if e == rustix::io::Errno::AGAIN {
-            TransferError::Connection(format!("no progress for {} seconds", timeout.as_secs()))
-        } else {
-            TransferError::Connection(format!("receiving: {e}"))
-        }
-    };
-    let storage =
-        |e: rustix::io::Errno| TransferError::Storage(StorageError::from(std::io::Error::from(e)));
-    let mut buf = vec![0u8; UPLOAD_CHUNK];
-    let mut stored = 0u64;
-    loop {
-        let n = rustix::io::read(&socket.0, &mut buf).map_err(fail)?;
-        if n == 0 {
-            return Ok(LoopEnd::EndOfData);
-        }
-        meter.add(n);
-        let fits = match limit {
-            Some(l) => usize::try_from(l - stored).unwrap_or(usize::MAX).min(n),
-            None => n,
-        };
-        let mut piece = &buf[..fits];
-        while !piece.is_empty() {
-            let m = rustix::io::write(file, piece).map_err(storage)?;
-            if m == 0 {
-                return Err(storage(rustix::io::Errno::IO));
-            }
-            piece = &piece[m..];
-            stored += m as u64;
-            wrote(m as u64);
-        }
-        if fits < n {
-            return Ok(LoopEnd::OverLimit);
-        }
-    }
 }
 
 /// A data connection as a blocking loop uses it: a second descriptor, in

@@ -244,7 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .write(&path, mode)
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
-        let (ascii, timeout) = (self.ascii, self.opts.data_timeout);
+        let (ascii, timeout, zero_copy) = (self.ascii, self.opts.data_timeout, self.opts.sendfile);
         let start = Reply::new(150, format!("Ok to send data for {path}."));
         self.transfer_step(
             start,
@@ -262,7 +262,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         transfer::receive_file_blocking(
                             tcp,
                             upload,
-                            file,
+                            transfer::HostTarget { file, zero_copy },
                             timeout,
                             meter.clone(),
                             budget.as_ref(),
