@@ -56,6 +56,10 @@ pub struct ServerSection {
     /// Plain binary downloads from local disk go through sendfile(2) (vsftpd's
     /// `use_sendfile`); off, they are copied through a buffer.
     pub sendfile: bool,
+    /// How many transfers may run at once as a blocking loop on a thread of
+    /// their own (plain uploads, PROT P downloads); the rest take the async
+    /// path.
+    pub max_blocking_transfers: usize,
 }
 
 impl Default for ServerSection {
@@ -72,6 +76,7 @@ impl Default for ServerSection {
             max_connections_per_ip: 50,
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
             sendfile: true,
+            max_blocking_transfers: 256,
         }
     }
 }

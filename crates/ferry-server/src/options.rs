@@ -8,6 +8,8 @@ use ferry_accounts::{Authenticator, MemoryLedger, UsageLedger};
 use ferry_config::PortRange;
 use ferry_storage::StorageBackend;
 
+use crate::transfer::BlockingSlots;
+
 /// Where "now" comes from; replaceable in tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -26,6 +28,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Plain binary downloads of host files use sendfile(2), uploads splice(2).
     pub sendfile: bool,
+    /// The places for transfers that run as a blocking loop.
+    pub blocking_slots: Arc<BlockingSlots>,
     pub allow_active_mode: bool,
     pub allow_foreign_data_address: bool,
     pub storage: Arc<dyn StorageBackend>,
@@ -80,6 +84,7 @@ impl ServerOptions {
             max_connections_per_ip: s.max_connections_per_ip,
             shutdown_grace: s.shutdown_grace.0,
             sendfile: s.sendfile,
+            blocking_slots: BlockingSlots::new(s.max_blocking_transfers),
             allow_active_mode: config.security.allow_active_mode,
             allow_foreign_data_address: config.security.allow_foreign_data_address,
             storage,

@@ -112,7 +112,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
 /// one thread each for the transfer's length, as vsftpd holds a process).
 ///
 /// The pool has 512 threads, and file-system calls need them too; so at most
-/// [`BLOCKING_TRANSFERS`] transfers run that way at once, and the ones beyond
+/// `server.max_blocking_transfers` transfers (256 by default) run that way at once, and the ones beyond
 /// take the async path: slower per byte, but without a thread each, so that
 /// many long transfers never make the others (or a directory listing) wait
 /// for a thread.
@@ -122,34 +122,29 @@ pub struct BlockingSlots {
     limit: usize,
 }
 
-/// How many transfers may run as blocking loops at once.
-pub const BLOCKING_TRANSFERS: usize = 256;
-
-/// The server's places for blocking transfer loops.
-pub static BLOCKING_SLOTS: BlockingSlots = BlockingSlots::new(BLOCKING_TRANSFERS);
-
 impl BlockingSlots {
-    pub const fn new(limit: usize) -> Self {
-        BlockingSlots {
+    /// Places for `limit` blocking loops at once.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(BlockingSlots {
             in_use: AtomicUsize::new(0),
             limit,
-        }
+        })
     }
 
     /// A place, if one is free; it is given back when dropped.
-    pub fn take(&'static self) -> Option<BlockingSlot> {
+    pub fn take(self: &Arc<Self>) -> Option<BlockingSlot> {
         self.in_use
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.limit).then_some(n + 1)
             })
             .ok()
-            .map(|_| BlockingSlot(self))
+            .map(|_| BlockingSlot(self.clone()))
     }
 }
 
 /// One place for a blocking transfer loop, held until dropped.
 #[derive(Debug)]
-pub struct BlockingSlot(&'static BlockingSlots);
+pub struct BlockingSlot(Arc<BlockingSlots>);
 
 impl Drop for BlockingSlot {
     fn drop(&mut self) {
@@ -608,14 +603,14 @@ mod tests {
     /// No more than the limit at once; a place given back can be taken again.
     #[test]
     fn blocking_slots_are_bounded_and_given_back() {
-        static SLOTS: BlockingSlots = BlockingSlots::new(2);
-        let a = SLOTS.take().expect("first");
-        let b = SLOTS.take().expect("second");
-        assert!(SLOTS.take().is_none(), "a third place past the limit");
+        let slots = BlockingSlots::new(2);
+        let a = slots.take().expect("first");
+        let b = slots.take().expect("second");
+        assert!(slots.take().is_none(), "a third place past the limit");
         drop(a);
-        let c = SLOTS.take().expect("given back");
-        assert!(SLOTS.take().is_none());
+        let c = slots.take().expect("given back");
+        assert!(slots.take().is_none());
         drop((b, c));
-        assert_eq!(SLOTS.in_use.load(Ordering::Acquire), 0);
+        assert_eq!(slots.in_use.load(Ordering::Acquire), 0);
     }
 }

@@ -417,3 +417,72 @@ fn slow_drip_clients_are_closed_by_the_idle_timeout() {
     assert!(closed_after.is_some());
     assert!(c.is_closed());
 }
+
+/// With every place for a blocking transfer loop taken
+/// (`max_blocking_transfers`), transfers that would run as one take the async
+/// path instead: a plain upload, and a PROT P download and upload, all whole.
+/// Once the place is given back, blocking transfers run again.
+#[test]
+fn transfers_beyond_the_blocking_cap_take_the_async_path() {
+    let server = FerryServer::start_with(&standard_config("max_blocking_transfers = 1"));
+    let url = |name: &str| {
+        format!(
+            "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/{name}",
+            server.port()
+        )
+    };
+    let curl = |extra: &[&str], url: String| {
+        let mut c = Command::new("curl");
+        c.args(["--silent", "--show-error", "--fail", "--max-time", "60"])
+            .args(extra)
+            .arg(url);
+        c
+    };
+    let work = tempfile::tempdir().expect("tmp");
+    let body = random_bytes(3_000_000, 41);
+    let src = work.path().join("src.bin");
+    std::fs::write(&src, &body).expect("src");
+    let src = src.to_str().expect("path");
+    let minute = Duration::from_secs(60);
+
+    // A plain upload takes the one place and holds it, half sent.
+    let held = random_bytes(2_000_000, 42);
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    assert_eq!(code(&c.cmd("TYPE I")), "200");
+    let mut data = c.pasv_data();
+    assert_eq!(code(&c.cmd("STOR held.bin")), "150");
+    data.write_all(&held[..1_000_000]).expect("first half");
+
+    for (extra, name) in [
+        (&[][..], "plain.bin"),
+        (&["--ssl-reqd", "-k"][..], "tls.bin"),
+    ] {
+        let out = run(
+            &mut curl(&[extra, &["-T", src]].concat(), url(name)),
+            minute,
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::read(server.files().join("alice").join(name)).expect("stored") == body,
+            "{name} differs"
+        );
+        let out = run(&mut curl(&["--ssl-reqd", "-k"], url(name)), minute);
+        assert!(
+            out.status.success() && out.stdout == body,
+            "PROT P download of {name}"
+        );
+    }
+
+    // The held upload finishes whole and gives its place back.
+    data.write_all(&held[1_000_000..]).expect("second half");
+    drop(data);
+    assert_eq!(code(&c.reply()), "226");
+    assert!(std::fs::read(server.files().join("alice/held.bin")).expect("held") == held);
+    let out = run(&mut curl(&["-T", src], url("again.bin")), minute);
+    assert!(out.status.success());
+    assert!(std::fs::read(server.files().join("alice/again.bin")).expect("again") == body);
+}

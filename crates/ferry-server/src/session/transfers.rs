@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Session, TransferStep};
 use crate::error::{SessionError, TransferError};
 use crate::tls::DataStream;
-use crate::transfer::{self, BLOCKING_SLOTS, UploadBudget};
+use crate::transfer::{self, UploadBudget};
 
 /// Where a download's bytes come from.
 enum Source {
@@ -97,6 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ),
         };
         let rate = self.logged_in()?.ticket.state.download.clone();
+        let slots = self.opts.blocking_slots.clone();
         let start = Reply::new(
             150,
             format!(
@@ -113,7 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // PROT P downloads of host files run as a blocking loop when a
                 // place for one is free.
                 let slot = match (&source, &stream, &rate) {
-                    (Source::HostFile(_), DataStream::Tls(_), None) => BLOCKING_SLOTS.take(),
+                    (Source::HostFile(_), DataStream::Tls(_), None) => slots.take(),
                     _ => None,
                 };
                 match (source, stream, slot) {
@@ -245,6 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
         let (ascii, timeout, zero_copy) = (self.ascii, self.opts.data_timeout, self.opts.sendfile);
+        let slots = self.opts.blocking_slots.clone();
         let start = Reply::new(150, format!("Ok to send data for {path}."));
         self.transfer_step(
             start,
@@ -253,7 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // Plain binary uploads to host files without a rate limit run
                 // as one blocking loop; the rest are copied piece by piece.
                 let blocking = match (&stream, ascii, &rate) {
-                    (DataStream::Plain(_), false, None) => BLOCKING_SLOTS.take(),
+                    (DataStream::Plain(_), false, None) => slots.take(),
                     _ => None,
                 };
                 let host_file = blocking.as_ref().and_then(|_| upload.host_file());
