@@ -26,7 +26,7 @@ use rustix::pipe::SpliceFlags;
 use super::TransferMeter;
 use crate::error::TransferError;
 
-/// The buffer of the copying loop, and the most one splice moves.
+/// The buffer of the copying loop.
 const CHUNK: usize = 1 << 20;
 
 /// The pipe size the splice loop needs (Linux's default `fs.pipe-max-size`).
