@@ -28,6 +28,9 @@ pub struct ServeArgs {
     root: Option<PathBuf>,
 }
 
+/// The blocking pool's threads beyond `server.max_blocking_transfers`.
+const FILE_SYSTEM_THREADS: usize = 256;
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (mut config, path) = crate::load_config(args.config.as_deref())?;
     if !args.listen.is_empty() {
@@ -43,8 +46,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
 
+    // The blocking pool runs the transfers' blocking loops and, beside them,
+    // the file-system calls of every session: these always keep
+    // FILE_SYSTEM_THREADS threads of their own (512 in all by default, tokio's
+    // own default).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(
+            config
+                .server
+                .max_blocking_transfers
+                .saturating_add(FILE_SYSTEM_THREADS),
+        )
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
