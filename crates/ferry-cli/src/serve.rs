@@ -61,6 +61,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // A file-size limit (`ulimit -f`, RLIMIT_FSIZE) fails the write that
+        // crosses it with EFBIG (552 to the client) and sends SIGXFSZ, whose
+        // default action ends the process. A handler, installed for the rest
+        // of the process's life, replaces that action; the signal is not
+        // needed beyond that.
+        let file_size_signal = tokio::signal::unix::SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+        if let Err(e) = tokio::signal::unix::signal(file_size_signal) {
+            eprintln!("ferry: cannot catch SIGXFSZ ({e}): a write past `ulimit -f` would stop the server");
+        }
         let accounts = Accounts::open(&config, path.as_deref()).await?;
         let users = accounts.user_count().await?;
         let mut opts = ServerOptions::from_config(&config, Arc::new(storage), accounts.authenticator.clone());

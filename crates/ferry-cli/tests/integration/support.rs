@@ -151,10 +151,23 @@ impl FerryServer {
 
     /// Starts in `dir`, which holds a ferry.toml.
     pub fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_in_with_limit(dir, None)
+    }
+
+    /// Starts with this configuration text under a file-size limit
+    /// (RLIMIT_FSIZE, `ulimit -f`) of `bytes`: a write past it fails as on a
+    /// full disk.
+    pub fn start_with_file_size_limit(config: &str, bytes: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ferry.toml"), config).expect("write config");
+        Self::start_in_with_limit(dir, Some(bytes))
+    }
+
+    fn start_in_with_limit(dir: tempfile::TempDir, file_size: Option<u64>) -> Self {
         for sub in ["files/alice", "files/bob/inbox", "files/pub", "files/slow"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
-        let (child, addr, stderr_lines) = Self::spawn(dir.path());
+        let (child, addr, stderr_lines) = Self::spawn(dir.path(), file_size);
         FerryServer {
             child: Some(child),
             addr,
@@ -165,12 +178,22 @@ impl FerryServer {
 
     fn spawn(
         dir: &Path,
+        file_size: Option<u64>,
     ) -> (
         Child,
         SocketAddr,
         std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     ) {
-        let mut child = Command::new(ferry_bin())
+        // prlimit (util-linux) sets the limit on the command it runs.
+        let mut command = match file_size {
+            Some(bytes) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--fsize={bytes}")).arg("--").arg(ferry_bin());
+                c
+            }
+            None => Command::new(ferry_bin()),
+        };
+        let mut child = command
             .args(["serve", "--root", "files"])
             .current_dir(dir)
             .env("FERRY_LOG", "debug")
@@ -209,7 +232,7 @@ impl FerryServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let (child, addr, lines) = Self::spawn(self.dir.path());
+        let (child, addr, lines) = Self::spawn(self.dir.path(), None);
         self.child = Some(child);
         self.addr = addr;
         self.stderr_lines = lines;
