@@ -33,8 +33,8 @@ fn a_full_file_system_is_552_and_loses_nothing() {
     std::fs::write(server.files().join("alice/kept.bin"), &old).expect("seed");
     let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
     assert!(c.cmd("TYPE I").starts_with("200"));
-    // 6 MiB: past the limit, within what the server reads and drops after it
-    // stops storing, so every write of this client succeeds.
+    // 6 MiB, then 1 MiB more: past the limit, within what the server reads
+    // and drops after it stops storing, so every write of this client succeeds.
     let body = random_bytes(6 << 20, 52);
     for (verb, name) in [
         ("STOR", "kept.bin"),
@@ -48,6 +48,11 @@ fn a_full_file_system_is_552_and_loses_nothing() {
             .expect("timeout");
         data.write_all(&body)
             .unwrap_or_else(|e| panic!("{verb} {name}: the server stopped reading: {e}"));
+        // By now the server has met the limit and stopped storing; a client
+        // still sending must not find the connection reset.
+        std::thread::sleep(Duration::from_millis(500));
+        data.write_all(&body[..1 << 20])
+            .unwrap_or_else(|e| panic!("{verb} {name}: reset after the limit: {e}"));
         drop(data);
         let r = c.reply();
         assert!(r.starts_with("552"), "{verb} {name}: {r}");
