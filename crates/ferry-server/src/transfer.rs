@@ -111,11 +111,11 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
 /// Places for transfers running as blocking loops (in tokio's blocking pool,
 /// one thread each for the transfer's length, as vsftpd holds a process).
 ///
-/// The pool has 512 threads, and file-system calls need them too; so at most
-/// `server.max_blocking_transfers` transfers (256 by default) run that way at once, and the ones beyond
-/// take the async path: slower per byte, but without a thread each, so that
-/// many long transfers never make the others (or a directory listing) wait
-/// for a thread.
+/// At most `server.max_blocking_transfers` transfers (256 by default) run
+/// that way at once, and the ones beyond take the async path: slower per
+/// byte, but without a thread each. `ferry serve` gives the pool 256 threads
+/// more than that for file-system calls, so that many long transfers never
+/// make the others (or a directory listing) wait for a thread.
 #[derive(Debug)]
 pub struct BlockingSlots {
     in_use: AtomicUsize,

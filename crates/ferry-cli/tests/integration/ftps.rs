@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::{
-    ALICE_PASSWORD, FerryServer, RawControl, RecordingProxy, random_bytes, run, run_ok,
+    ALICE_PASSWORD, FerryServer, RawControl, RecordingProxy, curl, random_bytes, run, run_ok,
     standard_config,
 };
 
@@ -14,14 +14,6 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 fn code(reply: &str) -> &str {
     &reply[..3]
-}
-
-fn curl(extra: &[&str], url: String) -> Command {
-    let mut c = Command::new("curl");
-    c.args(["--silent", "--show-error", "--fail", "--max-time", "60"])
-        .args(extra)
-        .arg(url);
-    c
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    ALICE_PASSWORD, FerryServer, RawControl, ferry_bin, random_bytes, run, standard_config,
+    ALICE_PASSWORD, FerryServer, RawControl, curl, ferry_bin, random_bytes, run, standard_config,
 };
 
 fn code(reply: &str) -> &str {
@@ -430,13 +430,6 @@ fn transfers_beyond_the_blocking_cap_take_the_async_path() {
             "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/{name}",
             server.port()
         )
-    };
-    let curl = |extra: &[&str], url: String| {
-        let mut c = Command::new("curl");
-        c.args(["--silent", "--show-error", "--fail", "--max-time", "60"])
-            .args(extra)
-            .arg(url);
-        c
     };
     let work = tempfile::tempdir().expect("tmp");
     let body = random_bytes(3_000_000, 41);

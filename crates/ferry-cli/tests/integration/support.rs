@@ -360,6 +360,16 @@ pub fn python_script(name: &str, server: &FerryServer, extra: &[&str]) -> String
     run_ok(&mut cmd, Duration::from_secs(300))
 }
 
+/// curl, quiet but for errors, failing on an FTP error reply, with a minute
+/// at most; `extra` goes before the URL.
+pub fn curl(extra: &[&str], url: String) -> Command {
+    let mut c = Command::new("curl");
+    c.args(["--silent", "--show-error", "--fail", "--max-time", "60"])
+        .args(extra)
+        .arg(url);
+    c
+}
+
 /// A raw control connection, for commands no client library would send.
 pub struct RawControl {
     reader: BufReader<TcpStream>,

@@ -270,6 +270,17 @@ mod tests {
         (end, heard, meter.bytes())
     }
 
+    /// A new file in `dir`, for reading back too; in append mode if asked.
+    fn new_file(dir: &tempfile::TempDir, name: &str, append: bool) -> std::fs::File {
+        std::fs::File::options()
+            .read(true)
+            .write(true)
+            .append(append)
+            .create_new(true)
+            .open(dir.path().join(name))
+            .expect("create")
+    }
+
     fn contents(file: &mut std::fs::File) -> Vec<u8> {
         let mut v = Vec::new();
         file.rewind().expect("rewind");
@@ -285,12 +296,7 @@ mod tests {
     #[test]
     fn splices_a_large_upload_whole() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .expect("create");
+        let mut file = new_file(&dir, "f", false);
         assert!(UploadPipe::for_file(&file).is_some(), "this test splices");
         let data = pattern(3 * PIPE_BYTES + 12_345);
         let (end, heard, metered) = upload(data.clone(), &file, None);
@@ -307,14 +313,7 @@ mod tests {
     fn stops_at_the_limit() {
         let dir = tempfile::tempdir().expect("dir");
         for append in [false, true] {
-            let path = dir.path().join(format!("f{append}"));
-            let mut file = std::fs::File::options()
-                .read(true)
-                .write(true)
-                .append(append)
-                .create_new(true)
-                .open(&path)
-                .expect("create");
+            let mut file = new_file(&dir, &format!("f{append}"), append);
             assert_eq!(UploadPipe::for_file(&file).is_some(), !append);
             let data = pattern(PIPE_BYTES + 100);
             let limit = PIPE_BYTES as u64 + 7;
@@ -332,12 +331,7 @@ mod tests {
     #[test]
     fn a_limit_met_exactly_is_not_crossed() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .expect("create");
+        let mut file = new_file(&dir, "f", false);
         let data = pattern(5000);
         let (end, heard, _) = upload(data.clone(), &file, Some(5000));
         assert_eq!(end.expect("loop"), LoopEnd::EndOfData);
@@ -394,12 +388,7 @@ mod tests {
     #[test]
     fn a_stalled_client_times_out() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .expect("create");
+        let mut file = new_file(&dir, "f", false);
         let (server, mut client) = pair();
         client.write_all(b"some").expect("send");
         rustix::net::sockopt::set_socket_timeout(
