@@ -140,6 +140,17 @@ impl BlockingSlots {
             .ok()
             .map(|_| BlockingSlot(self.clone()))
     }
+
+    /// A place together with what its loop needs (`need`, asked only when a
+    /// place is free); without it, the place is given back at once, so that
+    /// a transfer taking the async path holds none.
+    pub fn take_with<T>(
+        self: &Arc<Self>,
+        need: impl FnOnce() -> Option<T>,
+    ) -> Option<(T, BlockingSlot)> {
+        let slot = self.take()?;
+        need().map(|t| (t, slot))
+    }
 }
 
 /// One place for a blocking transfer loop, held until dropped.
@@ -611,6 +622,28 @@ mod tests {
         let c = slots.take().expect("given back");
         assert!(slots.take().is_none());
         drop((b, c));
+        assert_eq!(slots.in_use.load(Ordering::Acquire), 0);
+    }
+
+    /// A place whose loop cannot run (no host file) is not kept.
+    #[test]
+    fn a_place_without_its_need_is_given_back() {
+        let slots = BlockingSlots::new(1);
+        assert!(slots.take_with(|| None::<()>).is_none());
+        assert_eq!(slots.in_use.load(Ordering::Acquire), 0);
+        let (n, held) = slots.take_with(|| Some(7)).expect("a free place");
+        assert_eq!(n, 7);
+        let mut asked = false;
+        assert!(
+            slots
+                .take_with(|| {
+                    asked = true;
+                    Some(8)
+                })
+                .is_none()
+        );
+        assert!(!asked, "need asked with no place free");
+        drop(held);
         assert_eq!(slots.in_use.load(Ordering::Acquire), 0);
     }
 }

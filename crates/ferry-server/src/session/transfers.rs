@@ -254,13 +254,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             move |mut stream, meter| async move {
                 // Plain binary uploads to host files without a rate limit run
                 // as one blocking loop; the rest are copied piece by piece.
+                // A host file that cannot be had (another backend, no second
+                // handle) takes the copying path too.
                 let blocking = match (&stream, ascii, &rate) {
-                    (DataStream::Plain(_), false, None) => slots.take(),
+                    (DataStream::Plain(_), false, None) => {
+                        slots.take_with(|| upload.host_file()?.ok())
+                    }
                     _ => None,
                 };
-                let host_file = blocking.as_ref().and_then(|_| upload.host_file());
-                let result = match (host_file, blocking, &mut stream) {
-                    (Some(Ok(file)), Some(slot), DataStream::Plain(tcp)) => {
+                let result = match (blocking, &mut stream) {
+                    (Some((file, slot)), DataStream::Plain(tcp)) => {
                         transfer::receive_file_blocking(
                             tcp,
                             upload,
