@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,16 +26,65 @@ pub enum DataSetup {
     Active(SocketAddr),
 }
 
+/// What a transfer is done with (its data connection, the passive listener
+/// it came from, the file), closed only once the transfer's final reply is
+/// out.
+///
+/// The client waits for that reply, not for the server's `close` calls: a
+/// small file's download made the client wait for three of them (listener,
+/// socket, file; docs/benchmarks.md, workload d). The end of the data (FIN) is
+/// still sent before the reply, by `shutdown`; and a transfer that fails or is
+/// aborted (ABOR) drops what it holds at once, so that the data connection is
+/// closed before the 426 as RFC 959 §4.1.3 describes.
+#[derive(Clone, Default)]
+pub struct CloseAfterReply(Arc<Mutex<Vec<Box<dyn Send>>>>);
+
+impl CloseAfterReply {
+    /// Keeps `resource` open until the reply is out.
+    pub fn keep<T: Send + 'static>(&self, resource: T) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(resource));
+    }
+
+    /// How many resources wait to be closed.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether nothing waits to be closed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes everything kept (the reply is out).
+    pub fn close_now(&self) {
+        let kept = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(kept);
+    }
+}
+
+impl std::fmt::Debug for CloseAfterReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloseAfterReply")
+            .field("kept", &self.len())
+            .finish()
+    }
+}
+
 /// Opens the data connection set up by `setup`.
 ///
 /// A passive listener accepts only a connection from `peer_ip` (the control
 /// connection's client): a stranger's connection is closed at once and the listener
-/// keeps waiting for the real one, until `timeout`.
+/// keeps waiting for the real one, until `timeout`. Once the connection is
+/// accepted, the listener goes to `after_reply`.
 pub async fn open(
     setup: DataSetup,
     peer_ip: IpAddr,
     local_ip: IpAddr,
     timeout: Duration,
+    after_reply: CloseAfterReply,
 ) -> Result<DataConnection, TransferError> {
     let from_client = |from: SocketAddr| {
         let ok = same_host(from.ip(), peer_ip);
@@ -50,6 +100,7 @@ pub async fn open(
             // Usually the client has connected already.
             while let Some((stream, from)) = listener.try_accept().map_err(failed)? {
                 if from_client(from) {
+                    after_reply.keep(listener);
                     return Ok(DataConnection::fresh(stream));
                 }
             }
@@ -65,6 +116,7 @@ pub async fn open(
             let stream = tokio::time::timeout(timeout, accept).await.map_err(|_| {
                 TransferError::Open("no connection from the client in time".into())
             })??;
+            after_reply.keep(listener);
             Ok(DataConnection::registered(stream))
         }
         DataSetup::Active(addr) => {
@@ -204,4 +256,36 @@ impl AsyncWrite for DataConnection {
 /// Whether two addresses are the same host, seeing through IPv4-mapped IPv6.
 pub fn same_host(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its drops.
+    struct Resource(Arc<AtomicUsize>);
+
+    impl Drop for Resource {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn what_a_transfer_keeps_is_closed_only_by_close_now() {
+        let closed = Arc::new(AtomicUsize::new(0));
+        let after_reply = CloseAfterReply::default();
+        // The transfer holds a clone and gives up its resources; they stay
+        // open when the transfer (its clone) is gone.
+        let transfer_side = after_reply.clone();
+        transfer_side.keep(Resource(closed.clone()));
+        transfer_side.keep(Resource(closed.clone()));
+        drop(transfer_side);
+        assert_eq!(closed.load(Ordering::SeqCst), 0);
+        assert_eq!(after_reply.len(), 2);
+        after_reply.close_now();
+        assert_eq!(closed.load(Ordering::SeqCst), 2);
+        assert!(after_reply.is_empty());
+    }
 }

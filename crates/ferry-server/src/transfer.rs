@@ -172,7 +172,7 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 /// disk only). A file that shrinks meanwhile ends the transfer early; bytes
 /// appended meanwhile are not sent, as the 150 reply announced the size.
 pub async fn send_file_zero_copy(
-    file: std::fs::File,
+    file: &std::fs::File,
     mut offset: u64,
     end: u64,
     data: &mut DataConnection,
@@ -198,7 +198,7 @@ pub async fn send_file_zero_copy(
             // sent in this one call, and only a full socket buffer makes the
             // connection register with the runtime to wait.
             if let Some(socket) = data.unregistered() {
-                match rustix::fs::sendfile(socket, &file, Some(&mut offset), chunk) {
+                match rustix::fs::sendfile(socket, file, Some(&mut offset), chunk) {
                     Ok(n) => break n,
                     Err(rustix::io::Errno::AGAIN) => {}
                     Err(e) => return Err(fail(e.into())),
@@ -207,7 +207,7 @@ pub async fn send_file_zero_copy(
             let tcp = data.registered_mut().map_err(fail)?;
             with_timeout(timeout, "sending", tcp.writable()).await?;
             match tcp.try_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(&*tcp, &file, Some(&mut offset), chunk)
+                rustix::fs::sendfile(&*tcp, file, Some(&mut offset), chunk)
                     .map_err(std::io::Error::from)
             }) {
                 Ok(n) => break n,

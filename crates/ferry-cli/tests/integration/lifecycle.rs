@@ -239,6 +239,66 @@ fn passive_port_refuses_strangers() {
     assert_eq!(code(&c.reply()), "226");
 }
 
+/// The server closes what a transfer used (passive listener, data connection,
+/// file) only after the final reply, so that the client does not wait for
+/// those calls; but the end of the data still comes before the 226, and
+/// nothing is left open afterwards.
+#[test]
+fn a_transfer_has_ended_when_its_226_arrives_and_leaves_nothing_open() {
+    let server = FerryServer::start();
+    let body = random_bytes(4096, 7);
+    std::fs::write(server.files().join("alice/small.bin"), &body).expect("file");
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let open_descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .expect("server's descriptors")
+            .count()
+    };
+    // One transfer first, so that whatever the server opens once is open.
+    let mut data = c.pasv_data();
+    assert_eq!(code(&c.cmd("RETR small.bin")), "150");
+    std::io::copy(&mut data, &mut std::io::sink()).expect("read");
+    assert_eq!(code(&c.reply()), "226");
+    drop(data);
+    assert_eq!(code(&c.cmd("NOOP")), "200");
+    let before = open_descriptors();
+
+    // With the 226 read, the whole data and its end are already here:
+    // reading does not wait.
+    let read_without_waiting = |data: &mut TcpStream| {
+        data.set_nonblocking(true).expect("nonblocking");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match data.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("the data's end was not in before the 226: {e}"),
+            }
+        }
+    };
+    for _ in 0..20 {
+        let mut data = c.pasv_data();
+        assert_eq!(code(&c.cmd("RETR small.bin")), "150");
+        assert_eq!(code(&c.reply()), "226");
+        assert_eq!(read_without_waiting(&mut data), body);
+        // A listing too.
+        let mut data = c.pasv_data();
+        assert_eq!(code(&c.cmd("NLST")), "150");
+        assert_eq!(code(&c.reply()), "226");
+        let names = String::from_utf8(read_without_waiting(&mut data)).expect("names");
+        assert!(names.contains("small.bin"), "NLST: {names:?}");
+    }
+    // The session closes them before it reads the next command: once NOOP is
+    // answered, every listener, data connection and file is closed again.
+    assert_eq!(code(&c.cmd("NOOP")), "200");
+    assert_eq!(
+        open_descriptors(),
+        before,
+        "descriptors left open by 20 downloads and 20 listings"
+    );
+}
+
 #[test]
 fn graceful_shutdown_lets_transfers_finish() {
     let mut server = FerryServer::start_with(&standard_config("shutdown_grace = \"30s\""));

@@ -231,11 +231,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Target::File { name, .. } => format!("listing of {name}"),
         };
         let start = Reply::new(150, "Here comes the directory listing.");
-        self.transfer_step(start, what, move |mut stream, meter| async move {
-            let mut out = ListingWriter::new(&mut stream, timeout);
-            write_listing(target, format, now, facts, &rules, &mut out, &meter).await?;
-            out.finish(&meter).await
-        })
+        self.transfer_step(
+            start,
+            what,
+            move |mut stream, meter, after_reply| async move {
+                let mut out = ListingWriter::new(&mut stream, timeout);
+                write_listing(target, format, now, facts, &rules, &mut out, &meter).await?;
+                let sent = out.finish(&meter).await?;
+                after_reply.keep(stream);
+                Ok(sent)
+            },
+        )
     }
 
     pub(super) async fn cmd_mlst(&mut self, arg: Option<PathArg>) -> Result<Reply, SessionError> {

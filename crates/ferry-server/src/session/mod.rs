@@ -47,7 +47,7 @@ use tracing::{debug, info};
 
 use crate::activity::{AuditRecord, XferRecord, rfc3339};
 use crate::control::{ControlConnection, Line};
-use crate::data::{DataConnection, DataSetup};
+use crate::data::{CloseAfterReply, DataConnection, DataSetup};
 use crate::error::{SessionError, TransferError};
 use crate::options::ServerOptions;
 use crate::passive::PassivePortPool;
@@ -79,6 +79,7 @@ type TransferWork = Box<
     dyn FnOnce(
             DataConnection,
             Arc<TransferMeter>,
+            CloseAfterReply,
         ) -> Pin<Box<dyn Future<Output = Result<u64, TransferError>> + Send>>
         + Send,
 >;
@@ -94,6 +95,8 @@ struct TransferStep {
     /// Whether the data connection is protected with TLS.
     protected: bool,
     meter: Arc<TransferMeter>,
+    /// What the transfer is done with, closed after its final reply.
+    after_reply: CloseAfterReply,
     what: String,
     /// Filled in by the session loop; written when the transfer ends.
     audit: Option<TransferAudit>,
@@ -571,6 +574,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             work,
             protected,
             meter,
+            after_reply,
             what,
             audit,
         } = t;
@@ -585,7 +589,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             None => None,
             Some(Err(e)) => Some(Err(e)),
             Some(Ok(stream)) => {
-                let mut job = work(stream, meter.clone());
+                let mut job = work(stream, meter.clone(), after_reply.clone());
                 // A plain transfer is polled once before its 150 goes out.
                 let first = if protected {
                     None
@@ -661,6 +665,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         let sent = control_open && self.control.send_all(&replies).await.is_ok();
+        after_reply.close_now();
         // Logged after the reply is out: the client need not wait for the log.
         // A completed transfer is a debug line only: the xferlog has it, and a
         // line per file on the server's log costs a small-file transfer 5%.
@@ -763,7 +768,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         work: F,
     ) -> Result<TransferStep, SessionError>
     where
-        F: FnOnce(DataStream, Arc<TransferMeter>) -> Fut + Send + 'static,
+        F: FnOnce(DataStream, Arc<TransferMeter>, CloseAfterReply) -> Fut + Send + 'static,
         Fut: Future<Output = Result<u64, TransferError>> + Send + 'static,
     {
         if self.opts.explicit_tls == ExplicitTls::Required && !self.protect_data {
@@ -784,8 +789,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let timeout = self.opts.data_timeout;
         let (peer_ip, local_ip) = (self.peer.remote.ip(), self.peer.local.ip());
         let protected = protect.is_some();
-        let connect = crate::data::open(setup, peer_ip, local_ip, timeout);
-        let work: TransferWork = Box::new(move |stream, meter| {
+        let after_reply = CloseAfterReply::default();
+        let connect = crate::data::open(setup, peer_ip, local_ip, timeout, after_reply.clone());
+        let work: TransferWork = Box::new(move |stream, meter, after_reply| {
             Box::pin(async move {
                 let stream = match protect {
                     None => DataStream::Plain(stream),
@@ -814,7 +820,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         DataStream::Tls(Box::new(tls))
                     }
                 };
-                work(stream, meter).await
+                work(stream, meter, after_reply).await
             })
         });
         Ok(TransferStep {
@@ -823,6 +829,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             work,
             protected,
             meter: TransferMeter::new(),
+            after_reply,
             what,
             audit: None,
         })

@@ -110,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.transfer_step(
             start,
             format!("RETR {path}"),
-            move |stream, meter| async move {
+            move |stream, meter, after_reply| async move {
                 // PROT P downloads of host files run as a blocking loop when a
                 // place for one is free.
                 let slot = match (&source, &stream, &rate) {
@@ -119,8 +119,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 match (source, stream, slot) {
                     (Source::HostFile(file), DataStream::Plain(mut tcp), _) if sendfile => {
-                        transfer::send_file_zero_copy(
-                            file,
+                        let sent = transfer::send_file_zero_copy(
+                            &file,
                             offset,
                             size,
                             &mut tcp,
@@ -128,7 +128,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             &meter,
                             rate.as_deref(),
                         )
-                        .await
+                        .await?;
+                        after_reply.keep(file);
+                        after_reply.keep(tcp);
+                        Ok(sent)
                     }
                     (Source::HostFile(file), DataStream::Tls(tls), Some(slot)) => {
                         transfer::send_file_tls_blocking(
@@ -251,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.transfer_step(
             start,
             format!("STOR {path}"),
-            move |mut stream, meter| async move {
+            move |mut stream, meter, after_reply| async move {
                 // Plain binary uploads to host files without a rate limit run
                 // as one blocking loop; the rest are copied piece by piece.
                 // A host file that cannot be had (another backend, no second
@@ -299,6 +302,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let files = i64::from(now.is_some()) - i64::from(old_size.is_some());
                 if (bytes, files) != (0, 0) {
                     let _ = ledger.add(&user, bytes, files).await;
+                }
+                if result.is_ok() {
+                    after_reply.keep(stream);
                 }
                 result
             },
