@@ -333,10 +333,13 @@ def main():
             """Runs fn(server) `runs` times per server, taking the servers in
             turn in each round (not all runs of one server, then the next), so
             that a drift of the machine over the minutes of a workload does not
-            fall on one server; returns each server's list of results."""
+            fall on one server; each round starts one server further on, so
+            that no server always runs first (right after the previous
+            workload) or last. Returns each server's list of results."""
             out = {s.name: [] for s in servers}
-            for _ in range(runs):
-                for s in servers:
+            for r in range(runs):
+                k = r % len(servers)
+                for s in servers[k:] + servers[:k]:
                     if out[s.name] is None:
                         continue
                     try:
@@ -347,7 +350,10 @@ def main():
             return {k: (v if v else None) for k, v in out.items()}
 
         def interleaved_median(fn):
-            return {k: v and median(v) for k, v in interleaved(fn).items()}
+            results = interleaved(fn)
+            # Every run's figure goes to the log, the medians to the table.
+            print("    runs: " + json.dumps({k: v and [round(x, 4) if isinstance(x, (int, float)) else x for x in v] for k, v in results.items()}), flush=True)
+            return {k: v and median(v) for k, v in results.items()}
 
         # Each upload makes a new file, removed after it is measured:
         # replacing a file measures something else (ferry writes a replacement
