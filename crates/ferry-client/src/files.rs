@@ -18,11 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::checksum::{Checksum, hash_file_range};
 use crate::error::{ClientError, Result};
-use crate::rate::RateLimit;
 use crate::resume::{FileState, ResumePlan, plan};
 use crate::session::{ConnectOptions, FtpSession};
 use crate::transfer::UploadMode;
 use crate::url::FtpUrl;
+use ferry_rate::RateLimit;
 
 /// The chunk size of file transfers.
 const CHUNK: usize = 256 * 1024;

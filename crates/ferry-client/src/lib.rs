@@ -9,7 +9,7 @@
 //! - [`tls`]: certificate checks (system roots, CA file, pinned fingerprint,
 //!   insecure) and session reuse for data connections.
 //! - [`files`]: whole-file transfers with resume you can trust, verification,
-//!   rate limits and segmented downloads.
+//!   rate limits ([`RateLimit`]) and segmented downloads.
 //! - [`netrc`]: credentials from `~/.netrc`.
 //!
 //! ```no_run
@@ -32,7 +32,6 @@ pub mod files;
 pub mod listing;
 pub mod mirror;
 pub mod netrc;
-pub mod rate;
 pub mod resume;
 pub mod session;
 pub mod stream;
@@ -42,6 +41,8 @@ pub mod url;
 
 pub use data::{DataMode, PasvAddressPolicy};
 pub use error::{ClientError, Result};
+/// The rate limit of `--limit-rate`, shared by a command's connections.
+pub use ferry_rate::RateLimit;
 pub use listing::{EntryKind, RemoteEntry};
 pub use session::{ConnectOptions, FtpSession};
 pub use tls::{CertificateCheck, TlsVersions};

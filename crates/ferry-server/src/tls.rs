@@ -396,16 +396,18 @@ pub enum DataStream {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
+/// Implements `AsyncRead` and `AsyncWrite` for a plain-or-TLS enum by
+/// passing each call to the variant's stream: `impl [generics] Type { Variants }`.
 macro_rules! delegate_io {
-    ($t:ty, $($variant:ident),*) => {
-        impl AsyncRead for $t {
+    (impl [$($gen:tt)*] $t:ty { $($variant:ident),* }) => {
+        impl<$($gen)*> AsyncRead for $t {
             fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     $(Self::$variant(s) => Pin::new(s).poll_read(cx, buf),)*
                 }
             }
         }
-        impl AsyncWrite for $t {
+        impl<$($gen)*> AsyncWrite for $t {
             fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
                     $(Self::$variant(s) => Pin::new(s).poll_write(cx, buf),)*
@@ -425,7 +427,7 @@ macro_rules! delegate_io {
     };
 }
 
-delegate_io!(DataStream, Plain, Tls);
+delegate_io!(impl [] DataStream { Plain, Tls });
 
 /// A control connection's stream: plain until AUTH TLS, or TLS from the start
 /// (implicit FTPS).
@@ -435,40 +437,4 @@ pub enum ControlStream<S> {
     Tls(Box<tokio_rustls::server::TlsStream<S>>),
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ControlStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ControlStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+delegate_io!(impl [S: AsyncRead + AsyncWrite + Unpin] ControlStream<S> { Plain, Tls });

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_proto::ascii;
+use ferry_rate::RateLimit;
 use ferry_storage::{FileReader, StorageError, Upload};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -21,7 +22,6 @@ use upload_loop::{LoopEnd, UploadLoop};
 
 use crate::data::DataConnection;
 use crate::error::TransferError;
-use crate::users::SharedRate;
 
 /// How many bytes an upload may store before a limit stops it.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     ascii: bool,
     timeout: Duration,
     meter: &TransferMeter,
-    rate: Option<&SharedRate>,
+    rate: Option<&RateLimit>,
 ) -> Result<u64, TransferError> {
     let mut buf = vec![0u8; CHUNK];
     let mut converted = Vec::new();
@@ -178,7 +178,7 @@ pub async fn send_file_zero_copy(
     data: &mut DataConnection,
     timeout: Duration,
     meter: &TransferMeter,
-    rate: Option<&SharedRate>,
+    rate: Option<&RateLimit>,
 ) -> Result<u64, TransferError> {
     let fail = |e: std::io::Error| TransferError::Connection(format!("sending: {e}"));
     let mut total = 0u64;
@@ -316,7 +316,7 @@ pub async fn receive_file<R: AsyncRead + AsyncWrite + Unpin>(
     ascii: bool,
     timeout: Duration,
     meter: &TransferMeter,
-    rate: Option<&SharedRate>,
+    rate: Option<&RateLimit>,
     budget: Option<&UploadBudget>,
 ) -> Result<u64, TransferError> {
     let mut stored = 0u64;

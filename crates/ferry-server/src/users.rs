@@ -5,52 +5,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use ferry_accounts::{Account, LimitRefusal};
-use leaky_bucket::RateLimiter;
-
-/// A byte-rate limit shared by every session of a user.
-#[derive(Debug)]
-pub struct SharedRate {
-    limiter: RateLimiter,
-    piece: usize,
-}
-
-impl SharedRate {
-    /// `bytes_per_second`, refilled every 50 ms, with a burst of at most 50 ms
-    /// worth, so a transfer cannot run ahead of the rate.
-    pub fn new(bytes_per_second: u64) -> Self {
-        let refill = usize::try_from((bytes_per_second / 20).max(1)).unwrap_or(usize::MAX);
-        let limiter = RateLimiter::builder()
-            .initial(0)
-            .refill(refill)
-            .max(refill)
-            .interval(Duration::from_millis(50))
-            .fair(true)
-            .build();
-        SharedRate {
-            limiter,
-            piece: refill,
-        }
-    }
-
-    /// Waits until `bytes` may pass.
-    pub async fn wait_for(&self, mut bytes: usize) {
-        while bytes > 0 {
-            let n = bytes.min(self.piece);
-            self.limiter.acquire(n).await;
-            bytes -= n;
-        }
-    }
-}
+use ferry_rate::RateLimit;
 
 /// The shared state of one user.
 #[derive(Debug)]
 pub struct UserState {
     sessions: AtomicUsize,
-    pub download: Option<Arc<SharedRate>>,
-    pub upload: Option<Arc<SharedRate>>,
+    /// `download_rate`, shared by the user's sessions.
+    pub download: Option<RateLimit>,
+    /// `upload_rate`, shared by the user's sessions.
+    pub upload: Option<RateLimit>,
 }
 
 /// One session's place among its user's sessions; dropping it frees the place.
@@ -85,11 +51,8 @@ impl UserRegistry {
                     download: limits
                         .download_rate
                         .as_ref()
-                        .map(|r| Arc::new(SharedRate::new(r.value))),
-                    upload: limits
-                        .upload_rate
-                        .as_ref()
-                        .map(|r| Arc::new(SharedRate::new(r.value))),
+                        .map(|r| RateLimit::new(r.value)),
+                    upload: limits.upload_rate.as_ref().map(|r| RateLimit::new(r.value)),
                 });
                 users.insert(account.name.clone(), Arc::downgrade(&s));
                 s

@@ -11,9 +11,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ferry_client::RateLimit;
 use ferry_client::files::{Remote, TransferSettings};
 use ferry_client::netrc::Netrc;
-use ferry_client::rate::RateLimit;
 use ferry_client::{
     CertificateCheck, ConnectOptions, DataMode, FtpUrl, PasvAddressPolicy, TlsVersions,
 };

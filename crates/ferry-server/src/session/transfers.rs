@@ -126,7 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             &mut tcp,
                             timeout,
                             &meter,
-                            rate.as_deref(),
+                            rate.as_ref(),
                         )
                         .await?;
                         after_reply.keep(file);
@@ -147,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             ascii,
                             timeout,
                             &meter,
-                            rate.as_deref(),
+                            rate.as_ref(),
                         )
                         .await
                     }
@@ -285,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             ascii,
                             timeout,
                             &meter,
-                            rate.as_deref(),
+                            rate.as_ref(),
                             budget.as_ref(),
                         )
                         .await
