@@ -35,7 +35,9 @@ pub enum DataSetup {
 /// socket, file; docs/benchmarks.md, workload d). The end of the data (FIN) is
 /// still sent before the reply, by `shutdown`; and a transfer that fails or is
 /// aborted (ABOR) drops what it holds at once, so that the data connection is
-/// closed before the 426 as RFC 959 §4.1.3 describes.
+/// closed before the 426 as RFC 959 §4.1.3 describes. Only a transfer that
+/// ends at once keeps its listener to the end: one that has to wait closes it
+/// before it waits, so that it does not hold its passive port meanwhile.
 #[derive(Clone, Default)]
 pub struct CloseAfterReply(Arc<Mutex<Vec<Box<dyn Send>>>>);
 

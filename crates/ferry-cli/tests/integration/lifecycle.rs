@@ -457,6 +457,51 @@ fn passive_ports_and_public_address() {
     }
 }
 
+/// A transfer that takes a while does not hold its passive port: with a
+/// range of one port, a second session's PASV gets that port and its
+/// transfer runs while the first one's is still going.
+#[test]
+fn a_one_port_passive_range_serves_two_transfers_at_once() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    let port = probe.local_addr().expect("addr").port();
+    drop(probe);
+    let server = FerryServer::start_with(&standard_config(&format!(
+        "passive_ports = \"{port}-{port}\""
+    )));
+    let body = random_bytes(32 << 20, 3);
+    std::fs::write(server.files().join("alice/big.bin"), &body).expect("big");
+    let mut first = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let mut data_first = first.pasv_data();
+    assert_eq!(code(&first.cmd("RETR big.bin")), "150");
+    // The first transfer is under way and stalls on its full socket buffer.
+    let mut head = vec![0u8; 1 << 20];
+    data_first
+        .read_exact(&mut head)
+        .expect("first's data begins");
+
+    let mut second = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    assert_eq!(
+        second.epsv_port(),
+        port,
+        "the one port, for the second session"
+    );
+    let mut data_second =
+        TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("second connects");
+    assert_eq!(code(&second.cmd("RETR big.bin")), "150");
+    let mut got = Vec::new();
+    data_second.read_to_end(&mut got).expect("second's data");
+    assert!(got == body, "the second transfer is whole");
+    assert_eq!(code(&second.reply()), "226");
+
+    let mut rest = Vec::new();
+    data_first
+        .read_to_end(&mut rest)
+        .expect("first's data ends");
+    head.extend_from_slice(&rest);
+    assert!(head == body, "the first transfer is whole");
+    assert_eq!(code(&first.reply()), "226");
+}
+
 #[test]
 fn slow_drip_clients_are_closed_by_the_idle_timeout() {
     let server = FerryServer::start_with(&standard_config("idle_timeout = \"1s\""));

@@ -602,6 +602,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 match first {
                     Some(r) => Some(r),
                     None => {
+                        // A transfer that takes a while does not hold its
+                        // passive port meanwhile: what is kept so far (the
+                        // listener) is closed now, so that a narrow passive
+                        // range serves as many transfers at once as it has
+                        // connections, not listeners.
+                        after_reply.close_now();
                         if control_open && self.control.send(&start).await.is_err() {
                             control_open = false;
                         }
