@@ -1,8 +1,11 @@
 //! Listening ports for PASV and EPSV (RFC 959 §4.1.2, RFC 2428 §3).
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_config::PortRange;
+
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 /// Hands out listening sockets on the configured passive range, or, when no
@@ -15,9 +18,88 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 /// 300 files/s over three runs). Binding a chosen port checks only that port,
 /// and `SO_REUSEADDR` lets a port whose last connection is in TIME_WAIT be used
 /// again at once.
-#[derive(Debug, Clone, Copy)]
+///
+/// One pool per session. After each transfer's reply the pool makes the socket
+/// for the session's next PASV ([`PassivePortPool::prepare`]), so that PASV
+/// itself only binds and listens: `socket` and `setsockopt` are off the path a
+/// client waits on (benchmark (d), +5–9%). The spare is not bound, so no one
+/// can reach it; it costs a descriptor and ~3 KiB of kernel memory while the
+/// session idles, and at most [`SPARE_SOCKETS`] sessions of the server hold one.
+#[derive(Debug)]
 pub struct PassivePortPool {
     range: Option<PortRange>,
+    /// The socket for the next PASV, made ahead of it.
+    spare: Option<SpareSocket>,
+    /// The address family of the last listener, the one a spare is made for.
+    last_family: Option<AddressFamily>,
+    budget: &'static SpareBudget,
+}
+
+/// How many sessions of the server may hold a spare socket at once.
+pub const SPARE_SOCKETS: usize = 1024;
+
+/// The server-wide count of spare sockets, against their limit.
+#[derive(Debug)]
+struct SpareBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+static SPARES: SpareBudget = SpareBudget {
+    held: AtomicUsize::new(0),
+    limit: SPARE_SOCKETS,
+};
+
+/// A non-blocking TCP socket with `SO_REUSEADDR`, not bound yet: a
+/// listener's first two system calls, made ahead.
+#[derive(Debug)]
+struct SpareSocket {
+    family: AddressFamily,
+    fd: OwnedFd,
+    /// Its place in the budget, while it is a spare made ahead.
+    _place: Option<SparePlace>,
+}
+
+/// One place in a [`SpareBudget`], given back when dropped.
+#[derive(Debug)]
+struct SparePlace(&'static SpareBudget);
+
+impl Drop for SparePlace {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl SpareSocket {
+    /// A socket for a listener now (not counted).
+    fn new(family: AddressFamily) -> std::io::Result<SpareSocket> {
+        let fd = rustix::net::socket_with(
+            family,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?;
+        rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+        Ok(SpareSocket {
+            family,
+            fd,
+            _place: None,
+        })
+    }
+
+    /// A socket made ahead, if `budget` has room for one more.
+    fn ahead(family: AddressFamily, budget: &'static SpareBudget) -> Option<SpareSocket> {
+        budget
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < budget.limit).then_some(n + 1)
+            })
+            .ok()?;
+        let place = SparePlace(budget);
+        let mut spare = SpareSocket::new(family).ok()?;
+        spare._place = Some(place);
+        Some(spare)
+    }
 }
 
 /// Random ports tried in the ephemeral range before leaving it to the kernel.
@@ -25,30 +107,67 @@ const EPHEMERAL_TRIES: u32 = 32;
 
 impl PassivePortPool {
     pub fn new(range: Option<PortRange>) -> Self {
-        PassivePortPool { range }
+        Self::with_budget(range, &SPARES)
+    }
+
+    fn with_budget(range: Option<PortRange>, budget: &'static SpareBudget) -> Self {
+        PassivePortPool {
+            range,
+            spare: None,
+            last_family: None,
+            budget,
+        }
+    }
+
+    /// Makes the socket for the next PASV now (off the path a client waits
+    /// on), of the family of the last listener, unless one is made already
+    /// or the server's sessions hold [`SPARE_SOCKETS`] already.
+    pub fn prepare(&mut self) {
+        if let (None, Some(family)) = (&self.spare, self.last_family) {
+            self.spare = SpareSocket::ahead(family, self.budget);
+        }
+    }
+
+    fn bind_port(&mut self, addr: SocketAddr) -> std::io::Result<PassiveListener> {
+        let family = match addr {
+            SocketAddr::V4(_) => AddressFamily::INET,
+            SocketAddr::V6(_) => AddressFamily::INET6,
+        };
+        self.last_family = Some(family);
+        let spare = match self.spare.take() {
+            Some(spare) if spare.family == family => spare,
+            _ => SpareSocket::new(family)?,
+        };
+        if let Err(e) = rustix::net::bind(&spare.fd, &addr) {
+            // Still unbound: it serves the next port tried.
+            self.spare = Some(spare);
+            return Err(e.into());
+        }
+        // The descriptor becomes the listener's; the place is given back.
+        PassiveListener::listen(spare.fd, addr)
     }
 
     /// Binds a listener on `ip`. Within a configured range, starts at a random
     /// port and tries every port once, so a busy range fails only when it is
     /// really full. Without one, tries a few random ephemeral ports, then port 0.
-    pub fn bind(&self, ip: IpAddr) -> std::io::Result<PassiveListener> {
+    pub fn bind(&mut self, ip: IpAddr) -> std::io::Result<PassiveListener> {
         let Some(range) = self.range else {
             let ephemeral = ephemeral_range();
             let span = u32::from(ephemeral.last - ephemeral.first) + 1;
             for _ in 0..EPHEMERAL_TRIES.min(span) {
                 let port = ephemeral.first + port_offset(rand::random::<u32>() % span);
-                if let Ok(l) = PassiveListener::bind(SocketAddr::new(ip, port)) {
+                if let Ok(l) = self.bind_port(SocketAddr::new(ip, port)) {
                     return Ok(l);
                 }
             }
-            return PassiveListener::bind(SocketAddr::new(ip, 0));
+            return self.bind_port(SocketAddr::new(ip, 0));
         };
         let span = u32::from(range.last - range.first) + 1;
         let start = rand::random::<u32>() % span;
         let mut last_err = None;
         for i in 0..span {
             let port = range.first + port_offset((start + i) % span);
-            match PassiveListener::bind(SocketAddr::new(ip, port)) {
+            match self.bind_port(SocketAddr::new(ip, port)) {
                 Ok(l) => return Ok(l),
                 Err(e) => last_err = Some(e),
             }
@@ -71,20 +190,8 @@ pub struct PassiveListener {
 }
 
 impl PassiveListener {
-    /// A non-blocking listener on `addr` with `SO_REUSEADDR`.
-    fn bind(addr: SocketAddr) -> std::io::Result<PassiveListener> {
-        let family = match addr {
-            SocketAddr::V4(_) => AddressFamily::INET,
-            SocketAddr::V6(_) => AddressFamily::INET6,
-        };
-        let fd = rustix::net::socket_with(
-            family,
-            SocketType::STREAM,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            None,
-        )?;
-        rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
-        rustix::net::bind(&fd, &addr)?;
+    /// Listens on `fd`, bound to `addr`.
+    fn listen(fd: OwnedFd, addr: SocketAddr) -> std::io::Result<PassiveListener> {
         rustix::net::listen(&fd, 128)?;
         let socket = std::net::TcpListener::from(fd);
         // The port is known unless the kernel picked it.
@@ -168,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_range_binds_in_the_ephemeral_range() {
-        let pool = PassivePortPool::new(None);
+        let mut pool = PassivePortPool::new(None);
         let e = ephemeral_range();
         let l = pool.bind([127, 0, 0, 1].into()).expect("bind");
         let port = l.local_addr().port();
@@ -190,11 +297,92 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(n, 0, "the server closed");
-        let again = PassivePortPool::new(Some(PortRange {
+        let mut again = PassivePortPool::new(Some(PortRange {
             first: port,
             last: port,
         }));
         again.bind([127, 0, 0, 1].into()).expect("rebind");
+    }
+
+    /// A budget of its own for a test, with room for `limit` spares.
+    fn budget(limit: usize) -> &'static SpareBudget {
+        Box::leak(Box::new(SpareBudget {
+            held: AtomicUsize::new(0),
+            limit,
+        }))
+    }
+
+    /// The socket made after a transfer is the next listener's; its place in
+    /// the budget is given back when it becomes one.
+    #[test]
+    fn a_prepared_socket_becomes_the_next_listener() {
+        use std::os::fd::AsRawFd;
+        let budget = budget(1);
+        let mut pool = PassivePortPool::with_budget(None, budget);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        // Nothing is made before the first listener says which family.
+        pool.prepare();
+        assert!(pool.spare.is_none());
+        drop(pool.bind(ip).expect("bind"));
+        pool.prepare();
+        let spare = pool.spare.as_ref().expect("a spare").fd.as_raw_fd();
+        assert_eq!(budget.held.load(Ordering::Acquire), 1);
+        let l = pool.bind(ip).expect("bind on the spare");
+        assert_eq!(l.socket.as_raw_fd(), spare);
+        assert!(pool.spare.is_none());
+        assert_eq!(budget.held.load(Ordering::Acquire), 0);
+        // It listens: a client gets through.
+        std::net::TcpStream::connect(l.local_addr()).expect("connect");
+        assert!(l.try_accept().expect("accept").is_some());
+    }
+
+    /// No more spares than the budget holds; a place comes back when a
+    /// session (its pool) ends.
+    #[test]
+    fn the_budget_bounds_the_spares() {
+        let budget = budget(1);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut a = PassivePortPool::with_budget(None, budget);
+        let mut b = PassivePortPool::with_budget(None, budget);
+        drop(a.bind(ip).expect("a"));
+        drop(b.bind(ip).expect("b"));
+        a.prepare();
+        b.prepare();
+        assert!(a.spare.is_some() && b.spare.is_none());
+        assert_eq!(budget.held.load(Ordering::Acquire), 1);
+        drop(a);
+        assert_eq!(budget.held.load(Ordering::Acquire), 0);
+        b.prepare();
+        assert!(b.spare.is_some());
+    }
+
+    /// A port that cannot be bound leaves the spare unbound and kept, for the
+    /// next port or the next PASV.
+    #[test]
+    fn a_failed_bind_keeps_the_spare() {
+        use std::os::fd::AsRawFd;
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("taken");
+        let port = taken.local_addr().expect("addr").port();
+        let budget = budget(1);
+        let mut pool = PassivePortPool::with_budget(
+            Some(PortRange {
+                first: port,
+                last: port,
+            }),
+            budget,
+        );
+        pool.last_family = Some(AddressFamily::INET);
+        pool.prepare();
+        let spare = pool.spare.as_ref().expect("a spare").fd.as_raw_fd();
+        assert!(
+            pool.bind([127, 0, 0, 1].into()).is_err(),
+            "the port is taken"
+        );
+        assert_eq!(pool.spare.as_ref().map(|s| s.fd.as_raw_fd()), Some(spare));
+        assert_eq!(budget.held.load(Ordering::Acquire), 1);
+        drop(taken);
+        let l = pool.bind([127, 0, 0, 1].into()).expect("free now");
+        assert_eq!(l.local_addr().port(), port);
     }
 
     #[test]
@@ -207,7 +395,7 @@ mod tests {
             first: base,
             last: base.saturating_add(1),
         };
-        let pool = PassivePortPool::new(Some(range));
+        let mut pool = PassivePortPool::new(Some(range));
         let ip: IpAddr = [127, 0, 0, 1].into();
         let (Ok(a), Ok(b)) = (pool.bind(ip), pool.bind(ip)) else {
             return; // another process took one of the ports meanwhile
@@ -222,7 +410,7 @@ mod tests {
     /// `None`, not an error; a listener registered later still accepts.
     #[tokio::test]
     async fn accepts_without_the_runtime_until_it_must_wait() {
-        let pool = PassivePortPool::new(None);
+        let mut pool = PassivePortPool::new(None);
         let l = pool.bind([127, 0, 0, 1].into()).expect("bind");
         assert!(l.try_accept().expect("nothing waiting").is_none());
         let client = std::net::TcpStream::connect(l.local_addr()).expect("connect");
