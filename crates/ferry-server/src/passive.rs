@@ -22,9 +22,10 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 /// One pool per session. After each transfer's reply the pool makes the socket
 /// for the session's next PASV ([`PassivePortPool::prepare`]), so that PASV
 /// itself only binds and listens: `socket` and `setsockopt` are off the path a
-/// client waits on (benchmark (d), +5–9%). The spare is not bound, so no one
+/// client waits on (benchmark (d), +2–9%). The spare is not bound, so no one
 /// can reach it; it costs a descriptor and ~3 KiB of kernel memory while the
-/// session idles, and at most [`SPARE_SOCKETS`] sessions of the server hold one.
+/// session idles, and at most [`SPARE_SOCKETS`] sessions of the process hold
+/// one.
 #[derive(Debug)]
 pub struct PassivePortPool {
     range: Option<PortRange>,
@@ -35,7 +36,8 @@ pub struct PassivePortPool {
     budget: &'static SpareBudget,
 }
 
-/// How many sessions of the server may hold a spare socket at once.
+/// How many sessions of the process (all its servers) may hold a spare
+/// socket at once.
 pub const SPARE_SOCKETS: usize = 1024;
 
 /// The server-wide count of spare sockets, against their limit.
@@ -139,7 +141,8 @@ impl PassivePortPool {
             _ => SpareSocket::new(family)?,
         };
         if let Err(e) = rustix::net::bind(&spare.fd, &addr) {
-            // Still unbound: it serves the next port tried.
+            // Still unbound: it serves the next port tried (and, if it is a
+            // counted spare, the next PASV).
             self.spare = Some(spare);
             return Err(e.into());
         }
@@ -151,6 +154,16 @@ impl PassivePortPool {
     /// port and tries every port once, so a busy range fails only when it is
     /// really full. Without one, tries a few random ephemeral ports, then port 0.
     pub fn bind(&mut self, ip: IpAddr) -> std::io::Result<PassiveListener> {
+        let bound = self.bind_somewhere(ip);
+        // A socket made for this call and left unbound goes; only a spare
+        // with its place in the budget waits for the next PASV.
+        if self.spare.as_ref().is_some_and(|s| s._place.is_none()) {
+            self.spare = None;
+        }
+        bound
+    }
+
+    fn bind_somewhere(&mut self, ip: IpAddr) -> std::io::Result<PassiveListener> {
         let Some(range) = self.range else {
             let ephemeral = ephemeral_range();
             let span = u32::from(ephemeral.last - ephemeral.first) + 1;
@@ -383,6 +396,30 @@ mod tests {
         drop(taken);
         let l = pool.bind([127, 0, 0, 1].into()).expect("free now");
         assert_eq!(l.local_addr().port(), port);
+    }
+
+    /// A socket made during a PASV whose every port is taken is closed, not
+    /// kept: only counted spares wait between PASVs.
+    #[test]
+    fn a_socket_outside_the_budget_is_not_kept() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("taken");
+        let port = taken.local_addr().expect("addr").port();
+        let budget = budget(0);
+        let mut pool = PassivePortPool::with_budget(
+            Some(PortRange {
+                first: port,
+                last: port,
+            }),
+            budget,
+        );
+        assert!(
+            pool.bind([127, 0, 0, 1].into()).is_err(),
+            "the port is taken"
+        );
+        assert!(pool.spare.is_none(), "an uncounted socket was kept");
+        pool.prepare();
+        assert!(pool.spare.is_none(), "a spare beyond the budget");
+        assert_eq!(budget.held.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -672,7 +672,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let sent = control_open && self.control.send_all(&replies).await.is_ok();
         after_reply.close_now();
-        self.passive_pool.prepare();
+        if sent {
+            self.passive_pool.prepare();
+        }
         // Logged after the reply is out: the client need not wait for the log.
         // A completed transfer is a debug line only: the xferlog has it, and a
         // line per file on the server's log costs a small-file transfer 5%.
