@@ -268,10 +268,23 @@ class Table:
         return "\n".join(lines)
 
 
+def congestion_control():
+    """The kernel's default TCP congestion control: with BBR, which paces its
+    sending, every server's loopback transfers are slower than with CUBIC."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="small files, two servers, one run (CI)")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--transfer-runs", type=int, default=9,
+                    help="runs per figure of the plain 1 GiB transfers, (a) and (b), which take a second each "
+                         "and vary most from run to run (default 9)")
     ap.add_argument("--bin", default="target/release")
     ap.add_argument("--out", default=None)
     ap.add_argument("--only", default="abcdefghi",
@@ -281,6 +294,7 @@ def main():
     a = ap.parse_args()
     selected = lambda letter: letter in a.only
     runs = 1 if a.smoke else a.runs
+    transfer_runs = 1 if a.smoke else max(a.transfer_runs, runs)
     scale = dict(big=64 << 20, small=100, many=2000, concurrent=20, logins=20, idle_ferry=100, idle_peer=50) if a.smoke \
         else dict(big=1 << 30, small=1000, many=100000, concurrent=200, logins=200, idle_ferry=10000, idle_peer=500)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -329,15 +343,19 @@ def main():
                     out[s.name] = None
             return out
 
-        def interleaved(fn):
-            """Runs fn(server) `runs` times per server, taking the servers in
+        def interleaved(fn, n=None, per_round=None):
+            """Runs fn(server) `n` times (default `runs`) per server, taking the servers in
             turn in each round (not all runs of one server, then the next), so
             that a drift of the machine over the minutes of a workload does not
             fall on one server; each round starts one server further on, so
             that no server always runs first (right after the previous
-            workload) or last. Returns each server's list of results."""
+            workload) or last. `per_round`, if given, is run once in each
+            round, after the servers; its results are returned with the
+            servers' under the key None. Returns each server's list of
+            results."""
             out = {s.name: [] for s in servers}
-            for r in range(runs):
+            extra = []
+            for r in range(n or runs):
                 k = r % len(servers)
                 for s in servers[k:] + servers[:k]:
                     if out[s.name] is None:
@@ -347,12 +365,20 @@ def main():
                     except Exception as e:  # a server that fails a workload gets no figure
                         print("  %s failed: %s" % (s.name, e), flush=True)
                         out[s.name] = None
+                if per_round is not None:
+                    extra.append(per_round())
+            if per_round is not None:
+                out[None] = extra
             return {k: (v if v else None) for k, v in out.items()}
 
-        def interleaved_median(fn):
-            results = interleaved(fn)
+        def interleaved_median(fn, n=None, per_round=None):
+            results = interleaved(fn, n, per_round)
             # Every run's figure goes to the log, the medians to the table.
-            print("    runs: " + json.dumps({k: v and [round(x, 4) if isinstance(x, (int, float)) else x for x in v] for k, v in results.items()}), flush=True)
+            print("    runs: " + json.dumps({k or "ceiling": v and [round(x, 4) if isinstance(x, (int, float)) else x for x in v]
+                                             for k, v in results.items()}), flush=True)
+            if per_round is not None:
+                ceiling = results.pop(None)
+                limits["sendfile"] = ceiling and median(ceiling)
             return {k: v and median(v) for k, v in results.items()}
 
         # Each upload makes a new file, removed after it is measured:
@@ -374,17 +400,22 @@ def main():
         if selected("a"):
             print("(a) download", flush=True)
             # The same reader as the loopback stream (blocking, 1 MiB reads), so
-            # that the client is not what limits the figure; then curl.
+            # that the client is not what limits the figure; then curl. In
+            # each round the same reader also takes the file from a bare
+            # sendfile(2) loop with no FTP around it: the most a server that
+            # sends from the page cache can give this reader, measured beside
+            # the servers rather than minutes before them.
             table.add("(a) download %s (1 MiB reads)" % size_label, "MB/s", interleaved_median(lambda s: bench_tool(
-                bindir, "download", "--url", s.url("big.bin"))["mb_s"]))
+                bindir, "download", "--url", s.url("big.bin"))["mb_s"], transfer_runs, per_round=lambda: bench_tool(
+                bindir, "stream", "--bytes", str(scale["big"]), "--sendfile", DATA + "/big.bin")["mb_s"]))
             table.add("(a) download %s (curl)" % size_label, "MB/s", interleaved_median(lambda s: curl_speed(
-                ["-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")])))
+                ["-o", "/dev/null", "-w", "%{speed_download}", s.url("big.bin")]), transfer_runs))
         if selected("b"):
             print("(b) upload", flush=True)
             table.add("(b) upload %s (1 MiB writes from memory)" % size_label, "MB/s", interleaved_median(lambda s: fresh_upload(
-                s, lambda url: bench_tool(bindir, "upload", "--url", url, "--bytes", str(scale["big"]))["mb_s"])))
+                s, lambda url: bench_tool(bindir, "upload", "--url", url, "--bytes", str(scale["big"]))["mb_s"]), transfer_runs))
             table.add("(b) upload %s (curl, tmpfs)" % size_label, "MB/s", interleaved_median(lambda s: fresh_upload(
-                s, lambda url: curl_speed(["-T", DATA + "/big.bin", "-w", "%{speed_upload}", url]))))
+                s, lambda url: curl_speed(["-T", DATA + "/big.bin", "-w", "%{speed_upload}", url])), transfer_runs))
         if selected("c"):
             print("(c) FTPS", flush=True)
             tls = lambda s: s.tls or None
@@ -478,11 +509,15 @@ def main():
         shutil.rmtree(ROOT, ignore_errors=True)
 
     report = []
-    report.append("Run: %s, %s, %d run(s) per figure (medians)%s; %.0f s in all." % (
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, runs, ", SMOKE (small sizes)" if a.smoke else "",
-        time.time() - started))
+    report.append("Run: %s, %s, %d run(s) per figure (medians; %d for the plain transfers (a) and (b))%s; %.0f s in all." % (
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, runs, transfer_runs,
+        ", SMOKE (small sizes)" if a.smoke else "", time.time() - started))
     report.append("")
-    report.append("Machine limits in the same run: loopback TCP stream %.0f MB/s, page-cache read %.0f MB/s." % (limits["stream"], limits["cache"]))
+    report.append("Machine limits in the same run: loopback TCP stream %.0f MB/s, page-cache read %.0f MB/s%s; "
+                  "TCP congestion control %s." % (
+                      limits["stream"], limits["cache"],
+                      ", the same reader taking the file from a bare sendfile loop %.0f MB/s" % limits["sendfile"] if limits.get("sendfile") else "",
+                      congestion_control()))
     report.append("")
     report.append(table.markdown())
     report.append("")
@@ -490,7 +525,9 @@ def main():
     if limits["stream"] and download:
         f = download[0][2].get("ferry")
         if f:
-            report.append("ferry's download (1 MiB reads, the stream's reader) is %.0f%% of the loopback stream." % (100 * f / limits["stream"]))
+            report.append("ferry's download (1 MiB reads, the stream's reader) is %.0f%% of the loopback stream%s." % (
+                100 * f / limits["stream"],
+                " and %.0f%% of the bare sendfile loop" % (100 * f / limits["sendfile"]) if limits.get("sendfile") else ""))
             report.append("")
     if client_figures:
         report.append("| client, against ferry | MB/s | vs curl | vs lftp |")
