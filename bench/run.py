@@ -366,7 +366,10 @@ def main():
                         print("  %s failed: %s" % (s.name, e), flush=True)
                         out[s.name] = None
                 if per_round is not None:
-                    extra.append(per_round())
+                    try:
+                        extra.append(per_round())
+                    except Exception as e:  # the run goes on without that figure
+                        print("  per-round measurement failed: %s" % e, flush=True)
             if per_round is not None:
                 out[None] = extra
             return {k: (v if v else None) for k, v in out.items()}
