@@ -9,7 +9,8 @@ Usage (from bench/run.sh, which builds and installs first):
 Every server serves the same directory on tmpfs (/dev/shm), with the same
 account, no transfer logs, and its usual password hashing (ferry argon2id,
 the others sha512-crypt). The machine's limits are measured in the same run: a
-loopback TCP stream and a page-cache read.
+loopback TCP stream, a page-cache read, and (in every round of (a)) the same
+reader taking the file from a bare sendfile loop.
 """
 
 import argparse

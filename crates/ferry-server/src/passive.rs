@@ -5,7 +5,6 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry_config::PortRange;
-
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 /// Hands out listening sockets on the configured passive range, or, when no
@@ -369,21 +368,30 @@ mod tests {
         assert!(b.spare.is_some());
     }
 
+    /// A pool whose range is the one port of `taken`, a listener holding it.
+    fn pool_on_a_taken_port(
+        budget: &'static SpareBudget,
+    ) -> (std::net::TcpListener, u16, PassivePortPool) {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("taken");
+        let port = taken.local_addr().expect("addr").port();
+        let range = PortRange {
+            first: port,
+            last: port,
+        };
+        (
+            taken,
+            port,
+            PassivePortPool::with_budget(Some(range), budget),
+        )
+    }
+
     /// A port that cannot be bound leaves the spare unbound and kept, for the
     /// next port or the next PASV.
     #[test]
     fn a_failed_bind_keeps_the_spare() {
         use std::os::fd::AsRawFd;
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("taken");
-        let port = taken.local_addr().expect("addr").port();
         let budget = budget(1);
-        let mut pool = PassivePortPool::with_budget(
-            Some(PortRange {
-                first: port,
-                last: port,
-            }),
-            budget,
-        );
+        let (taken, port, mut pool) = pool_on_a_taken_port(budget);
         pool.last_family = Some(AddressFamily::INET);
         pool.prepare();
         let spare = pool.spare.as_ref().expect("a spare").fd.as_raw_fd();
@@ -402,16 +410,8 @@ mod tests {
     /// kept: only counted spares wait between PASVs.
     #[test]
     fn a_socket_outside_the_budget_is_not_kept() {
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("taken");
-        let port = taken.local_addr().expect("addr").port();
         let budget = budget(0);
-        let mut pool = PassivePortPool::with_budget(
-            Some(PortRange {
-                first: port,
-                last: port,
-            }),
-            budget,
-        );
+        let (_taken, _, mut pool) = pool_on_a_taken_port(budget);
         assert!(
             pool.bind([127, 0, 0, 1].into()).is_err(),
             "the port is taken"
