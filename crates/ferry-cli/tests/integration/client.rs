@@ -956,8 +956,11 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // The server may be gone already (the shell ended its session); tmux
+        // then says so on stderr, which is not news for the test log.
         let _ = Command::new("tmux")
             .args(["-L", &self.0, "kill-server"])
+            .stderr(Stdio::null())
             .status();
     }
 }
