@@ -995,12 +995,18 @@ fn shell_in_a_terminal_with_history() {
     tmux.keys(&["C-l", "Up", "Up", "Enter"]);
     tmux.wait_for("readme.txt: 8 bytes");
     tmux.keys(&["quit", "Enter"]);
+    // The shell creates the history file, then writes it: wait for what it
+    // writes, not only for the file (reading between the two saw it empty).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !work.path().join(".ferry_history").exists() {
-        assert!(Instant::now() < deadline, "history was not saved");
+    let history_file = work.path().join(".ferry_history");
+    let history = loop {
+        let text = std::fs::read_to_string(&history_file).unwrap_or_default();
+        if text.contains("size readme.txt") || Instant::now() >= deadline {
+            break text;
+        }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let history = std::fs::read_to_string(work.path().join(".ferry_history")).expect("history");
+    };
+    assert!(history_file.exists(), "history was not saved");
     assert!(history.contains("size readme.txt"), "{history}");
     assert_eq!(
         std::fs::read(work.path().join("readme.txt")).expect("got"),
