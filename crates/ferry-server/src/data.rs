@@ -163,7 +163,8 @@ enum Link {
 }
 
 impl DataConnection {
-    fn fresh(stream: std::net::TcpStream) -> Self {
+    /// A connection just accepted or made, its socket non-blocking.
+    pub(crate) fn fresh(stream: std::net::TcpStream) -> Self {
         DataConnection(Link::Fresh(stream))
     }
 

@@ -5,9 +5,9 @@
 //! transfer that makes no progress for that long is ended (426). One buffer is
 //! allocated per transfer and reused for every chunk.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferry_proto::ascii;
@@ -17,7 +17,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use rustix::net::sockopt::Timeout;
 
+mod blocking;
 mod upload_loop;
+pub use blocking::{BlockingSlot, BlockingSlots};
+use blocking::{BlockingSocket, blocking_failure, on_own_thread};
 use upload_loop::{LoopEnd, UploadLoop};
 
 use crate::data::DataConnection;
@@ -108,61 +111,6 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     Ok(total)
 }
 
-/// Places for transfers running as blocking loops (in tokio's blocking pool,
-/// one thread each for the transfer's length, as vsftpd holds a process).
-///
-/// At most `server.max_blocking_transfers` transfers (256 by default) run
-/// that way at once, and the ones beyond take the async path: slower per
-/// byte, but without a thread each. `ferry serve` gives the pool 256 threads
-/// more than that for file-system calls, so that many long transfers never
-/// make the others (or a directory listing) wait for a thread.
-#[derive(Debug)]
-pub struct BlockingSlots {
-    in_use: AtomicUsize,
-    limit: usize,
-}
-
-impl BlockingSlots {
-    /// Places for `limit` blocking loops at once.
-    pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(BlockingSlots {
-            in_use: AtomicUsize::new(0),
-            limit,
-        })
-    }
-
-    /// A place, if one is free; it is given back when dropped.
-    pub fn take(self: &Arc<Self>) -> Option<BlockingSlot> {
-        self.in_use
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| BlockingSlot(self.clone()))
-    }
-
-    /// A place together with what its loop needs (`need`, asked only when a
-    /// place is free); without it, the place is given back at once, so that
-    /// a transfer taking the async path holds none.
-    pub fn take_with<T>(
-        self: &Arc<Self>,
-        need: impl FnOnce() -> Option<T>,
-    ) -> Option<(T, BlockingSlot)> {
-        let slot = self.take()?;
-        need().map(|t| (t, slot))
-    }
-}
-
-/// One place for a blocking transfer loop, held until dropped.
-#[derive(Debug)]
-pub struct BlockingSlot(Arc<BlockingSlots>);
-
-impl Drop for BlockingSlot {
-    fn drop(&mut self) {
-        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// How many bytes one `sendfile` call may move.
 const SENDFILE_CHUNK: usize = 1 << 20;
 
@@ -226,6 +174,72 @@ pub async fn send_file_zero_copy(
     Ok(total)
 }
 
+/// Plain downloads with at least this much left to send run as a blocking
+/// loop on a thread of their own ([`send_file_zero_copy_blocking`]); smaller
+/// ones fit (nearly) into the socket buffer and are sent from the async
+/// workers at once, with no thread to start.
+pub const OWN_THREAD_FROM: u64 = 4 << 20;
+
+/// [`send_file_zero_copy`] as a blocking loop on a thread of its own (plain
+/// FTP, TYPE I, local disk, no rate limit): one blocking `sendfile` of up to
+/// 1 MiB per call, as vsftpd sends from its session process. The data timeout
+/// is the socket's send timeout; if the transfer is dropped (ABOR), the socket
+/// is shut down, which ends the loop. The file comes back with the count, to
+/// be closed after the reply.
+pub async fn send_file_zero_copy_blocking(
+    file: std::fs::File,
+    offset: u64,
+    end: u64,
+    data: &mut DataConnection,
+    timeout: Duration,
+    meter: Arc<TransferMeter>,
+    slot: BlockingSlot,
+) -> Result<(u64, std::fs::File), TransferError> {
+    let socket = data
+        .socket()
+        .map_err(|e| TransferError::Connection(format!("sending: {e}")))?;
+    let (socket, stopper) = BlockingSocket::hand_over(socket, Timeout::Send, timeout, "sending")?;
+    let (sent, file) = on_own_thread("sending", move || {
+        let _slot = slot;
+        let sent = sendfile_into(&socket, &file, offset, end, timeout, &meter);
+        (sent, file)
+    })
+    .await?;
+    let sent = sent?;
+    stopper.disarm();
+    data.shutdown_write()
+        .map_err(|e| TransferError::Connection(format!("closing: {e}")))?;
+    Ok((sent, file))
+}
+
+/// The blocking loop of [`send_file_zero_copy_blocking`]. A file that shrinks
+/// meanwhile ends the transfer early, as in [`send_file_zero_copy`].
+fn sendfile_into(
+    socket: &BlockingSocket,
+    file: &std::fs::File,
+    mut offset: u64,
+    end: u64,
+    timeout: Duration,
+    meter: &TransferMeter,
+) -> Result<u64, TransferError> {
+    let mut total = 0u64;
+    while offset < end {
+        let chunk = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(SENDFILE_CHUNK);
+        match rustix::fs::sendfile(&socket.0, file, Some(&mut offset), chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                meter.add(n);
+                total += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(blocking_failure(e.into(), timeout, "sending")),
+        }
+    }
+    Ok(total)
+}
+
 /// Sends a host file from `offset` to `end` over TLS (PROT P, TYPE I, no rate
 /// limit) from a blocking loop in the blocking pool: the file is read into a
 /// 1 MiB buffer, encrypted by rustls and written to the socket, with no trip
@@ -269,16 +283,7 @@ fn encrypt_into(
 ) -> Result<u64, TransferError> {
     use std::io::Write;
     use std::os::unix::fs::FileExt;
-    let fail = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
-            TransferError::Connection(format!("no progress for {} seconds", timeout.as_secs()))
-        } else {
-            TransferError::Connection(format!("sending: {e}"))
-        }
-    };
+    let fail = |e: std::io::Error| blocking_failure(e, timeout, "sending");
     let mut sock = std::fs::File::from(socket.0.try_clone().map_err(fail)?);
     let mut buf = vec![0u8; TLS_CHUNK];
     let mut total = 0u64;
@@ -494,64 +499,6 @@ pub async fn receive_file_blocking(
     settle(upload, result).await
 }
 
-/// A data connection as a blocking loop uses it: a second descriptor, in
-/// blocking mode, with the data timeout as its send or receive timeout. Dropped
-/// (when the loop ends), it puts the socket back to non-blocking for the async
-/// side, which still owns it.
-struct BlockingSocket(std::os::fd::OwnedFd);
-
-impl BlockingSocket {
-    /// Hands `tcp` over to a blocking loop. The [`ShutdownOnDrop`] stays with
-    /// the async side: dropped there first (ABOR), it ends the loop.
-    fn hand_over(
-        tcp: BorrowedFd<'_>,
-        direction: Timeout,
-        timeout: Duration,
-        what: &str,
-    ) -> Result<(BlockingSocket, ShutdownOnDrop), TransferError> {
-        let fail = |e: std::io::Error| TransferError::Connection(format!("{what}: {e}"));
-        let second = || tcp.try_clone_to_owned().map_err(fail);
-        let socket = BlockingSocket(second()?);
-        let stopper = ShutdownOnDrop {
-            socket: Some(second()?),
-        };
-        rustix::io::ioctl_fionbio(&socket.0, false).map_err(|e| fail(e.into()))?;
-        rustix::net::sockopt::set_socket_timeout(
-            &socket.0,
-            direction,
-            Some(timeout.max(Duration::from_millis(1))),
-        )
-        .map_err(|e| fail(e.into()))?;
-        Ok((socket, stopper))
-    }
-}
-
-impl Drop for BlockingSocket {
-    fn drop(&mut self) {
-        let _ = rustix::io::ioctl_fionbio(&self.0, true);
-    }
-}
-
-/// Shuts a data connection down when dropped before [`ShutdownOnDrop::disarm`]:
-/// a transfer dropped for ABOR stops the blocking loop still reading it.
-struct ShutdownOnDrop {
-    socket: Option<std::os::fd::OwnedFd>,
-}
-
-impl ShutdownOnDrop {
-    fn disarm(mut self) {
-        self.socket = None;
-    }
-}
-
-impl Drop for ShutdownOnDrop {
-    fn drop(&mut self) {
-        if let Some(socket) = &self.socket {
-            let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
-        }
-    }
-}
-
 /// Writes listing text to a data connection in large pieces.
 #[derive(Debug)]
 pub struct ListingWriter<'a, W> {
@@ -611,39 +558,155 @@ impl<'a, W: AsyncWrite + Unpin> ListingWriter<'a, W> {
 mod tests {
     use super::*;
 
-    /// No more than the limit at once; a place given back can be taken again.
-    #[test]
-    fn blocking_slots_are_bounded_and_given_back() {
-        let slots = BlockingSlots::new(2);
-        let a = slots.take().expect("first");
-        let b = slots.take().expect("second");
-        assert!(slots.take().is_none(), "a third place past the limit");
-        drop(a);
-        let c = slots.take().expect("given back");
-        assert!(slots.take().is_none());
-        drop((b, c));
-        assert_eq!(slots.in_use.load(Ordering::Acquire), 0);
+    /// A data connection over loopback, the server's side fresh (not
+    /// registered), and the client's side.
+    fn loopback_data() -> (DataConnection, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("non-blocking");
+        (DataConnection::fresh(server), client)
     }
 
-    /// A place whose loop cannot run (no host file) is not kept.
-    #[test]
-    fn a_place_without_its_need_is_given_back() {
+    /// A host file of `len` bytes, which differ from one to the next.
+    fn host_file(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
+        use std::io::Write;
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::NamedTempFile::new().expect("tmp");
+        file.write_all(&body).expect("write");
+        (file, body)
+    }
+
+    /// Waits until every place is given back (the loop's thread has ended).
+    async fn all_places_given_back(slots: &BlockingSlots) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while slots.in_use() != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a place was never given back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The loop on its own thread sends the file from the offset to its end,
+    /// counts it, hands the file back, closes the sending side, and gives its
+    /// place back.
+    #[tokio::test]
+    async fn a_long_download_on_its_own_thread_sends_the_range() {
+        let (file, body) = host_file(6 << 20);
+        let (mut data, mut client) = loopback_data();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut client, &mut got).map(|_| got)
+        });
         let slots = BlockingSlots::new(1);
-        assert!(slots.take_with(|| None::<()>).is_none());
-        assert_eq!(slots.in_use.load(Ordering::Acquire), 0);
-        let (n, held) = slots.take_with(|| Some(7)).expect("a free place");
-        assert_eq!(n, 7);
-        let mut asked = false;
-        assert!(
-            slots
-                .take_with(|| {
-                    asked = true;
-                    Some(8)
-                })
-                .is_none()
+        let meter = TransferMeter::new();
+        let (sent, _file) = send_file_zero_copy_blocking(
+            file.reopen().expect("open"),
+            1000,
+            body.len() as u64,
+            &mut data,
+            Duration::from_secs(30),
+            meter.clone(),
+            slots.take().expect("a place"),
+        )
+        .await
+        .expect("sent");
+        assert_eq!(sent, body.len() as u64 - 1000);
+        assert_eq!(meter.bytes(), sent);
+        let got = reader.join().expect("reader").expect("read to the end");
+        assert!(got == body[1000..], "the client got other bytes");
+        all_places_given_back(&slots).await;
+    }
+
+    /// A file shorter than announced (it shrank) ends the transfer at its end.
+    #[tokio::test]
+    async fn a_file_that_shrank_ends_the_blocking_download_early() {
+        let (file, body) = host_file(5 << 20);
+        let (mut data, mut client) = loopback_data();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut client, &mut got).map(|_| got)
+        });
+        let slots = BlockingSlots::new(1);
+        let (sent, _file) = send_file_zero_copy_blocking(
+            file.reopen().expect("open"),
+            0,
+            8 << 20,
+            &mut data,
+            Duration::from_secs(30),
+            TransferMeter::new(),
+            slots.take().expect("a place"),
+        )
+        .await
+        .expect("sent");
+        assert_eq!(sent, body.len() as u64);
+        assert!(reader.join().expect("reader").expect("read") == body);
+    }
+
+    /// A client that stops reading: "no progress" once the data timeout has
+    /// gone by with the socket full, and the place is given back.
+    #[tokio::test]
+    async fn a_stalled_blocking_download_ends_with_no_progress() {
+        let (file, _) = host_file(32 << 20);
+        let (mut data, _client) = loopback_data();
+        let slots = BlockingSlots::new(1);
+        let end = send_file_zero_copy_blocking(
+            file.reopen().expect("open"),
+            0,
+            32 << 20,
+            &mut data,
+            Duration::from_millis(300),
+            TransferMeter::new(),
+            slots.take().expect("a place"),
+        )
+        .await;
+        match end {
+            Err(TransferError::Connection(m)) => assert!(m.contains("no progress"), "{m}"),
+            other => panic!("expected no progress, got {other:?}"),
+        }
+        all_places_given_back(&slots).await;
+    }
+
+    /// A transfer dropped mid-way (ABOR) shuts the socket down: the loop's
+    /// thread ends, the client sees the connection end, and the place is
+    /// given back, though the client never read again.
+    #[tokio::test]
+    async fn an_aborted_blocking_download_stops_its_thread() {
+        let (file, _) = host_file(32 << 20);
+        let (mut data, mut client) = loopback_data();
+        let slots = BlockingSlots::new(1);
+        let meter = TransferMeter::new();
+        let transfer = send_file_zero_copy_blocking(
+            file.reopen().expect("open"),
+            0,
+            32 << 20,
+            &mut data,
+            Duration::from_secs(60),
+            meter.clone(),
+            slots.take().expect("a place"),
         );
-        assert!(!asked, "need asked with no place free");
-        drop(held);
-        assert_eq!(slots.in_use.load(Ordering::Acquire), 0);
+        // Dropped once the socket is full and the loop waits.
+        let stopped = tokio::time::timeout(Duration::from_millis(500), transfer).await;
+        assert!(stopped.is_err(), "the transfer ended without a reader");
+        all_places_given_back(&slots).await;
+        assert!(meter.bytes() < 32 << 20);
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        // What was queued comes first, then the end (not the read timeout).
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match std::io::Read::read(&mut client, &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+                    break;
+                }
+            }
+        }
     }
 }

@@ -172,8 +172,9 @@ fn idle_login_and_data_timeouts() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(code(&c.cmd("NOOP")), "200");
 
-    // A download the client stops reading (sendfile into a full socket): 426
-    // once nothing has moved for the data timeout; the session goes on.
+    // A download the client stops reading (sendfile into a full socket, from
+    // a blocking loop on a thread of its own, as the file is long): 426 once
+    // nothing has moved for the data timeout; the session goes on.
     std::fs::write(server.files().join("alice/big"), vec![7u8; 64 << 20]).expect("big");
     let data = c.pasv_data();
     assert_eq!(code(&c.cmd("RETR big")), "150");
@@ -193,6 +194,25 @@ fn idle_login_and_data_timeouts() {
     assert_eq!(code(&c.cmd("NOOP")), "200");
     let kept = std::fs::read(server.files().join("alice/stalled")).expect("kept");
     assert_eq!(kept, b"four");
+}
+
+/// The same stalled download on the async path (no place for a blocking
+/// loop): 426 once nothing has moved for the data timeout, and the session
+/// goes on.
+#[test]
+fn a_stalled_download_on_the_async_path_ends_with_426() {
+    let server = FerryServer::start_with(&standard_config(
+        "data_timeout = \"1s\"\nmax_blocking_transfers = 0",
+    ));
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    assert_eq!(code(&c.cmd("TYPE I")), "200");
+    std::fs::write(server.files().join("alice/big"), vec![7u8; 64 << 20]).expect("big");
+    let data = c.pasv_data();
+    assert_eq!(code(&c.cmd("RETR big")), "150");
+    let r = c.reply();
+    assert!(r.starts_with("426") && r.contains("no progress"), "{r}");
+    drop(data);
+    assert_eq!(code(&c.cmd("NOOP")), "200");
 }
 
 #[test]
@@ -525,8 +545,9 @@ fn slow_drip_clients_are_closed_by_the_idle_timeout() {
 
 /// With every place for a blocking transfer loop taken
 /// (`max_blocking_transfers`), transfers that would run as one take the async
-/// path instead: a plain upload, and a PROT P download and upload, all whole.
-/// Once the place is given back, blocking transfers run again.
+/// path instead: a plain upload, a long plain download, and a PROT P download
+/// and upload, all whole. Once the place is given back, blocking transfers
+/// run again.
 #[test]
 fn transfers_beyond_the_blocking_cap_take_the_async_path() {
     let server = FerryServer::start_with(&standard_config("max_blocking_transfers = 1"));
@@ -574,6 +595,14 @@ fn transfers_beyond_the_blocking_cap_take_the_async_path() {
             "PROT P download of {name}"
         );
     }
+    // Long enough for a thread of its own, had a place been free.
+    let long = random_bytes(6_000_000, 43);
+    std::fs::write(server.files().join("alice/long.bin"), &long).expect("long");
+    let out = run(&mut curl(&[], url("long.bin")), minute);
+    assert!(
+        out.status.success() && out.stdout == long,
+        "plain download of long.bin"
+    );
 
     // The held upload finishes whole and gives its place back.
     data.write_all(&held[1_000_000..]).expect("second half");
@@ -583,4 +612,6 @@ fn transfers_beyond_the_blocking_cap_take_the_async_path() {
     let out = run(&mut curl(&["-T", src], url("again.bin")), minute);
     assert!(out.status.success());
     assert!(std::fs::read(server.files().join("alice/again.bin")).expect("again") == body);
+    let out = run(&mut curl(&[], url("long.bin")), minute);
+    assert!(out.status.success() && out.stdout == long, "long.bin again");
 }

@@ -111,13 +111,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             start,
             format!("RETR {path}"),
             move |stream, meter, after_reply| async move {
-                // PROT P downloads of host files run as a blocking loop when a
-                // place for one is free.
+                // PROT P downloads of host files, and long plain ones, run as
+                // a blocking loop when a place for one is free.
                 let slot = match (&source, &stream, &rate) {
                     (Source::HostFile(_), DataStream::Tls(_), None) => slots.take(),
+                    (Source::HostFile(_), DataStream::Plain(_), None)
+                        if sendfile && size - offset >= transfer::OWN_THREAD_FROM =>
+                    {
+                        slots.take()
+                    }
                     _ => None,
                 };
                 match (source, stream, slot) {
+                    (Source::HostFile(file), DataStream::Plain(mut tcp), Some(slot))
+                        if sendfile =>
+                    {
+                        let (sent, file) = transfer::send_file_zero_copy_blocking(
+                            file, offset, size, &mut tcp, timeout, meter, slot,
+                        )
+                        .await?;
+                        after_reply.keep(file);
+                        after_reply.keep(tcp);
+                        Ok(sent)
+                    }
                     (Source::HostFile(file), DataStream::Plain(mut tcp), _) if sendfile => {
                         let sent = transfer::send_file_zero_copy(
                             &file,

@@ -181,14 +181,7 @@ impl UploadLoop<'_> {
 
     /// A failed read of the socket: `EAGAIN` is the receive timeout firing.
     fn receiving(&self, e: Errno) -> TransferError {
-        if e == Errno::AGAIN {
-            TransferError::Connection(format!(
-                "no progress for {} seconds",
-                self.timeout.as_secs()
-            ))
-        } else {
-            TransferError::Connection(format!("receiving: {e}"))
-        }
+        super::blocking_failure(e.into(), self.timeout, "receiving")
     }
 }
 
