@@ -578,6 +578,31 @@ mod tests {
         (file, body)
     }
 
+    /// The client reading everything until the end, on a thread.
+    fn client_reads_to_the_end(
+        mut client: std::net::TcpStream,
+    ) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut client, &mut got).map(|_| got)
+        })
+    }
+
+    /// [`send_file_zero_copy_blocking`] of `file` from `offset` to `end`,
+    /// with a place from `slots`.
+    async fn blocking_download(
+        file: &tempfile::NamedTempFile,
+        (offset, end): (u64, u64),
+        data: &mut DataConnection,
+        timeout: Duration,
+        meter: Arc<TransferMeter>,
+        slots: &Arc<BlockingSlots>,
+    ) -> Result<(u64, std::fs::File), TransferError> {
+        let slot = slots.take().expect("a place");
+        let file = file.reopen().expect("open");
+        send_file_zero_copy_blocking(file, offset, end, data, timeout, meter, slot).await
+    }
+
     /// Waits until every place is given back (the loop's thread has ended).
     async fn all_places_given_back(slots: &BlockingSlots) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -596,24 +621,16 @@ mod tests {
     #[tokio::test]
     async fn a_long_download_on_its_own_thread_sends_the_range() {
         let (file, body) = host_file(6 << 20);
-        let (mut data, mut client) = loopback_data();
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            std::io::Read::read_to_end(&mut client, &mut got).map(|_| got)
-        });
+        let (mut data, client) = loopback_data();
+        let reader = client_reads_to_the_end(client);
         let slots = BlockingSlots::new(1);
         let meter = TransferMeter::new();
-        let (sent, _file) = send_file_zero_copy_blocking(
-            file.reopen().expect("open"),
-            1000,
-            body.len() as u64,
-            &mut data,
-            Duration::from_secs(30),
-            meter.clone(),
-            slots.take().expect("a place"),
-        )
-        .await
-        .expect("sent");
+        let range = (1000, body.len() as u64);
+        let timeout = Duration::from_secs(30);
+        let (sent, _file) =
+            blocking_download(&file, range, &mut data, timeout, meter.clone(), &slots)
+                .await
+                .expect("sent");
         assert_eq!(sent, body.len() as u64 - 1000);
         assert_eq!(meter.bytes(), sent);
         let got = reader.join().expect("reader").expect("read to the end");
@@ -625,23 +642,23 @@ mod tests {
     #[tokio::test]
     async fn a_file_that_shrank_ends_the_blocking_download_early() {
         let (file, body) = host_file(5 << 20);
-        let (mut data, mut client) = loopback_data();
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            std::io::Read::read_to_end(&mut client, &mut got).map(|_| got)
-        });
+        let (mut data, client) = loopback_data();
+        let reader = client_reads_to_the_end(client);
         let slots = BlockingSlots::new(1);
-        let (sent, _file) = send_file_zero_copy_blocking(
-            file.reopen().expect("open"),
-            0,
-            8 << 20,
+        let timeout = Duration::from_secs(30);
+        let transfer = blocking_download(
+            &file,
+            (0, 8 << 20),
             &mut data,
-            Duration::from_secs(30),
+            timeout,
             TransferMeter::new(),
-            slots.take().expect("a place"),
-        )
-        .await
-        .expect("sent");
+            &slots,
+        );
+        // A loop that missed the file's end would go on for ever: fail instead.
+        let (sent, _file) = tokio::time::timeout(timeout, transfer)
+            .await
+            .expect("the loop stopped at the file's end")
+            .expect("sent");
         assert_eq!(sent, body.len() as u64);
         assert!(reader.join().expect("reader").expect("read") == body);
     }
@@ -653,14 +670,13 @@ mod tests {
         let (file, _) = host_file(32 << 20);
         let (mut data, _client) = loopback_data();
         let slots = BlockingSlots::new(1);
-        let end = send_file_zero_copy_blocking(
-            file.reopen().expect("open"),
-            0,
-            32 << 20,
+        let end = blocking_download(
+            &file,
+            (0, 32 << 20),
             &mut data,
             Duration::from_millis(300),
             TransferMeter::new(),
-            slots.take().expect("a place"),
+            &slots,
         )
         .await;
         match end {
@@ -679,14 +695,13 @@ mod tests {
         let (mut data, mut client) = loopback_data();
         let slots = BlockingSlots::new(1);
         let meter = TransferMeter::new();
-        let transfer = send_file_zero_copy_blocking(
-            file.reopen().expect("open"),
-            0,
-            32 << 20,
+        let transfer = blocking_download(
+            &file,
+            (0, 32 << 20),
             &mut data,
             Duration::from_secs(60),
             meter.clone(),
-            slots.take().expect("a place"),
+            &slots,
         );
         // Dropped once the socket is full and the loop waits.
         let stopped = tokio::time::timeout(Duration::from_millis(500), transfer).await;

@@ -173,15 +173,8 @@ fn idle_login_and_data_timeouts() {
     assert_eq!(code(&c.cmd("NOOP")), "200");
 
     // A download the client stops reading (sendfile into a full socket, from
-    // a blocking loop on a thread of its own, as the file is long): 426 once
-    // nothing has moved for the data timeout; the session goes on.
-    std::fs::write(server.files().join("alice/big"), vec![7u8; 64 << 20]).expect("big");
-    let data = c.pasv_data();
-    assert_eq!(code(&c.cmd("RETR big")), "150");
-    let r = c.reply();
-    assert!(r.starts_with("426") && r.contains("no progress"), "{r}");
-    drop(data);
-    assert_eq!(code(&c.cmd("NOOP")), "200");
+    // a blocking loop on a thread of its own, as the file is long).
+    a_stalled_download_ends_with_426(&server, &mut c);
 
     // An upload the client stops sending without closing (the blocking
     // receive loop): the same, and the bytes that came are kept.
@@ -206,6 +199,12 @@ fn a_stalled_download_on_the_async_path_ends_with_426() {
     ));
     let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
     assert_eq!(code(&c.cmd("TYPE I")), "200");
+    a_stalled_download_ends_with_426(&server, &mut c);
+}
+
+/// A 64 MiB download the client never reads: 426 once nothing has moved for
+/// the data timeout, and the session goes on.
+fn a_stalled_download_ends_with_426(server: &FerryServer, c: &mut RawControl) {
     std::fs::write(server.files().join("alice/big"), vec![7u8; 64 << 20]).expect("big");
     let data = c.pasv_data();
     assert_eq!(code(&c.cmd("RETR big")), "150");
