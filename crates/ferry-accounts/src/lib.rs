@@ -25,4 +25,4 @@ pub use store::{
     Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
 };
 pub use system::SystemStore;
-pub use usage::{MemoryLedger, Usage, UsageLedger};
+pub use usage::{MemoryLedger, Reservation, Usage, UsageLedger};

@@ -16,7 +16,7 @@ use sqlx::{Any, AssertSqlSafe, Pool, Row};
 type AnyPool = Pool<Any>;
 
 use crate::store::{AccountStore, StoreError};
-use crate::usage::{Usage, UsageLedger};
+use crate::usage::{Reservation, Usage, UsageLedger};
 
 /// The schema, in order; each statement is safe to run again. The only SQL built at
 /// run time interpolates a table name from [`Kind`], never user input.
@@ -409,7 +409,77 @@ impl UsageLedger for SqlStore {
         .map_err(|e| self.err(e))?;
         Ok(())
     }
+
+    /// One statement when all of `want` fits (the common case); otherwise the
+    /// room is read and taken with a compare-and-swap on the row, tried again
+    /// if another change came between.
+    async fn reserve(
+        &self,
+        user: &str,
+        want: Usage,
+        ceiling: Usage,
+    ) -> Result<Reservation, StoreError> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let whole = sqlx::query(
+            "UPDATE ferry_usage SET bytes = bytes + $1, files = files + $2 \
+             WHERE name = $3 AND bytes <= $4 - $1 AND files <= $5 - $2 RETURNING bytes, files",
+        )
+        .bind(n(want.bytes))
+        .bind(n(want.files))
+        .bind(user)
+        .bind(n(ceiling.bytes))
+        .bind(n(ceiling.files))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        if let Some(row) = whole {
+            let bytes: i64 = row.try_get(0).map_err(|e| self.err(e))?;
+            let files: i64 = row.try_get(1).map_err(|e| self.err(e))?;
+            let after = Usage {
+                bytes: bytes.max(0) as u64,
+                files: files.max(0) as u64,
+            };
+            return Ok(Reservation {
+                granted: want,
+                left: Usage {
+                    bytes: ceiling.bytes.saturating_sub(after.bytes),
+                    files: ceiling.files.saturating_sub(after.files),
+                },
+            });
+        }
+        for _ in 0..RESERVE_TRIES {
+            let Some(now) = UsageLedger::get(self, user).await? else {
+                return Ok(Reservation::of(Usage::default(), want, ceiling));
+            };
+            let r = Reservation::of(now, want, ceiling);
+            if r.granted == Usage::default() {
+                return Ok(r);
+            }
+            let done = sqlx::query(
+                "UPDATE ferry_usage SET bytes = $1, files = $2 \
+                 WHERE name = $3 AND bytes = $4 AND files = $5",
+            )
+            .bind(n(now.bytes + r.granted.bytes))
+            .bind(n(now.files + r.granted.files))
+            .bind(user)
+            .bind(n(now.bytes))
+            .bind(n(now.files))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            if done.rows_affected() == 1 {
+                return Ok(r);
+            }
+        }
+        Err(self.err(format!(
+            "the quota usage of {user} changed under {RESERVE_TRIES} reservations in a row"
+        )))
+    }
 }
+
+/// How often [`SqlStore::reserve`] tries to take the last of a quota while other
+/// changes to the same user's usage keep coming between.
+const RESERVE_TRIES: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -482,6 +552,57 @@ mod tests {
             UsageLedger::get(&store, "alice").await.expect("usage"),
             None
         );
+    }
+
+    /// Reservations racing from two handles (as from two servers) add up to the
+    /// ceiling exactly: the last one gets only the room left, later ones nothing.
+    #[tokio::test]
+    async fn racing_reservations_stop_at_the_ceiling() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite:{}/a.db", dir.path().display());
+        let (one, two) = (
+            SqlStore::open(&url).await.expect("open"),
+            SqlStore::open(&url).await.expect("open"),
+        );
+        let usage = |bytes, files| Usage { bytes, files };
+        one.set("bob", usage(10, 0)).await.expect("set");
+        let ceiling = usage(95, 3);
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+                tokio::spawn(async move { store.reserve("bob", usage(10, 1), ceiling).await })
+            })
+            .collect();
+        let mut granted = Vec::new();
+        for t in tasks {
+            granted.push(t.await.expect("task").expect("reserve").granted);
+        }
+        assert_eq!(granted.iter().map(|g| g.bytes).sum::<u64>(), 85);
+        assert_eq!(granted.iter().map(|g| g.files).sum::<u64>(), 3);
+        assert_eq!(
+            granted.iter().filter(|g| g.bytes == 5).count(),
+            1,
+            "one grant is the 5 bytes left: {granted:?}"
+        );
+        assert_eq!(
+            UsageLedger::get(&two, "bob").await.expect("get"),
+            Some(ceiling)
+        );
+        // The whole of a want that fits is one grant, and says what is left.
+        one.set("bob", usage(0, 0)).await.expect("set");
+        let r = two
+            .reserve("bob", usage(30, 1), ceiling)
+            .await
+            .expect("reserve");
+        assert_eq!(r.granted, usage(30, 1));
+        assert_eq!(r.left, usage(65, 2));
+        // A user never measured: nothing recorded.
+        let r = one
+            .reserve("nobody", usage(30, 1), ceiling)
+            .await
+            .expect("reserve");
+        assert_eq!(r.granted, usage(30, 1));
+        assert_eq!(UsageLedger::get(&one, "nobody").await.expect("get"), None);
     }
 
     #[tokio::test]

@@ -4,6 +4,11 @@
 //! renames over files and appends complete. A user with a quota and no usage
 //! record yet is measured from storage at login; `ferry user rescan-quota` does the
 //! same on demand.
+//!
+//! An upload reserves its share of a quota in the ledger before it stores the
+//! bytes ([`UsageLedger::reserve`]), so that uploads running at the same moment,
+//! in one server or in several sharing a database, cannot together pass the
+//! quota; when it ends it records what it stored less what it reserved.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +35,48 @@ pub trait UsageLedger: Send + Sync + fmt::Debug {
     /// Adds to a recorded usage (never below zero); does nothing for a user never
     /// measured.
     async fn add(&self, user: &str, bytes: i64, files: i64) -> Result<(), StoreError>;
+    /// Adds up to `want` bytes and files to the recorded usage, as many of each
+    /// as keep it at or under `ceiling`, in one step that no other change to the
+    /// user's usage (from this server or another sharing the store) can come
+    /// between. For a user never measured, nothing is recorded and the grant
+    /// is as if the usage were zero.
+    async fn reserve(
+        &self,
+        user: &str,
+        want: Usage,
+        ceiling: Usage,
+    ) -> Result<Reservation, StoreError>;
+}
+
+/// What [`UsageLedger::reserve`] granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reservation {
+    /// Bytes and files added to the usage.
+    pub granted: Usage,
+    /// What is left under the ceiling after the grant.
+    pub left: Usage,
+}
+
+impl Reservation {
+    /// The grant of `want` against a usage of `now` under `ceiling`: each of
+    /// bytes and files as much of `want` as fits.
+    pub fn of(now: Usage, want: Usage, ceiling: Usage) -> Reservation {
+        let room = Usage {
+            bytes: ceiling.bytes.saturating_sub(now.bytes),
+            files: ceiling.files.saturating_sub(now.files),
+        };
+        let granted = Usage {
+            bytes: want.bytes.min(room.bytes),
+            files: want.files.min(room.files),
+        };
+        Reservation {
+            granted,
+            left: Usage {
+                bytes: room.bytes - granted.bytes,
+                files: room.files - granted.files,
+            },
+        }
+    }
 }
 
 /// Usage kept in memory, for the configuration store: measured again at each start.
@@ -73,6 +120,22 @@ impl UsageLedger for MemoryLedger {
         }
         Ok(())
     }
+
+    async fn reserve(
+        &self,
+        user: &str,
+        want: Usage,
+        ceiling: Usage,
+    ) -> Result<Reservation, StoreError> {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(u) = usage.get_mut(user) else {
+            return Ok(Reservation::of(Usage::default(), want, ceiling));
+        };
+        let r = Reservation::of(*u, want, ceiling);
+        u.bytes += r.granted.bytes;
+        u.files += r.granted.files;
+        Ok(r)
+    }
 }
 
 #[cfg(test)]
@@ -98,5 +161,52 @@ mod tests {
             l.get("a").await.expect("get"),
             Some(Usage { bytes: 0, files: 0 })
         );
+    }
+
+    fn usage(bytes: u64, files: u64) -> Usage {
+        Usage { bytes, files }
+    }
+
+    #[test]
+    fn a_reservation_grants_what_fits_under_the_ceiling() {
+        let r = Reservation::of(usage(70, 2), usage(20, 1), usage(100, 3));
+        assert_eq!(r.granted, usage(20, 1));
+        assert_eq!(r.left, usage(10, 0));
+        let r = Reservation::of(usage(90, 3), usage(20, 1), usage(100, 3));
+        assert_eq!(r.granted, usage(10, 0), "only the room is granted");
+        assert_eq!(r.left, usage(0, 0));
+        // A usage already over the ceiling (the quota was lowered) grants nothing.
+        let r = Reservation::of(usage(150, 9), usage(20, 1), usage(100, 3));
+        assert_eq!(r, Reservation::default());
+    }
+
+    #[tokio::test]
+    async fn reservations_add_up_to_the_ceiling_and_no_further() {
+        let l = MemoryLedger::default();
+        let ceiling = usage(100, 2);
+        // Never measured: granted as from zero, nothing recorded.
+        let r = l
+            .reserve("a", usage(150, 1), ceiling)
+            .await
+            .expect("reserve");
+        assert_eq!(r.granted, usage(100, 1));
+        assert_eq!(l.get("a").await.expect("get"), None);
+        l.set("a", usage(10, 0)).await.expect("set");
+        let first = l
+            .reserve("a", usage(60, 1), ceiling)
+            .await
+            .expect("reserve");
+        let second = l
+            .reserve("a", usage(60, 1), ceiling)
+            .await
+            .expect("reserve");
+        let third = l
+            .reserve("a", usage(60, 1), ceiling)
+            .await
+            .expect("reserve");
+        assert_eq!(first.granted, usage(60, 1));
+        assert_eq!(second.granted, usage(30, 1));
+        assert_eq!(third.granted, usage(0, 0));
+        assert_eq!(l.get("a").await.expect("get"), Some(ceiling));
     }
 }

@@ -159,6 +159,10 @@ pub enum TransferError {
     /// stored.
     #[error("exceeded storage allocation: {0}")]
     OverLimit(String),
+    /// The quota usage could not be reserved (the account database failed)
+    /// mid-upload (451); what was stored so far is discarded.
+    #[error("quota usage unavailable: {0}")]
+    QuotaUnavailable(String),
     /// TLS on the data connection failed or did not resume the control session (522).
     #[error("{0}")]
     Tls(String),
@@ -182,6 +186,10 @@ impl TransferError {
             TransferError::OverLimit(setting) => Reply::new(
                 552,
                 format!("Transfer aborted: exceeded storage allocation ({setting})."),
+            ),
+            TransferError::QuotaUnavailable(why) => Reply::new(
+                451,
+                format!("Transfer aborted: quota usage unavailable: {why}."),
             ),
             TransferError::Storage(StorageError::NoSpace) => Reply::new(
                 552,

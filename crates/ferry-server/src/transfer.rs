@@ -18,21 +18,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use rustix::net::sockopt::Timeout;
 
 mod blocking;
+mod budget;
 mod upload_loop;
 pub use blocking::{BlockingSlot, BlockingSlots};
 use blocking::{BlockingSocket, blocking_failure, on_own_thread};
+pub use budget::{CountedUpload, QuotaLease, UploadBudget, UsageCount};
 use upload_loop::{LoopEnd, UploadLoop};
 
 use crate::data::DataConnection;
 use crate::error::TransferError;
-
-/// How many bytes an upload may store before a limit stops it.
-#[derive(Debug, Clone)]
-pub struct UploadBudget {
-    pub bytes: u64,
-    /// The setting that sets the budget (`quota_bytes`, `max_file_size`).
-    pub setting: &'static str,
-}
 
 /// Bytes moved per read.
 const CHUNK: usize = 256 * 1024;
@@ -336,9 +330,9 @@ pub async fn receive_file<R: AsyncRead + AsyncWrite + Unpin>(
                     converted.clear();
                     from_wire.finish(&mut converted);
                     if let Some(b) = budget
-                        && stored + converted.len() as u64 > b.bytes
+                        && b.room(stored, converted.len() as u64).await? < converted.len() as u64
                     {
-                        return Err(TransferError::OverLimit(b.setting.to_owned()));
+                        return Err(TransferError::OverLimit(b.setting(stored).to_owned()));
                     }
                     upload
                         .write_all(&converted)
@@ -361,15 +355,19 @@ pub async fn receive_file<R: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 &buf[..n]
             };
-            if let Some(b) = budget
-                && stored + chunk.len() as u64 > b.bytes
-            {
-                let fits = usize::try_from(b.bytes - stored).unwrap_or(0);
-                upload
-                    .write_all(&chunk[..fits])
-                    .await
-                    .map_err(|e| TransferError::Storage(e.into()))?;
-                return Err(TransferError::OverLimit(b.setting.to_owned()));
+            if let Some(b) = budget {
+                let fits = usize::try_from(b.room(stored, chunk.len() as u64).await?)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk.len());
+                if fits < chunk.len() {
+                    upload
+                        .write_all(&chunk[..fits])
+                        .await
+                        .map_err(|e| TransferError::Storage(e.into()))?;
+                    return Err(TransferError::OverLimit(
+                        b.setting(stored + fits as u64).to_owned(),
+                    ));
+                }
             }
             upload
                 .write_all(chunk)
@@ -465,7 +463,7 @@ pub async fn receive_file_blocking(
         .socket()
         .map_err(|e| TransferError::Connection(format!("receiving: {e}")))?;
     let (socket, stopper) = BlockingSocket::hand_over(socket, Timeout::Recv, timeout, "receiving")?;
-    let limit = budget.map(|b| b.bytes);
+    let budget = budget.cloned();
     // The upload goes with the loop and comes back with its result; if this
     // transfer is dropped meanwhile, it is dropped there when the loop ends,
     // which settles it as failed, counting the bytes it got.
@@ -477,7 +475,7 @@ pub async fn receive_file_blocking(
             file: &file,
             timeout,
             meter: &meter,
-            limit,
+            budget: budget.as_ref(),
             wrote: &mut |n| upload.wrote(n),
             zero_copy,
         }
@@ -488,13 +486,13 @@ pub async fn receive_file_blocking(
         .await
         .map_err(|e| TransferError::Connection(format!("receiving: {e}")))?;
     stopper.disarm();
-    let result = match (moved, budget) {
-        (Ok(LoopEnd::OverLimit), Some(b)) => Err(TransferError::OverLimit(b.setting.to_owned())),
-        (Ok(_), _) => {
+    let result = match moved {
+        Ok(LoopEnd::OverLimit(setting)) => Err(TransferError::OverLimit(setting.to_owned())),
+        Ok(LoopEnd::EndOfData) => {
             let _ = data.shutdown_write();
             Ok(())
         }
-        (Err(e), _) => Err(e),
+        Err(e) => Err(e),
     };
     settle(upload, result).await
 }

@@ -241,6 +241,24 @@ fn postgres_store_shared_by_two_servers() {
         "552",
         "A must see B's 40,000 bytes"
     );
+    // Uploads at the same moment on the two nodes share the quota too: while
+    // A's upload of 50,000 bytes is still open (and holds its share), B's of
+    // 50,000 stops at the 10,000 left.
+    assert!(on_a.cmd("DELE f1").starts_with("250"));
+    assert!(on_a.cmd("TYPE I").starts_with("200"));
+    let mut open = on_a.pasv_data();
+    assert!(on_a.cmd("STOR f4").starts_with("150"));
+    open.write_all(&[4u8; 50_000]).expect("upload on A");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        upload(&mut on_b, "f5", &[5u8; 50_000]),
+        "552",
+        "B must see the share A holds"
+    );
+    drop(open);
+    assert!(on_a.reply().starts_with("226"));
+    assert_eq!(upload(&mut on_b, "f6", &[6u8; 10_000]), "226");
+    assert_eq!(upload(&mut on_b, "f7", b"x"), "552");
     let list = ferry_ok(b.dir.path(), &["user", "list", "--json"], "");
     assert!(
         list.contains("\"erin\"") && list.contains("postgres://ferry@127.0.0.1"),

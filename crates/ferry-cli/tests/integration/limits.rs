@@ -81,3 +81,88 @@ fn a_full_file_system_is_552_and_loses_nothing() {
     assert!(r.starts_with("226"), "{r}");
     assert!(std::fs::read(server.files().join("alice/small.bin")).expect("small") == small);
 }
+
+/// Uploads of one user running at the same moment cannot together pass the
+/// byte quota (100,000 here): each reserves its share of the quota before it
+/// stores a byte. While one upload of 60,000 bytes is still open, a second of
+/// 60,000 stops with 552 at the 40,000 left; once the first ends, what it
+/// reserved and did not use is free again; a dropped upload gives its share
+/// back. Plain binary uploads (the blocking loop) and ASCII ones (the copying
+/// loop) alike.
+#[test]
+fn uploads_at_the_same_moment_cannot_pass_a_quota_together() {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use crate::support::RawControl;
+
+    let server = FerryServer::start_with(&limits_config());
+    let files = server.files().join("quota");
+    let body = vec![b'q'; 60_000];
+    let send = |c: &mut RawControl, name: &str, bytes: &[u8]| {
+        let mut data = c.pasv_data();
+        let r = c.cmd(&format!("STOR {name}"));
+        assert!(r.starts_with("150"), "STOR {name}: {r}");
+        data.write_all(bytes).expect("upload");
+        data
+    };
+    for ty in ["I", "A"] {
+        let mut first = RawControl::login(&server, "quota", "pw");
+        let mut second = RawControl::login(&server, "quota", "pw");
+        for c in [&mut first, &mut second] {
+            assert!(c.cmd(&format!("TYPE {ty}")).starts_with("200"));
+        }
+        let open = send(&mut first, "first", &body);
+        // Let the server read the first upload's bytes (and reserve for them).
+        std::thread::sleep(Duration::from_millis(500));
+        drop(send(&mut second, "second", &body));
+        let r = second.reply();
+        assert!(r.starts_with("552"), "TYPE {ty}: the second upload: {r}");
+        assert!(r.contains("quota_bytes"), "{r}");
+        drop(open);
+        let r = first.reply();
+        assert!(r.starts_with("226"), "TYPE {ty}: the first upload: {r}");
+        assert_eq!(std::fs::read(files.join("first")).expect("first"), body);
+        assert!(!files.join("second").exists(), "TYPE {ty}");
+        // The first upload's unused share is back: 40,000 bytes fit, one more
+        // does not.
+        drop(send(&mut second, "third", &body[..40_000]));
+        assert!(second.reply().starts_with("226"), "TYPE {ty}");
+        drop(send(&mut second, "fourth", b"q"));
+        let r = second.reply();
+        assert!(r.starts_with("552"), "TYPE {ty}: over the quota: {r}");
+        for name in ["first", "third"] {
+            assert!(second.cmd(&format!("DELE {name}")).starts_with("250"));
+        }
+    }
+    // An upload aborted in the middle: a new file keeps what arrived (so that
+    // it can be resumed), and that counts; what was reserved beyond it is
+    // free again. Before the count was made on every end, ABOR left those
+    // bytes uncounted: a way past any quota.
+    let mut c = RawControl::login(&server, "quota", "pw");
+    assert!(c.cmd("TYPE I").starts_with("200"));
+    let open = send(&mut c, "aborted", &body);
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.cmd("ABOR");
+    let r = if r.starts_with("426") { c.reply() } else { r };
+    assert!(r.starts_with("226") || r.starts_with("225"), "ABOR: {r}");
+    drop(open);
+    std::thread::sleep(Duration::from_millis(300));
+    let kept = std::fs::metadata(files.join("aborted")).map_or(0, |m| m.len()) as usize;
+    assert!(
+        kept > 0,
+        "the aborted upload kept nothing: this test needs it to"
+    );
+    drop(send(&mut c, "rest", &vec![b'r'; 100_000 - kept]));
+    let r = c.reply();
+    assert!(
+        r.starts_with("226"),
+        "the rest of the quota after ABOR ({kept} kept): {r}"
+    );
+    drop(send(&mut c, "more", b"m"));
+    let r = c.reply();
+    assert!(
+        r.starts_with("552"),
+        "the aborted upload's {kept} bytes must count: {r}"
+    );
+}

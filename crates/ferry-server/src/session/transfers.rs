@@ -5,7 +5,7 @@
 //! `upload` to create one, `overwrite` to replace one (or to resume inside it),
 //! `append` to add to its end (APPE, or REST at its exact size).
 
-use ferry_accounts::Permission;
+use ferry_accounts::{Permission, Usage};
 use ferry_proto::Reply;
 use ferry_proto::command::PathArg;
 use ferry_storage::{StorageError, VirtualPath, WriteMode};
@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Session, TransferStep};
 use crate::error::{SessionError, TransferError};
 use crate::tls::DataStream;
-use crate::transfer::{self, UploadBudget};
+use crate::transfer::{self, CountedUpload, QuotaLease, UploadBudget, UsageCount};
 
 /// Where a download's bytes come from.
 enum Source {
@@ -264,6 +264,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .write(&path, mode)
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
+        let upload = CountedUpload::wrap(
+            upload,
+            UsageCount {
+                storage,
+                path: path.clone(),
+                old_size,
+                ledger,
+                user,
+                budget: budget.clone(),
+            },
+        );
         let (ascii, timeout, zero_copy) = (self.ascii, self.opts.data_timeout, self.opts.sendfile);
         let slots = self.opts.blocking_slots.clone();
         let start = Reply::new(150, format!("Ok to send data for {path}."));
@@ -309,15 +320,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 // Stopped by the server, not by the client: let a client still
                 // sending finish, so that it reads the reply.
-                if let Err(TransferError::OverLimit(_) | TransferError::Storage(_)) = &result {
+                if let Err(
+                    TransferError::OverLimit(_)
+                    | TransferError::Storage(_)
+                    | TransferError::QuotaUnavailable(_),
+                ) = &result
+                {
                     transfer::drain_after_stop(&mut stream, timeout).await;
-                }
-                // Whatever happened, count what is stored now against what was.
-                let now = storage.metadata(&path).await.ok().map(|m| m.size);
-                let bytes = now.unwrap_or(0) as i64 - old_size.unwrap_or(0) as i64;
-                let files = i64::from(now.is_some()) - i64::from(old_size.is_some());
-                if (bytes, files) != (0, 0) {
-                    let _ = ledger.add(&user, bytes, files).await;
                 }
                 if result.is_ok() {
                     after_reply.keep(stream);
@@ -327,8 +336,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         )
     }
 
-    /// How many bytes an upload may store: the least of what the byte quota and
-    /// `max_file_size` leave. A new file over the file quota is refused at once.
+    /// What an upload may store: at most what `max_file_size` leaves, and what
+    /// the byte quota lets it reserve as it goes ([`UploadBudget`]). A new
+    /// file is reserved under the file quota here, and refused at once if
+    /// there is no room for it.
     async fn upload_budget(
         &self,
         mode: WriteMode,
@@ -342,12 +353,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             WriteMode::Append => old_size.unwrap_or(0),
             WriteMode::Resume { offset } => offset,
         };
-        let mut budget: Option<UploadBudget> = None;
-        let mut tighten = |bytes: u64, setting: &'static str| {
-            if budget.as_ref().is_none_or(|b| bytes < b.bytes) {
-                budget = Some(UploadBudget { bytes, setting });
-            }
-        };
+        let mut fixed = None;
         if let Some(max) = &limits.max_file_size {
             if base >= max.value && base > 0 {
                 return Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
@@ -358,40 +364,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     ),
                 }));
             }
-            tighten(max.value.saturating_sub(base), "max_file_size");
+            fixed = Some((max.value.saturating_sub(base), "max_file_size"));
         }
-        if limits.quota_bytes.is_some() || limits.quota_files.is_some() {
-            let usage = self
-                .opts
-                .ledger
-                .get(&account.name)
+        if limits.quota_bytes.is_none() && limits.quota_files.is_none() {
+            return Ok(UploadBudget::new(fixed, None));
+        }
+        let unavailable = |e: ferry_accounts::StoreError| {
+            SessionError::storage(
+                &VirtualPath::root(),
+                ferry_storage::StorageError::Io(std::io::Error::other(e.to_string())),
+            )
+        };
+        let ledger = &self.opts.ledger;
+        let usage = ledger
+            .get(&account.name)
+            .await
+            .map_err(unavailable)?
+            .unwrap_or_default();
+        // A new file takes its place under the file quota now.
+        let mut files_held = 0;
+        if let Some(q) = &limits.quota_files
+            && old_size.is_none()
+        {
+            let r = ledger
+                .reserve(
+                    &account.name,
+                    Usage { bytes: 0, files: 1 },
+                    Usage {
+                        bytes: u64::MAX,
+                        files: q.value,
+                    },
+                )
                 .await
-                .map_err(|e| {
-                    SessionError::storage(
-                        &VirtualPath::root(),
-                        ferry_storage::StorageError::Io(std::io::Error::other(e.to_string())),
-                    )
-                })?
-                .unwrap_or_default();
-            if let Some(q) = &limits.quota_files
-                && old_size.is_none()
-                && usage.files >= q.value
-            {
+                .map_err(unavailable)?;
+            if r.granted.files == 0 {
                 return Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
                     setting: "quota_files",
                     reason: format!(
                         "{} files stored, the quota is {} (set by {})",
-                        usage.files, q.value, q.source
+                        usage.files.max(q.value),
+                        q.value,
+                        q.source
                     ),
                 }));
             }
-            if let Some(q) = &limits.quota_bytes {
-                // Stored after the upload: usage - old + base + n <= quota.
-                let room = (q.value + old_size.unwrap_or(0)).saturating_sub(usage.bytes + base);
-                tighten(room, "quota_bytes");
-            }
+            files_held = 1;
         }
-        Ok(budget)
+        // Stored after the upload: usage - old + base + n <= quota.
+        let bytes_ceiling = limits
+            .quota_bytes
+            .as_ref()
+            .map(|q| (q.value + old_size.unwrap_or(0)).saturating_sub(base));
+        let left = bytes_ceiling.map_or(0, |c| c.saturating_sub(usage.bytes));
+        let lease = QuotaLease::new(
+            ledger.clone(),
+            account.name.clone(),
+            bytes_ceiling,
+            left,
+            files_held,
+        );
+        Ok(UploadBudget::new(fixed, Some(lease)))
     }
 
     pub(super) fn mode_name(&self) -> &'static str {

@@ -23,7 +23,7 @@ use ferry_storage::StorageError;
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
-use super::TransferMeter;
+use super::{TransferMeter, UploadBudget};
 use crate::error::TransferError;
 
 /// The buffer of the copying loop.
@@ -37,8 +37,9 @@ pub(super) const PIPE_BYTES: usize = 1 << 20;
 pub(super) enum LoopEnd {
     /// The client closed the data connection.
     EndOfData,
-    /// A byte arrived that would cross the limit; it was not stored.
-    OverLimit,
+    /// A byte arrived that would cross the budget; it was not stored. The
+    /// setting that stopped it.
+    OverLimit(&'static str),
 }
 
 /// One upload's bytes on their way from the socket (blocking, with the data
@@ -48,8 +49,8 @@ pub(super) struct UploadLoop<'a> {
     pub file: &'a std::fs::File,
     pub timeout: Duration,
     pub meter: &'a TransferMeter,
-    /// The most bytes this upload may store.
-    pub limit: Option<u64>,
+    /// What this upload may store.
+    pub budget: Option<&'a UploadBudget>,
     /// Hears of every byte stored.
     pub wrote: &'a mut dyn FnMut(u64),
     /// Splice where it can be done (the server's `sendfile` setting: off,
@@ -81,7 +82,10 @@ impl UploadLoop<'_> {
     /// the rest.
     fn splice(&mut self, pipe: &UploadPipe, stored: &mut u64) -> Result<Spliced, TransferError> {
         loop {
-            let want = self.room(*stored).saturating_add(1).min(pipe.size);
+            let want = self
+                .room(*stored, pipe.size)?
+                .saturating_add(1)
+                .min(pipe.size);
             let n = rustix::pipe::splice(
                 self.socket,
                 None,
@@ -95,7 +99,7 @@ impl UploadLoop<'_> {
                 return Ok(Spliced::Ended(LoopEnd::EndOfData));
             }
             self.meter.add(n);
-            let fits = self.room(*stored).min(n);
+            let fits = self.room(*stored, n)?;
             let mut left = fits;
             while left > 0 {
                 match rustix::pipe::splice(
@@ -123,7 +127,7 @@ impl UploadLoop<'_> {
                         }
                         self.store(&buf, stored)?;
                         if fits < n {
-                            return Ok(Spliced::Ended(LoopEnd::OverLimit));
+                            return Ok(Spliced::Ended(self.over(*stored)));
                         }
                         return Ok(Spliced::Refused);
                     }
@@ -131,7 +135,7 @@ impl UploadLoop<'_> {
                 }
             }
             if fits < n {
-                return Ok(Spliced::Ended(LoopEnd::OverLimit));
+                return Ok(Spliced::Ended(self.over(*stored)));
             }
         }
     }
@@ -145,10 +149,10 @@ impl UploadLoop<'_> {
                 return Ok(LoopEnd::EndOfData);
             }
             self.meter.add(n);
-            let fits = self.room(*stored).min(n);
+            let fits = self.room(*stored, n)?;
             self.store(&buf[..fits], stored)?;
             if fits < n {
-                return Ok(LoopEnd::OverLimit);
+                return Ok(self.over(*stored));
             }
         }
     }
@@ -171,12 +175,20 @@ impl UploadLoop<'_> {
         (self.wrote)(m as u64);
     }
 
-    /// How many more bytes may be stored.
-    fn room(&self, stored: u64) -> usize {
-        match self.limit {
-            Some(l) => usize::try_from(l.saturating_sub(stored)).unwrap_or(usize::MAX),
-            None => usize::MAX,
+    /// How many of the next `want` bytes may be stored (reserving quota for
+    /// them, see [`UploadBudget`]).
+    fn room(&self, stored: u64, want: usize) -> Result<usize, TransferError> {
+        match self.budget {
+            Some(b) => Ok(usize::try_from(b.room_blocking(stored, want as u64)?)
+                .unwrap_or(usize::MAX)
+                .min(want)),
+            None => Ok(want),
         }
+    }
+
+    /// How an upload stopped by its budget ends.
+    fn over(&self, stored: u64) -> LoopEnd {
+        LoopEnd::OverLimit(self.budget.map_or("the budget", |b| b.setting(stored)))
     }
 
     /// A failed read of the socket: `EAGAIN` is the receive timeout firing.
@@ -248,12 +260,13 @@ mod tests {
         });
         let meter = TransferMeter::default();
         let mut heard = 0u64;
+        let budget = limit.map(|l| UploadBudget::fixed(l, "max_file_size"));
         let end = UploadLoop {
             socket: server.as_fd(),
             file,
             timeout: Duration::from_secs(10),
             meter: &meter,
-            limit,
+            budget: budget.as_ref(),
             wrote: &mut |n| heard += n,
             zero_copy: true,
         }
@@ -311,7 +324,11 @@ mod tests {
             let data = pattern(PIPE_BYTES + 100);
             let limit = PIPE_BYTES as u64 + 7;
             let (end, heard, _) = upload(data.clone(), &file, Some(limit));
-            assert_eq!(end.expect("loop"), LoopEnd::OverLimit, "append {append}");
+            assert_eq!(
+                end.expect("loop"),
+                LoopEnd::OverLimit("max_file_size"),
+                "append {append}"
+            );
             assert_eq!(heard, limit);
             assert!(
                 contents(&mut file) == data[..PIPE_BYTES + 7],
@@ -358,7 +375,7 @@ mod tests {
             file: &file,
             timeout: Duration::from_secs(10),
             meter: &meter,
-            limit: None,
+            budget: None,
             wrote: &mut |n| heard += n,
             zero_copy: true,
         };
@@ -396,7 +413,7 @@ mod tests {
             file: &file,
             timeout: Duration::from_secs(1),
             meter: &meter,
-            limit: None,
+            budget: None,
             wrote: &mut |_| {},
             zero_copy: true,
         }

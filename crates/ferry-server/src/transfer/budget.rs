@@ -1,0 +1,490 @@
+//! What an upload may store before it ends with 552 ("exceeded storage
+//! allocation", RFC 959 §4.2): at most `max_file_size`, fixed when the upload
+//! starts, and no more than the user's byte quota leaves, which the upload
+//! reserves in the [`UsageLedger`] ahead of the bytes it stores.
+//!
+//! Reserving is what keeps uploads running at the same moment — two sessions
+//! of one user, or two servers sharing a PostgreSQL ledger — from together
+//! passing a quota: each byte stored was first taken from the quota in one
+//! atomic step ([`UsageLedger::reserve`]). An upload takes more than the piece
+//! at hand, so that a long one asks the ledger seldom (as much again as it
+//! holds, from [`LEASE_MIN`] up to [`LEASE_MAX`]), but never more than half of
+//! the room left, so that an upload running beside it still finds room.
+//!
+//! However an upload ends — committed, discarded over a limit, aborted after
+//! a failure, or dropped (ABOR, a lost session) — a [`CountedUpload`] records
+//! what is stored now against what was, less what it reserved. (A new file
+//! keeps what arrived when its upload fails, so that it can be resumed: those
+//! bytes count too.)
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use ferry_accounts::{Usage, UsageLedger};
+use ferry_storage::{Storage, StorageError, Upload, VirtualPath};
+use tokio::io::AsyncWrite;
+
+use crate::error::TransferError;
+
+/// The least an upload reserves from a byte quota at a time.
+pub const LEASE_MIN: u64 = 1 << 20;
+/// The most an upload reserves from a byte quota at a time.
+pub const LEASE_MAX: u64 = 64 << 20;
+
+/// What an upload may store before a limit stops it.
+#[derive(Debug, Clone)]
+pub struct UploadBudget {
+    /// A most fixed at the start (`max_file_size`), and the setting it comes
+    /// from.
+    fixed: Option<(u64, &'static str)>,
+    /// The user's quota, as far as this upload holds it.
+    quota: Option<Arc<QuotaLease>>,
+}
+
+impl UploadBudget {
+    /// A budget of at most `fixed` bytes and what `quota` lets the upload
+    /// reserve; `None` when there is neither.
+    pub fn new(fixed: Option<(u64, &'static str)>, quota: Option<Arc<QuotaLease>>) -> Option<Self> {
+        (fixed.is_some() || quota.is_some()).then_some(UploadBudget { fixed, quota })
+    }
+
+    /// A budget of exactly `bytes`, set by `setting`.
+    pub fn fixed(bytes: u64, setting: &'static str) -> Self {
+        UploadBudget {
+            fixed: Some((bytes, setting)),
+            quota: None,
+        }
+    }
+
+    /// How many of the next `want` bytes may be stored after `stored`,
+    /// reserving more of the quota if the upload's share ran out.
+    pub async fn room(&self, stored: u64, want: u64) -> Result<u64, TransferError> {
+        let want = want.min(self.fixed_room(stored));
+        match &self.quota {
+            Some(lease) => Ok(lease
+                .cover(stored + want)
+                .await?
+                .saturating_sub(stored)
+                .min(want)),
+            None => Ok(want),
+        }
+    }
+
+    /// [`UploadBudget::room`] for a blocking loop (a thread outside the async
+    /// workers): the ledger is asked on the runtime the lease was made on.
+    pub fn room_blocking(&self, stored: u64, want: u64) -> Result<u64, TransferError> {
+        match &self.quota {
+            Some(lease) if !lease.covers(stored + want) => {
+                lease.runtime.clone().block_on(self.room(stored, want))
+            }
+            _ => Ok(want.min(self.fixed_room(stored))),
+        }
+    }
+
+    /// The setting that stopped an upload which stored `stored` bytes and
+    /// had more to store.
+    pub fn setting(&self, stored: u64) -> &'static str {
+        match self.fixed {
+            Some((bytes, setting)) if stored >= bytes => setting,
+            _ => "quota_bytes",
+        }
+    }
+
+    /// Records what the upload changed in the user's usage (`bytes` and
+    /// `files` more than before it), less what it reserved.
+    pub async fn settle(&self, bytes: i64, files: i64) {
+        if let Some(lease) = &self.quota {
+            lease.settle(bytes, files).await;
+        }
+    }
+
+    /// Whether the upload's usage is settled through this budget (otherwise
+    /// the caller records it).
+    pub fn holds_quota(&self) -> bool {
+        self.quota.is_some()
+    }
+
+    fn fixed_room(&self, stored: u64) -> u64 {
+        self.fixed
+            .map_or(u64::MAX, |(bytes, _)| bytes.saturating_sub(stored))
+    }
+}
+
+/// The part of a user's quota one upload holds in the [`UsageLedger`].
+#[derive(Debug)]
+pub struct QuotaLease {
+    ledger: Arc<dyn UsageLedger>,
+    user: String,
+    /// The byte usage this upload may take the user to: the quota, plus the
+    /// old file it replaces, less the part of the file it keeps (APPE,
+    /// REST). `None` without a byte quota.
+    bytes_ceiling: Option<u64>,
+    /// Bytes reserved so far.
+    held: AtomicU64,
+    /// The room under the ceiling at the last look, to size the next
+    /// reservation.
+    left: AtomicU64,
+    /// The file reserved under `quota_files` (1 for a new file, else 0).
+    files_held: u64,
+    settled: AtomicBool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl QuotaLease {
+    /// A lease for `user`'s upload. `bytes_ceiling` is as on the field;
+    /// `left` is the room under it when the upload starts; `files_held` a
+    /// file already reserved for it. Must be called on the runtime.
+    pub fn new(
+        ledger: Arc<dyn UsageLedger>,
+        user: String,
+        bytes_ceiling: Option<u64>,
+        left: u64,
+        files_held: u64,
+    ) -> Arc<Self> {
+        Arc::new(QuotaLease {
+            ledger,
+            user,
+            bytes_ceiling,
+            held: AtomicU64::new(0),
+            left: AtomicU64::new(left),
+            files_held,
+            settled: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Bytes reserved so far.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Acquire)
+    }
+
+    fn covers(&self, upto: u64) -> bool {
+        self.bytes_ceiling.is_none() || self.held() >= upto
+    }
+
+    /// Reserves until `upto` bytes are held, if the quota has room; returns
+    /// what is held (all of `upto` or more, unless the quota ran out).
+    async fn cover(&self, upto: u64) -> Result<u64, TransferError> {
+        let Some(ceiling) = self.bytes_ceiling else {
+            return Ok(u64::MAX);
+        };
+        let held = self.held();
+        if held >= upto {
+            return Ok(held);
+        }
+        let ahead = held
+            .clamp(LEASE_MIN, LEASE_MAX)
+            .min(self.left.load(Ordering::Acquire) / 2);
+        let want = (upto - held).max(ahead);
+        let r = self
+            .ledger
+            .reserve(
+                &self.user,
+                Usage {
+                    bytes: want,
+                    files: 0,
+                },
+                Usage {
+                    bytes: ceiling,
+                    files: u64::MAX,
+                },
+            )
+            .await
+            .map_err(|e| TransferError::QuotaUnavailable(e.to_string()))?;
+        self.left.store(r.left.bytes, Ordering::Release);
+        Ok(self.held.fetch_add(r.granted.bytes, Ordering::AcqRel) + r.granted.bytes)
+    }
+
+    /// Records the upload's change to the usage less what it reserved. Once.
+    async fn settle(&self, bytes: i64, files: i64) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let held = i64::try_from(self.held()).unwrap_or(i64::MAX);
+        let files_held = i64::try_from(self.files_held).unwrap_or(i64::MAX);
+        let (bytes, files) = (bytes - held, files - files_held);
+        if (bytes, files) != (0, 0)
+            && let Err(e) = self.ledger.add(&self.user, bytes, files).await
+        {
+            tracing::warn!(user = %self.user, error = %e, "quota usage not recorded");
+        }
+    }
+}
+
+impl Drop for QuotaLease {
+    /// An upload dropped before it settled (ABOR, a lost session) gives back
+    /// what it reserved.
+    fn drop(&mut self) {
+        if self.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let (held, files) = (self.held(), self.files_held);
+        if (held, files) == (0, 0) {
+            return;
+        }
+        let (ledger, user) = (self.ledger.clone(), std::mem::take(&mut self.user));
+        let back = |n: u64| -i64::try_from(n).unwrap_or(i64::MAX);
+        self.runtime.spawn(async move {
+            if let Err(e) = ledger.add(&user, back(held), back(files)).await {
+                tracing::warn!(user = %user, error = %e, "quota reservation not given back");
+            }
+        });
+    }
+}
+
+/// An upload that, however it ends, records what it changed in its user's
+/// usage ([`UsageCount`]).
+pub struct CountedUpload {
+    /// Taken when the upload ends; dropped before the count is made, so that
+    /// a dropped upload has settled its file (see [`Upload`]) by then.
+    inner: Option<Box<dyn Upload>>,
+    count: Option<UsageCount>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// What an upload needs to record its change to the usage.
+#[derive(Debug)]
+pub struct UsageCount {
+    pub storage: Arc<dyn Storage>,
+    pub path: VirtualPath,
+    /// The file's size before the upload, if it existed.
+    pub old_size: Option<u64>,
+    pub ledger: Arc<dyn UsageLedger>,
+    pub user: String,
+    /// The budget that reserved quota for the upload, if any.
+    pub budget: Option<UploadBudget>,
+}
+
+impl UsageCount {
+    /// Compares what is stored now with what was, and records the difference
+    /// (less what the upload reserved).
+    async fn record(self) {
+        let now = self.storage.metadata(&self.path).await.ok().map(|m| m.size);
+        let size = |s: Option<u64>| i64::try_from(s.unwrap_or(0)).unwrap_or(i64::MAX);
+        let bytes = size(now) - size(self.old_size);
+        let files = i64::from(now.is_some()) - i64::from(self.old_size.is_some());
+        match &self.budget {
+            Some(b) if b.holds_quota() => b.settle(bytes, files).await,
+            _ if (bytes, files) != (0, 0) => {
+                if let Err(e) = self.ledger.add(&self.user, bytes, files).await {
+                    tracing::warn!(user = %self.user, error = %e, "quota usage not recorded");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl CountedUpload {
+    /// Wraps `inner`. Must be called on the runtime.
+    pub fn wrap(inner: Box<dyn Upload>, count: UsageCount) -> Box<dyn Upload> {
+        Box::new(CountedUpload {
+            inner: Some(inner),
+            count: Some(count),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    fn inner(&mut self) -> std::io::Result<&mut Box<dyn Upload>> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the upload has ended"))
+    }
+
+    /// Ends the upload with `end`, then records the count.
+    async fn end<T, F>(mut self: Box<Self>, end: impl FnOnce(Box<dyn Upload>) -> F) -> Option<T>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let result = match self.inner.take() {
+            Some(inner) => Some(end(inner).await),
+            None => None,
+        };
+        if let Some(count) = self.count.take() {
+            count.record().await;
+        }
+        result
+    }
+}
+
+impl std::fmt::Debug for CountedUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedUpload").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Upload for CountedUpload {
+    async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
+        self.end(|u| u.commit()).await.unwrap_or_else(|| {
+            Err(StorageError::Io(std::io::Error::other(
+                "the upload has ended",
+            )))
+        })
+    }
+
+    async fn abort(self: Box<Self>) {
+        self.end(|u| u.abort()).await;
+    }
+
+    async fn discard(self: Box<Self>) {
+        self.end(|u| u.discard()).await;
+    }
+
+    fn host_file(&self) -> Option<std::io::Result<std::fs::File>> {
+        self.inner.as_ref()?.host_file()
+    }
+
+    fn wrote(&mut self, n: u64) {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.wrote(n);
+        }
+    }
+}
+
+impl AsyncWrite for CountedUpload {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.inner() {
+            Ok(inner) => Pin::new(&mut **inner).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.inner() {
+            Ok(inner) => Pin::new(&mut **inner).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.inner() {
+            Ok(inner) => Pin::new(&mut **inner).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Drop for CountedUpload {
+    /// An upload dropped before it ended (ABOR, a lost session): its file is
+    /// settled first (dropping it does that), then counted.
+    fn drop(&mut self) {
+        drop(self.inner.take());
+        if let Some(count) = self.count.take() {
+            self.runtime.spawn(count.record());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_accounts::MemoryLedger;
+
+    fn usage(bytes: u64, files: u64) -> Usage {
+        Usage { bytes, files }
+    }
+
+    async fn ledger_at(bytes: u64) -> Arc<MemoryLedger> {
+        let ledger = Arc::new(MemoryLedger::default());
+        ledger.set("u", usage(bytes, 0)).await.expect("set");
+        ledger
+    }
+
+    fn lease(ledger: &Arc<MemoryLedger>, ceiling: u64, left: u64) -> Option<UploadBudget> {
+        let ledger: Arc<dyn UsageLedger> = ledger.clone();
+        UploadBudget::new(
+            None,
+            Some(QuotaLease::new(ledger, "u".into(), Some(ceiling), left, 0)),
+        )
+    }
+
+    /// Two uploads side by side under one quota store no more than it
+    /// allows together, and each finds room while there is room.
+    #[tokio::test]
+    async fn uploads_side_by_side_share_the_quota() {
+        let ledger = ledger_at(0).await;
+        let quota = 100 << 20;
+        let (a, b) = (
+            lease(&ledger, quota, quota).expect("budget"),
+            lease(&ledger, quota, quota).expect("budget"),
+        );
+        // Each stores 40 MiB, a MiB at a time, in turn: both fit.
+        let (mut sa, mut sb) = (0u64, 0u64);
+        for _ in 0..40 {
+            sa += a.room(sa, 1 << 20).await.expect("room");
+            sb += b.room(sb, 1 << 20).await.expect("room");
+        }
+        assert_eq!((sa, sb), (40 << 20, 40 << 20));
+        // Then each wants 30 MiB more: together they get the 20 MiB left.
+        let (ga, gb) = (
+            a.room(sa, 30 << 20).await.expect("room"),
+            b.room(sb, 30 << 20).await.expect("room"),
+        );
+        assert_eq!(ga + gb, 20 << 20, "{ga} + {gb}");
+        assert_eq!(a.setting(sa + ga), "quota_bytes");
+        a.settle(i64::try_from(sa + ga).expect("i64"), 1).await;
+        b.settle(i64::try_from(sb + gb).expect("i64"), 1).await;
+        assert_eq!(ledger.get("u").await.expect("get"), Some(usage(quota, 2)));
+    }
+
+    /// An upload asks the ledger seldom: once per piece at first, then for
+    /// as much again as it holds, up to [`LEASE_MAX`].
+    #[tokio::test]
+    async fn a_long_upload_reserves_ahead() {
+        let ledger = ledger_at(0).await;
+        let budget = lease(&ledger, u64::MAX / 2, u64::MAX / 2).expect("budget");
+        let mut stored = 0u64;
+        let mut asked = 0;
+        while stored < (1 << 30) {
+            let before = ledger.get("u").await.expect("get");
+            stored += budget.room(stored, 1 << 20).await.expect("room");
+            asked += usize::from(ledger.get("u").await.expect("get") != before);
+        }
+        assert!(asked <= 24, "{asked} reservations for 1 GiB");
+        // What was reserved and not stored goes back when it settles.
+        budget.settle(1 << 30, 1).await;
+        assert_eq!(ledger.get("u").await.expect("get"), Some(usage(1 << 30, 1)));
+    }
+
+    /// A dropped upload gives its reservation back; one that settled does
+    /// not give it twice.
+    #[tokio::test]
+    async fn a_dropped_upload_gives_its_share_back() {
+        let ledger = ledger_at(5).await;
+        let budget = lease(&ledger, 1000, 995).expect("budget");
+        assert_eq!(budget.room(0, 300).await.expect("room"), 300);
+        assert!(ledger.get("u").await.expect("get").expect("usage").bytes > 5);
+        drop(budget);
+        tokio::task::yield_now().await;
+        assert_eq!(ledger.get("u").await.expect("get"), Some(usage(5, 0)));
+        let budget = lease(&ledger, 1000, 995).expect("budget");
+        assert_eq!(budget.room(0, 300).await.expect("room"), 300);
+        budget.settle(300, 1).await;
+        drop(budget);
+        tokio::task::yield_now().await;
+        assert_eq!(ledger.get("u").await.expect("get"), Some(usage(305, 1)));
+    }
+
+    /// `max_file_size` stops an upload before the quota does, and is named.
+    #[tokio::test]
+    async fn the_fixed_most_is_named_when_it_stops_the_upload() {
+        let ledger = ledger_at(0).await;
+        let ledger_dyn: Arc<dyn UsageLedger> = ledger.clone();
+        let budget = UploadBudget::new(
+            Some((10, "max_file_size")),
+            Some(QuotaLease::new(ledger_dyn, "u".into(), Some(1000), 1000, 0)),
+        )
+        .expect("budget");
+        assert_eq!(budget.room(0, 64).await.expect("room"), 10);
+        assert_eq!(budget.setting(10), "max_file_size");
+        assert_eq!(budget.room_blocking(4, 64).expect("room"), 6);
+    }
+}
