@@ -89,6 +89,16 @@ impl SqlStore {
             .connect(&connect_url)
             .await
             .map_err(|e| backend(&shown, e))?;
+        if url.starts_with("sqlite:") {
+            // Write-ahead logging: a write (an upload's quota reservation, a
+            // ban) is one append and one fsync rather than a rollback journal
+            // written, synced and deleted each time, and readers (logins) do
+            // not wait for writers. The mode is kept in the file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(|e| backend(&shown, e))?;
+        }
         for statement in SCHEMA {
             sqlx::query(*statement)
                 .execute(&pool)
@@ -508,6 +518,12 @@ mod tests {
         store.set_user("alice", &changed).await.expect("set");
         // A second handle on the same database sees the change.
         let again = SqlStore::open(&url).await.expect("reopen");
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&again.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .expect("journal mode");
+        assert_eq!(mode, "wal");
         assert_eq!(
             again
                 .user("alice")

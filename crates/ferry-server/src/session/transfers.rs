@@ -5,7 +5,7 @@
 //! `upload` to create one, `overwrite` to replace one (or to resume inside it),
 //! `append` to add to its end (APPE, or REST at its exact size).
 
-use ferry_accounts::{Permission, Usage};
+use ferry_accounts::Permission;
 use ferry_proto::Reply;
 use ferry_proto::command::PathArg;
 use ferry_storage::{StorageError, VirtualPath, WriteMode};
@@ -381,49 +381,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await
             .map_err(unavailable)?
             .unwrap_or_default();
-        // A new file takes its place under the file quota now.
-        let mut files_held = 0;
-        if let Some(q) = &limits.quota_files
-            && old_size.is_none()
-        {
-            let r = ledger
-                .reserve(
-                    &account.name,
-                    Usage { bytes: 0, files: 1 },
-                    Usage {
-                        bytes: u64::MAX,
-                        files: q.value,
-                    },
-                )
-                .await
-                .map_err(unavailable)?;
-            if r.granted.files == 0 {
-                return Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
-                    setting: "quota_files",
-                    reason: format!(
-                        "{} files stored, the quota is {} (set by {})",
-                        usage.files.max(q.value),
-                        q.value,
-                        q.source
-                    ),
-                }));
-            }
-            files_held = 1;
-        }
         // Stored after the upload: usage - old + base + n <= quota.
-        let bytes_ceiling = limits
-            .quota_bytes
+        let bytes_ceiling = limits.quota_bytes.as_ref().map(|q| {
+            q.value
+                .saturating_add(old_size.unwrap_or(0))
+                .saturating_sub(base)
+        });
+        // A new file takes its place under the file quota now.
+        let files_ceiling = limits
+            .quota_files
             .as_ref()
-            .map(|q| (q.value + old_size.unwrap_or(0)).saturating_sub(base));
-        let left = bytes_ceiling.map_or(0, |c| c.saturating_sub(usage.bytes));
-        let lease = QuotaLease::new(
+            .filter(|_| old_size.is_none())
+            .map(|q| q.value);
+        let lease = QuotaLease::open(
             ledger.clone(),
             account.name.clone(),
             bytes_ceiling,
-            left,
-            files_held,
-        );
-        Ok(UploadBudget::new(fixed, Some(lease)))
+            files_ceiling,
+            usage,
+        )
+        .await
+        .map_err(unavailable)?;
+        match (lease, &limits.quota_files) {
+            (None, Some(q)) => Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
+                setting: "quota_files",
+                reason: format!(
+                    "{} files stored, the quota is {} (set by {})",
+                    usage.files.max(q.value),
+                    q.value,
+                    q.source
+                ),
+            })),
+            // Only the file quota refuses a lease.
+            (lease, _) => Ok(UploadBudget::new(fixed, lease)),
+        }
     }
 
     pub(super) fn mode_name(&self) -> &'static str {

@@ -134,26 +134,51 @@ pub struct QuotaLease {
 }
 
 impl QuotaLease {
-    /// A lease for `user`'s upload. `bytes_ceiling` is as on the field;
-    /// `left` is the room under it when the upload starts; `files_held` a
-    /// file already reserved for it. Must be called on the runtime.
-    pub fn new(
+    /// Opens a lease for `user`'s upload, the user's usage being `usage`:
+    /// reserves in one step a new file under `files_ceiling` (given when the
+    /// upload creates a file and the user has a file quota) and a first
+    /// share of the bytes under `bytes_ceiling` (as on the field): the least
+    /// of [`LEASE_MIN`] and half the room, which is all a small upload
+    /// needs. `Ok(None)` when the file quota has no room. Must be called on
+    /// the runtime.
+    pub async fn open(
         ledger: Arc<dyn UsageLedger>,
         user: String,
         bytes_ceiling: Option<u64>,
-        left: u64,
-        files_held: u64,
-    ) -> Arc<Self> {
-        Arc::new(QuotaLease {
+        files_ceiling: Option<u64>,
+        usage: Usage,
+    ) -> Result<Option<Arc<Self>>, ferry_accounts::StoreError> {
+        let left = bytes_ceiling.map_or(0, |c| c.saturating_sub(usage.bytes));
+        let want = Usage {
+            bytes: bytes_ceiling.map_or(0, |_| LEASE_MIN.min(left / 2)),
+            files: u64::from(files_ceiling.is_some()),
+        };
+        let granted = if want == Usage::default() {
+            ferry_accounts::Reservation::default()
+        } else {
+            let ceiling = Usage {
+                bytes: bytes_ceiling.unwrap_or(u64::MAX),
+                files: files_ceiling.unwrap_or(u64::MAX),
+            };
+            ledger.reserve(&user, want, ceiling).await?
+        };
+        let lease = Arc::new(QuotaLease {
             ledger,
             user,
             bytes_ceiling,
-            held: AtomicU64::new(0),
-            left: AtomicU64::new(left),
-            files_held,
+            held: AtomicU64::new(granted.granted.bytes),
+            left: AtomicU64::new(if want.bytes > 0 {
+                granted.left.bytes
+            } else {
+                left
+            }),
+            files_held: granted.granted.files,
             settled: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
-        })
+        });
+        // No room for the file: the lease is dropped, which gives back the
+        // bytes it got.
+        Ok((granted.granted.files == want.files).then_some(lease))
     }
 
     /// Bytes reserved so far.
@@ -398,12 +423,13 @@ mod tests {
         ledger
     }
 
-    fn lease(ledger: &Arc<MemoryLedger>, ceiling: u64, left: u64) -> Option<UploadBudget> {
+    async fn lease(ledger: &Arc<MemoryLedger>, ceiling: u64) -> Option<UploadBudget> {
+        let now = ledger.get("u").await.expect("get").unwrap_or_default();
         let ledger: Arc<dyn UsageLedger> = ledger.clone();
-        UploadBudget::new(
-            None,
-            Some(QuotaLease::new(ledger, "u".into(), Some(ceiling), left, 0)),
-        )
+        let lease = QuotaLease::open(ledger, "u".into(), Some(ceiling), None, now)
+            .await
+            .expect("open");
+        UploadBudget::new(None, lease)
     }
 
     /// Two uploads side by side under one quota store no more than it
@@ -413,8 +439,8 @@ mod tests {
         let ledger = ledger_at(0).await;
         let quota = 100 << 20;
         let (a, b) = (
-            lease(&ledger, quota, quota).expect("budget"),
-            lease(&ledger, quota, quota).expect("budget"),
+            lease(&ledger, quota).await.expect("budget"),
+            lease(&ledger, quota).await.expect("budget"),
         );
         // Each stores 40 MiB, a MiB at a time, in turn: both fit.
         let (mut sa, mut sb) = (0u64, 0u64);
@@ -440,7 +466,7 @@ mod tests {
     #[tokio::test]
     async fn a_long_upload_reserves_ahead() {
         let ledger = ledger_at(0).await;
-        let budget = lease(&ledger, u64::MAX / 2, u64::MAX / 2).expect("budget");
+        let budget = lease(&ledger, u64::MAX / 2).await.expect("budget");
         let mut stored = 0u64;
         let mut asked = 0;
         while stored < (1 << 30) {
@@ -459,13 +485,13 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_upload_gives_its_share_back() {
         let ledger = ledger_at(5).await;
-        let budget = lease(&ledger, 1000, 995).expect("budget");
+        let budget = lease(&ledger, 1000).await.expect("budget");
         assert_eq!(budget.room(0, 300).await.expect("room"), 300);
         assert!(ledger.get("u").await.expect("get").expect("usage").bytes > 5);
         drop(budget);
         tokio::task::yield_now().await;
         assert_eq!(ledger.get("u").await.expect("get"), Some(usage(5, 0)));
-        let budget = lease(&ledger, 1000, 995).expect("budget");
+        let budget = lease(&ledger, 1000).await.expect("budget");
         assert_eq!(budget.room(0, 300).await.expect("room"), 300);
         budget.settle(300, 1).await;
         drop(budget);
@@ -478,13 +504,43 @@ mod tests {
     async fn the_fixed_most_is_named_when_it_stops_the_upload() {
         let ledger = ledger_at(0).await;
         let ledger_dyn: Arc<dyn UsageLedger> = ledger.clone();
-        let budget = UploadBudget::new(
-            Some((10, "max_file_size")),
-            Some(QuotaLease::new(ledger_dyn, "u".into(), Some(1000), 1000, 0)),
-        )
-        .expect("budget");
+        let lease = QuotaLease::open(ledger_dyn, "u".into(), Some(1000), None, usage(0, 0))
+            .await
+            .expect("open");
+        let budget = UploadBudget::new(Some((10, "max_file_size")), lease).expect("budget");
         assert_eq!(budget.room(0, 64).await.expect("room"), 10);
         assert_eq!(budget.setting(10), "max_file_size");
         assert_eq!(budget.room_blocking(4, 64).expect("room"), 6);
+    }
+
+    /// A new file takes its place under the file quota with its first share
+    /// of the bytes, in one reservation; with no place left, the upload is
+    /// refused and the bytes go back.
+    #[tokio::test]
+    async fn a_new_file_needs_room_under_the_file_quota() {
+        let ledger = ledger_at(0).await;
+        let open = |ledger: &Arc<MemoryLedger>| {
+            let ledger: Arc<dyn UsageLedger> = ledger.clone();
+            async move {
+                let now = ledger.get("u").await.expect("get").unwrap_or_default();
+                QuotaLease::open(ledger, "u".into(), Some(100 << 20), Some(1), now)
+                    .await
+                    .expect("open")
+            }
+        };
+        let first = open(&ledger).await.expect("room for one file");
+        assert_eq!(
+            ledger.get("u").await.expect("get"),
+            Some(usage(LEASE_MIN, 1))
+        );
+        assert!(open(&ledger).await.is_none(), "no room for a second file");
+        tokio::task::yield_now().await;
+        assert_eq!(
+            ledger.get("u").await.expect("get"),
+            Some(usage(LEASE_MIN, 1))
+        );
+        drop(first);
+        tokio::task::yield_now().await;
+        assert_eq!(ledger.get("u").await.expect("get"), Some(usage(0, 0)));
     }
 }
