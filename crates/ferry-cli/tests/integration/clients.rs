@@ -68,7 +68,9 @@ fn curl(server: &FerryServer, path: &str) -> Command {
 fn curl_upload_download_list_resume_active() {
     let server = FerryServer::start();
     let work = tempfile::tempdir().expect("tmp");
-    let body = random_bytes(3_000_000, 2);
+    // Over 4 MiB, so that the downloads (passive, active, resumed from 1 MB)
+    // take the server's own-thread sendfile loop.
+    let body = random_bytes(6_000_000, 2);
     let src = work.path().join("src.bin");
     std::fs::write(&src, &body).expect("write");
 
@@ -186,6 +188,8 @@ fn lftp_mirror_both_ways() {
     let work = tempfile::tempdir().expect("tmp");
     let local = work.path().join("local");
     write_tree(&local, 1000);
+    // One file over 4 MiB, which the server sends from a thread of its own.
+    std::fs::write(local.join("large.bin"), random_bytes(6_000_000, 77)).expect("write");
     let url = format!("ftp://alice:alice-pw@127.0.0.1:{}", server.port());
     let lftp = |script: &str| {
         let mut c = Command::new("lftp");

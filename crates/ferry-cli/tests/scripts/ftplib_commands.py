@@ -189,6 +189,13 @@ conn.close()
 assert f.voidresp().startswith("226")
 assert f.sendcmd("NOOP").startswith("200"), "session usable after ABOR"
 
+# The same file whole (a long plain download: the server's own-thread sendfile
+# loop), passive; then active (PORT) from an offset.
+assert get(f, "big.dat") == big, "64 MiB download differs"
+f.set_pasv(False)
+assert get(f, "big.dat", rest=1_000_000) == big[1_000_000:], "active download from an offset differs"
+f.set_pasv(True)
+
 original = b"keep me" * 1000
 f.storbinary("STOR precious.dat", io.BytesIO(original))
 conn = f.transfercmd("STOR precious.dat")
