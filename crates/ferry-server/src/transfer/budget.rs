@@ -65,7 +65,7 @@ impl UploadBudget {
         let want = want.min(self.fixed_room(stored));
         match &self.quota {
             Some(lease) => Ok(lease
-                .cover(stored + want)
+                .cover(stored.saturating_add(want))
                 .await?
                 .saturating_sub(stored)
                 .min(want)),
@@ -77,7 +77,7 @@ impl UploadBudget {
     /// workers): the ledger is asked on the runtime the lease was made on.
     pub fn room_blocking(&self, stored: u64, want: u64) -> Result<u64, TransferError> {
         match &self.quota {
-            Some(lease) if !lease.covers(stored + want) => {
+            Some(lease) if !lease.covers(stored.saturating_add(want)) => {
                 lease.runtime.clone().block_on(self.room(stored, want))
             }
             _ => Ok(want.min(self.fixed_room(stored))),
