@@ -237,5 +237,17 @@ mod tests {
             TransferError::Storage(StorageError::NoSpace).reply().code(),
             552
         );
+        assert_eq!(
+            TransferError::OverLimit("quota_bytes".into())
+                .reply()
+                .code(),
+            552
+        );
+        let unavailable = TransferError::QuotaUnavailable("database gone".into()).reply();
+        assert_eq!(unavailable.code(), 451);
+        assert!(
+            unavailable.to_string().contains("database gone"),
+            "{unavailable}"
+        );
     }
 }

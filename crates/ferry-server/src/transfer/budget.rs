@@ -543,4 +543,68 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(ledger.get("u").await.expect("get"), Some(usage(0, 0)));
     }
+
+    /// A ledger that fails once its first reservation is made: the account
+    /// database gone in the middle of an upload.
+    #[derive(Debug, Default)]
+    struct FailingLedger {
+        inner: MemoryLedger,
+        reserved: AtomicBool,
+    }
+
+    #[async_trait]
+    impl UsageLedger for FailingLedger {
+        async fn get(&self, user: &str) -> Result<Option<Usage>, ferry_accounts::StoreError> {
+            self.inner.get(user).await
+        }
+        async fn set(&self, user: &str, usage: Usage) -> Result<(), ferry_accounts::StoreError> {
+            self.inner.set(user, usage).await
+        }
+        async fn add(&self, user: &str, b: i64, f: i64) -> Result<(), ferry_accounts::StoreError> {
+            self.inner.add(user, b, f).await
+        }
+        async fn reserve(
+            &self,
+            user: &str,
+            want: Usage,
+            ceiling: Usage,
+        ) -> Result<ferry_accounts::Reservation, ferry_accounts::StoreError> {
+            if self.reserved.swap(true, Ordering::AcqRel) {
+                return Err(ferry_accounts::StoreError::Backend {
+                    store: "postgres://db".into(),
+                    message: "connection refused".into(),
+                });
+            }
+            self.inner.reserve(user, want, ceiling).await
+        }
+    }
+
+    /// The ledger failing when an upload needs more of the quota stops the
+    /// upload with 451 and says why; what it held is still settled.
+    #[tokio::test]
+    async fn a_ledger_failing_mid_upload_stops_it_with_451() {
+        let ledger = Arc::new(FailingLedger::default());
+        ledger.set("u", usage(0, 0)).await.expect("set");
+        let ledger_dyn: Arc<dyn UsageLedger> = ledger.clone();
+        let lease = QuotaLease::open(ledger_dyn, "u".into(), Some(100 << 20), None, usage(0, 0))
+            .await
+            .expect("open");
+        let budget = UploadBudget::new(None, lease).expect("budget");
+        assert_eq!(budget.room(0, LEASE_MIN).await.expect("room"), LEASE_MIN);
+        let e = budget
+            .room(LEASE_MIN, 1)
+            .await
+            .expect_err("the ledger failed");
+        assert!(matches!(e, TransferError::QuotaUnavailable(_)), "{e}");
+        let reply = e.reply();
+        assert_eq!(reply.code(), 451);
+        assert!(reply.to_string().contains("connection refused"), "{reply}");
+        budget
+            .settle(i64::try_from(LEASE_MIN).expect("i64"), 1)
+            .await;
+        assert_eq!(
+            ledger.get("u").await.expect("get"),
+            Some(usage(LEASE_MIN, 1))
+        );
+    }
 }
