@@ -112,6 +112,16 @@ impl SqlStore {
         backend(&self.url, e)
     }
 
+    /// A usage row's `bytes, files` (read as the first two columns).
+    fn usage_of(&self, row: &sqlx::any::AnyRow) -> Result<Usage, StoreError> {
+        let bytes: i64 = row.try_get(0).map_err(|e| self.err(e))?;
+        let files: i64 = row.try_get(1).map_err(|e| self.err(e))?;
+        Ok(Usage {
+            bytes: bytes.max(0) as u64,
+            files: files.max(0) as u64,
+        })
+    }
+
     async fn get(&self, kind: Kind, name: &str) -> Result<Option<AccountSettings>, StoreError> {
         let sql = format!("SELECT settings FROM {} WHERE name = $1", kind.table());
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -373,17 +383,7 @@ impl UsageLedger for SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        match row {
-            None => Ok(None),
-            Some(r) => {
-                let bytes: i64 = r.try_get(0).map_err(|e| self.err(e))?;
-                let files: i64 = r.try_get(1).map_err(|e| self.err(e))?;
-                Ok(Some(Usage {
-                    bytes: bytes.max(0) as u64,
-                    files: files.max(0) as u64,
-                }))
-            }
-        }
+        row.map(|r| self.usage_of(&r)).transpose()
     }
 
     async fn set(&self, user: &str, usage: Usage) -> Result<(), StoreError> {
@@ -443,18 +443,9 @@ impl UsageLedger for SqlStore {
         .await
         .map_err(|e| self.err(e))?;
         if let Some(row) = whole {
-            let bytes: i64 = row.try_get(0).map_err(|e| self.err(e))?;
-            let files: i64 = row.try_get(1).map_err(|e| self.err(e))?;
-            let after = Usage {
-                bytes: bytes.max(0) as u64,
-                files: files.max(0) as u64,
-            };
             return Ok(Reservation {
                 granted: want,
-                left: Usage {
-                    bytes: ceiling.bytes.saturating_sub(after.bytes),
-                    files: ceiling.files.saturating_sub(after.files),
-                },
+                left: self.usage_of(&row)?.room_under(ceiling),
             });
         }
         for _ in 0..RESERVE_TRIES {

@@ -25,6 +25,16 @@ pub struct Usage {
     pub files: u64,
 }
 
+impl Usage {
+    /// What is left under `ceiling`, bytes and files each (none when over it).
+    pub fn room_under(self, ceiling: Usage) -> Usage {
+        Usage {
+            bytes: ceiling.bytes.saturating_sub(self.bytes),
+            files: ceiling.files.saturating_sub(self.files),
+        }
+    }
+}
+
 /// Where usage is kept.
 #[async_trait]
 pub trait UsageLedger: Send + Sync + fmt::Debug {
@@ -61,10 +71,7 @@ impl Reservation {
     /// The grant of `want` against a usage of `now` under `ceiling`: each of
     /// bytes and files as much of `want` as fits.
     pub fn of(now: Usage, want: Usage, ceiling: Usage) -> Reservation {
-        let room = Usage {
-            bytes: ceiling.bytes.saturating_sub(now.bytes),
-            files: ceiling.files.saturating_sub(now.files),
-        };
+        let room = now.room_under(ceiling);
         let granted = Usage {
             bytes: want.bytes.min(room.bytes),
             files: want.files.min(room.files),

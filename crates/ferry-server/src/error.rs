@@ -160,7 +160,8 @@ pub enum TransferError {
     #[error("exceeded storage allocation: {0}")]
     OverLimit(String),
     /// The quota usage could not be reserved (the account database failed)
-    /// mid-upload (451); what was stored so far is discarded.
+    /// mid-upload (451); the upload ends as after any other failure (a
+    /// replaced file keeps its old content, a new file what arrived).
     #[error("quota usage unavailable: {0}")]
     QuotaUnavailable(String),
     /// TLS on the data connection failed or did not resume the control session (522).

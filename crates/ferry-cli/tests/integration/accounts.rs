@@ -249,7 +249,7 @@ fn postgres_store_shared_by_two_servers() {
     let mut open = on_a.pasv_data();
     assert!(on_a.cmd("STOR f4").starts_with("150"));
     open.write_all(&[4u8; 50_000]).expect("upload on A");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    on_a.wait_for_transfer_bytes(50_000);
     assert_eq!(
         upload(&mut on_b, "f5", &[5u8; 50_000]),
         "552",

@@ -113,8 +113,8 @@ fn uploads_at_the_same_moment_cannot_pass_a_quota_together() {
             assert!(c.cmd(&format!("TYPE {ty}")).starts_with("200"));
         }
         let open = send(&mut first, "first", &body);
-        // Let the server read the first upload's bytes (and reserve for them).
-        std::thread::sleep(Duration::from_millis(500));
+        // The server has read the first upload's bytes (and reserved for them).
+        first.wait_for_transfer_bytes(body.len() as u64);
         drop(send(&mut second, "second", &body));
         let r = second.reply();
         assert!(r.starts_with("552"), "TYPE {ty}: the second upload: {r}");
@@ -142,7 +142,7 @@ fn uploads_at_the_same_moment_cannot_pass_a_quota_together() {
     let mut c = RawControl::login(&server, "quota", "pw");
     assert!(c.cmd("TYPE I").starts_with("200"));
     let open = send(&mut c, "aborted", &body);
-    std::thread::sleep(Duration::from_millis(500));
+    c.wait_for_transfer_bytes(body.len() as u64);
     let r = c.cmd("ABOR");
     let r = if r.starts_with("426") { c.reply() } else { r };
     assert!(r.starts_with("226") || r.starts_with("225"), "ABOR: {r}");

@@ -455,6 +455,31 @@ impl RawControl {
         matches!(self.reader.read_line(&mut buf), Ok(0) | Err(_))
     }
 
+    /// While a transfer runs: asks STAT until the server says it has moved at
+    /// least `bytes` (or 20 s pass), so that a test knows the server has read
+    /// what it sent rather than guessing with a sleep.
+    pub fn wait_for_transfer_bytes(&mut self, bytes: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.cmd("STAT");
+            assert!(r.starts_with("213"), "STAT during a transfer: {r}");
+            let moved = r
+                .split(" bytes transferred")
+                .next()
+                .and_then(|s| s.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no byte count in {r}"));
+            if moved >= bytes {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server moved {moved} of {bytes} bytes in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// EPSV, then the port it announced.
     pub fn epsv_port(&mut self) -> u16 {
         let r = self.cmd("EPSV");
