@@ -287,6 +287,16 @@ class Table:
         return "\n".join(lines)
 
 
+def ceiling_under(bindir, algorithm, *args):
+    """The bench tool's loopback stream (its arguments `args`) with the sender
+    under `algorithm`, or None where the kernel will not set it."""
+    try:
+        return bench_tool(bindir, "stream", "--congestion", algorithm, *args)["mb_s"]
+    except Exception as e:  # the run goes on without that figure
+        print("  the stream under %s failed: %s" % (algorithm, e), flush=True)
+        return None
+
+
 def congestion_control():
     """The kernel's default TCP congestion control: with BBR, which paces its
     sending, every server's loopback transfers are slower than with CUBIC."""
@@ -349,6 +359,12 @@ def main():
     try:
         print("machine limits", flush=True)
         limits["stream"] = median([bench_tool(bindir, "stream", "--bytes", str(4 * scale["big"]))["mb_s"] for _ in range(runs)])
+        # The same stream under CUBIC, which ferry's loopback data connections
+        # run (server.loopback_congestion_control): the ceiling ferry's own
+        # figures meet on a machine whose default paces (BBR).
+        under_cubic = [ceiling_under(bindir, "cubic", "--bytes", str(4 * scale["big"])) for _ in range(runs)]
+        under_cubic = [x for x in under_cubic if x is not None]
+        limits["stream_cubic"] = under_cubic and median(under_cubic)
         limits["cache"] = median([bench_tool(bindir, "cache-read", "--file", DATA + "/big.bin")["mb_s"] for _ in range(runs)])
         size_label = "%d MiB" % (scale["big"] >> 20)
 
@@ -399,8 +415,11 @@ def main():
             print("    runs: " + json.dumps({k or "ceiling": v and [round(x, 4) if isinstance(x, (int, float)) else x for x in v]
                                              for k, v in results.items()}), flush=True)
             if per_round is not None:
-                ceiling = results.pop(None)
-                limits["sendfile"] = ceiling and median(ceiling)
+                # (the system's congestion control, CUBIC) per round.
+                ceiling = results.pop(None) or []
+                for i, key in enumerate(("sendfile", "sendfile_cubic")):
+                    figures = [c[i] for c in ceiling if c[i] is not None]
+                    limits[key] = figures and median(figures)
             return {k: v and median(v) for k, v in results.items()}
 
         # Each upload makes a new file, removed after it is measured:
@@ -427,9 +446,10 @@ def main():
             # sendfile(2) loop with no FTP around it: the most a server that
             # sends from the page cache can give this reader, measured beside
             # the servers rather than minutes before them.
+            bare = ("--bytes", str(scale["big"]), "--sendfile", DATA + "/big.bin")
             table.add("(a) download %s (1 MiB reads)" % size_label, "MB/s", interleaved_median(lambda s: bench_tool(
-                bindir, "download", "--url", s.url("big.bin"))["mb_s"], transfer_runs, per_round=lambda: bench_tool(
-                bindir, "stream", "--bytes", str(scale["big"]), "--sendfile", DATA + "/big.bin")["mb_s"]))
+                bindir, "download", "--url", s.url("big.bin"))["mb_s"], transfer_runs, per_round=lambda: (
+                    bench_tool(bindir, "stream", *bare)["mb_s"], ceiling_under(bindir, "cubic", *bare))))
             table.add("(a) download %s (curl)" % size_label, "MB/s", interleaved_median(lambda s: curl_speed(
                 s, ["-o", "/dev/null", s.url("big.bin")]), transfer_runs))
             if scale["big"] > 64 << 20:
@@ -542,10 +562,14 @@ def main():
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, runs, transfer_runs,
         ", SMOKE (small sizes)" if a.smoke else "", time.time() - started))
     report.append("")
-    report.append("Machine limits in the same run: loopback TCP stream %.0f MB/s, page-cache read %.0f MB/s%s; "
-                  "TCP congestion control %s." % (
-                      limits["stream"], limits["cache"],
-                      ", the same reader taking the file from a bare sendfile loop %.0f MB/s" % limits["sendfile"] if limits.get("sendfile") else "",
+    def under_cubic(key):
+        return " (%.0f under CUBIC)" % limits[key] if limits.get(key) else ""
+
+    report.append("Machine limits in the same run: loopback TCP stream %.0f MB/s%s, page-cache read %.0f MB/s%s; "
+                  "TCP congestion control %s (ferry's loopback data connections: CUBIC)." % (
+                      limits["stream"], under_cubic("stream_cubic"), limits["cache"],
+                      ", the same reader taking the file from a bare sendfile loop %.0f MB/s%s" % (
+                          limits["sendfile"], under_cubic("sendfile_cubic")) if limits.get("sendfile") else "",
                       congestion_control()))
     report.append("")
     report.append(table.markdown())
@@ -554,9 +578,14 @@ def main():
     if limits["stream"] and download:
         f = download[0][2].get("ferry")
         if f:
-            report.append("ferry's download (1 MiB reads, the stream's reader) is %.0f%% of the loopback stream%s." % (
-                100 * f / limits["stream"],
-                " and %.0f%% of the bare sendfile loop" % (100 * f / limits["sendfile"]) if limits.get("sendfile") else ""))
+            def share(key, what):
+                v = limits.get(key)
+                return "%.0f%% of %s" % (100 * f / v, what) if v else None
+
+            shares = [x for x in (
+                share("stream", "the loopback stream"), share("stream_cubic", "the stream under CUBIC"),
+                share("sendfile", "the bare sendfile loop"), share("sendfile_cubic", "that loop under CUBIC")) if x]
+            report.append("ferry's download (1 MiB reads, the stream's reader) is %s." % ", ".join(shares))
             report.append("")
     if CURL_SETUP:
         # The curl rows time the transfers only (curl_speed); what came before

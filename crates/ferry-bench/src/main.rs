@@ -29,6 +29,11 @@ enum Cmd {
         /// the ceiling for a server sending files from the page cache.
         #[arg(long)]
         sendfile: Option<std::path::PathBuf>,
+        /// The sender's TCP congestion control (e.g. `cubic`, which ferry's
+        /// loopback data connections use), set before the connection exists;
+        /// default the system's.
+        #[arg(long)]
+        congestion: Option<String>,
     },
     /// Read a file that is in the page cache.
     CacheRead {
@@ -104,7 +109,11 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let out = match cli.command {
-        Cmd::Stream { bytes, sendfile } => stream(bytes, sendfile)?,
+        Cmd::Stream {
+            bytes,
+            sendfile,
+            congestion,
+        } => stream(bytes, sendfile, congestion.as_deref())?,
         Cmd::CacheRead { file } => cache_read(&file)?,
         Cmd::Download { url, tls } => download(&url, tls)?,
         Cmd::Upload { url, bytes, tls } => upload(&url, bytes, tls)?,
@@ -158,8 +167,12 @@ fn throughput(bytes: u64, t: Duration) -> serde_json::Value {
     json!({ "bytes": bytes, "seconds": t.as_secs_f64(), "mb_s": mb_s(bytes, t) })
 }
 
-fn stream(bytes: u64, sendfile: Option<std::path::PathBuf>) -> anyhow::Result<serde_json::Value> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+fn stream(
+    bytes: u64,
+    sendfile: Option<std::path::PathBuf>,
+    congestion: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let listener = loopback_listener(congestion)?;
     let addr = listener.local_addr()?;
     let file = match sendfile {
         Some(path) => Some(std::fs::File::open(&path).with_context(|| path.display().to_string())?),
@@ -170,7 +183,9 @@ fn stream(bytes: u64, sendfile: Option<std::path::PathBuf>) -> anyhow::Result<se
         if let Some(file) = file {
             let mut offset = 0u64;
             loop {
-                let n = rustix::fs::sendfile(&s, &file, Some(&mut offset), 1 << 30)?;
+                // 1 MiB per call, as ferry sends (fewer, larger calls were
+                // slower: docs/benchmarks.md, session 8).
+                let n = rustix::fs::sendfile(&s, &file, Some(&mut offset), 1 << 20)?;
                 if n == 0 {
                     return Ok(());
                 }
@@ -186,6 +201,21 @@ fn stream(bytes: u64, sendfile: Option<std::path::PathBuf>) -> anyhow::Result<se
         .join()
         .map_err(|_| anyhow::anyhow!("writer panicked"))??;
     Ok(throughput(got, t))
+}
+
+/// A listener on 127.0.0.1 whose connections run `congestion` (set before
+/// `listen`, so that they never start with the system's: BBR's pacing, once
+/// on, stays on).
+fn loopback_listener(congestion: Option<&str>) -> anyhow::Result<TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let socket = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    if let Some(name) = congestion {
+        sockopt::set_tcp_congestion(&socket, name)
+            .with_context(|| format!("TCP congestion control `{name}`"))?;
+    }
+    rustix::net::bind(&socket, &std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    rustix::net::listen(&socket, 1)?;
+    Ok(TcpListener::from(socket))
 }
 
 fn cache_read(file: &std::path::Path) -> anyhow::Result<serde_json::Value> {

@@ -13,7 +13,7 @@ pub mod units;
 pub use error::ConfigError;
 pub use limits::{ByteRate, Cidr, FilePattern, LoginHours};
 pub use schema::*;
-pub use units::{ByteSize, HumanDuration, PortRange};
+pub use units::{ByteSize, CongestionControl, HumanDuration, PortRange};
 
 /// `YYYY-MM-DD HH:MM` in UTC, for tests.
 #[cfg(test)]

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, line_of};
 use crate::limits::{ByteRate, Cidr, FilePattern, LoginHours};
-use crate::units::{ByteSize, HumanDuration, PortRange};
+use crate::units::{ByteSize, CongestionControl, HumanDuration, PortRange};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -60,6 +60,9 @@ pub struct ServerSection {
     /// their own (plain uploads, PROT P downloads); the rest take the async
     /// path.
     pub max_blocking_transfers: usize,
+    /// The TCP congestion control of data connections whose two ends are on
+    /// this host (a loopback address), where there is no link to pace for.
+    pub loopback_congestion_control: CongestionControl,
 }
 
 impl Default for ServerSection {
@@ -77,6 +80,7 @@ impl Default for ServerSection {
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
             sendfile: true,
             max_blocking_transfers: 256,
+            loopback_congestion_control: CongestionControl::cubic(),
         }
     }
 }
@@ -660,6 +664,22 @@ mod tests {
         );
         assert!(!c.anonymous.enabled);
         assert_eq!(c.server.idle_timeout.0, Duration::from_secs(300));
+        assert_eq!(c.server.loopback_congestion_control.name(), Some("cubic"));
+    }
+
+    #[test]
+    fn loopback_congestion_control() {
+        let c =
+            Config::parse("[server]\nloopback_congestion_control = \"system\"\n").expect("valid");
+        assert_eq!(c.server.loopback_congestion_control.name(), None);
+        let c = Config::parse("[server]\nloopback_congestion_control = \"reno\"\n").expect("valid");
+        assert_eq!(c.server.loopback_congestion_control.name(), Some("reno"));
+        let e = err("[server]\n\nloopback_congestion_control = \"no such\"\n");
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.key.as_deref(), Some("server.loopback_congestion_control"));
+        assert!(e.message.contains("congestion-control name"), "{e}");
+        let e = err("[server]\nloopback_congestion_control = 3\n");
+        assert_eq!(e.key.as_deref(), Some("server.loopback_congestion_control"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The units configuration values are written in: sizes (`"512 KiB"`), durations
-//! (`"90s"`, `"5m"`, `"1h30m"`) and port ranges (`"50000-50100"`).
+//! (`"90s"`, `"5m"`, `"1h30m"`), port ranges (`"50000-50100"`) and TCP
+//! congestion-control names (`"cubic"`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -155,6 +156,64 @@ impl FromStr for PortRange {
     }
 }
 
+/// A TCP congestion-control algorithm by its kernel name (`cubic`, `reno`,
+/// `bbr`, ...), or none: leave the system's own (`""` or `"system"`).
+///
+/// Only the name's form is checked here (what `TCP_CONGESTION` accepts: at
+/// most 15 letters, digits, `_` or `-`); whether the kernel offers it is known
+/// only on the machine that serves, when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CongestionControl(Option<String>);
+
+/// The longest name `TCP_CONGESTION` takes (`TCP_CA_NAME_MAX` less its NUL).
+const CONGESTION_NAME_MAX: usize = 15;
+
+impl CongestionControl {
+    /// The system's own, untouched.
+    pub fn system() -> Self {
+        CongestionControl(None)
+    }
+
+    /// CUBIC, Linux's default, which does not pace its segments.
+    pub fn cubic() -> Self {
+        CongestionControl(Some("cubic".to_owned()))
+    }
+
+    /// The algorithm's name, or `None` for the system's own.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl FromStr for CongestionControl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let name = s.trim();
+        if name.is_empty() || name == "system" {
+            return Ok(CongestionControl::system());
+        }
+        let well_formed = name.len() <= CONGESTION_NAME_MAX
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !well_formed {
+            return Err(format!(
+                "`{s}` is not a TCP congestion-control name like \"cubic\" \
+                 (at most {CONGESTION_NAME_MAX} letters, digits, `_` or `-`), \
+                 nor \"system\""
+            ));
+        }
+        Ok(CongestionControl(Some(name.to_owned())))
+    }
+}
+
+impl fmt::Display for CongestionControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name().unwrap_or("system"))
+    }
+}
+
 /// Deserializes any `FromStr` type from a TOML string (or integer, for sizes and
 /// durations), turning its error into one toml attaches the line to.
 macro_rules! from_str_or_int {
@@ -187,6 +246,14 @@ impl Serialize for ByteSize {
 from_str_or_int!(HumanDuration);
 from_str_or_int!(PortRange);
 
+impl<'de> Deserialize<'de> for CongestionControl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +268,28 @@ mod tests {
         assert!("ten".parse::<ByteSize>().is_err());
         assert!("5 parsecs".parse::<ByteSize>().is_err());
         assert!("-1 KiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn congestion_control_names() {
+        assert_eq!(
+            "cubic"
+                .parse::<CongestionControl>()
+                .map(|c| c.name().map(str::to_owned)),
+            Ok(Some("cubic".to_owned()))
+        );
+        assert_eq!(
+            " reno ".parse::<CongestionControl>().map(|c| c.to_string()),
+            Ok("reno".into())
+        );
+        assert_eq!("".parse(), Ok(CongestionControl::system()));
+        assert_eq!("system".parse(), Ok(CongestionControl::system()));
+        assert_eq!(CongestionControl::system().to_string(), "system");
+        for bad in ["cu bic", "cubic;", "a_name_of_16_chr", "bbr\0"] {
+            let e = bad.parse::<CongestionControl>().expect_err(bad);
+            assert!(e.contains("congestion-control name"), "{e}");
+        }
+        assert!("a_name_of_15_ch".parse::<CongestionControl>().is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::congestion::LoopbackCongestion;
 use crate::error::TransferError;
 use crate::passive::PassiveListener;
 
@@ -80,13 +81,16 @@ impl std::fmt::Debug for CloseAfterReply {
 /// A passive listener accepts only a connection from `peer_ip` (the control
 /// connection's client): a stranger's connection is closed at once and the listener
 /// keeps waiting for the real one, until `timeout`. Once the connection is
-/// accepted, the listener goes to `after_reply`.
+/// accepted, the listener goes to `after_reply`. An active connection to a
+/// loopback address gets `congestion`'s algorithm (a passive one has it from
+/// its listener).
 pub async fn open(
     setup: DataSetup,
     peer_ip: IpAddr,
     local_ip: IpAddr,
     timeout: Duration,
     after_reply: CloseAfterReply,
+    congestion: LoopbackCongestion,
 ) -> Result<DataConnection, TransferError> {
     let from_client = |from: SocketAddr| {
         let ok = same_host(from.ip(), peer_ip);
@@ -128,6 +132,7 @@ pub async fn open(
                 TcpSocket::new_v6()
             }
             .map_err(failed)?;
+            congestion.apply(&socket, addr.ip());
             // Connect from the address the client reached us on.
             if local_ip.is_ipv4() == addr.is_ipv4() {
                 let _ = socket.bind(SocketAddr::new(local_ip, 0));
@@ -290,5 +295,32 @@ mod tests {
         after_reply.close_now();
         assert_eq!(closed.load(Ordering::SeqCst), 2);
         assert!(after_reply.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_active_connection_to_loopback_gets_the_loopback_congestion_control() {
+        let client = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = client.local_addr().expect("addr");
+        let ip = addr.ip();
+        let reno = LoopbackCongestion::probe(&"reno".parse().expect("name"));
+        let (conn, accepted) = tokio::join!(
+            open(
+                DataSetup::Active(addr),
+                ip,
+                ip,
+                Duration::from_secs(5),
+                CloseAfterReply::default(),
+                reno,
+            ),
+            client.accept()
+        );
+        let (conn, _accepted) = (conn.expect("connected"), accepted.expect("accepted"));
+        let socket = conn.socket().expect("socket");
+        assert_eq!(
+            rustix::net::sockopt::tcp_congestion(socket).expect("TCP_CONGESTION"),
+            "reno"
+        );
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod activity;
 pub mod bans;
+pub mod congestion;
 pub mod control;
 pub mod data;
 pub mod error;

@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Plain binary downloads of host files use sendfile(2), uploads splice(2).
     pub sendfile: bool,
+    /// The congestion control of data connections over loopback.
+    pub loopback_congestion: crate::congestion::LoopbackCongestion,
     /// The places for transfers that run as a blocking loop.
     pub blocking_slots: Arc<BlockingSlots>,
     pub allow_active_mode: bool,
@@ -84,6 +86,9 @@ impl ServerOptions {
             max_connections_per_ip: s.max_connections_per_ip,
             shutdown_grace: s.shutdown_grace.0,
             sendfile: s.sendfile,
+            loopback_congestion: crate::congestion::LoopbackCongestion::probe(
+                &s.loopback_congestion_control,
+            ),
             blocking_slots: BlockingSlots::new(s.max_blocking_transfers),
             allow_active_mode: config.security.allow_active_mode,
             allow_foreign_data_address: config.security.allow_foreign_data_address,

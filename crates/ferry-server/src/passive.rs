@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ferry_config::PortRange;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
+use crate::congestion::LoopbackCongestion;
+
 /// Hands out listening sockets on the configured passive range, or, when no
 /// range is set, on a random port of the system's ephemeral range.
 ///
@@ -33,6 +35,8 @@ pub struct PassivePortPool {
     /// The address family of the last listener, the one a spare is made for.
     last_family: Option<AddressFamily>,
     budget: &'static SpareBudget,
+    /// Set on a listener on a loopback address before it listens.
+    congestion: LoopbackCongestion,
 }
 
 /// How many sessions of the process (all its servers) may hold a spare
@@ -117,7 +121,15 @@ impl PassivePortPool {
             spare: None,
             last_family: None,
             budget,
+            congestion: LoopbackCongestion::system(),
         }
+    }
+
+    /// Listeners on a loopback address get `congestion`'s algorithm, which
+    /// their connections inherit.
+    pub fn with_loopback_congestion(mut self, congestion: LoopbackCongestion) -> Self {
+        self.congestion = congestion;
+        self
     }
 
     /// Makes the socket for the next PASV now (off the path a client waits
@@ -145,6 +157,7 @@ impl PassivePortPool {
             self.spare = Some(spare);
             return Err(e.into());
         }
+        self.congestion.apply(&spare.fd, addr.ip());
         // The descriptor becomes the listener's; the place is given back.
         PassiveListener::listen(spare.fd, addr)
     }
@@ -283,6 +296,34 @@ mod tests {
         assert!(parse_port_range("garbage").is_none());
         let e = ephemeral_range();
         assert!(e.first <= e.last);
+    }
+
+    /// The algorithm of the connection a listener accepted.
+    fn accepted_congestion(pool: &mut PassivePortPool) -> String {
+        let l = pool.bind([127, 0, 0, 1].into()).expect("bind");
+        let _client = std::net::TcpStream::connect(l.local_addr()).expect("connect");
+        let (accepted, _) = loop {
+            if let Some(c) = l.try_accept().expect("accept") {
+                break c;
+            }
+            std::thread::yield_now();
+        };
+        rustix::net::sockopt::tcp_congestion(&accepted).expect("TCP_CONGESTION")
+    }
+
+    #[test]
+    fn a_loopback_listener_hands_its_congestion_control_to_the_connection() {
+        let reno = LoopbackCongestion::probe(&"reno".parse().expect("name"));
+        let mut pool = PassivePortPool::new(None).with_loopback_congestion(reno);
+        assert_eq!(accepted_congestion(&mut pool), "reno");
+        // The spare socket made ahead serves the next listener the same way.
+        pool.prepare();
+        assert_eq!(accepted_congestion(&mut pool), "reno");
+
+        let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .expect("the system's congestion control");
+        let mut plain = PassivePortPool::new(None);
+        assert_eq!(accepted_congestion(&mut plain), system.trim());
     }
 
     #[tokio::test]

@@ -614,3 +614,98 @@ fn transfers_beyond_the_blocking_cap_take_the_async_path() {
     let out = run(&mut curl(&[], url("long.bin")), minute);
     assert!(out.status.success() && out.stdout == long, "long.bin again");
 }
+
+/// The congestion control of the server's end of a TCP connection, as `ss`
+/// shows it, found by `filter` (an `ss` filter such as `sport = :PORT`).
+fn server_congestion_control(filter: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = run(
+            Command::new("ss").args(["-tinH", "state", "established", filter]),
+            Duration::from_secs(10),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // The socket's line, then its details: the algorithm is the first
+        // word of those without a colon (`cubic wscale:7,7 rto:...`).
+        let found = text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().find(|w| !w.contains(':')))
+            .map(str::to_owned);
+        if let Some(name) = found {
+            return name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection `{filter}`: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A data connection whose two ends are on this host takes
+/// `loopback_congestion_control`, passive (from its listener) and active
+/// (set before it connects); `"system"`, or an algorithm the kernel does not
+/// have (a warning at start), leaves the system's.
+#[test]
+fn loopback_data_connections_take_the_configured_congestion_control() {
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .expect("the system's congestion control")
+        .trim()
+        .to_owned();
+    // Reno is built into every kernel; pick CUBIC where reno is the system's,
+    // so that the setting is seen to change something.
+    let wanted = if system == "reno" { "cubic" } else { "reno" };
+    let cases = [
+        (wanted.to_owned(), wanted.to_owned()),
+        ("system".to_owned(), system.clone()),
+        ("no_such_cc".to_owned(), system.clone()),
+    ];
+    for (setting, expected) in cases {
+        let server = FerryServer::start_with(&standard_config(&format!(
+            "loopback_congestion_control = \"{setting}\""
+        )));
+        let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+
+        // Passive: the server's end is the one on the EPSV port.
+        let port = c.epsv_port();
+        let data = TcpStream::connect(("127.0.0.1", port)).expect("data connect");
+        assert_eq!(
+            server_congestion_control(&format!("sport = :{port}")),
+            expected,
+            "passive, setting {setting}"
+        );
+        assert_eq!(code(&c.cmd("LIST")), "150");
+        drop(data);
+        let r = c.reply();
+        assert!(r.starts_with("226"), "{r}");
+
+        // Active: the server's end is the one connecting to our port; an
+        // upload holds it open while `ss` looks.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let r = c.cmd(&format!("EPRT |1|127.0.0.1|{port}|"));
+        assert_eq!(code(&r), "200", "{r}");
+        c.send_bytes(b"STOR cc.txt\r\n");
+        let (mut data, _) = listener.accept().expect("the server connects");
+        assert_eq!(
+            server_congestion_control(&format!("dport = :{port}")),
+            expected,
+            "active, setting {setting}"
+        );
+        data.write_all(b"congestion").expect("upload");
+        drop(data);
+        let r = c.reply();
+        assert!(r.starts_with("150"), "{r}");
+        let r = c.reply();
+        assert!(r.starts_with("226"), "{r}");
+
+        if setting == "no_such_cc" {
+            let log = server.log();
+            assert!(
+                log.contains("loopback_congestion_control") && log.contains("no_such_cc"),
+                "no warning at start: {log}"
+            );
+        }
+    }
+}

@@ -196,7 +196,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         shutdown: CancellationToken,
         control: ControlConnection<S>,
     ) -> Self {
-        let passive_pool = PassivePortPool::new(opts.passive_ports);
+        let passive_pool = PassivePortPool::new(opts.passive_ports)
+            .with_loopback_congestion(opts.loopback_congestion.clone());
         Session {
             control,
             opts,
@@ -799,7 +800,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let (peer_ip, local_ip) = (self.peer.remote.ip(), self.peer.local.ip());
         let protected = protect.is_some();
         let after_reply = CloseAfterReply::default();
-        let connect = crate::data::open(setup, peer_ip, local_ip, timeout, after_reply.clone());
+        let connect = crate::data::open(
+            setup,
+            peer_ip,
+            local_ip,
+            timeout,
+            after_reply.clone(),
+            self.opts.loopback_congestion.clone(),
+        );
         let work: TransferWork = Box::new(move |stream, meter, after_reply| {
             Box::pin(async move {
                 let stream = match protect {
