@@ -88,9 +88,13 @@ def prepare(scale):
     sh("chown -R %s %s && chmod -R a+rX %s && chmod 777 %s/up" % (USER, DATA, ROOT, DATA))
 
 
-def start_ferry(bindir, tmp, name="ferry", baseline=False):
+def start_ferry(bindir, tmp, name="ferry", baseline=False, congestion=None):
     """ferry as shipped; or, with `baseline`, without the optimisations that
-    have a switch (sendfile, the login cache), to show what they buy."""
+    have a switch (sendfile, the login cache, CUBIC on loopback data
+    connections), to show what they buy. `congestion` overrides
+    `loopback_congestion_control` (for measuring by hand)."""
+    if congestion is None:
+        congestion = "system" if baseline else "cubic"
     port = free_port()
     h = subprocess.run([bindir + "/ferry", "hash-password"], input=PASSWORD.encode(), capture_output=True, check=True)
     conf = """
@@ -101,6 +105,7 @@ max_connections_per_ip = 20000
 idle_timeout = "30m"
 login_timeout = "30m"
 sendfile = %s
+loopback_congestion_control = "%s"
 [storage]
 root = "%s"
 [accounts]
@@ -113,7 +118,7 @@ xferlog = ""
 name = "%s"
 password_hash = "%s"
 home = "/data"
-""" % (port, "false" if baseline else "true", ROOT, "0s" if baseline else "15m", USER, h.stdout.decode().strip())
+""" % (port, "false" if baseline else "true", congestion, ROOT, "0s" if baseline else "15m", USER, h.stdout.decode().strip())
     d = tmp + "/" + name
     os.makedirs(d, exist_ok=True)
     with open(d + "/ferry.toml", "w") as f:
