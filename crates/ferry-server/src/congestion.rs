@@ -4,13 +4,13 @@
 //! A congestion control models the network between two hosts. Over loopback
 //! there is none: no link to share, no queue to keep short. BBR, which some
 //! machines (this project's VM among them) use by default, paces every
-//! segment by a timer even there, and holds a window of its own: in a 1 GiB
-//! download over loopback the kernel counted the sender waiting on the
-//! reader for only 45% of the time (the rest on BBR), against all of it
-//! under CUBIC (docs/benchmarks.md, "(a): pacing on loopback"). So, for a data connection
-//! to or from a loopback address, ferry asks for CUBIC (Linux's default, which
-//! does not pace) unless configured otherwise; every other connection keeps
-//! the system's choice.
+//! segment by a timer even there, and holds a window of its own: in 1 GiB
+//! downloads over loopback the kernel counted the sender waiting on the
+//! reader for only 5–45% of the time (the rest on BBR), against all of it
+//! under CUBIC (docs/benchmarks.md, "(a): pacing on loopback"). So, for a
+//! data connection to or from a loopback address, ferry asks for CUBIC
+//! (Linux's default, which does not pace) unless configured otherwise; every
+//! other connection keeps the system's choice.
 //!
 //! The algorithm must be set before the connection exists: on the passive
 //! listener before `listen` (the accepted connection inherits it) and on the
