@@ -83,8 +83,37 @@ fn try_on_scratch_socket(name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// For tests: the system's congestion control, and one that differs from it.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::LoopbackCongestion;
+
+    /// The system's default algorithm (`net.ipv4.tcp_congestion_control`).
+    pub fn system_algorithm() -> String {
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .expect("the system's congestion control")
+            .trim()
+            .to_owned()
+    }
+
+    /// An algorithm the kernel offers that is not the system's, so that a
+    /// test sees the setting change something: Reno, built into every Linux
+    /// kernel, or CUBIC where Reno is the system's.
+    pub fn other_than_the_system_s() -> (LoopbackCongestion, &'static str) {
+        let name = if system_algorithm() == "reno" {
+            "cubic"
+        } else {
+            "reno"
+        };
+        let probed = LoopbackCongestion::probe(&name.parse().expect("a well-formed name"));
+        assert_eq!(probed.name(), Some(name), "the kernel offers {name}");
+        (probed, name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::{other_than_the_system_s, system_algorithm};
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -92,14 +121,10 @@ mod tests {
         name.parse().expect("a well-formed name")
     }
 
-    /// Reno is built into every Linux kernel; `cubic` may be a module.
     #[test]
     fn an_offered_algorithm_is_kept_and_set_on_loopback_sockets_only() {
-        let reno = LoopbackCongestion::probe(&setting("reno"));
-        assert_eq!(reno.name(), Some("reno"));
-
-        let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
-            .expect("the system's congestion control");
+        let (other, name) = other_than_the_system_s();
+        let system = system_algorithm();
         let fresh = || {
             rustix::net::socket(
                 rustix::net::AddressFamily::INET6,
@@ -118,20 +143,20 @@ mod tests {
             IpAddr::V6(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()),
         ] {
             let s = fresh();
-            reno.apply(&s, ip);
-            assert_eq!(get(&s), "reno", "{ip}");
+            other.apply(&s, ip);
+            assert_eq!(get(&s), name, "{ip}");
         }
         for ip in [
             IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             IpAddr::V6("2001:db8::1".parse().expect("ip")),
         ] {
             let s = fresh();
-            reno.apply(&s, ip);
-            assert_eq!(get(&s), system.trim(), "{ip}");
+            other.apply(&s, ip);
+            assert_eq!(get(&s), system, "{ip}");
         }
         let s = fresh();
         LoopbackCongestion::system().apply(&s, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(get(&s), system.trim());
+        assert_eq!(get(&s), system);
     }
 
     #[test]
