@@ -312,6 +312,87 @@ def congestion_control():
         return "unknown"
 
 
+def machine():
+    """The CPU, its count and the kernel: loopback figures move with all three
+    (the same workloads on two hosts of this VM kind differed by 3x under BBR;
+    docs/benchmarks.md)."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d CPU(s), kernel %s" % (model, os.cpu_count() or 0, os.uname().release)
+
+
+def cpu_stolen():
+    """The CPU time the hypervisor gave to others (steal, /proc/stat), in
+    seconds summed over all CPUs; None where the kernel does not say."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+PAGE_REPORTING = "/sys/module/page_reporting/parameters/page_reporting_order"
+
+
+class HostMemory:
+    """Keeps this VM's memory backed by the host for the run.
+
+    A VM with free page reporting (virtio-balloon, this project's VMs among
+    them) hands memory the guest has freed back to the host within seconds,
+    and the next write to it waits for the host to fault it in again: here
+    ~400 MB/s against ~2,300 MB/s into memory the guest had just used
+    (docs/benchmarks.md, "Memory the host takes back"). Every upload and every
+    client download writes a fresh 1 GiB file into tmpfs, so its figure
+    depended on whether the pages it got had been reported, not on the
+    server or the client. For the run, reporting is held off (the order of
+    blocks it reports set above the largest), some GiB are written and freed
+    once so that the guest has them backed, and the setting is put back at
+    the end. Needs root; elsewhere the run goes on as the machine is."""
+
+    def __init__(self, gib):
+        self.saved = None
+        self.note = "free page reporting: not found"
+        if gib == 0:
+            self.note = "left as the machine has it (smoke run)"
+            return
+        try:
+            with open(PAGE_REPORTING) as f:
+                saved = f.read().strip()
+            with open(PAGE_REPORTING, "w") as f:
+                f.write("11")
+            self.saved = saved
+        except OSError as e:
+            if os.path.exists(PAGE_REPORTING):
+                self.note = "free page reporting left on (%s)" % e.strerror
+            return
+        t0 = time.time()
+        warm = ROOT + "/warm-memory"
+        try:
+            sh("head -c %d /dev/zero > %s" % (gib << 30, warm))
+        finally:
+            if os.path.exists(warm):
+                os.remove(warm)
+        self.note = "free page reporting held off for the run (order %s → 11), %d GiB touched first (%.0f s)" % (
+            saved, gib, time.time() - t0)
+
+    def restore(self):
+        if self.saved is not None:
+            try:
+                with open(PAGE_REPORTING, "w") as f:
+                    f.write(self.saved)
+            except OSError as e:
+                print("could not put back %s = %s: %s" % (PAGE_REPORTING, self.saved, e), file=sys.stderr)
+            self.saved = None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="small files, two servers, one run (CI)")
@@ -326,9 +407,6 @@ def main():
     ap.add_argument("--servers", default=None,
                     help="comma-separated servers to run (default all: ferry,ferry-baseline,vsftpd,proftpd,pure-ftpd)")
     a = ap.parse_args()
-    selected = lambda letter: letter in a.only
-    runs = 1 if a.smoke else a.runs
-    transfer_runs = 1 if a.smoke else max(a.transfer_runs, runs)
     scale = dict(big=64 << 20, small=100, many=2000, concurrent=20, logins=20, idle_ferry=100, idle_peer=50) if a.smoke \
         else dict(big=1 << 30, small=1000, many=100000, concurrent=200, logins=200, idle_ferry=10000, idle_peer=500)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -339,8 +417,20 @@ def main():
         print("open files limited to %d: idle sessions measured with %d" % (want, scale["idle_ferry"]), flush=True)
     bindir = os.path.abspath(a.bin)
     started = time.time()
+    stolen_before = cpu_stolen()
     print("preparing %s ..." % ROOT, flush=True)
     prepare(scale)
+    memory = HostMemory(0 if a.smoke else 6)
+    try:
+        run_workloads(a, scale, bindir, started, stolen_before, memory)
+    finally:
+        memory.restore()
+
+
+def run_workloads(a, scale, bindir, started, stolen_before, memory):
+    selected = lambda letter: letter in a.only
+    runs = 1 if a.smoke else a.runs
+    transfer_runs = 1 if a.smoke else max(a.transfer_runs, runs)
     tmp = tempfile.mkdtemp(prefix="ferry-bench-")
     chosen = a.servers.split(",") if a.servers else \
         (["ferry", "vsftpd"] if a.smoke else ["ferry", "ferry-baseline", "vsftpd", "proftpd", "pure-ftpd"])
@@ -563,9 +653,19 @@ def main():
         shutil.rmtree(ROOT, ignore_errors=True)
 
     report = []
-    report.append("Run: %s, %s, %d run(s) per figure (medians; %d for the plain transfers (a) and (b))%s; %.0f s in all." % (
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, runs, transfer_runs,
-        ", SMOKE (small sizes)" if a.smoke else "", time.time() - started))
+    elapsed = time.time() - started
+    stolen_after = cpu_stolen()
+    # A VM's CPUs taken by the host for others: the "slow spells" of
+    # docs/benchmarks.md, in which every figure drops and the ratios move.
+    steal = "" if stolen_before is None or stolen_after is None else \
+        "; CPU time taken by the hypervisor (steal): %.1f%%" % (
+            100 * (stolen_after - stolen_before) / max(elapsed * (os.cpu_count() or 1), 1e-6))
+    report.append("Run: %s, %s (%s), %d run(s) per figure (medians; %d for the plain transfers (a) and (b))%s; "
+                  "%.0f s in all%s." % (
+                      time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, machine(), runs,
+                      transfer_runs, ", SMOKE (small sizes)" if a.smoke else "", elapsed, steal))
+    report.append("")
+    report.append("Memory: %s." % memory.note)
     report.append("")
     def under_cubic(key):
         return " (%.0f under CUBIC)" % limits[key] if limits.get(key) else ""
