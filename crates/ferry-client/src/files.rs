@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::checksum::{Checksum, hash_file_range};
 use crate::error::{ClientError, Result};
+use crate::receive;
 use crate::resume::{FileState, ResumePlan, plan};
 use crate::session::{ConnectOptions, FtpSession};
 use crate::transfer::UploadMode;
@@ -272,39 +273,26 @@ pub async fn download_file(
                 return Err(local(e));
             }
         };
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(local)?;
-        let mut buf = vec![0u8; CHUNK];
-        // TYPE A: CRLF on the wire, LF here (RFC 959 §3.1.1.1).
-        let mut text = settings.ascii.then(|| (FromWire::default(), Vec::new()));
-        loop {
-            let n = download.read_chunk(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            if let Some(rate) = &settings.rate {
-                rate.wait_for(n).await;
-            }
-            let local_bytes = match &mut text {
-                Some((conv, out)) => {
-                    out.clear();
-                    conv.convert(&buf[..n], out);
-                    &out[..]
-                }
-                None => &buf[..n],
-            };
-            file.write_all(local_bytes).await.map_err(local)?;
-            bytes += local_bytes.len() as u64;
-            progress.advance(n as u64);
+        // TYPE I over plain TCP with no rate limit: the kernel moves the
+        // bytes on a thread of their own (crate::receive).
+        if !settings.ascii && settings.rate.is_none() && download.is_plain() {
+            let into = file.into_std().await;
+            let (n, into) =
+                receive::receive_into_file(&mut download, &working, into, offset, None, progress)
+                    .await?;
+            bytes = n;
+            file = tokio::fs::File::from_std(into);
+        } else {
+            bytes = receive_through_buffer(
+                &mut download,
+                &mut file,
+                &working,
+                offset,
+                settings,
+                progress,
+            )
+            .await?;
         }
-        if let Some((conv, out)) = &mut text {
-            out.clear();
-            conv.finish(out);
-            file.write_all(out).await.map_err(local)?;
-            bytes += out.len() as u64;
-        }
-        file.flush().await.map_err(local)?;
         file.sync_all().await.map_err(local)?;
         drop(file);
         download.finish().await?;
@@ -343,6 +331,55 @@ pub async fn download_file(
         verified,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The general download loop: each piece read into a buffer on the runtime
+/// and written through tokio's file at `offset` on; with TYPE A, CRLF
+/// becomes LF; with a rate limit, paced. Returns the bytes stored.
+async fn receive_through_buffer(
+    download: &mut crate::transfer::Download<'_>,
+    file: &mut tokio::fs::File,
+    working: &Path,
+    offset: u64,
+    settings: &TransferSettings,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let local = |e| ClientError::local(working, e);
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(local)?;
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    // TYPE A: CRLF on the wire, LF here (RFC 959 §3.1.1.1).
+    let mut text = settings.ascii.then(|| (FromWire::default(), Vec::new()));
+    loop {
+        let n = download.read_chunk(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        if let Some(rate) = &settings.rate {
+            rate.wait_for(n).await;
+        }
+        let local_bytes = match &mut text {
+            Some((conv, out)) => {
+                out.clear();
+                conv.convert(&buf[..n], out);
+                &out[..]
+            }
+            None => &buf[..n],
+        };
+        file.write_all(local_bytes).await.map_err(local)?;
+        bytes += local_bytes.len() as u64;
+        progress.advance(n as u64);
+    }
+    if let Some((conv, out)) = &mut text {
+        out.clear();
+        conv.finish(out);
+        file.write_all(out).await.map_err(local)?;
+        bytes += out.len() as u64;
+    }
+    file.flush().await.map_err(local)?;
+    Ok(bytes)
 }
 
 /// The local file's size and modification time.
@@ -714,6 +751,20 @@ async fn fetch_range(
                 .await
                 .map_err(local)?;
             let mut download = s.download(path, start + done).await?;
+            if rate.is_none() && download.is_plain() {
+                let into = file.into_std().await;
+                let (n, into) = receive::receive_into_file(
+                    &mut download,
+                    part,
+                    into,
+                    start + done,
+                    Some(end - start - done),
+                    progress,
+                )
+                .await?;
+                done += n;
+                file = tokio::fs::File::from_std(into);
+            }
             let mut buf = vec![0u8; CHUNK];
             while start + done < end {
                 let want = usize::try_from(end - start - done)

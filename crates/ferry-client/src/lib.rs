@@ -32,6 +32,7 @@ pub mod files;
 pub mod listing;
 pub mod mirror;
 pub mod netrc;
+mod receive;
 pub mod resume;
 pub mod session;
 pub mod stream;

@@ -387,6 +387,25 @@ impl Download<'_> {
         Ok(())
     }
 
+    /// The session's I/O timeout: how long the data connection may stall.
+    pub(crate) fn io_timeout(&self) -> Duration {
+        self.session.options.io_timeout
+    }
+
+    /// True when the data connection is plain TCP (not TLS).
+    pub fn is_plain(&self) -> bool {
+        matches!(self.data, NetStream::Plain(_))
+    }
+
+    /// The data connection, if it is plain TCP (not TLS).
+    pub(crate) fn plain_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match &self.data {
+            NetStream::Plain(tcp) => Some(tcp.as_fd()),
+            NetStream::Tls(_) => None,
+        }
+    }
+
     /// How long since the transfer started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

@@ -1,0 +1,435 @@
+//! Plain binary downloads (RFC 959 §3.4 stream mode, TYPE I, no TLS, no
+//! rate limit) into a local file, moved by the kernel on a thread of their
+//! own.
+//!
+//! The general path ([`crate::files`]) reads the data connection into a
+//! buffer on the async runtime and hands each piece to tokio's file, which
+//! copies it again into a buffer of its own before a blocking thread writes
+//! it: three copies per byte and two thread hops per piece. Here the data
+//! connection is spliced into a pipe and the pipe into the file
+//! (`splice(2)`): the kernel hands the socket's pages to the pipe, so each
+//! byte is copied once, into the file. Where the pipe cannot be had (a low
+//! `fs.pipe-max-size`) or the file takes no splice, the loop reads into one
+//! 1 MiB buffer and writes it at its offset instead (two copies). Measured
+//! against curl and lftp in docs/benchmarks.md ("the client's downloads").
+//!
+//! The loop runs in tokio's blocking pool on a second, blocking descriptor of
+//! the data connection whose receive timeout is the session's I/O timeout.
+//! Meanwhile the async side reports progress and sends the keepalive NOOPs
+//! on the control connection every [`TICK`]; if it stops early (an error on
+//! the control connection, or the task is dropped), the data connection is
+//! shut down, which ends the loop.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::pipe::SpliceFlags;
+
+use crate::error::{ClientError, Result};
+use crate::files::Progress;
+use crate::transfer::Download;
+
+/// How often the async side reports progress and checks the keepalive.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The pipe the splice loop needs, and the copying loop's buffer.
+const PIECE: usize = 1 << 20;
+
+/// Receives the rest of `download` into `file` from `offset` on, at most
+/// `limit` bytes if given (a segment of a segmented download), by the
+/// kernel-side loop of this module. Only for a plain TCP data connection
+/// ([`Download::is_plain`]); over TLS the caller takes the general path.
+/// Returns the bytes stored and the file.
+pub(crate) async fn receive_into_file(
+    download: &mut Download<'_>,
+    path: &Path,
+    file: std::fs::File,
+    offset: u64,
+    limit: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<(u64, std::fs::File)> {
+    let timeout = download.io_timeout();
+    let (blocking, stopper) = {
+        let socket = download.plain_socket().ok_or_else(|| {
+            ClientError::Unsupported("a TLS data connection cannot be spliced".to_owned())
+        })?;
+        let stopper = ShutdownOnDrop(Some(socket.try_clone_to_owned()?));
+        (BlockingSocket::new(socket, timeout)?, stopper)
+    };
+    let path = path.to_owned();
+    run(
+        download, blocking, stopper, path, file, offset, limit, timeout, progress,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    download: &mut Download<'_>,
+    blocking: BlockingSocket,
+    stopper: ShutdownOnDrop,
+    path: PathBuf,
+    file: std::fs::File,
+    offset: u64,
+    limit: Option<u64>,
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<(u64, std::fs::File)> {
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let mut job = tokio::task::spawn_blocking(move || {
+        let into = Local {
+            file: &file,
+            path: &path,
+        };
+        let result = pump(&blocking, into, offset, limit, &counter, timeout, true);
+        drop(blocking);
+        (result, file)
+    });
+    let mut reported = 0u64;
+    let mut report = |progress: &dyn Progress| {
+        let now = received.load(Ordering::Relaxed);
+        progress.advance(now - reported);
+        reported = now;
+    };
+    let (result, file) = loop {
+        tokio::select! {
+            done = &mut job => {
+                break done.map_err(|e| ClientError::Io(io::Error::other(e)))?;
+            }
+            () = tokio::time::sleep(TICK) => {
+                report(progress);
+                // An error here drops the stopper: the loop ends too.
+                download.keepalive().await?;
+            }
+        }
+    };
+    stopper.disarm();
+    report(progress);
+    Ok((result?, file))
+}
+
+/// The blocking loop: with `zero_copy`, splice where a pipe can be had and
+/// the file takes it; copy otherwise. Counts every byte stored in
+/// `received`.
+fn pump(
+    socket: &BlockingSocket,
+    file: Local<'_>,
+    start: u64,
+    limit: Option<u64>,
+    received: &AtomicU64,
+    timeout: Duration,
+    zero_copy: bool,
+) -> Result<u64> {
+    let socket = socket.0.as_fd();
+    let mut left = limit.unwrap_or(u64::MAX);
+    let mut offset = start;
+    let mut spliced = zero_copy.then(pipe).flatten();
+    let mut buf = Vec::new();
+    loop {
+        let want = usize::try_from(left).unwrap_or(PIECE).min(PIECE);
+        if want == 0 {
+            return Ok(offset - start);
+        }
+        let n = match &spliced {
+            Some((_, write_end)) => {
+                rustix::pipe::splice(socket, None, write_end, None, want, SpliceFlags::MOVE)
+            }
+            None => {
+                buf.resize(PIECE, 0);
+                rustix::io::read(socket, &mut buf[..want])
+            }
+        }
+        .map_err(|e| receiving(e, timeout))?;
+        if n == 0 {
+            return Ok(offset - start);
+        }
+        left -= n as u64;
+        match &spliced {
+            Some((read_end, _)) => {
+                if !drain(read_end, file, &mut offset, n, received)? {
+                    // The file takes no splice: what is in the pipe is
+                    // written by copying, and so is the rest.
+                    buf.resize(n, 0);
+                    let mut got = 0;
+                    while got < n {
+                        match rustix::io::read(read_end, &mut buf[got..n]) {
+                            Ok(0) => return Err(file.failed(Errno::IO)),
+                            Ok(k) => got += k,
+                            Err(e) => return Err(file.failed(e)),
+                        }
+                    }
+                    store(file, &buf[..n], &mut offset, received)?;
+                    spliced = None;
+                }
+            }
+            None => store(file, &buf[..n], &mut offset, received)?,
+        }
+    }
+}
+
+/// Moves the `n` bytes in the pipe into the file at `offset`. False if the
+/// file refuses the first splice (nothing of them written then).
+fn drain(
+    read_end: &OwnedFd,
+    file: Local<'_>,
+    offset: &mut u64,
+    mut n: usize,
+    received: &AtomicU64,
+) -> Result<bool> {
+    let mut first = true;
+    while n > 0 {
+        let mut at = *offset;
+        match rustix::pipe::splice(
+            read_end,
+            None,
+            file.file,
+            Some(&mut at),
+            n,
+            SpliceFlags::MOVE,
+        ) {
+            Ok(0) => return Err(file.failed(Errno::IO)),
+            Ok(m) => {
+                n -= m;
+                *offset += m as u64;
+                received.fetch_add(m as u64, Ordering::Relaxed);
+            }
+            Err(Errno::INVAL) if first => return Ok(false),
+            Err(e) => return Err(file.failed(e)),
+        }
+        first = false;
+    }
+    Ok(true)
+}
+
+/// Writes `piece` to the file at `offset`.
+fn store(file: Local<'_>, piece: &[u8], offset: &mut u64, received: &AtomicU64) -> Result<()> {
+    file.file
+        .write_all_at(piece, *offset)
+        .map_err(|e| ClientError::local(file.path, e))?;
+    *offset += piece.len() as u64;
+    received.fetch_add(piece.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A pipe of [`PIECE`] bytes, or `None` where the system will not give one
+/// that large (with the default 64 KiB pipe, splicing is slower than copying).
+fn pipe() -> Option<(OwnedFd, OwnedFd)> {
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+    let size = rustix::pipe::fcntl_setpipe_size(&write_end, PIECE).ok()?;
+    (size >= PIECE).then_some((read_end, write_end))
+}
+
+/// A failed read of the data connection: `EAGAIN` is its receive timeout.
+fn receiving(e: Errno, timeout: Duration) -> ClientError {
+    if e == Errno::AGAIN {
+        ClientError::Timeout {
+            what: "data from the server".to_owned(),
+            after: timeout,
+        }
+    } else {
+        ClientError::Io(e.into())
+    }
+}
+
+/// The local file, and its name for errors.
+#[derive(Clone, Copy)]
+struct Local<'a> {
+    file: &'a std::fs::File,
+    path: &'a Path,
+}
+
+impl Local<'_> {
+    fn failed(self, e: Errno) -> ClientError {
+        ClientError::local(self.path, e.into())
+    }
+}
+
+/// A failed call on the data connection that is not a read.
+fn socket_error(e: Errno) -> ClientError {
+    ClientError::Io(e.into())
+}
+
+/// The data connection as the loop uses it: a second descriptor, blocking,
+/// with the I/O timeout as its receive timeout. Dropped, it puts the
+/// connection back to non-blocking for the async side, which still owns it.
+struct BlockingSocket(OwnedFd);
+
+impl BlockingSocket {
+    fn new(socket: BorrowedFd<'_>, timeout: Duration) -> Result<Self> {
+        let second = BlockingSocket(socket.try_clone_to_owned()?);
+        rustix::io::ioctl_fionbio(&second.0, false).map_err(socket_error)?;
+        rustix::net::sockopt::set_socket_timeout(
+            &second.0,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(timeout.max(Duration::from_millis(1))),
+        )
+        .map_err(socket_error)?;
+        Ok(second)
+    }
+}
+
+impl Drop for BlockingSocket {
+    fn drop(&mut self) {
+        let _ = rustix::io::ioctl_fionbio(&self.0, true);
+    }
+}
+
+/// Shuts the data connection down if the async side stops before the loop
+/// has ended, so that the loop does not wait out the timeout.
+struct ShutdownOnDrop(Option<OwnedFd>);
+
+impl ShutdownOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        if let Some(socket) = &self.0 {
+            let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    /// Sends `data` (then waits `hold` before closing) from a thread, and runs
+    /// the loop on the receiving end into a new file at `start`.
+    fn receive(
+        data: Vec<u8>,
+        hold: Duration,
+        start: u64,
+        limit: Option<u64>,
+        zero_copy: bool,
+        append: bool,
+    ) -> (Result<u64>, Vec<u8>, u64) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut sender = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (receiver, _) = listener.accept().expect("accept");
+        let sending = std::thread::spawn(move || {
+            let _ = sender.write_all(&data);
+            std::thread::sleep(hold);
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("got.bin");
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .append(append)
+            .create_new(true)
+            .open(&path)
+            .expect("create");
+        let blocking =
+            BlockingSocket::new(receiver.as_fd(), Duration::from_millis(300)).expect("blocking");
+        let received = AtomicU64::new(0);
+        let local = Local {
+            file: &file,
+            path: &path,
+        };
+        let result = pump(
+            &blocking,
+            local,
+            start,
+            limit,
+            &received,
+            Duration::from_millis(300),
+            zero_copy,
+        );
+        drop(blocking);
+        sending.join().expect("sender");
+        let got = std::fs::read(&path).expect("read back");
+        (result, got, received.load(Ordering::Relaxed))
+    }
+
+    fn bytes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 4099) as u8).collect()
+    }
+
+    #[test]
+    fn spliced_and_copied_downloads_store_every_byte_at_the_offset() {
+        // Several pieces and pipe fills, an odd tail.
+        let data = bytes(5 * PIECE + 12_345);
+        for zero_copy in [true, false] {
+            let (result, got, counted) =
+                receive(data.clone(), Duration::ZERO, 0, None, zero_copy, false);
+            assert_eq!(
+                result.expect("received"),
+                data.len() as u64,
+                "zero_copy {zero_copy}"
+            );
+            assert_eq!(counted, data.len() as u64);
+            assert!(got == data, "zero_copy {zero_copy}: contents differ");
+            // From an offset (a resumed download): the bytes land after it.
+            let (result, got, _) =
+                receive(data.clone(), Duration::ZERO, 1000, None, zero_copy, false);
+            assert_eq!(result.expect("received"), data.len() as u64);
+            assert_eq!(got.len(), 1000 + data.len());
+            assert!(got[..1000].iter().all(|&b| b == 0));
+            assert!(
+                got[1000..] == data[..],
+                "zero_copy {zero_copy}: offset contents differ"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_that_refuses_splice_is_written_by_copying() {
+        // Linux refuses to splice into a file opened for appending.
+        let data = bytes(3 * PIECE + 1);
+        let (result, got, counted) = receive(data.clone(), Duration::ZERO, 0, None, true, true);
+        assert_eq!(result.expect("received"), data.len() as u64);
+        assert_eq!(counted, data.len() as u64);
+        assert!(got == data, "contents differ");
+    }
+
+    #[test]
+    fn a_segment_stops_at_its_limit() {
+        let data = bytes(3 * PIECE);
+        for zero_copy in [true, false] {
+            let limit = PIECE as u64 + 777;
+            let (result, got, counted) = receive(
+                data.clone(),
+                Duration::ZERO,
+                0,
+                Some(limit),
+                zero_copy,
+                false,
+            );
+            assert_eq!(result.expect("received"), limit, "zero_copy {zero_copy}");
+            assert_eq!(counted, limit);
+            assert!(got[..] == data[..limit as usize], "zero_copy {zero_copy}");
+        }
+    }
+
+    #[test]
+    fn a_stalled_connection_times_out() {
+        // 100 bytes, then nothing for longer than the 300 ms timeout.
+        for zero_copy in [true, false] {
+            let (result, got, _) = receive(
+                bytes(100),
+                Duration::from_secs(2),
+                0,
+                None,
+                zero_copy,
+                false,
+            );
+            match result {
+                Err(ClientError::Timeout { .. }) => {}
+                other => panic!("zero_copy {zero_copy}: expected a timeout, got {other:?}"),
+            }
+            assert_eq!(got.len(), 100, "what came before the stall is kept");
+        }
+    }
+}
