@@ -18,11 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::checksum::{Checksum, hash_file_range};
 use crate::error::{ClientError, Result};
-use crate::receive;
 use crate::resume::{FileState, ResumePlan, plan};
 use crate::session::{ConnectOptions, FtpSession};
 use crate::transfer::UploadMode;
 use crate::url::FtpUrl;
+use crate::zero_copy;
 use ferry_rate::RateLimit;
 
 /// The chunk size of file transfers.
@@ -278,7 +278,7 @@ pub async fn download_file(
         if !settings.ascii && settings.rate.is_none() && download.is_plain() {
             let into = file.into_std().await;
             let (n, into) =
-                receive::receive_into_file(&mut download, &working, into, offset, None, progress)
+                zero_copy::receive_into_file(&mut download, &working, into, offset, None, progress)
                     .await?;
             bytes = n;
             file = tokio::fs::File::from_std(into);
@@ -441,36 +441,21 @@ pub async fn upload_file(
     if offset < source.size || offset == 0 {
         let local_err = |e| ClientError::local(local, e);
         let mut file = tokio::fs::File::open(local).await.map_err(local_err)?;
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(local_err)?;
         let mode = if offset > 0 {
             UploadMode::Append
         } else {
             UploadMode::Replace
         };
         let mut upload = session.upload(remote, mode).await?;
-        let mut buf = vec![0u8; CHUNK];
-        // TYPE A: LF here, CRLF on the wire.
-        let mut text = settings.ascii.then(|| (ToWire::default(), Vec::new()));
-        loop {
-            let n = file.read(&mut buf).await.map_err(local_err)?;
-            if n == 0 {
-                break;
-            }
-            if let Some(rate) = &settings.rate {
-                rate.wait_for(n).await;
-            }
-            match &mut text {
-                Some((conv, out)) => {
-                    out.clear();
-                    conv.convert(&buf[..n], out);
-                    upload.write_chunk(out).await?;
-                }
-                None => upload.write_chunk(&buf[..n]).await?,
-            }
-            bytes += n as u64;
-            progress.advance(n as u64);
+        // TYPE I over plain TCP with no rate limit: the kernel moves the
+        // bytes on a thread of their own (crate::zero_copy).
+        if !settings.ascii && settings.rate.is_none() && upload.is_plain() {
+            let from = file.into_std().await;
+            (bytes, _) =
+                zero_copy::send_from_file(&mut upload, local, from, offset, progress).await?;
+        } else {
+            bytes = send_through_buffer(&mut upload, &mut file, local, offset, settings, progress)
+                .await?;
         }
         upload.finish().await?;
     }
@@ -491,6 +476,47 @@ pub async fn upload_file(
         verified,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The general upload loop: each piece read through tokio's file from
+/// `offset` on and written on the runtime; with TYPE A, LF becomes CRLF; with
+/// a rate limit, paced. Returns the bytes read from the file.
+async fn send_through_buffer(
+    upload: &mut crate::transfer::Upload<'_>,
+    file: &mut tokio::fs::File,
+    local: &Path,
+    offset: u64,
+    settings: &TransferSettings,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let local_err = |e| ClientError::local(local, e);
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(local_err)?;
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    // TYPE A: LF here, CRLF on the wire.
+    let mut text = settings.ascii.then(|| (ToWire::default(), Vec::new()));
+    loop {
+        let n = file.read(&mut buf).await.map_err(local_err)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(rate) = &settings.rate {
+            rate.wait_for(n).await;
+        }
+        match &mut text {
+            Some((conv, out)) => {
+                out.clear();
+                conv.convert(&buf[..n], out);
+                upload.write_chunk(out).await?;
+            }
+            None => upload.write_chunk(&buf[..n]).await?,
+        }
+        bytes += n as u64;
+        progress.advance(n as u64);
+    }
+    Ok(bytes)
 }
 
 /// Where to connect and how: enough to open new sessions for retries and for
@@ -753,7 +779,7 @@ async fn fetch_range(
             let mut download = s.download(path, start + done).await?;
             if rate.is_none() && download.is_plain() {
                 let into = file.into_std().await;
-                let (n, into) = receive::receive_into_file(
+                let (n, into) = zero_copy::receive_into_file(
                     &mut download,
                     part,
                     into,

@@ -32,13 +32,13 @@ pub mod files;
 pub mod listing;
 pub mod mirror;
 pub mod netrc;
-mod receive;
 pub mod resume;
 pub mod session;
 pub mod stream;
 pub mod tls;
 pub mod transfer;
 pub mod url;
+mod zero_copy;
 
 pub use data::{DataMode, PasvAddressPolicy};
 pub use error::{ClientError, Result};

@@ -481,15 +481,41 @@ pub struct Upload<'a> {
 }
 
 impl Upload<'_> {
-    /// Writes all of `bytes`, bounded by the I/O timeout; sends a keepalive NOOP
-    /// when one is due.
-    pub async fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
+    /// Sends NOOP on the control connection when the keepalive interval has
+    /// passed since the last command.
+    pub async fn keepalive(&mut self) -> Result<()> {
         if let Some(every) = self.session.options.keepalive
             && self.session.control.last_sent.elapsed() >= every
         {
             self.session.control.send("NOOP").await?;
             self.noops += 1;
         }
+        Ok(())
+    }
+
+    /// The session's I/O timeout: how long the data connection may stall.
+    pub(crate) fn io_timeout(&self) -> Duration {
+        self.session.options.io_timeout
+    }
+
+    /// True when the data connection is plain TCP (not TLS).
+    pub fn is_plain(&self) -> bool {
+        matches!(self.data, NetStream::Plain(_))
+    }
+
+    /// The data connection, if it is plain TCP (not TLS).
+    pub(crate) fn plain_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match &self.data {
+            NetStream::Plain(tcp) => Some(tcp.as_fd()),
+            NetStream::Tls(_) => None,
+        }
+    }
+
+    /// Writes all of `bytes`, bounded by the I/O timeout; sends a keepalive NOOP
+    /// when one is due.
+    pub async fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
+        self.keepalive().await?;
         let timeout = self.session.options.io_timeout;
         match tokio::time::timeout(timeout, self.data.write_all(bytes)).await {
             Ok(r) => Ok(r?),

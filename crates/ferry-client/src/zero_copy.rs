@@ -1,51 +1,59 @@
-//! Plain binary downloads (RFC 959 §3.4 stream mode, TYPE I, no TLS, no
-//! rate limit) into a local file, moved by the kernel on a thread of their
-//! own.
+//! Plain binary transfers (RFC 959 §3.4 stream mode, TYPE I, no TLS, no
+//! rate limit) between a local file and the data connection, moved by the
+//! kernel on a thread of the blocking pool.
 //!
-//! The general path ([`crate::files`]) reads the data connection into a
-//! buffer on the async runtime and hands each piece to tokio's file, which
-//! copies it again into a buffer of its own before a blocking thread writes
-//! it: three copies per byte and two thread hops per piece. Here the data
-//! connection is spliced into a pipe and the pipe into the file
-//! (`splice(2)`): the kernel hands the socket's pages to the pipe, so each
-//! byte is copied once, into the file. Where the pipe cannot be had (a low
-//! `fs.pipe-max-size`) or the file takes no splice, the loop reads into one
-//! 1 MiB buffer and writes it at its offset instead (two copies). Measured
-//! against curl and lftp in docs/benchmarks.md ("the client's downloads").
+//! The general path ([`crate::files`]) moves each piece through a buffer on
+//! the async runtime and through tokio's file, which copies it again into a
+//! buffer of its own for a blocking thread: three copies per byte and two
+//! thread hops per piece. Here:
 //!
-//! The loop runs in tokio's blocking pool on a second, blocking descriptor of
-//! the data connection whose receive timeout is the session's I/O timeout.
-//! Meanwhile the async side reports progress and sends the keepalive NOOPs
-//! on the control connection every [`TICK`]; if it stops early (an error on
-//! the control connection, or the task is dropped), the data connection is
-//! shut down, which ends the loop.
+//! - **downloads** splice the data connection into a pipe and the pipe into
+//!   the file at its offset (`splice(2)`): the kernel hands the socket's
+//!   pages to the pipe, so each byte is copied once, into the file. Where the
+//!   pipe cannot be had (a low `fs.pipe-max-size`) or the file takes no
+//!   splice, the loop reads into one 1 MiB buffer and writes it at its offset
+//!   instead (two copies);
+//! - **uploads** `sendfile(2)` from the file to the data connection: no copy
+//!   through user space. A file that takes no sendfile is read into one
+//!   1 MiB buffer and written instead.
+//!
+//! Measured against curl and lftp in docs/benchmarks.md ("The client's
+//! downloads").
+//!
+//! The loop runs on a second, blocking descriptor of the data connection
+//! whose receive or send timeout is the session's I/O timeout. Meanwhile the
+//! async side reports progress and sends the keepalive NOOPs on the control
+//! connection every [`TICK`]; if it stops early (an error on the control
+//! connection, or the task is dropped), the data connection is shut down,
+//! which ends the loop.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::io::Errno;
+use rustix::net::sockopt::Timeout;
 use rustix::pipe::SpliceFlags;
 
 use crate::error::{ClientError, Result};
 use crate::files::Progress;
-use crate::transfer::Download;
+use crate::transfer::{Download, Upload};
 
 /// How often the async side reports progress and checks the keepalive.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The pipe the splice loop needs, and the copying loop's buffer.
+/// The pipe the splice loop needs, the most one sendfile call moves, and
+/// the copying loops' buffer.
 const PIECE: usize = 1 << 20;
 
-/// Receives the rest of `download` into `file` from `offset` on, at most
-/// `limit` bytes if given (a segment of a segmented download), by the
-/// kernel-side loop of this module. Only for a plain TCP data connection
-/// ([`Download::is_plain`]); over TLS the caller takes the general path.
-/// Returns the bytes stored and the file.
+/// Receives the rest of `download` into `file` (named `path`) from `offset`
+/// on, at most `limit` bytes if given (a range of a segmented download).
+/// Only for a plain TCP data connection ([`Download::is_plain`]); over TLS
+/// the caller takes the general path. Returns the bytes stored and the file.
 pub(crate) async fn receive_into_file(
     download: &mut Download<'_>,
     path: &Path,
@@ -55,46 +63,91 @@ pub(crate) async fn receive_into_file(
     progress: &dyn Progress,
 ) -> Result<(u64, std::fs::File)> {
     let timeout = download.io_timeout();
-    let (blocking, stopper) = {
-        let socket = download.plain_socket().ok_or_else(|| {
-            ClientError::Unsupported("a TLS data connection cannot be spliced".to_owned())
-        })?;
-        let stopper = ShutdownOnDrop(Some(socket.try_clone_to_owned()?));
-        (BlockingSocket::new(socket, timeout)?, stopper)
-    };
+    let (socket, stopper) = hand_over(download.plain_socket(), Timeout::Recv, timeout)?;
     let path = path.to_owned();
-    run(
-        download, blocking, stopper, path, file, offset, limit, timeout, progress,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    download: &mut Download<'_>,
-    blocking: BlockingSocket,
-    stopper: ShutdownOnDrop,
-    path: PathBuf,
-    file: std::fs::File,
-    offset: u64,
-    limit: Option<u64>,
-    timeout: Duration,
-    progress: &dyn Progress,
-) -> Result<(u64, std::fs::File)> {
-    let received = Arc::new(AtomicU64::new(0));
-    let counter = received.clone();
-    let mut job = tokio::task::spawn_blocking(move || {
-        let into = Local {
+    let job = move |counter: &AtomicU64| {
+        let local = Local {
             file: &file,
             path: &path,
         };
-        let result = pump(&blocking, into, offset, limit, &counter, timeout, true);
-        drop(blocking);
+        let result = pump(&socket, local, offset, limit, counter, timeout, true);
+        drop(socket);
         (result, file)
-    });
+    };
+    drive(download, job, stopper, progress).await
+}
+
+/// Sends `file` (named `path`) from `offset` to its end over `upload`. Only
+/// for a plain TCP data connection ([`Upload::is_plain`]). Returns the bytes
+/// sent and the file.
+pub(crate) async fn send_from_file(
+    upload: &mut Upload<'_>,
+    path: &Path,
+    file: std::fs::File,
+    offset: u64,
+    progress: &dyn Progress,
+) -> Result<(u64, std::fs::File)> {
+    let timeout = upload.io_timeout();
+    let (socket, stopper) = hand_over(upload.plain_socket(), Timeout::Send, timeout)?;
+    let path = path.to_owned();
+    let job = move |counter: &AtomicU64| {
+        let local = Local {
+            file: &file,
+            path: &path,
+        };
+        let result = push(&socket, local, offset, counter, timeout, true);
+        drop(socket);
+        (result, file)
+    };
+    drive(upload, job, stopper, progress).await
+}
+
+/// A transfer whose control connection the driving loop keeps alive.
+pub(crate) trait KeepAlive {
+    async fn keepalive(&mut self) -> Result<()>;
+}
+
+impl KeepAlive for Download<'_> {
+    async fn keepalive(&mut self) -> Result<()> {
+        Download::keepalive(self).await
+    }
+}
+
+impl KeepAlive for Upload<'_> {
+    async fn keepalive(&mut self) -> Result<()> {
+        Upload::keepalive(self).await
+    }
+}
+
+/// The data connection handed over to a blocking loop, and what shuts it
+/// down if the async side stops first.
+fn hand_over(
+    socket: Option<BorrowedFd<'_>>,
+    direction: Timeout,
+    timeout: Duration,
+) -> Result<(BlockingSocket, ShutdownOnDrop)> {
+    let socket = socket.ok_or_else(|| {
+        ClientError::Unsupported("a TLS data connection cannot be moved by the kernel".to_owned())
+    })?;
+    let stopper = ShutdownOnDrop(Some(socket.try_clone_to_owned()?));
+    Ok((BlockingSocket::new(socket, direction, timeout)?, stopper))
+}
+
+/// Runs `job` in the blocking pool; until it ends, reports the bytes it has
+/// counted to `progress` and keeps the control connection alive every
+/// [`TICK`].
+async fn drive(
+    transfer: &mut impl KeepAlive,
+    job: impl FnOnce(&AtomicU64) -> (Result<u64>, std::fs::File) + Send + 'static,
+    stopper: ShutdownOnDrop,
+    progress: &dyn Progress,
+) -> Result<(u64, std::fs::File)> {
+    let counted = Arc::new(AtomicU64::new(0));
+    let counter = counted.clone();
+    let mut job = tokio::task::spawn_blocking(move || job(&counter));
     let mut reported = 0u64;
     let mut report = |progress: &dyn Progress| {
-        let now = received.load(Ordering::Relaxed);
+        let now = counted.load(Ordering::Relaxed);
         progress.advance(now - reported);
         reported = now;
     };
@@ -106,7 +159,7 @@ async fn run(
             () = tokio::time::sleep(TICK) => {
                 report(progress);
                 // An error here drops the stopper: the loop ends too.
-                download.keepalive().await?;
+                transfer.keepalive().await?;
             }
         }
     };
@@ -218,6 +271,71 @@ fn store(file: Local<'_>, piece: &[u8], offset: &mut u64, received: &AtomicU64) 
     Ok(())
 }
 
+/// The blocking loop of an upload: with `zero_copy`, `sendfile` while the
+/// file takes it; read and write otherwise. Sends to the file's end; counts
+/// every byte sent in `sent`.
+fn push(
+    socket: &BlockingSocket,
+    file: Local<'_>,
+    start: u64,
+    sent: &AtomicU64,
+    timeout: Duration,
+    zero_copy: bool,
+) -> Result<u64> {
+    let socket = socket.0.as_fd();
+    let mut offset = start;
+    let mut by_sendfile = zero_copy;
+    let mut buf = Vec::new();
+    loop {
+        let n = if by_sendfile {
+            let mut at = offset;
+            match rustix::fs::sendfile(socket, file.file, Some(&mut at), PIECE) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                // A file that takes no sendfile (some special and FUSE
+                // files): read and write instead.
+                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if offset == start => {
+                    by_sendfile = false;
+                    continue;
+                }
+                Err(e) => return Err(sending(e, timeout)),
+            }
+        } else {
+            buf.resize(PIECE, 0);
+            let n = file
+                .file
+                .read_at(&mut buf, offset)
+                .map_err(|e| ClientError::local(file.path, e))?;
+            let mut piece = &buf[..n];
+            while !piece.is_empty() {
+                match rustix::io::write(socket, piece) {
+                    Ok(m) => piece = &piece[m..],
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(sending(e, timeout)),
+                }
+            }
+            n
+        };
+        if n == 0 {
+            return Ok(offset - start);
+        }
+        offset += n as u64;
+        sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A failed send on the data connection: `EAGAIN` is its send timeout.
+fn sending(e: Errno, timeout: Duration) -> ClientError {
+    if e == Errno::AGAIN {
+        ClientError::Timeout {
+            what: "the server to take data".to_owned(),
+            after: timeout,
+        }
+    } else {
+        ClientError::Io(e.into())
+    }
+}
+
 /// A pipe of [`PIECE`] bytes, or `None` where the system will not give one
 /// that large (with the default 64 KiB pipe, splicing is slower than copying).
 fn pipe() -> Option<(OwnedFd, OwnedFd)> {
@@ -251,23 +369,23 @@ impl Local<'_> {
     }
 }
 
-/// A failed call on the data connection that is not a read.
+/// A failed call that sets the data connection up for the loop.
 fn socket_error(e: Errno) -> ClientError {
     ClientError::Io(e.into())
 }
 
 /// The data connection as the loop uses it: a second descriptor, blocking,
-/// with the I/O timeout as its receive timeout. Dropped, it puts the
+/// with the I/O timeout as its receive or send timeout. Dropped, it puts the
 /// connection back to non-blocking for the async side, which still owns it.
 struct BlockingSocket(OwnedFd);
 
 impl BlockingSocket {
-    fn new(socket: BorrowedFd<'_>, timeout: Duration) -> Result<Self> {
+    fn new(socket: BorrowedFd<'_>, direction: Timeout, timeout: Duration) -> Result<Self> {
         let second = BlockingSocket(socket.try_clone_to_owned()?);
         rustix::io::ioctl_fionbio(&second.0, false).map_err(socket_error)?;
         rustix::net::sockopt::set_socket_timeout(
             &second.0,
-            rustix::net::sockopt::Timeout::Recv,
+            direction,
             Some(timeout.max(Duration::from_millis(1))),
         )
         .map_err(socket_error)?;
@@ -332,7 +450,8 @@ mod tests {
             .open(&path)
             .expect("create");
         let blocking =
-            BlockingSocket::new(receiver.as_fd(), Duration::from_millis(300)).expect("blocking");
+            BlockingSocket::new(receiver.as_fd(), Timeout::Recv, Duration::from_millis(300))
+                .expect("blocking");
         let received = AtomicU64::new(0);
         let local = Local {
             file: &file,
@@ -430,6 +549,84 @@ mod tests {
                 other => panic!("zero_copy {zero_copy}: expected a timeout, got {other:?}"),
             }
             assert_eq!(got.len(), 100, "what came before the stall is kept");
+        }
+    }
+    /// Runs the upload loop on a file holding `data` from `start`, into a
+    /// socket whose other end a thread reads to the end (or, with `stall`,
+    /// never reads). Returns the result, what arrived, and the count.
+    fn send(data: &[u8], start: u64, zero_copy: bool, stall: bool) -> (Result<u64>, Vec<u8>, u64) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let sender = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut receiver, _) = listener.accept().expect("accept");
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let reading = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            if stall {
+                let _ = stopped.recv();
+            } else {
+                let _ = std::io::Read::read_to_end(&mut receiver, &mut got);
+            }
+            got
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("put.bin");
+        std::fs::write(&path, data).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        let blocking =
+            BlockingSocket::new(sender.as_fd(), Timeout::Send, Duration::from_millis(300))
+                .expect("blocking");
+        let sent = AtomicU64::new(0);
+        let local = Local {
+            file: &file,
+            path: &path,
+        };
+        let result = push(
+            &blocking,
+            local,
+            start,
+            &sent,
+            Duration::from_millis(300),
+            zero_copy,
+        );
+        drop(blocking);
+        drop(sender);
+        let _ = stop.send(());
+        let got = reading.join().expect("reader");
+        (result, got, sent.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn uploads_by_sendfile_and_by_copying_send_the_file_from_the_offset() {
+        let data = bytes(4 * PIECE + 4321);
+        for zero_copy in [true, false] {
+            let (result, got, counted) = send(&data, 0, zero_copy, false);
+            assert_eq!(
+                result.expect("sent"),
+                data.len() as u64,
+                "zero_copy {zero_copy}"
+            );
+            assert_eq!(counted, data.len() as u64);
+            assert!(got == data, "zero_copy {zero_copy}: contents differ");
+            // A resumed upload (APPE) sends the rest only.
+            let (result, got, _) = send(&data, 5000, zero_copy, false);
+            assert_eq!(result.expect("sent"), (data.len() - 5000) as u64);
+            assert!(
+                got[..] == data[5000..],
+                "zero_copy {zero_copy}: rest differs"
+            );
+        }
+    }
+
+    #[test]
+    fn an_upload_the_server_stops_taking_times_out() {
+        let data = bytes(64 * PIECE);
+        for zero_copy in [true, false] {
+            let (result, _, counted) = send(&data, 0, zero_copy, true);
+            match result {
+                Err(ClientError::Timeout { .. }) => {}
+                other => panic!("zero_copy {zero_copy}: expected a timeout, got {other:?}"),
+            }
+            assert!(counted < data.len() as u64);
         }
     }
 }
