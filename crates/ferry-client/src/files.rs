@@ -274,7 +274,7 @@ pub async fn download_file(
             }
         };
         // TYPE I over plain TCP with no rate limit: the kernel moves the
-        // bytes on a thread of their own (crate::receive).
+        // bytes on a thread of their own (crate::zero_copy).
         if !settings.ascii && settings.rate.is_none() && download.is_plain() {
             let into = file.into_std().await;
             let (n, into) =
