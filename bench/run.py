@@ -342,6 +342,18 @@ def cpu_stolen():
 PAGE_REPORTING = "/sys/module/page_reporting/parameters/page_reporting_order"
 
 
+def available_memory():
+    """MemAvailable from /proc/meminfo, in bytes (0 where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class HostMemory:
     """Keeps this VM's memory backed by the host for the run.
 
@@ -354,12 +366,16 @@ class HostMemory:
     depended on whether the pages it got had been reported, not on the
     server or the client. For the run, reporting is held off (the order of
     blocks it reports set above the largest), some GiB are written and freed
-    once so that the guest has them backed, and the setting is put back at
-    the end. Needs root; elsewhere the run goes on as the machine is."""
+    once so that the guest has them backed (at most half of what tmpfs and
+    the memory have free), and the setting is put back at the end, however
+    the run ends (but SIGKILL). Needs root; elsewhere the run goes on as the
+    machine is."""
 
-    def __init__(self, gib):
+    def __init__(self):
         self.saved = None
         self.note = "free page reporting: not found"
+
+    def hold(self, gib):
         if gib == 0:
             self.note = "left as the machine has it (smoke run)"
             return
@@ -373,15 +389,18 @@ class HostMemory:
             if os.path.exists(PAGE_REPORTING):
                 self.note = "free page reporting left on (%s)" % e.strerror
             return
+        size = min(gib << 30, shutil.disk_usage(ROOT).free // 2, available_memory() // 2)
         t0 = time.time()
         warm = ROOT + "/warm-memory"
         try:
-            sh("head -c %d /dev/zero > %s" % (gib << 30, warm))
+            sh("head -c %d /dev/zero > %s" % (size, warm))
+            touched = "%.1f GiB touched first (%.0f s)" % (size / (1 << 30), time.time() - t0)
+        except (subprocess.CalledProcessError, OSError) as e:
+            touched = "touching memory first failed (%s)" % e
         finally:
             if os.path.exists(warm):
                 os.remove(warm)
-        self.note = "free page reporting held off for the run (order %s → 11), %d GiB touched first (%.0f s)" % (
-            saved, gib, time.time() - t0)
+        self.note = "free page reporting held off for the run (order %s → 11), %s" % (saved, touched)
 
     def restore(self):
         if self.saved is not None:
@@ -420,8 +439,9 @@ def main():
     stolen_before = cpu_stolen()
     print("preparing %s ..." % ROOT, flush=True)
     prepare(scale)
-    memory = HostMemory(0 if a.smoke else 6)
+    memory = HostMemory()
     try:
+        memory.hold(0 if a.smoke else 6)
         run_workloads(a, scale, bindir, started, stolen_before, memory)
     finally:
         memory.restore()

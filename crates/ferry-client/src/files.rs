@@ -277,11 +277,11 @@ pub async fn download_file(
         // bytes on a thread of their own (crate::zero_copy).
         if !settings.ascii && settings.rate.is_none() && download.is_plain() {
             let into = file.into_std().await;
-            let (n, into) =
+            let moved =
                 zero_copy::receive_into_file(&mut download, &working, into, offset, None, progress)
-                    .await?;
-            bytes = n;
-            file = tokio::fs::File::from_std(into);
+                    .await;
+            bytes = moved.bytes;
+            file = tokio::fs::File::from_std(moved.end?);
         } else {
             bytes = receive_through_buffer(
                 &mut download,
@@ -451,8 +451,9 @@ pub async fn upload_file(
         // bytes on a thread of their own (crate::zero_copy).
         if !settings.ascii && settings.rate.is_none() && upload.is_plain() {
             let from = file.into_std().await;
-            (bytes, _) =
-                zero_copy::send_from_file(&mut upload, local, from, offset, progress).await?;
+            let moved = zero_copy::send_from_file(&mut upload, local, from, offset, progress).await;
+            bytes = moved.bytes;
+            moved.end?;
         } else {
             bytes = send_through_buffer(&mut upload, &mut file, local, offset, settings, progress)
                 .await?;
@@ -779,7 +780,7 @@ async fn fetch_range(
             let mut download = s.download(path, start + done).await?;
             if rate.is_none() && download.is_plain() {
                 let into = file.into_std().await;
-                let (n, into) = zero_copy::receive_into_file(
+                let moved = zero_copy::receive_into_file(
                     &mut download,
                     part,
                     into,
@@ -787,9 +788,10 @@ async fn fetch_range(
                     Some(end - start - done),
                     progress,
                 )
-                .await?;
-                done += n;
-                file = tokio::fs::File::from_std(into);
+                .await;
+                // Counted before the error, if any: a retry goes on from there.
+                done += moved.bytes;
+                file = tokio::fs::File::from_std(moved.end?);
             }
             let mut buf = vec![0u8; CHUNK];
             while start + done < end {

@@ -61,6 +61,16 @@ impl NetStream {
         matches!(self, NetStream::Tls(_))
     }
 
+    /// The socket, for the kernel to move bytes on directly, if the
+    /// connection is plain TCP (not TLS).
+    pub(crate) fn plain_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self {
+            NetStream::Plain(tcp) => Some(tcp.as_fd()),
+            NetStream::Tls(_) => None,
+        }
+    }
+
     /// True when the TLS handshake resumed an earlier session.
     pub fn resumed(&self) -> bool {
         match self {

@@ -303,6 +303,19 @@ impl FtpSession {
         Ok(non_empty_lines(&self.listing_text("NLST", path).await?))
     }
 
+    /// During a transfer: sends NOOP on the control connection when the
+    /// keepalive interval has passed since the last command, and counts it
+    /// in `noops` (its reply is read with the transfer's, [`Self::finish_transfer`]).
+    async fn keepalive_noop(&mut self, noops: &mut usize) -> Result<()> {
+        if let Some(every) = self.options.keepalive
+            && self.control.last_sent.elapsed() >= every
+        {
+            self.control.send("NOOP").await?;
+            *noops += 1;
+        }
+        Ok(())
+    }
+
     /// Reads the final reply of a transfer, and the replies to any NOOPs sent
     /// during it: a 200 while NOOPs are pending answers a NOOP.
     async fn finish_transfer(
@@ -378,13 +391,7 @@ impl Download<'_> {
     /// Sends NOOP on the control connection when the keepalive interval has
     /// passed since the last command.
     pub async fn keepalive(&mut self) -> Result<()> {
-        if let Some(every) = self.session.options.keepalive
-            && self.session.control.last_sent.elapsed() >= every
-        {
-            self.session.control.send("NOOP").await?;
-            self.noops += 1;
-        }
-        Ok(())
+        self.session.keepalive_noop(&mut self.noops).await
     }
 
     /// The session's I/O timeout: how long the data connection may stall.
@@ -394,16 +401,12 @@ impl Download<'_> {
 
     /// True when the data connection is plain TCP (not TLS).
     pub fn is_plain(&self) -> bool {
-        matches!(self.data, NetStream::Plain(_))
+        !self.data.is_tls()
     }
 
     /// The data connection, if it is plain TCP (not TLS).
     pub(crate) fn plain_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        match &self.data {
-            NetStream::Plain(tcp) => Some(tcp.as_fd()),
-            NetStream::Tls(_) => None,
-        }
+        self.data.plain_fd()
     }
 
     /// How long since the transfer started.
@@ -484,13 +487,7 @@ impl Upload<'_> {
     /// Sends NOOP on the control connection when the keepalive interval has
     /// passed since the last command.
     pub async fn keepalive(&mut self) -> Result<()> {
-        if let Some(every) = self.session.options.keepalive
-            && self.session.control.last_sent.elapsed() >= every
-        {
-            self.session.control.send("NOOP").await?;
-            self.noops += 1;
-        }
-        Ok(())
+        self.session.keepalive_noop(&mut self.noops).await
     }
 
     /// The session's I/O timeout: how long the data connection may stall.
@@ -500,16 +497,12 @@ impl Upload<'_> {
 
     /// True when the data connection is plain TCP (not TLS).
     pub fn is_plain(&self) -> bool {
-        matches!(self.data, NetStream::Plain(_))
+        !self.data.is_tls()
     }
 
     /// The data connection, if it is plain TCP (not TLS).
     pub(crate) fn plain_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        match &self.data {
-            NetStream::Plain(tcp) => Some(tcp.as_fd()),
-            NetStream::Tls(_) => None,
-        }
+        self.data.plain_fd()
     }
 
     /// Writes all of `bytes`, bounded by the I/O timeout; sends a keepalive NOOP

@@ -53,7 +53,7 @@ const PIECE: usize = 1 << 20;
 /// Receives the rest of `download` into `file` (named `path`) from `offset`
 /// on, at most `limit` bytes if given (a range of a segmented download).
 /// Only for a plain TCP data connection ([`Download::is_plain`]); over TLS
-/// the caller takes the general path. Returns the bytes stored and the file.
+/// the caller takes the general path.
 pub(crate) async fn receive_into_file(
     download: &mut Download<'_>,
     path: &Path,
@@ -61,9 +61,12 @@ pub(crate) async fn receive_into_file(
     offset: u64,
     limit: Option<u64>,
     progress: &dyn Progress,
-) -> Result<(u64, std::fs::File)> {
+) -> Moved {
     let timeout = download.io_timeout();
-    let (socket, stopper) = hand_over(download.plain_socket(), Timeout::Recv, timeout)?;
+    let (socket, stopper) = match hand_over(download.plain_socket(), Timeout::Recv, timeout) {
+        Ok(handed) => handed,
+        Err(e) => return Moved::nothing(e),
+    };
     let path = path.to_owned();
     let job = move |counter: &AtomicU64| {
         let local = Local {
@@ -78,17 +81,19 @@ pub(crate) async fn receive_into_file(
 }
 
 /// Sends `file` (named `path`) from `offset` to its end over `upload`. Only
-/// for a plain TCP data connection ([`Upload::is_plain`]). Returns the bytes
-/// sent and the file.
+/// for a plain TCP data connection ([`Upload::is_plain`]).
 pub(crate) async fn send_from_file(
     upload: &mut Upload<'_>,
     path: &Path,
     file: std::fs::File,
     offset: u64,
     progress: &dyn Progress,
-) -> Result<(u64, std::fs::File)> {
+) -> Moved {
     let timeout = upload.io_timeout();
-    let (socket, stopper) = hand_over(upload.plain_socket(), Timeout::Send, timeout)?;
+    let (socket, stopper) = match hand_over(upload.plain_socket(), Timeout::Send, timeout) {
+        Ok(handed) => handed,
+        Err(e) => return Moved::nothing(e),
+    };
     let path = path.to_owned();
     let job = move |counter: &AtomicU64| {
         let local = Local {
@@ -100,6 +105,24 @@ pub(crate) async fn send_from_file(
         (result, file)
     };
     drive(upload, job, stopper, progress).await
+}
+
+/// What a loop moved, and how it ended.
+pub(crate) struct Moved {
+    /// The bytes stored (downloads) or sent (uploads), counted also when the
+    /// loop failed: a range of a segmented download is retried from there.
+    pub bytes: u64,
+    /// The file back, or why the transfer failed.
+    pub end: Result<std::fs::File>,
+}
+
+impl Moved {
+    fn nothing(e: ClientError) -> Self {
+        Moved {
+            bytes: 0,
+            end: Err(e),
+        }
+    }
 }
 
 /// A transfer whose control connection the driving loop keeps alive.
@@ -141,7 +164,7 @@ async fn drive(
     job: impl FnOnce(&AtomicU64) -> (Result<u64>, std::fs::File) + Send + 'static,
     stopper: ShutdownOnDrop,
     progress: &dyn Progress,
-) -> Result<(u64, std::fs::File)> {
+) -> Moved {
     let counted = Arc::new(AtomicU64::new(0));
     let counter = counted.clone();
     let mut job = tokio::task::spawn_blocking(move || job(&counter));
@@ -150,22 +173,30 @@ async fn drive(
         let now = counted.load(Ordering::Relaxed);
         progress.advance(now - reported);
         reported = now;
+        now
     };
-    let (result, file) = loop {
+    let end = loop {
         tokio::select! {
             done = &mut job => {
-                break done.map_err(|e| ClientError::Io(io::Error::other(e)))?;
+                stopper.disarm();
+                break match done {
+                    Ok((result, file)) => result.map(|_| file),
+                    Err(e) => Err(ClientError::Io(io::Error::other(e))),
+                };
             }
             () = tokio::time::sleep(TICK) => {
                 report(progress);
-                // An error here drops the stopper: the loop ends too.
-                transfer.keepalive().await?;
+                if let Err(e) = transfer.keepalive().await {
+                    // The stopper is dropped here: the loop ends too.
+                    break Err(e);
+                }
             }
         }
     };
-    stopper.disarm();
-    report(progress);
-    Ok((result?, file))
+    Moved {
+        bytes: report(progress),
+        end,
+    }
 }
 
 /// The blocking loop: with `zero_copy`, splice where a pipe can be had and
@@ -198,8 +229,12 @@ fn pump(
                 buf.resize(PIECE, 0);
                 rustix::io::read(socket, &mut buf[..want])
             }
-        }
-        .map_err(|e| receiving(e, timeout))?;
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(network(e, timeout, "data from the server")),
+        };
         if n == 0 {
             return Ok(offset - start);
         }
@@ -298,7 +333,7 @@ fn push(
                     by_sendfile = false;
                     continue;
                 }
-                Err(e) => return Err(sending(e, timeout)),
+                Err(e) => return Err(network(e, timeout, "the server to take data")),
             }
         } else {
             buf.resize(PIECE, 0);
@@ -311,7 +346,7 @@ fn push(
                 match rustix::io::write(socket, piece) {
                     Ok(m) => piece = &piece[m..],
                     Err(Errno::INTR) => {}
-                    Err(e) => return Err(sending(e, timeout)),
+                    Err(e) => return Err(network(e, timeout, "the server to take data")),
                 }
             }
             n
@@ -324,18 +359,6 @@ fn push(
     }
 }
 
-/// A failed send on the data connection: `EAGAIN` is its send timeout.
-fn sending(e: Errno, timeout: Duration) -> ClientError {
-    if e == Errno::AGAIN {
-        ClientError::Timeout {
-            what: "the server to take data".to_owned(),
-            after: timeout,
-        }
-    } else {
-        ClientError::Io(e.into())
-    }
-}
-
 /// A pipe of [`PIECE`] bytes, or `None` where the system will not give one
 /// that large (with the default 64 KiB pipe, splicing is slower than copying).
 fn pipe() -> Option<(OwnedFd, OwnedFd)> {
@@ -344,11 +367,12 @@ fn pipe() -> Option<(OwnedFd, OwnedFd)> {
     (size >= PIECE).then_some((read_end, write_end))
 }
 
-/// A failed read of the data connection: `EAGAIN` is its receive timeout.
-fn receiving(e: Errno, timeout: Duration) -> ClientError {
+/// A failed receive or send on the data connection: `EAGAIN` is its
+/// timeout going by while waiting for `what`.
+fn network(e: Errno, timeout: Duration, what: &str) -> ClientError {
     if e == Errno::AGAIN {
         ClientError::Timeout {
-            what: "data from the server".to_owned(),
+            what: what.to_owned(),
             after: timeout,
         }
     } else {
@@ -423,6 +447,17 @@ mod tests {
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
 
+    /// The loops' I/O timeout in these tests.
+    const TIMEOUT: Duration = Duration::from_millis(300);
+
+    /// A connected pair on loopback: (the end that connected, the accepted end).
+    fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let connected = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        (connected, accepted)
+    }
+
     /// Sends `data` (then waits `hold` before closing) from a thread, and runs
     /// the loop on the receiving end into a new file at `start`.
     fn receive(
@@ -433,9 +468,7 @@ mod tests {
         zero_copy: bool,
         append: bool,
     ) -> (Result<u64>, Vec<u8>, u64) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut sender = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (receiver, _) = listener.accept().expect("accept");
+        let (mut sender, receiver) = connected_pair();
         let sending = std::thread::spawn(move || {
             let _ = sender.write_all(&data);
             std::thread::sleep(hold);
@@ -450,21 +483,14 @@ mod tests {
             .open(&path)
             .expect("create");
         let blocking =
-            BlockingSocket::new(receiver.as_fd(), Timeout::Recv, Duration::from_millis(300))
-                .expect("blocking");
+            BlockingSocket::new(receiver.as_fd(), Timeout::Recv, TIMEOUT).expect("blocking");
         let received = AtomicU64::new(0);
         let local = Local {
             file: &file,
             path: &path,
         };
         let result = pump(
-            &blocking,
-            local,
-            start,
-            limit,
-            &received,
-            Duration::from_millis(300),
-            zero_copy,
+            &blocking, local, start, limit, &received, TIMEOUT, zero_copy,
         );
         drop(blocking);
         sending.join().expect("sender");
@@ -536,7 +562,7 @@ mod tests {
     fn a_stalled_connection_times_out() {
         // 100 bytes, then nothing for longer than the 300 ms timeout.
         for zero_copy in [true, false] {
-            let (result, got, _) = receive(
+            let (result, got, counted) = receive(
                 bytes(100),
                 Duration::from_secs(2),
                 0,
@@ -549,15 +575,14 @@ mod tests {
                 other => panic!("zero_copy {zero_copy}: expected a timeout, got {other:?}"),
             }
             assert_eq!(got.len(), 100, "what came before the stall is kept");
+            assert_eq!(counted, 100, "and counted, for a retry to go on from");
         }
     }
     /// Runs the upload loop on a file holding `data` from `start`, into a
     /// socket whose other end a thread reads to the end (or, with `stall`,
     /// never reads). Returns the result, what arrived, and the count.
     fn send(data: &[u8], start: u64, zero_copy: bool, stall: bool) -> (Result<u64>, Vec<u8>, u64) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let sender = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (mut receiver, _) = listener.accept().expect("accept");
+        let (sender, mut receiver) = connected_pair();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let reading = std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -573,21 +598,13 @@ mod tests {
         std::fs::write(&path, data).expect("write");
         let file = std::fs::File::open(&path).expect("open");
         let blocking =
-            BlockingSocket::new(sender.as_fd(), Timeout::Send, Duration::from_millis(300))
-                .expect("blocking");
+            BlockingSocket::new(sender.as_fd(), Timeout::Send, TIMEOUT).expect("blocking");
         let sent = AtomicU64::new(0);
         let local = Local {
             file: &file,
             path: &path,
         };
-        let result = push(
-            &blocking,
-            local,
-            start,
-            &sent,
-            Duration::from_millis(300),
-            zero_copy,
-        );
+        let result = push(&blocking, local, start, &sent, TIMEOUT, zero_copy);
         drop(blocking);
         drop(sender);
         let _ = stop.send(());
