@@ -226,9 +226,23 @@ def start_pureftpd(tmp):
     return Server("pure-ftpd", port, proc)
 
 
-def bench_tool(bindir, *args):
-    out = subprocess.run([bindir + "/ferry-bench"] + list(args), capture_output=True, check=True, timeout=900)
+def bench_tool(bindir, *args, cpus=None):
+    """Runs ferry-bench; on the CPUs `cpus` if given."""
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run([bindir + "/ferry-bench"] + list(args), capture_output=True, check=True, timeout=900,
+                         preexec_fn=pin)
     return json.loads(out.stdout)
+
+
+def pin_server(server, cpus):
+    """Puts every thread of a server's process on `cpus`; the session
+    processes a forking server makes from then on inherit them."""
+    pid = server.proc.pid
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # a thread that has just ended
+            pass
 
 
 # Per server, how long curl took before each transfer began, for the report.
@@ -597,8 +611,35 @@ def run_workloads(a, scale, bindir, started, stolen_before, memory):
                 s, lambda url: curl_speed(s, ["--ssl-reqd", "-k", "-T", DATA + "/big.bin", url]))))
         if selected("d"):
             print("(d) small files", flush=True)
-            table.add("(d) %d × 4 KiB in one session" % scale["small"], "files/s", interleaved_median(lambda s: bench_tool(
-                bindir, "small-files", "--url", s.url("small/"), "--count", str(scale["small"]))["files_s"]))
+            all_cpus = os.sched_getaffinity(0)
+
+            def small_files(server_cpus=None, client_cpus=None):
+                def run(s):
+                    if server_cpus:
+                        pin_server(s, server_cpus)
+                    try:
+                        return bench_tool(bindir, "small-files", "--url", s.url("small/"), "--count",
+                                          str(scale["small"]), cpus=client_cpus)["files_s"]
+                    finally:
+                        if server_cpus:
+                            pin_server(s, all_cpus)
+                return run
+
+            # A file's time here is mostly the wake-ups of the client and the
+            # server; where the scheduler puts the two decides how long those
+            # take (on a VM one CPU waking another costs a trip through the
+            # hypervisor), and it decides differently from run to run. So: as
+            # many runs as the big transfers, and the same workload twice more
+            # with the placement fixed, the client and the server on one CPU
+            # (the server's own cost shows) and on two (every wake-up crosses).
+            table.add("(d) %d × 4 KiB in one session" % scale["small"], "files/s",
+                      interleaved_median(small_files(), transfer_runs))
+            if len(all_cpus) >= 2:
+                first, second = sorted(all_cpus)[:2]
+                table.add("(d) the same, client and server on one CPU", "files/s",
+                          interleaved_median(small_files({first}, {first}), transfer_runs))
+                table.add("(d) the same, client and server on two CPUs", "files/s",
+                          interleaved_median(small_files({first}, {second}), transfer_runs))
         if selected("e"):
             print("(e) concurrent sessions", flush=True)
             conc = interleaved(lambda s: bench_tool(bindir, "concurrent", "--url", s.url("f64k.bin"), "--sessions", str(scale["concurrent"])))
