@@ -408,6 +408,106 @@ fn download_cut_by_a_server_crash_resumes_with_retries() {
     assert!(!work.path().join("big.bin.ferry-part").exists());
 }
 
+/// Waits until at least `bytes` of `path` are written (allocated): a
+/// segmented download sets the part file's length first and fills it in.
+fn wait_for_written(path: &Path, bytes: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let deadline = Instant::now() + MINUTE;
+    while std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+        < bytes
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} never had {bytes} bytes written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts `ferry get --segments 4 --retries 6 --verify` of alice's
+/// big.bin (8,000,000 bytes) from `server`, with `extra` options, and waits
+/// until about 1 MB of it is written.
+fn start_segmented_download(server: &FerryServer, work: &Path, extra: &[&str]) -> Child {
+    let url = format!(
+        "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{}/big.bin",
+        server.port()
+    );
+    let mut args = vec!["get", "--segments", "4", "--retries", "6", "--verify"];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let child = Command::new(ferry_bin())
+        .args(&args)
+        .env("FERRY_LOG", "ferry_client::wire=debug,warn")
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry");
+    // The four ranges share alice's 2 MiB/s: about half a second.
+    wait_for_written(&work.join("big.bin.ferry-segments"), 1_000_000);
+    child
+}
+
+/// The end of a segmented download cut once: whole and verified, each range
+/// retried, and at least one range going on from the byte it had reached
+/// (REST inside the range) rather than from its start.
+fn assert_segments_resumed(child: Child, work: &Path, data: &[u8]) {
+    let (ok, out, err) = finish_client(child);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("verified SHA-256"), "{out}");
+    assert!(
+        std::fs::read(work.join("big.bin")).expect("downloaded") == data,
+        "the file differs"
+    );
+    assert!(err.contains("retry 1 of 6"), "{err}");
+    // The ranges start at 0, 2,000,000, 4,000,000 and 6,000,000.
+    let size = data.len() as u64;
+    let starts: Vec<u64> = (0..4).map(|i| i * size / 4).collect();
+    let resumed = err
+        .lines()
+        .filter_map(|l| l.split("> REST ").nth(1))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .filter(|n| !starts.contains(n))
+        .count();
+    assert!(resumed > 0, "no range went on from where it was cut: {err}");
+    assert!(!work.join("big.bin.ferry-segments").exists());
+}
+
+/// A segmented download cut by a server crash (the data connections end):
+/// each range is retried on a new session from where it was.
+#[test]
+fn segmented_download_cut_by_a_server_crash_resumes_each_range() {
+    let mut server = fixed_port_server();
+    let data = random_bytes(8_000_000, 17);
+    std::fs::write(server.files().join("alice/big.bin"), &data).expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let child = start_segmented_download(&server, work.path(), &[]);
+    server.crash_and_restart();
+    assert_segments_resumed(child, work.path(), &data);
+}
+
+/// A segmented download whose server stops sending (stopped with SIGSTOP
+/// for longer than the client's `--timeout`): each range fails with a
+/// timeout, keeps the bytes it had, and is retried from there once the
+/// server runs again.
+#[test]
+fn segmented_download_of_a_stalled_server_resumes_each_range() {
+    let server = fixed_port_server();
+    let data = random_bytes(8_000_000, 18);
+    std::fs::write(server.files().join("alice/big.bin"), &data).expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
+    let child = start_segmented_download(&server, work.path(), &["--timeout", "1s"]);
+    server.signal("STOP");
+    // The ranges time out after 1 s and wait 0.5 s before their retry.
+    std::thread::sleep(Duration::from_millis(1300));
+    server.signal("CONT");
+    assert_segments_resumed(child, work.path(), &data);
+}
+
 #[test]
 fn upload_cut_mid_file_resumes_with_retries() {
     // vsftpd keeps what it received when a session dies, so the retry
