@@ -721,7 +721,7 @@ def run_workloads(a, scale, bindir, started, stolen_before, memory):
     steal = "" if stolen_before is None or stolen_after is None else \
         "; CPU time taken by the hypervisor (steal): %.1f%%" % (
             100 * (stolen_after - stolen_before) / max(elapsed * (os.cpu_count() or 1), 1e-6))
-    report.append("Run: %s, %s (%s), %d run(s) per figure (medians; %d for the plain transfers (a) and (b))%s; "
+    report.append("Run: %s, %s (%s), %d run(s) per figure (medians; %d for the plain transfers (a) and (b) and for (d))%s; "
                   "%.0f s in all%s." % (
                       time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, machine(), runs,
                       transfer_runs, ", SMOKE (small sizes)" if a.smoke else "", elapsed, steal))
