@@ -180,6 +180,11 @@ def start_proftpd(tmp):
     with open(d + "/passwd", "w") as f:
         f.write("%s:%s:%d:%d::%s:/bin/sh\n" % (USER, crypt(PASSWORD), uid, uid, DATA))
     os.chmod(d + "/passwd", 0o600)
+    # PassivePorts, as Pure-FTPd's -p: without a range ProFTPD binds its
+    # passive sockets to port 0, and the kernel's search for a free port walks
+    # the TIME_WAIT sockets of finished transfers: past ~7,000 of them (the
+    # runs of (d)) it went from ~3,000 to ~150 files/s, and in a full run it
+    # failed (d)'s later rows (docs/benchmarks.md, session 12).
     conf = """ServerType standalone
 DefaultServer on
 Port %d
@@ -201,6 +206,7 @@ AllowOverwrite on
 UseReverseDNS off
 MaxInstances 20000
 TimeoutIdle 1800
+PassivePorts 20000 60000
 """ % (port, d, d, d, d)
     with open(d + "/proftpd.conf", "w") as f:
         f.write(conf)
