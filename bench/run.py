@@ -606,10 +606,16 @@ def run_workloads(a, scale, bindir, started, stolen_before, memory):
             # As for (a) and (b): first the blocking 1 MiB reader and writer
             # (rustls, TLS 1.2, AES-128-GCM where the server prefers it), then
             # curl, which spends most of its core on small reads and polls.
+            # The downloads run as many times as (a): with three runs each,
+            # three full runs of the same code gave 3.35×, 3.41× and 1.82×
+            # (ferry's runs 991–1,449 MB/s in the last, vsftpd's 587–780;
+            # session 12). The uploads, at 3–4× and five seconds a run for
+            # vsftpd, keep three.
             table.add("(c) FTPS PROT P download %s (1 MiB reads, rustls)" % size_label, "MB/s", interleaved_median(
-                lambda s: tls(s) and bench_tool(bindir, "download", "--tls", "--url", s.url("big.bin"))["mb_s"]))
+                lambda s: tls(s) and bench_tool(bindir, "download", "--tls", "--url", s.url("big.bin"))["mb_s"],
+                transfer_runs))
             table.add("(c) FTPS PROT P download %s (curl)" % size_label, "MB/s", interleaved_median(lambda s: tls(s) and curl_speed(
-                s, ["--ssl-reqd", "-k", "-o", "/dev/null", s.url("big.bin")])))
+                s, ["--ssl-reqd", "-k", "-o", "/dev/null", s.url("big.bin")]), transfer_runs))
             table.add("(c) FTPS PROT P upload %s (1 MiB writes, rustls)" % size_label, "MB/s", interleaved_median(
                 lambda s: tls(s) and fresh_upload(s, lambda url: bench_tool(
                     bindir, "upload", "--tls", "--url", url, "--bytes", str(scale["big"]))["mb_s"])))
@@ -727,7 +733,7 @@ def run_workloads(a, scale, bindir, started, stolen_before, memory):
     steal = "" if stolen_before is None or stolen_after is None else \
         "; CPU time taken by the hypervisor (steal): %.1f%%" % (
             100 * (stolen_after - stolen_before) / max(elapsed * (os.cpu_count() or 1), 1e-6))
-    report.append("Run: %s, %s (%s), %d run(s) per figure (medians; %d for the plain transfers (a) and (b) and for (d))%s; "
+    report.append("Run: %s, %s (%s), %d run(s) per figure (medians; %d for the plain transfers (a) and (b), the FTPS downloads and (d))%s; "
                   "%.0f s in all%s." % (
                       time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, machine(), runs,
                       transfer_runs, ", SMOKE (small sizes)" if a.smoke else "", elapsed, steal))
