@@ -394,19 +394,9 @@ impl Download<'_> {
         self.session.keepalive_noop(&mut self.noops).await
     }
 
-    /// The session's I/O timeout: how long the data connection may stall.
-    pub(crate) fn io_timeout(&self) -> Duration {
-        self.session.options.io_timeout
-    }
-
     /// True when the data connection is plain TCP (not TLS).
     pub fn is_plain(&self) -> bool {
         !self.data.is_tls()
-    }
-
-    /// The data connection, if it is plain TCP (not TLS).
-    pub(crate) fn plain_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.data.plain_fd()
     }
 
     /// How long since the transfer started.
@@ -490,19 +480,9 @@ impl Upload<'_> {
         self.session.keepalive_noop(&mut self.noops).await
     }
 
-    /// The session's I/O timeout: how long the data connection may stall.
-    pub(crate) fn io_timeout(&self) -> Duration {
-        self.session.options.io_timeout
-    }
-
     /// True when the data connection is plain TCP (not TLS).
     pub fn is_plain(&self) -> bool {
         !self.data.is_tls()
-    }
-
-    /// The data connection, if it is plain TCP (not TLS).
-    pub(crate) fn plain_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.data.plain_fd()
     }
 
     /// Writes all of `bytes`, bounded by the I/O timeout; sends a keepalive NOOP
@@ -570,6 +550,28 @@ impl AsyncWrite for Upload<'_> {
         Pin::new(&mut self.data).poll_shutdown(cx)
     }
 }
+
+/// What the kernel-side loops of [`crate::zero_copy`] need of either side.
+macro_rules! plain_transfer {
+    ($side:ident) => {
+        impl crate::zero_copy::PlainTransfer for $side<'_> {
+            async fn keepalive(&mut self) -> Result<()> {
+                $side::keepalive(self).await
+            }
+
+            fn io_timeout(&self) -> Duration {
+                self.session.options.io_timeout
+            }
+
+            fn plain_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+                self.data.plain_fd()
+            }
+        }
+    };
+}
+
+plain_transfer!(Download);
+plain_transfer!(Upload);
 
 /// The non-empty lines of a listing, without their line endings.
 fn non_empty_lines(text: &str) -> Vec<String> {

@@ -62,22 +62,11 @@ pub(crate) async fn receive_into_file(
     limit: Option<u64>,
     progress: &dyn Progress,
 ) -> Moved {
-    let timeout = download.io_timeout();
-    let (socket, stopper) = match hand_over(download.plain_socket(), Timeout::Recv, timeout) {
-        Ok(handed) => handed,
-        Err(e) => return Moved::nothing(e),
-    };
-    let path = path.to_owned();
-    let job = move |counter: &AtomicU64| {
-        let local = Local {
-            file: &file,
-            path: &path,
+    let on_thread =
+        move |socket: &BlockingSocket, local: Local<'_>, counter: &AtomicU64, timeout| {
+            pump(socket, local, offset, limit, counter, timeout, true)
         };
-        let result = pump(&socket, local, offset, limit, counter, timeout, true);
-        drop(socket);
-        (result, file)
-    };
-    drive(download, job, stopper, progress).await
+    run_with_file(download, Timeout::Recv, path, file, progress, on_thread).await
 }
 
 /// Sends `file` (named `path`) from `offset` to its end over `upload`. Only
@@ -89,8 +78,28 @@ pub(crate) async fn send_from_file(
     offset: u64,
     progress: &dyn Progress,
 ) -> Moved {
-    let timeout = upload.io_timeout();
-    let (socket, stopper) = match hand_over(upload.plain_socket(), Timeout::Send, timeout) {
+    let on_thread =
+        move |socket: &BlockingSocket, local: Local<'_>, counter: &AtomicU64, timeout| {
+            push(socket, local, offset, counter, timeout, true)
+        };
+    run_with_file(upload, Timeout::Send, path, file, progress, on_thread).await
+}
+
+/// Hands `transfer`'s data connection over to `on_thread` (a blocking loop
+/// between it and `file`, whose socket timeout in `direction` is the
+/// session's I/O timeout) and drives that loop to its end.
+async fn run_with_file(
+    transfer: &mut impl PlainTransfer,
+    direction: Timeout,
+    path: &Path,
+    file: std::fs::File,
+    progress: &dyn Progress,
+    on_thread: impl FnOnce(&BlockingSocket, Local<'_>, &AtomicU64, Duration) -> Result<u64>
+    + Send
+    + 'static,
+) -> Moved {
+    let timeout = transfer.io_timeout();
+    let (socket, stopper) = match hand_over(transfer.plain_socket(), direction, timeout) {
         Ok(handed) => handed,
         Err(e) => return Moved::nothing(e),
     };
@@ -100,11 +109,11 @@ pub(crate) async fn send_from_file(
             file: &file,
             path: &path,
         };
-        let result = push(&socket, local, offset, counter, timeout, true);
+        let result = on_thread(&socket, local, counter, timeout);
         drop(socket);
         (result, file)
     };
-    drive(upload, job, stopper, progress).await
+    drive(transfer, job, stopper, progress).await
 }
 
 /// What a loop moved, and how it ended.
@@ -125,21 +134,16 @@ impl Moved {
     }
 }
 
-/// A transfer whose control connection the driving loop keeps alive.
-pub(crate) trait KeepAlive {
+/// A transfer whose data connection a blocking loop can take over: what
+/// the loop needs of [`Download`] and [`Upload`] alike (implemented beside
+/// them in `transfer.rs`).
+pub(crate) trait PlainTransfer {
+    /// Sends NOOP on the control connection when it is due.
     async fn keepalive(&mut self) -> Result<()>;
-}
-
-impl KeepAlive for Download<'_> {
-    async fn keepalive(&mut self) -> Result<()> {
-        Download::keepalive(self).await
-    }
-}
-
-impl KeepAlive for Upload<'_> {
-    async fn keepalive(&mut self) -> Result<()> {
-        Upload::keepalive(self).await
-    }
+    /// How long the data connection may stall.
+    fn io_timeout(&self) -> Duration;
+    /// The data connection, if it is plain TCP.
+    fn plain_socket(&self) -> Option<BorrowedFd<'_>>;
 }
 
 /// The data connection handed over to a blocking loop, and what shuts it
@@ -160,7 +164,7 @@ fn hand_over(
 /// counted to `progress` and keeps the control connection alive every
 /// [`TICK`].
 async fn drive(
-    transfer: &mut impl KeepAlive,
+    transfer: &mut impl PlainTransfer,
     job: impl FnOnce(&AtomicU64) -> (Result<u64>, std::fs::File) + Send + 'static,
     stopper: ShutdownOnDrop,
     progress: &dyn Progress,

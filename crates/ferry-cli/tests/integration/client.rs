@@ -315,14 +315,19 @@ fn everyday_against_proftpd_and_pure_ftpd() {
 
 /// Starts `ferry ARGS` in the background.
 fn spawn_client(dir: &Path, args: &[&str]) -> Child {
-    Command::new(ferry_bin())
+    client_command(dir, args).spawn().expect("ferry")
+}
+
+/// The command of a background client: in `dir`, output captured.
+fn client_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(ferry_bin());
+    command
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ferry")
+        .stderr(Stdio::piped());
+    command
 }
 
 /// Waits for a background client; returns (success, stdout, stderr).
@@ -438,13 +443,8 @@ fn start_segmented_download(server: &FerryServer, work: &Path, extra: &[&str]) -
     let mut args = vec!["get", "--segments", "4", "--retries", "6", "--verify"];
     args.extend_from_slice(extra);
     args.push(&url);
-    let child = Command::new(ferry_bin())
-        .args(&args)
+    let child = client_command(work, &args)
         .env("FERRY_LOG", "ferry_client::wire=debug,warn")
-        .current_dir(work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("ferry");
     // The four ranges share alice's 2 MiB/s: about half a second.
