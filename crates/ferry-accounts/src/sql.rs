@@ -6,7 +6,9 @@
 //! user, updated in place (`bytes = bytes + delta`), so concurrent sessions on
 //! several nodes add up correctly.
 
+use std::future::Future;
 use std::sync::Once;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_config::AccountSettings;
@@ -41,6 +43,8 @@ pub struct Ban {
 pub struct SqlStore {
     pool: AnyPool,
     url: String,
+    /// How long one request may take, waiting for a connection included.
+    timeout: Duration,
 }
 
 /// Which table a row lives in.
@@ -68,8 +72,12 @@ impl Kind {
 
 impl SqlStore {
     /// Opens (and for SQLite creates) the database at `url` (`sqlite:PATH` or
-    /// `postgres://...`) and brings its schema up to date.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    /// `postgres://...`) and brings its schema up to date. Every request,
+    /// opening included, fails with [`StoreError::Backend`] once it has taken
+    /// `timeout` (`accounts.timeout`): a database that is down or stopped
+    /// answering costs a login or an upload that long, not forever. The pool
+    /// connects again by itself when the database is back.
+    pub async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let shown = redact(url);
@@ -86,30 +94,60 @@ impl SqlStore {
         };
         let pool = PoolOptions::<Any>::new()
             .max_connections(if url.starts_with("sqlite:") { 4 } else { 8 })
-            .connect(&connect_url)
+            // Longer than `timeout`, so that [`SqlStore::bounded`] ends a
+            // request first, with a message that names the setting.
+            .acquire_timeout(timeout.saturating_mul(2))
+            .connect(&connect_url);
+        let pool = tokio::time::timeout(timeout, pool)
             .await
+            .map_err(|_| backend(&shown, no_answer(timeout)))?
             .map_err(|e| backend(&shown, e))?;
-        if url.starts_with("sqlite:") {
-            // Write-ahead logging: a write (an upload's quota reservation, a
-            // ban) is one append and one fsync rather than a rollback journal
-            // written, synced and deleted each time, and readers (logins) do
-            // not wait for writers. The mode is kept in the file.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await
-                .map_err(|e| backend(&shown, e))?;
-        }
-        for statement in SCHEMA {
-            sqlx::query(*statement)
-                .execute(&pool)
-                .await
-                .map_err(|e| backend(&shown, e))?;
-        }
-        Ok(SqlStore { pool, url: shown })
+        let store = SqlStore {
+            pool,
+            url: shown,
+            timeout,
+        };
+        store
+            .bounded(async {
+                if url.starts_with("sqlite:") {
+                    // Write-ahead logging: a write (an upload's quota
+                    // reservation, a ban) is one append and one fsync rather
+                    // than a rollback journal written, synced and deleted each
+                    // time, and readers (logins) do not wait for writers. The
+                    // mode is kept in the file.
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&store.pool)
+                        .await
+                        .map_err(|e| store.err(e))?;
+                }
+                for statement in SCHEMA {
+                    sqlx::query(*statement)
+                        .execute(&store.pool)
+                        .await
+                        .map_err(|e| store.err(e))?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(store)
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
         backend(&self.url, e)
+    }
+
+    /// Runs one request, failing it once it has taken the store's timeout:
+    /// the pool bounds the wait for a connection, and this the answer on it
+    /// (a database host that vanished from the network leaves a query waiting
+    /// for TCP to give up, which takes many minutes). A request cut short may
+    /// still be carried out by the database.
+    async fn bounded<T>(
+        &self,
+        request: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .unwrap_or_else(|_| Err(self.err(no_answer(self.timeout))))
     }
 
     /// A usage row's `bytes, files` (read as the first two columns).
@@ -227,15 +265,15 @@ impl SqlStore {
     }
 
     pub async fn add_user(&self, name: &str, settings: &AccountSettings) -> Result<(), StoreError> {
-        self.insert(Kind::User, name, settings).await
+        self.bounded(self.insert(Kind::User, name, settings)).await
     }
 
     pub async fn set_user(&self, name: &str, settings: &AccountSettings) -> Result<(), StoreError> {
-        self.update(Kind::User, name, settings).await
+        self.bounded(self.update(Kind::User, name, settings)).await
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<(), StoreError> {
-        self.delete(Kind::User, name).await
+        self.bounded(self.delete(Kind::User, name)).await
     }
 
     pub async fn add_group(
@@ -243,7 +281,7 @@ impl SqlStore {
         name: &str,
         settings: &AccountSettings,
     ) -> Result<(), StoreError> {
-        self.insert(Kind::Group, name, settings).await
+        self.bounded(self.insert(Kind::Group, name, settings)).await
     }
 
     pub async fn set_group(
@@ -251,28 +289,31 @@ impl SqlStore {
         name: &str,
         settings: &AccountSettings,
     ) -> Result<(), StoreError> {
-        self.update(Kind::Group, name, settings).await
+        self.bounded(self.update(Kind::Group, name, settings)).await
     }
 
     pub async fn delete_group(&self, name: &str) -> Result<(), StoreError> {
-        self.delete(Kind::Group, name).await
+        self.bounded(self.delete(Kind::Group, name)).await
     }
 }
 
 impl SqlStore {
     /// Bans `ban.address` until `ban.until_unix` (replacing an earlier ban).
     pub async fn put_ban(&self, ban: &Ban) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ferry_bans (address, until_unix, reason) VALUES ($1, $2, $3) \
-             ON CONFLICT (address) DO UPDATE SET until_unix = excluded.until_unix, reason = excluded.reason",
-        )
-        .bind(ban.address.to_string())
-        .bind(ban.until_unix)
-        .bind(ban.reason.clone())
-        .execute(&self.pool)
+        self.bounded(async {
+            sqlx::query(
+                "INSERT INTO ferry_bans (address, until_unix, reason) VALUES ($1, $2, $3) \
+                 ON CONFLICT (address) DO UPDATE SET until_unix = excluded.until_unix, reason = excluded.reason",
+            )
+            .bind(ban.address.to_string())
+            .bind(ban.until_unix)
+            .bind(ban.reason.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     /// The ban of `address` in force at `now_unix`, if any.
@@ -281,54 +322,70 @@ impl SqlStore {
         address: std::net::IpAddr,
         now_unix: i64,
     ) -> Result<Option<Ban>, StoreError> {
-        let row = sqlx::query(
-            "SELECT until_unix, reason FROM ferry_bans WHERE address = $1 AND until_unix > $2",
-        )
-        .bind(address.to_string())
-        .bind(now_unix)
-        .fetch_optional(&self.pool)
+        self.bounded(async {
+            let row = sqlx::query(
+                "SELECT until_unix, reason FROM ferry_bans WHERE address = $1 AND until_unix > $2",
+            )
+            .bind(address.to_string())
+            .bind(now_unix)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            match row {
+                None => Ok(None),
+                Some(r) => Ok(Some(Ban {
+                    address,
+                    until_unix: r.try_get(0).map_err(|e| self.err(e))?,
+                    reason: r.try_get(1).map_err(|e| self.err(e))?,
+                })),
+            }
+        })
         .await
-        .map_err(|e| self.err(e))?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(Ban {
-                address,
-                until_unix: r.try_get(0).map_err(|e| self.err(e))?,
-                reason: r.try_get(1).map_err(|e| self.err(e))?,
-            })),
-        }
     }
 
     /// The bans in force at `now_unix`.
     pub async fn bans(&self, now_unix: i64) -> Result<Vec<Ban>, StoreError> {
-        let rows = sqlx::query("SELECT address, until_unix, reason FROM ferry_bans WHERE until_unix > $1 ORDER BY address")
-            .bind(now_unix)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let address: String = r.try_get(0).map_err(|e| self.err(e))?;
-            out.push(Ban {
-                address: address
-                    .parse()
-                    .map_err(|e| self.err(format!("bad address {address}: {e}")))?,
-                until_unix: r.try_get(1).map_err(|e| self.err(e))?,
-                reason: r.try_get(2).map_err(|e| self.err(e))?,
-            });
-        }
-        Ok(out)
+        self.bounded(async {
+            let rows = sqlx::query("SELECT address, until_unix, reason FROM ferry_bans WHERE until_unix > $1 ORDER BY address")
+                .bind(now_unix)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for r in rows {
+                let address: String = r.try_get(0).map_err(|e| self.err(e))?;
+                out.push(Ban {
+                    address: address
+                        .parse()
+                        .map_err(|e| self.err(format!("bad address {address}: {e}")))?,
+                    until_unix: r.try_get(1).map_err(|e| self.err(e))?,
+                    reason: r.try_get(2).map_err(|e| self.err(e))?,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Lifts the ban of `address`; whether there was one.
     pub async fn delete_ban(&self, address: std::net::IpAddr) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM ferry_bans WHERE address = $1")
-            .bind(address.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(done.rows_affected() > 0)
+        self.bounded(async {
+            let done = sqlx::query("DELETE FROM ferry_bans WHERE address = $1")
+                .bind(address.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
+}
+
+fn no_answer(timeout: Duration) -> String {
+    format!(
+        "no answer within {:?} (accounts.timeout): is the database running and reachable?",
+        timeout
+    )
 }
 
 fn backend(url: &str, e: impl std::fmt::Display) -> StoreError {
@@ -359,65 +416,74 @@ impl AccountStore for SqlStore {
     }
 
     async fn user(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
-        self.get(Kind::User, name).await
+        self.bounded(self.get(Kind::User, name)).await
     }
 
     async fn group(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
-        self.get(Kind::Group, name).await
+        self.bounded(self.get(Kind::Group, name)).await
     }
 
     async fn user_names(&self) -> Result<Vec<String>, StoreError> {
-        self.names(Kind::User).await
+        self.bounded(self.names(Kind::User)).await
     }
 
     async fn group_names(&self) -> Result<Vec<String>, StoreError> {
-        self.names(Kind::Group).await
+        self.bounded(self.names(Kind::Group)).await
     }
 }
 
 #[async_trait]
 impl UsageLedger for SqlStore {
     async fn get(&self, user: &str) -> Result<Option<Usage>, StoreError> {
-        let row = sqlx::query("SELECT bytes, files FROM ferry_usage WHERE name = $1")
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        row.map(|r| self.usage_of(&r)).transpose()
+        self.bounded(async {
+            let row = sqlx::query("SELECT bytes, files FROM ferry_usage WHERE name = $1")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            row.map(|r| self.usage_of(&r)).transpose()
+        })
+        .await
     }
 
     async fn set(&self, user: &str, usage: Usage) -> Result<(), StoreError> {
-        let (bytes, files) = (
-            i64::try_from(usage.bytes).unwrap_or(i64::MAX),
-            i64::try_from(usage.files).unwrap_or(i64::MAX),
-        );
-        sqlx::query(
-            "INSERT INTO ferry_usage (name, bytes, files) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes, files = excluded.files",
-        )
-        .bind(user)
-        .bind(bytes)
-        .bind(files)
-        .execute(&self.pool)
+        self.bounded(async {
+            let (bytes, files) = (
+                i64::try_from(usage.bytes).unwrap_or(i64::MAX),
+                i64::try_from(usage.files).unwrap_or(i64::MAX),
+            );
+            sqlx::query(
+                "INSERT INTO ferry_usage (name, bytes, files) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes, files = excluded.files",
+            )
+            .bind(user)
+            .bind(bytes)
+            .bind(files)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     async fn add(&self, user: &str, bytes: i64, files: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE ferry_usage SET \
-             bytes = CASE WHEN bytes + $1 < 0 THEN 0 ELSE bytes + $1 END, \
-             files = CASE WHEN files + $2 < 0 THEN 0 ELSE files + $2 END \
-             WHERE name = $3",
-        )
-        .bind(bytes)
-        .bind(files)
-        .bind(user)
-        .execute(&self.pool)
+        self.bounded(async {
+            sqlx::query(
+                "UPDATE ferry_usage SET \
+                 bytes = CASE WHEN bytes + $1 < 0 THEN 0 ELSE bytes + $1 END, \
+                 files = CASE WHEN files + $2 < 0 THEN 0 ELSE files + $2 END \
+                 WHERE name = $3",
+            )
+            .bind(bytes)
+            .bind(files)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     /// One statement when all of `want` fits (the common case); otherwise the
@@ -429,52 +495,55 @@ impl UsageLedger for SqlStore {
         want: Usage,
         ceiling: Usage,
     ) -> Result<Reservation, StoreError> {
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let whole = sqlx::query(
-            "UPDATE ferry_usage SET bytes = bytes + $1, files = files + $2 \
-             WHERE name = $3 AND bytes <= $4 - $1 AND files <= $5 - $2 RETURNING bytes, files",
-        )
-        .bind(n(want.bytes))
-        .bind(n(want.files))
-        .bind(user)
-        .bind(n(ceiling.bytes))
-        .bind(n(ceiling.files))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        if let Some(row) = whole {
-            return Ok(Reservation {
-                granted: want,
-                left: self.usage_of(&row)?.room_under(ceiling),
-            });
-        }
-        for _ in 0..RESERVE_TRIES {
-            let Some(now) = UsageLedger::get(self, user).await? else {
-                return Ok(Reservation::of(Usage::default(), want, ceiling));
-            };
-            let r = Reservation::of(now, want, ceiling);
-            if r.granted == Usage::default() {
-                return Ok(r);
-            }
-            let done = sqlx::query(
-                "UPDATE ferry_usage SET bytes = $1, files = $2 \
-                 WHERE name = $3 AND bytes = $4 AND files = $5",
+        self.bounded(async {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let whole = sqlx::query(
+                "UPDATE ferry_usage SET bytes = bytes + $1, files = files + $2 \
+                 WHERE name = $3 AND bytes <= $4 - $1 AND files <= $5 - $2 RETURNING bytes, files",
             )
-            .bind(n(now.bytes + r.granted.bytes))
-            .bind(n(now.files + r.granted.files))
+            .bind(n(want.bytes))
+            .bind(n(want.files))
             .bind(user)
-            .bind(n(now.bytes))
-            .bind(n(now.files))
-            .execute(&self.pool)
+            .bind(n(ceiling.bytes))
+            .bind(n(ceiling.files))
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-            if done.rows_affected() == 1 {
-                return Ok(r);
+            if let Some(row) = whole {
+                return Ok(Reservation {
+                    granted: want,
+                    left: self.usage_of(&row)?.room_under(ceiling),
+                });
             }
-        }
-        Err(self.err(format!(
-            "the quota usage of {user} changed under {RESERVE_TRIES} reservations in a row"
-        )))
+            for _ in 0..RESERVE_TRIES {
+                let Some(now) = UsageLedger::get(self, user).await? else {
+                    return Ok(Reservation::of(Usage::default(), want, ceiling));
+                };
+                let r = Reservation::of(now, want, ceiling);
+                if r.granted == Usage::default() {
+                    return Ok(r);
+                }
+                let done = sqlx::query(
+                    "UPDATE ferry_usage SET bytes = $1, files = $2 \
+                     WHERE name = $3 AND bytes = $4 AND files = $5",
+                )
+                .bind(n(now.bytes + r.granted.bytes))
+                .bind(n(now.files + r.granted.files))
+                .bind(user)
+                .bind(n(now.bytes))
+                .bind(n(now.files))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+                if done.rows_affected() == 1 {
+                    return Ok(r);
+                }
+            }
+            Err(self.err(format!(
+                "the quota usage of {user} changed under {RESERVE_TRIES} reservations in a row"
+            )))
+        })
+        .await
     }
 }
 
@@ -486,6 +555,29 @@ const RESERVE_TRIES: usize = 32;
 mod tests {
     use super::*;
 
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A database host that takes connections and never answers (a frozen
+    /// server, a half-open network path) costs `accounts.timeout`, not the
+    /// minutes TCP takes to give up.
+    #[tokio::test]
+    async fn a_database_that_never_answers_fails_within_the_timeout() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = silent.local_addr().expect("addr").port();
+        let url = format!("postgres://ferry:secret@127.0.0.1:{port}/db");
+        let start = std::time::Instant::now();
+        let e = SqlStore::open(&url, Duration::from_millis(300))
+            .await
+            .expect_err("nothing answers");
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        let text = e.to_string();
+        assert!(text.contains("accounts.timeout"), "{text}");
+        assert!(text.contains("127.0.0.1"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        drop(silent);
+    }
+
     fn settings(toml: &str) -> AccountSettings {
         toml::from_str(toml).expect("settings")
     }
@@ -494,7 +586,7 @@ mod tests {
     async fn sqlite_round_trip() {
         let dir = tempfile::tempdir().expect("tmp");
         let url = format!("sqlite:{}/sub/accounts.db", dir.path().display());
-        let store = SqlStore::open(&url).await.expect("open");
+        let store = SqlStore::open(&url, TIMEOUT).await.expect("open");
         let alice = settings(
             "home = \"/a\"\nquota_bytes = \"1 GiB\"\npermissions = { \"/\" = [\"list\"] }",
         );
@@ -508,7 +600,7 @@ mod tests {
         changed.max_sessions = Some(2);
         store.set_user("alice", &changed).await.expect("set");
         // A second handle on the same database sees the change.
-        let again = SqlStore::open(&url).await.expect("reopen");
+        let again = SqlStore::open(&url, TIMEOUT).await.expect("reopen");
         let mode: String = sqlx::query("PRAGMA journal_mode")
             .fetch_one(&again.pool)
             .await
@@ -568,8 +660,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let url = format!("sqlite:{}/a.db", dir.path().display());
         let (one, two) = (
-            SqlStore::open(&url).await.expect("open"),
-            SqlStore::open(&url).await.expect("open"),
+            SqlStore::open(&url, TIMEOUT).await.expect("open"),
+            SqlStore::open(&url, TIMEOUT).await.expect("open"),
         );
         let usage = |bytes, files| Usage { bytes, files };
         one.set("bob", usage(10, 0)).await.expect("set");
@@ -615,7 +707,7 @@ mod tests {
     #[tokio::test]
     async fn bans_expire_and_lift() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = SqlStore::open(&format!("sqlite:{}/a.db", dir.path().display()))
+        let store = SqlStore::open(&format!("sqlite:{}/a.db", dir.path().display()), TIMEOUT)
             .await
             .expect("open");
         let ip: std::net::IpAddr = "192.0.2.9".parse().expect("ip");

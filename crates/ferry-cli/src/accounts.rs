@@ -35,7 +35,11 @@ impl Accounts {
         {
             AccountStoreKind::Config => (None, Arc::new(MemoryLedger::default())),
             AccountStoreKind::Sql(url) => {
-                let store = Arc::new(SqlStore::open(url).await.context("accounts.store")?);
+                let store = Arc::new(
+                    SqlStore::open(url, config.accounts.timeout.0)
+                        .await
+                        .context("accounts.store")?,
+                );
                 let file = path.map_or_else(
                     || "the configuration".to_owned(),
                     |p| p.display().to_string(),

@@ -126,6 +126,11 @@ pub struct AccountsSection {
     /// How long a successful password check is remembered, so a returning user
     /// logs in without another argon2 run ("0s": never).
     pub login_cache: HumanDuration,
+    /// How long one request to the account database may take, waiting for a
+    /// connection included, before it counts as failed: a login is then
+    /// refused with 421 and an upload that needs more of its quota stops
+    /// with 451, rather than hanging while the database is away.
+    pub timeout: HumanDuration,
 }
 
 impl Default for AccountsSection {
@@ -136,6 +141,7 @@ impl Default for AccountsSection {
             system_passwd_file: PathBuf::from("/etc/passwd"),
             system_shadow_file: PathBuf::from("/etc/shadow"),
             login_cache: HumanDuration(Duration::from_secs(900)),
+            timeout: HumanDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -559,6 +565,10 @@ impl Config {
                 ConfigError::new("at least one listen address is needed").at_key("server.listen")
             );
         }
+        if self.accounts.timeout.0.is_zero() {
+            return Err(ConfigError::new("must be more than 0s, for example \"5s\"")
+                .at_key("accounts.timeout"));
+        }
         if self.anonymous.enabled && !self.anonymous.home.starts_with('/') {
             return Err(
                 ConfigError::new("must be an absolute FTP path like \"/pub\"")
@@ -717,6 +727,19 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
 
     fn err(text: &str) -> ConfigError {
         Config::parse(text).expect_err("must be refused")
+    }
+
+    #[test]
+    fn the_account_store_timeout_is_bounded_and_never_zero() {
+        assert_eq!(
+            Config::parse("").expect("empty").accounts.timeout.0,
+            Duration::from_secs(5)
+        );
+        let c = Config::parse("[accounts]\ntimeout = \"2s\"\n").expect("2s");
+        assert_eq!(c.accounts.timeout.0, Duration::from_secs(2));
+        let e = err("[accounts]\ntimeout = \"0s\"\n");
+        assert_eq!(e.key.as_deref(), Some("accounts.timeout"));
+        assert!(e.message.contains("more than 0s"), "{e}");
     }
 
     #[test]

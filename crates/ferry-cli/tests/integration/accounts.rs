@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::support::{FerryServer, PgServer, RawControl, ferry_in, ferry_ok, hash, serve_in};
 
@@ -264,6 +265,76 @@ fn postgres_store_shared_by_two_servers() {
         list.contains("\"erin\"") && list.contains("postgres://ferry@127.0.0.1"),
         "{list}"
     );
+}
+
+/// PostgreSQL going away and coming back. While it is away, a login of one of
+/// its users is refused with 421 (a temporary refusal that clients retry, not
+/// a 530 that reads as a wrong password) within `accounts.timeout`, a user of
+/// the configuration file still logs in, and an upload that needs quota stops
+/// with 451 while the file it was replacing keeps its content. Once it is
+/// back, its users log in again without a restart of ferry.
+#[test]
+fn postgres_outage_refuses_logins_for_a_while_and_loses_nothing() {
+    let mut pg = PgServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let from_file = hash("cfg-pw");
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[storage]\nroot = \"files\"\n\
+             [accounts]\nstore = \"{}\"\ntimeout = \"2s\"\n\n\
+             [[users]]\nname = \"fromfile\"\npassword_hash = \"{from_file}\"\n",
+            pg.url
+        ),
+    )
+    .expect("config");
+    ferry_ok(
+        dir.path(),
+        &["user", "add", "erin", "--home", "/erin", "--password-stdin"],
+        "pw\n",
+    );
+    ferry_ok(
+        dir.path(),
+        &["user", "set", "erin", "quota_bytes=100 MiB"],
+        "",
+    );
+    let server = serve_in(dir);
+    let mut erin = RawControl::login(&server, "erin", "pw");
+    assert!(erin.cmd("TYPE I").starts_with("200"));
+    assert_eq!(upload(&mut erin, "keep.txt", b"version 1"), "226");
+    let kept = server.files().join("erin/keep.txt");
+    assert_eq!(std::fs::read(&kept).expect("stored"), b"version 1");
+
+    pg.stop();
+    let start = Instant::now();
+    let mut c = RawControl::connect(&server);
+    c.cmd("USER erin");
+    let refused = c.cmd("PASS pw");
+    let took = start.elapsed();
+    assert!(
+        refused.starts_with("421") && refused.contains("account database"),
+        "{refused}"
+    );
+    assert!(c.is_closed(), "421 closes the connection");
+    assert!(
+        took < Duration::from_secs(10),
+        "refused after {took:?}, with accounts.timeout = 2s"
+    );
+    assert_eq!(login_code(&server, "fromfile", "cfg-pw"), "230");
+    // Replacing keep.txt needs quota, which the database keeps.
+    assert_eq!(upload(&mut erin, "keep.txt", &vec![1u8; 3 << 20]), "451");
+    assert_eq!(std::fs::read(&kept).expect("kept"), b"version 1");
+    assert!(
+        server.log().contains("accounts.timeout"),
+        "the log says what to look at"
+    );
+
+    pg.restart();
+    assert_eq!(login_code(&server, "erin", "pw"), "230");
+    let mut back = RawControl::login(&server, "erin", "pw");
+    assert!(back.cmd("TYPE I").starts_with("200"));
+    assert_eq!(upload(&mut back, "after.txt", b"back"), "226");
+    assert_eq!(std::fs::read(&kept).expect("kept"), b"version 1");
 }
 
 #[test]

@@ -526,7 +526,9 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// A throwaway PostgreSQL server on loopback, stopped when dropped.
 pub struct PgServer {
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
     pub url: String,
 }
 
@@ -594,39 +596,39 @@ impl PgServer {
             .local_addr()
             .expect("addr")
             .port();
-        let child = pg_command(&bin, "postgres")
+        let mut pg = PgServer {
+            child: None,
+            bin,
+            dir,
+            port,
+            url: format!("postgres://ferry@127.0.0.1:{port}/postgres"),
+        };
+        pg.launch();
+        pg
+    }
+
+    /// Starts the server on its data directory and port, and waits until it
+    /// takes connections.
+    fn launch(&mut self) {
+        let port = self.port.to_string();
+        let child = pg_command(&self.bin, "postgres")
             .arg("-D")
-            .arg(&data)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-F",
-                "-c",
-                "max_connections=50",
-            ])
+            .arg(self.dir.path().join("data"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-F"])
+            .args(["-c", "max_connections=50"])
             .arg("-k")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start postgres");
-        let url = format!("postgres://ferry@127.0.0.1:{port}/postgres");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = Command::new(bin.join("pg_isready"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-U",
-                    "ferry",
-                    "-d",
-                    "postgres",
-                ])
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port])
+                .args(["-U", "ferry", "-d", "postgres"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -638,21 +640,21 @@ impl PgServer {
             assert!(Instant::now() < deadline, "PostgreSQL did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        PgServer {
-            child: Some(child),
-            _dir: dir,
-            url,
-        }
     }
-}
 
-impl Drop for PgServer {
-    fn drop(&mut self) {
+    /// Shuts the server down, as an outage would; its data and port stay for
+    /// [`PgServer::restart`].
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGINT is PostgreSQL's fast shutdown; the backends go with it.
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
+            // It goes to the postmaster itself (its pid is the first line of
+            // postmaster.pid): runuser, our child when we are root, does not
+            // pass SIGINT on, and killing it would leave PostgreSQL running.
+            let pid = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+                .ok()
+                .and_then(|text| text.lines().next().map(str::to_owned))
+                .unwrap_or_else(|| child.id().to_string());
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -663,6 +665,18 @@ impl Drop for PgServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts the server again after [`PgServer::stop`], on the same port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "PostgreSQL is still running");
+        self.launch();
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -45,8 +45,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(a) => a,
             Err(e) => {
                 warn!(session = self.peer.id, %remote, user = %user, reason = %e, "login failed");
-                if !matches!(e, AuthError::UnknownUser | AuthError::WrongPassword) {
-                    return Ok(Step::Reply(Reply::new(530, "Login incorrect.")));
+                match e {
+                    AuthError::UnknownUser | AuthError::WrongPassword => {}
+                    // Not the client's doing, and not for long (one hopes):
+                    // a temporary refusal, which clients retry, rather than
+                    // a 530 that reads as a wrong password.
+                    AuthError::Store(_) => return Ok(Step::Close(store_unavailable())),
+                    AuthError::Misconfigured(_) => {
+                        return Ok(Step::Reply(Reply::new(530, "Login incorrect.")));
+                    }
                 }
                 let (delay, banned) = self.opts.bans.failed(remote.ip()).await;
                 tokio::time::sleep(delay).await;
@@ -107,12 +114,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 )));
             }
         };
-        if let Err(e) = self.measure_usage_if_needed(&account, &storage).await {
-            warn!(session = self.peer.id, user = %user, error = %e, "cannot measure quota usage");
-            return Ok(Step::Reply(Reply::new(
-                530,
-                "Login refused: quota usage unavailable.",
-            )));
+        match self.measure_usage_if_needed(&account, &storage).await {
+            Ok(()) => {}
+            Err(UsageUnknown::Ledger(e)) => {
+                warn!(session = self.peer.id, user = %user, error = %e, "cannot read quota usage");
+                return Ok(Step::Close(store_unavailable()));
+            }
+            Err(UsageUnknown::Storage(e)) => {
+                warn!(session = self.peer.id, user = %user, error = %e, "cannot measure quota usage");
+                return Ok(Step::Reply(Reply::new(
+                    530,
+                    "Login refused: quota usage cannot be measured.",
+                )));
+            }
         }
         info!(session = self.peer.id, %remote, user = %account.name, "logged in");
         let text = match account.kind {
@@ -134,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         &self,
         account: &Account,
         storage: &Arc<dyn Storage>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UsageUnknown> {
         let limits = &account.limits;
         if limits.quota_bytes.is_none() && limits.quota_files.is_none() {
             return Ok(());
@@ -144,20 +158,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .ledger
             .get(&account.name)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(UsageUnknown::Ledger)?
             .is_some()
         {
             return Ok(());
         }
         let (bytes, files) = ferry_storage::measure(storage.as_ref())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(UsageUnknown::Storage)?;
         info!(session = self.peer.id, user = %account.name, bytes, files, "measured quota usage");
         self.opts
             .ledger
             .set(&account.name, Usage { bytes, files })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(UsageUnknown::Ledger)
     }
 
     pub(super) fn cmd_rein(&mut self) -> Reply {
@@ -176,4 +190,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.epsv_all = false;
         self.range = None;
     }
+}
+
+/// Why a quota user's usage could not be known at login.
+enum UsageUnknown {
+    /// The account database did not answer.
+    Ledger(ferry_accounts::StoreError),
+    /// Walking the home directory failed.
+    Storage(ferry_storage::StorageError),
+}
+
+/// The reply to a login that the account database could not answer (down,
+/// unreachable, or slower than `accounts.timeout`); the connection closes.
+fn store_unavailable() -> Reply {
+    Reply::new(
+        421,
+        "Service not available: the account database cannot be reached; try again later.",
+    )
 }
