@@ -25,4 +25,4 @@ pub use store::{
     Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
 };
 pub use system::SystemStore;
-pub use usage::{MemoryLedger, Reservation, Usage, UsageLedger};
+pub use usage::{HoldId, MemoryLedger, Recount, Reservation, Usage, UsageLedger};

@@ -7,7 +7,8 @@
 //! several nodes add up correctly.
 
 use std::future::Future;
-use std::sync::Once;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +19,7 @@ use sqlx::{Any, AssertSqlSafe, Pool, Row};
 type AnyPool = Pool<Any>;
 
 use crate::store::{AccountStore, StoreError};
-use crate::usage::{Reservation, Usage, UsageLedger};
+use crate::usage::{HoldId, Recount, Reservation, Usage, UsageLedger};
 
 /// The schema, in order; each statement is safe to run again. The only SQL built at
 /// run time interpolates a table name from [`Kind`], never user input.
@@ -27,7 +28,15 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS ferry_groups (name TEXT PRIMARY KEY, settings TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ferry_usage (name TEXT PRIMARY KEY, bytes BIGINT NOT NULL, files BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ferry_bans (address TEXT PRIMARY KEY, until_unix BIGINT NOT NULL, reason TEXT NOT NULL)",
+    // The servers whose uploads hold reservations, and when each last said it
+    // was alive; and the uploads in flight (UsageLedger::hold).
+    "CREATE TABLE IF NOT EXISTS ferry_holders (holder TEXT PRIMARY KEY, beat_unix BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ferry_holds (holder TEXT NOT NULL, id BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (holder, id))",
 ];
+
+/// The holds of `ferry_holds` whose server is alive (beat at or after `$1`).
+const LIVE_HOLD: &str =
+    "SELECT 1 FROM ferry_holders n WHERE n.holder = ferry_holds.holder AND n.beat_unix >= $1";
 
 /// A banned client address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +54,12 @@ pub struct SqlStore {
     url: String,
     /// How long one request may take, waiting for a connection included.
     timeout: Duration,
+    /// This process, as the holder of its uploads' holds: random, so that
+    /// servers sharing the database (or one restarted) never take each
+    /// other's.
+    holder: String,
+    /// The last hold id given out.
+    holds: Arc<AtomicI64>,
 }
 
 /// Which table a row lives in.
@@ -106,6 +121,8 @@ impl SqlStore {
             pool,
             url: shown,
             timeout,
+            holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            holds: Arc::new(AtomicI64::new(0)),
         };
         store
             .bounded(async {
@@ -141,6 +158,20 @@ impl SqlStore {
     /// (a database host that vanished from the network leaves a query waiting
     /// for TCP to give up, which takes many minutes). A request cut short may
     /// still be carried out by the database.
+    /// Marks this process alive at `now_unix` (unbounded: callers bound it).
+    async fn beat_now(&self, now_unix: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ferry_holders (holder, beat_unix) VALUES ($1, $2) \
+             ON CONFLICT (holder) DO UPDATE SET beat_unix = excluded.beat_unix",
+        )
+        .bind(self.holder.as_str())
+        .bind(now_unix)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     async fn bounded<T>(
         &self,
         request: impl Future<Output = Result<T, StoreError>>,
@@ -545,6 +576,126 @@ impl UsageLedger for SqlStore {
         })
         .await
     }
+
+    async fn hold(&self, user: &str, now_unix: i64) -> Result<HoldId, StoreError> {
+        let id = self.holds.fetch_add(1, Ordering::AcqRel) + 1;
+        self.bounded(async {
+            self.beat_now(now_unix).await?;
+            sqlx::query("INSERT INTO ferry_holds (holder, id, name) VALUES ($1, $2, $3)")
+                .bind(self.holder.as_str())
+                .bind(id)
+                .bind(user)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok(HoldId(id))
+        })
+        .await
+    }
+
+    async fn release(&self, hold: HoldId) -> Result<(), StoreError> {
+        self.bounded(async {
+            sqlx::query("DELETE FROM ferry_holds WHERE holder = $1 AND id = $2")
+                .bind(self.holder.as_str())
+                .bind(hold.0)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn beat(&self, now_unix: i64) -> Result<(), StoreError> {
+        self.bounded(self.beat_now(now_unix)).await
+    }
+
+    async fn orphaned(&self, stale_before: i64) -> Result<Vec<String>, StoreError> {
+        self.bounded(async {
+            // Servers long dead with nothing held are forgotten.
+            sqlx::query(
+                "DELETE FROM ferry_holders WHERE beat_unix < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM ferry_holds h WHERE h.holder = ferry_holders.holder)",
+            )
+            .bind(stale_before)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            let sql = format!(
+                "SELECT DISTINCT name FROM ferry_holds WHERE NOT EXISTS ({LIVE_HOLD}) \
+                 AND name NOT IN (SELECT name FROM ferry_holds WHERE EXISTS ({LIVE_HOLD})) \
+                 ORDER BY name"
+            );
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(stale_before)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            rows.iter()
+                .map(|r| r.try_get::<String, _>(0).map_err(|e| self.err(e)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn recount(
+        &self,
+        user: &str,
+        seen: Option<Usage>,
+        measured: Usage,
+        stale_before: i64,
+    ) -> Result<Recount, StoreError> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+            let live = sqlx::query(AssertSqlSafe(format!(
+                "SELECT 1 FROM ferry_holds WHERE EXISTS ({LIVE_HOLD}) AND name = $2"
+            )))
+            .bind(stale_before)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if live.is_some() {
+                return Ok(Recount::Busy);
+            }
+            let replaced = match seen {
+                Some(seen) => sqlx::query(
+                    "UPDATE ferry_usage SET bytes = $1, files = $2 \
+                     WHERE name = $3 AND bytes = $4 AND files = $5",
+                )
+                .bind(n(measured.bytes))
+                .bind(n(measured.files))
+                .bind(user)
+                .bind(n(seen.bytes))
+                .bind(n(seen.files)),
+                None => sqlx::query(
+                    "INSERT INTO ferry_usage (name, bytes, files) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(user)
+                .bind(n(measured.bytes))
+                .bind(n(measured.files)),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if replaced.rows_affected() == 0 {
+                return Ok(Recount::Changed);
+            }
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM ferry_holds WHERE NOT EXISTS ({LIVE_HOLD}) AND name = $2"
+            )))
+            .bind(stale_before)
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            tx.commit().await.map_err(|e| self.err(e))?;
+            Ok(Recount::Done)
+        })
+        .await
+    }
 }
 
 /// How often [`SqlStore::reserve`] tries to take the last of a quota while other
@@ -556,6 +707,82 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Holds of a server that stopped beating make its users orphaned, unless
+    /// a live server holds for them too; a recount replaces the usage only
+    /// when nothing live holds and the usage is still what was seen, and
+    /// ends the dead server's holds.
+    #[tokio::test]
+    async fn holds_of_a_dead_server_are_recounted_and_live_ones_wait() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite:{}/a.db", dir.path().display());
+        let (dead, live) = (
+            SqlStore::open(&url, TIMEOUT).await.expect("open"),
+            SqlStore::open(&url, TIMEOUT).await.expect("open"),
+        );
+        let u = |bytes, files| Usage { bytes, files };
+        UsageLedger::set(&dead, "u", u(10, 1)).await.expect("set");
+        let _crashed = dead.hold("u", 100).await.expect("hold");
+        UsageLedger::add(&dead, "u", 1 << 20, 1)
+            .await
+            .expect("reserved");
+        let held = u(10 + (1 << 20), 2);
+        // While it beats (stale_before 50 ≤ 100), nothing is orphaned.
+        assert!(live.orphaned(50).await.expect("orphaned").is_empty());
+        assert_eq!(
+            live.recount("u", Some(held), u(5, 1), 50)
+                .await
+                .expect("recount"),
+            Recount::Busy
+        );
+        // A live server's hold for the same user keeps it from a recount.
+        let busy = live.hold("u", 300).await.expect("hold");
+        assert!(live.orphaned(200).await.expect("orphaned").is_empty());
+        assert_eq!(
+            live.recount("u", Some(held), u(5, 1), 200)
+                .await
+                .expect("recount"),
+            Recount::Busy
+        );
+        live.release(busy).await.expect("release");
+        assert_eq!(live.orphaned(200).await.expect("orphaned"), vec!["u"]);
+        // The usage moved since it was seen: nothing changes.
+        assert_eq!(
+            live.recount("u", Some(u(10, 1)), u(5, 1), 200)
+                .await
+                .expect("recount"),
+            Recount::Changed
+        );
+        assert_eq!(UsageLedger::get(&live, "u").await.expect("get"), Some(held));
+        assert_eq!(
+            live.recount("u", Some(held), u(5, 1), 200)
+                .await
+                .expect("recount"),
+            Recount::Done
+        );
+        assert_eq!(
+            UsageLedger::get(&live, "u").await.expect("get"),
+            Some(u(5, 1))
+        );
+        assert!(live.orphaned(200).await.expect("orphaned").is_empty());
+        // A user never measured is measured by a recount.
+        assert_eq!(
+            live.recount("new", None, u(7, 2), 200)
+                .await
+                .expect("recount"),
+            Recount::Done
+        );
+        assert_eq!(
+            UsageLedger::get(&live, "new").await.expect("get"),
+            Some(u(7, 2))
+        );
+        assert_eq!(
+            live.recount("new", None, u(9, 2), 200)
+                .await
+                .expect("recount"),
+            Recount::Changed
+        );
+    }
 
     /// A database host that takes connections and never answers (a frozen
     /// server, a half-open network path) costs `accounts.timeout`, not the

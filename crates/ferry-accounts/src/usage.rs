@@ -56,6 +56,56 @@ pub trait UsageLedger: Send + Sync + fmt::Debug {
         want: Usage,
         ceiling: Usage,
     ) -> Result<Reservation, StoreError>;
+
+    /// Notes that an upload of `user` may hold reservations from now until
+    /// [`UsageLedger::release`]: if this server dies first (a crash, `kill
+    /// -9`, a power cut), another one, or this one restarted, can tell that
+    /// the user's usage counts reservations nobody will settle, and recount
+    /// it ([`UsageLedger::orphaned`], [`UsageLedger::recount`]). Marks this
+    /// server alive at `now_unix` too.
+    async fn hold(&self, user: &str, now_unix: i64) -> Result<HoldId, StoreError>;
+
+    /// Ends a [`UsageLedger::hold`]: the upload has settled or given back
+    /// what it reserved.
+    async fn release(&self, hold: HoldId) -> Result<(), StoreError>;
+
+    /// Marks this server alive at `now_unix`: its holds stay live while it
+    /// beats.
+    async fn beat(&self, now_unix: i64) -> Result<(), StoreError>;
+
+    /// The users holding reservations only for uploads of servers that have
+    /// not beaten since `stale_before` (and none for a live one).
+    async fn orphaned(&self, stale_before: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Replaces `user`'s usage by `measured` in one step, and ends the user's
+    /// holds by servers that have not beaten since `stale_before` — provided
+    /// that no live server holds reservations for the user and that the
+    /// usage is still `seen` (what it was before `measured` was taken; `None`:
+    /// never measured). Otherwise nothing changes, and the outcome says why.
+    async fn recount(
+        &self,
+        user: &str,
+        seen: Option<Usage>,
+        measured: Usage,
+        stale_before: i64,
+    ) -> Result<Recount, StoreError>;
+}
+
+/// Names one [`UsageLedger::hold`] for its release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HoldId(pub i64);
+
+/// What [`UsageLedger::recount`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recount {
+    /// The measured usage replaced the recorded one.
+    Done,
+    /// A live server holds reservations for the user's uploads now: their
+    /// bytes are partly stored and partly only reserved, so a measurement
+    /// would count them wrong. Try again when they end.
+    Busy,
+    /// The usage changed while it was measured. Measure again.
+    Changed,
 }
 
 /// What [`UsageLedger::reserve`] granted.
@@ -86,10 +136,19 @@ impl Reservation {
     }
 }
 
-/// Usage kept in memory, for the configuration store: measured again at each start.
+/// Usage kept in memory, for the configuration store: measured again at each
+/// start, so a crash leaves nothing to recount; holds only keep a recount
+/// away from a user's uploads in flight.
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     usage: Mutex<HashMap<String, Usage>>,
+    holds: Mutex<Holds>,
+}
+
+#[derive(Debug, Default)]
+struct Holds {
+    next: i64,
+    by_id: HashMap<i64, String>,
 }
 
 fn apply(u: &mut Usage, bytes: i64, files: i64) {
@@ -142,6 +201,50 @@ impl UsageLedger for MemoryLedger {
         u.bytes += r.granted.bytes;
         u.files += r.granted.files;
         Ok(r)
+    }
+
+    async fn hold(&self, user: &str, _now_unix: i64) -> Result<HoldId, StoreError> {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        holds.next += 1;
+        let id = holds.next;
+        holds.by_id.insert(id, user.to_owned());
+        Ok(HoldId(id))
+    }
+
+    async fn release(&self, hold: HoldId) -> Result<(), StoreError> {
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .remove(&hold.0);
+        Ok(())
+    }
+
+    async fn beat(&self, _now_unix: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn orphaned(&self, _stale_before: i64) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn recount(
+        &self,
+        user: &str,
+        seen: Option<Usage>,
+        measured: Usage,
+        _stale_before: i64,
+    ) -> Result<Recount, StoreError> {
+        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        if holds.by_id.values().any(|u| u == user) {
+            return Ok(Recount::Busy);
+        }
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        if usage.get(user).copied() != seen {
+            return Ok(Recount::Changed);
+        }
+        usage.insert(user.to_owned(), measured);
+        Ok(Recount::Done)
     }
 }
 

@@ -166,11 +166,14 @@ fn shown(mut s: AccountSettings) -> (AccountSettings, bool) {
     (s, has_password)
 }
 
+/// Prints a user's or group's settings; for a user, `usage` is its recorded
+/// quota usage (`Some(None)`: never measured).
 fn print_settings(
     name: &str,
     source: &str,
     settings: AccountSettings,
     json: bool,
+    usage: Option<Option<ferry_accounts::Usage>>,
 ) -> anyhow::Result<()> {
     let (settings, has_password) = shown(settings);
     if json {
@@ -178,9 +181,22 @@ fn print_settings(
         if has_password {
             v["password"] = serde_json::Value::String("set".into());
         }
+        if let Some(usage) = usage {
+            v["usage"] = usage.map_or(
+                serde_json::Value::Null,
+                |u| serde_json::json!({ "bytes": u.bytes, "files": u.files }),
+            );
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("# {name} (from {source})");
+        match usage {
+            Some(Some(u)) => println!("# usage: {} bytes in {} files", u.bytes, u.files),
+            Some(None) => {
+                println!("# usage: not measured yet (at the first login, or by rescan-quota)")
+            }
+            None => {}
+        }
         if has_password {
             println!("password_hash = (set)");
         }
@@ -258,19 +274,34 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
             UserCommand::Show { name, json } => {
                 for store in accounts.authenticator.stores() {
                     if let Some(s) = store.user(&name).await? {
-                        return print_settings(&name, &store.describe(), s, json);
+                        let usage = accounts.ledger.get(&name).await?;
+                        return print_settings(&name, &store.describe(), s, json, Some(usage));
                     }
                 }
                 bail!("user `{name}` does not exist");
             }
             UserCommand::RescanQuota { name } => {
-                let account = accounts.authenticator.account(&name).await?;
+                // As a server recounts after a crash: not while uploads of
+                // the user are in flight, whose bytes are partly stored and
+                // partly only reserved (ferry_server::recount).
                 let disk = ferry_storage::local::LocalDisk::new(&config.storage.root)?;
-                use ferry_storage::StorageBackend;
-                let home = disk.open_home(&account.home, true).await?;
-                let (bytes, files) = ferry_storage::measure(home.as_ref()).await?;
-                accounts.ledger.set(&name, ferry_accounts::Usage { bytes, files }).await?;
-                println!("{name}: {bytes} bytes in {files} files");
+                let mut opts = ferry_server::options::ServerOptions::from_config(
+                    &config,
+                    std::sync::Arc::new(disk),
+                    accounts.authenticator.clone(),
+                );
+                opts.ledger = accounts.ledger.clone();
+                if config.accounts.system_users {
+                    opts.host_storage = Some(std::sync::Arc::new(
+                        ferry_storage::local::LocalDisk::new("/")?,
+                    ));
+                }
+                let recounter = ferry_server::recount::QuotaRecounter::new(
+                    &opts,
+                    config.accounts.recount_after.0,
+                );
+                let usage = recounter.recount(&name).await?;
+                println!("{name}: {} bytes in {} files", usage.bytes, usage.files);
             }
         }
         Ok(())
@@ -329,7 +360,7 @@ pub fn group(args: GroupArgs) -> anyhow::Result<()> {
             GroupCommand::Show { name, json } => {
                 for store in accounts.authenticator.stores() {
                     if let Some(s) = store.group(&name).await? {
-                        return print_settings(&name, &store.describe(), s, json);
+                        return print_settings(&name, &store.describe(), s, json, None);
                     }
                 }
                 bail!("group `{name}` does not exist");

@@ -104,6 +104,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             });
         }
+        if accounts.sql.is_some() {
+            // Quota reservations of uploads a crashed server left unsettled
+            // (ferry_server::recount).
+            let recounter = ferry_server::recount::QuotaRecounter::new(&opts, config.accounts.recount_after.0);
+            tokio::spawn(recounter.run());
+        }
         let server = Server::bind(opts).await?;
         for addr in server.local_addrs() {
             eprintln!("ferry: serving FTP on {addr}, files under {}", config.storage.root.display());

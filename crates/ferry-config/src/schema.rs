@@ -131,6 +131,11 @@ pub struct AccountsSection {
     /// refused with 421 and an upload that needs more of its quota stops
     /// with 451, rather than hanging while the database is away.
     pub timeout: HumanDuration,
+    /// How long a server may go without saying it is alive before the
+    /// reservations of its unfinished uploads are taken for abandoned (it
+    /// crashed or was killed) and its users' quota usage is measured again
+    /// from storage by a running server.
+    pub recount_after: HumanDuration,
 }
 
 impl Default for AccountsSection {
@@ -142,6 +147,7 @@ impl Default for AccountsSection {
             system_shadow_file: PathBuf::from("/etc/shadow"),
             login_cache: HumanDuration(Duration::from_secs(900)),
             timeout: HumanDuration(Duration::from_secs(5)),
+            recount_after: HumanDuration(Duration::from_secs(300)),
         }
     }
 }
@@ -569,6 +575,10 @@ impl Config {
             return Err(ConfigError::new("must be more than 0s, for example \"5s\"")
                 .at_key("accounts.timeout"));
         }
+        if self.accounts.recount_after.0 < Duration::from_secs(1) {
+            return Err(ConfigError::new("must be at least 1s, for example \"5m\"")
+                .at_key("accounts.recount_after"));
+        }
         if self.anonymous.enabled && !self.anonymous.home.starts_with('/') {
             return Err(
                 ConfigError::new("must be an absolute FTP path like \"/pub\"")
@@ -740,6 +750,10 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
         let e = err("[accounts]\ntimeout = \"0s\"\n");
         assert_eq!(e.key.as_deref(), Some("accounts.timeout"));
         assert!(e.message.contains("more than 0s"), "{e}");
+        let c = Config::parse("").expect("empty");
+        assert_eq!(c.accounts.recount_after.0, Duration::from_secs(300));
+        let e = err("[accounts]\nrecount_after = \"0s\"\n");
+        assert_eq!(e.key.as_deref(), Some("accounts.recount_after"));
     }
 
     #[test]

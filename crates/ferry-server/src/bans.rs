@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use ferry_accounts::{Ban, SqlStore};
 use ferry_config::SecuritySection;
@@ -43,10 +43,7 @@ impl std::fmt::Debug for BanList {
 /// The longest delay before answering a failed login.
 const MAX_DELAY: Duration = Duration::from_secs(4);
 
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use crate::options::unix_seconds as unix;
 
 impl BanList {
     pub fn new(security: &SecuritySection, shared: Option<Arc<SqlStore>>, clock: Clock) -> Self {
@@ -146,6 +143,7 @@ impl BanList {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::UNIX_EPOCH;
 
     #[tokio::test]
     async fn bans_after_n_failures_in_the_window_and_expires() {

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listener;
 pub mod options;
 pub mod passive;
+pub mod recount;
 pub mod session;
 pub mod tls;
 pub mod transfer;

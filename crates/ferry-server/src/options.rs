@@ -13,6 +13,12 @@ use crate::transfer::BlockingSlots;
 /// Where "now" comes from; replaceable in tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// Seconds since the Unix epoch, as the account database keeps times.
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Everything a session needs to know about the server it belongs to.
 #[derive(Clone)]
 pub struct ServerOptions {

@@ -399,6 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             bytes_ceiling,
             files_ceiling,
             usage,
+            crate::options::unix_seconds((self.opts.clock)()),
         )
         .await
         .map_err(unavailable)?;

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use ferry_accounts::{Usage, UsageLedger};
+use ferry_accounts::{HoldId, Usage, UsageLedger};
 use ferry_storage::{Storage, StorageError, Upload, VirtualPath};
 use tokio::io::AsyncWrite;
 
@@ -117,6 +117,8 @@ impl UploadBudget {
 #[derive(Debug)]
 pub struct QuotaLease {
     ledger: Arc<dyn UsageLedger>,
+    /// The ledger's note that this upload holds reservations.
+    hold: HoldId,
     user: String,
     /// The byte usage this upload may take the user to: the quota, plus the
     /// old file it replaces, less the part of the file it keeps (APPE,
@@ -141,18 +143,25 @@ impl QuotaLease {
     /// of [`LEASE_MIN`] and half the room, which is all a small upload
     /// needs. `Ok(None)` when the file quota has no room. Must be called on
     /// the runtime.
+    ///
+    /// The lease is noted in the ledger first ([`UsageLedger::hold`], this
+    /// server alive at `now_unix`) and the note ends when the lease settles
+    /// or is dropped: if the server dies in between, what it reserved is
+    /// recounted from storage ([`crate::recount`]).
     pub async fn open(
         ledger: Arc<dyn UsageLedger>,
         user: String,
         bytes_ceiling: Option<u64>,
         files_ceiling: Option<u64>,
         usage: Usage,
+        now_unix: i64,
     ) -> Result<Option<Arc<Self>>, ferry_accounts::StoreError> {
         let left = bytes_ceiling.map_or(0, |c| c.saturating_sub(usage.bytes));
         let want = Usage {
             bytes: bytes_ceiling.map_or(0, |_| LEASE_MIN.min(left / 2)),
             files: u64::from(files_ceiling.is_some()),
         };
+        let hold = ledger.hold(&user, now_unix).await?;
         let granted = if want == Usage::default() {
             ferry_accounts::Reservation::default()
         } else {
@@ -160,10 +169,17 @@ impl QuotaLease {
                 bytes: bytes_ceiling.unwrap_or(u64::MAX),
                 files: files_ceiling.unwrap_or(u64::MAX),
             };
-            ledger.reserve(&user, want, ceiling).await?
+            match ledger.reserve(&user, want, ceiling).await {
+                Ok(r) => r,
+                Err(e) => {
+                    release(ledger.as_ref(), hold, &user).await;
+                    return Err(e);
+                }
+            }
         };
         let lease = Arc::new(QuotaLease {
             ledger,
+            hold,
             user,
             bytes_ceiling,
             held: AtomicU64::new(granted.granted.bytes),
@@ -234,8 +250,20 @@ impl QuotaLease {
         if (bytes, files) != (0, 0)
             && let Err(e) = self.ledger.add(&self.user, bytes, files).await
         {
+            // The hold stays: once this server has stopped, the user's
+            // usage is recounted.
             tracing::warn!(user = %self.user, error = %e, "quota usage not recorded");
+            return;
         }
+        release(self.ledger.as_ref(), self.hold, &self.user).await;
+    }
+}
+
+/// Ends a hold; a failure is logged, and leaves the user to be recounted
+/// once this server has stopped.
+async fn release(ledger: &dyn UsageLedger, hold: HoldId, user: &str) {
+    if let Err(e) = ledger.release(hold).await {
+        tracing::warn!(user = %user, error = %e, "quota hold not ended");
     }
 }
 
@@ -246,16 +274,17 @@ impl Drop for QuotaLease {
         if self.settled.load(Ordering::Acquire) {
             return;
         }
-        let (held, files) = (self.held(), self.files_held);
-        if (held, files) == (0, 0) {
-            return;
-        }
+        let (held, files, hold) = (self.held(), self.files_held, self.hold);
         let (ledger, user) = (self.ledger.clone(), std::mem::take(&mut self.user));
         let back = |n: u64| -i64::try_from(n).unwrap_or(i64::MAX);
         self.runtime.spawn(async move {
-            if let Err(e) = ledger.add(&user, back(held), back(files)).await {
+            if (held, files) != (0, 0)
+                && let Err(e) = ledger.add(&user, back(held), back(files)).await
+            {
                 tracing::warn!(user = %user, error = %e, "quota reservation not given back");
+                return;
             }
+            release(ledger.as_ref(), hold, &user).await;
         });
     }
 }
@@ -426,7 +455,7 @@ mod tests {
     async fn lease(ledger: &Arc<MemoryLedger>, ceiling: u64) -> Option<UploadBudget> {
         let now = ledger.get("u").await.expect("get").unwrap_or_default();
         let ledger: Arc<dyn UsageLedger> = ledger.clone();
-        let lease = QuotaLease::open(ledger, "u".into(), Some(ceiling), None, now)
+        let lease = QuotaLease::open(ledger, "u".into(), Some(ceiling), None, now, 0)
             .await
             .expect("open");
         UploadBudget::new(None, lease)
@@ -504,7 +533,7 @@ mod tests {
     async fn the_fixed_most_is_named_when_it_stops_the_upload() {
         let ledger = ledger_at(0).await;
         let ledger_dyn: Arc<dyn UsageLedger> = ledger.clone();
-        let lease = QuotaLease::open(ledger_dyn, "u".into(), Some(1000), None, usage(0, 0))
+        let lease = QuotaLease::open(ledger_dyn, "u".into(), Some(1000), None, usage(0, 0), 0)
             .await
             .expect("open");
         let budget = UploadBudget::new(Some((10, "max_file_size")), lease).expect("budget");
@@ -523,7 +552,7 @@ mod tests {
             let ledger: Arc<dyn UsageLedger> = ledger.clone();
             async move {
                 let now = ledger.get("u").await.expect("get").unwrap_or_default();
-                QuotaLease::open(ledger, "u".into(), Some(100 << 20), Some(1), now)
+                QuotaLease::open(ledger, "u".into(), Some(100 << 20), Some(1), now, 0)
                     .await
                     .expect("open")
             }
@@ -563,6 +592,27 @@ mod tests {
         async fn add(&self, user: &str, b: i64, f: i64) -> Result<(), ferry_accounts::StoreError> {
             self.inner.add(user, b, f).await
         }
+        async fn hold(&self, user: &str, now: i64) -> Result<HoldId, ferry_accounts::StoreError> {
+            self.inner.hold(user, now).await
+        }
+        async fn release(&self, hold: HoldId) -> Result<(), ferry_accounts::StoreError> {
+            self.inner.release(hold).await
+        }
+        async fn beat(&self, now: i64) -> Result<(), ferry_accounts::StoreError> {
+            self.inner.beat(now).await
+        }
+        async fn orphaned(&self, before: i64) -> Result<Vec<String>, ferry_accounts::StoreError> {
+            self.inner.orphaned(before).await
+        }
+        async fn recount(
+            &self,
+            user: &str,
+            seen: Option<Usage>,
+            measured: Usage,
+            before: i64,
+        ) -> Result<ferry_accounts::Recount, ferry_accounts::StoreError> {
+            self.inner.recount(user, seen, measured, before).await
+        }
         async fn reserve(
             &self,
             user: &str,
@@ -586,9 +636,16 @@ mod tests {
         let ledger = Arc::new(FailingLedger::default());
         ledger.set("u", usage(0, 0)).await.expect("set");
         let ledger_dyn: Arc<dyn UsageLedger> = ledger.clone();
-        let lease = QuotaLease::open(ledger_dyn, "u".into(), Some(100 << 20), None, usage(0, 0))
-            .await
-            .expect("open");
+        let lease = QuotaLease::open(
+            ledger_dyn,
+            "u".into(),
+            Some(100 << 20),
+            None,
+            usage(0, 0),
+            0,
+        )
+        .await
+        .expect("open");
         let budget = UploadBudget::new(None, lease).expect("budget");
         assert_eq!(budget.room(0, LEASE_MIN).await.expect("room"), LEASE_MIN);
         let e = budget
