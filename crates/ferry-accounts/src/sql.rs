@@ -60,6 +60,8 @@ pub struct SqlStore {
     holder: String,
     /// The last hold id given out.
     holds: Arc<AtomicI64>,
+    /// When this process last beat (Unix seconds).
+    beaten: Arc<AtomicI64>,
 }
 
 /// Which table a row lives in.
@@ -123,6 +125,7 @@ impl SqlStore {
             timeout,
             holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             holds: Arc::new(AtomicI64::new(0)),
+            beaten: Arc::new(AtomicI64::new(i64::MIN)),
         };
         store
             .bounded(async {
@@ -169,6 +172,7 @@ impl SqlStore {
         .execute(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
+        self.beaten.store(now_unix, Ordering::Release);
         Ok(())
     }
 
@@ -580,7 +584,13 @@ impl UsageLedger for SqlStore {
     async fn hold(&self, user: &str, now_unix: i64) -> Result<HoldId, StoreError> {
         let id = self.holds.fetch_add(1, Ordering::AcqRel) + 1;
         self.bounded(async {
-            self.beat_now(now_unix).await?;
+            // A hold is written within a second of a beat, so that it never
+            // looks like a stopped server's (the server's recounter beats
+            // regularly; this only matters before its first beat, or when
+            // one failed).
+            if now_unix.saturating_sub(self.beaten.load(Ordering::Acquire)) >= 1 {
+                self.beat_now(now_unix).await?;
+            }
             sqlx::query("INSERT INTO ferry_holds (holder, id, name) VALUES ($1, $2, $3)")
                 .bind(self.holder.as_str())
                 .bind(id)
