@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -62,6 +62,10 @@ pub struct SqlStore {
     holds: Arc<AtomicI64>,
     /// When this process last beat (Unix seconds).
     beaten: Arc<AtomicI64>,
+    /// Holds whose insert or delete failed (the database away): deleted at
+    /// the next beat, so that a hold no upload owns never keeps its user
+    /// from a recount.
+    unreleased: Arc<Mutex<Vec<i64>>>,
 }
 
 /// Which table a row lives in.
@@ -126,6 +130,7 @@ impl SqlStore {
             holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             holds: Arc::new(AtomicI64::new(0)),
             beaten: Arc::new(AtomicI64::new(i64::MIN)),
+            unreleased: Arc::default(),
         };
         store
             .bounded(async {
@@ -156,11 +161,6 @@ impl SqlStore {
         backend(&self.url, e)
     }
 
-    /// Runs one request, failing it once it has taken the store's timeout:
-    /// the pool bounds the wait for a connection, and this the answer on it
-    /// (a database host that vanished from the network leaves a query waiting
-    /// for TCP to give up, which takes many minutes). A request cut short may
-    /// still be carried out by the database.
     /// Marks this process alive at `now_unix` (unbounded: callers bound it).
     async fn beat_now(&self, now_unix: i64) -> Result<(), StoreError> {
         sqlx::query(
@@ -176,6 +176,29 @@ impl SqlStore {
         Ok(())
     }
 
+    async fn delete_hold(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM ferry_holds WHERE holder = $1 AND id = $2")
+            .bind(self.holder.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn unreleased_lock(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
+        self.unreleased.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unreleased_push(&self, id: i64) {
+        self.unreleased_lock().push(id);
+    }
+
+    /// Runs one request, failing it once it has taken the store's timeout:
+    /// the pool bounds the wait for a connection, and this the answer on it
+    /// (a database host that vanished from the network leaves a query waiting
+    /// for TCP to give up, which takes many minutes). A request cut short may
+    /// still be carried out by the database.
     async fn bounded<T>(
         &self,
         request: impl Future<Output = Result<T, StoreError>>,
@@ -583,41 +606,51 @@ impl UsageLedger for SqlStore {
 
     async fn hold(&self, user: &str, now_unix: i64) -> Result<HoldId, StoreError> {
         let id = self.holds.fetch_add(1, Ordering::AcqRel) + 1;
-        self.bounded(async {
-            // A hold is written within a second of a beat, so that it never
-            // looks like a stopped server's (the server's recounter beats
-            // regularly; this only matters before its first beat, or when
-            // one failed).
-            if now_unix.saturating_sub(self.beaten.load(Ordering::Acquire)) >= 1 {
-                self.beat_now(now_unix).await?;
-            }
-            sqlx::query("INSERT INTO ferry_holds (holder, id, name) VALUES ($1, $2, $3)")
-                .bind(self.holder.as_str())
-                .bind(id)
-                .bind(user)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-            Ok(HoldId(id))
-        })
-        .await
+        let held = self
+            .bounded(async {
+                // A hold is written within a second of a beat, so that it never
+                // looks like a stopped server's (the server's recounter beats
+                // regularly; this only matters before its first beat, or when
+                // one failed).
+                if now_unix.saturating_sub(self.beaten.load(Ordering::Acquire)) >= 1 {
+                    self.beat_now(now_unix).await?;
+                }
+                sqlx::query("INSERT INTO ferry_holds (holder, id, name) VALUES ($1, $2, $3)")
+                    .bind(self.holder.as_str())
+                    .bind(id)
+                    .bind(user)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(HoldId(id))
+            })
+            .await;
+        if held.is_err() {
+            // The insert may have been carried out all the same.
+            self.unreleased_push(id);
+        }
+        held
     }
 
     async fn release(&self, hold: HoldId) -> Result<(), StoreError> {
-        self.bounded(async {
-            sqlx::query("DELETE FROM ferry_holds WHERE holder = $1 AND id = $2")
-                .bind(self.holder.as_str())
-                .bind(hold.0)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-            Ok(())
-        })
-        .await
+        let done = self.bounded(self.delete_hold(hold.0)).await;
+        if done.is_err() {
+            self.unreleased_push(hold.0);
+        }
+        done
     }
 
     async fn beat(&self, now_unix: i64) -> Result<(), StoreError> {
-        self.bounded(self.beat_now(now_unix)).await
+        self.bounded(async {
+            self.beat_now(now_unix).await?;
+            let ids = self.unreleased_lock().clone();
+            for id in ids {
+                self.delete_hold(id).await?;
+                self.unreleased_lock().retain(|&x| x != id);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn orphaned(&self, stale_before: i64) -> Result<Vec<String>, StoreError> {
@@ -666,7 +699,11 @@ impl UsageLedger for SqlStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
+            // Ended at once, not when the connection is next used (as a
+            // dropped transaction would be): the UPDATE below holds SQLite's
+            // write lock even when it changes no row.
             if live.is_some() {
+                tx.rollback().await.map_err(|e| self.err(e))?;
                 return Ok(Recount::Busy);
             }
             let replaced = match seen {
@@ -691,6 +728,7 @@ impl UsageLedger for SqlStore {
             .await
             .map_err(|e| self.err(e))?;
             if replaced.rows_affected() == 0 {
+                tx.rollback().await.map_err(|e| self.err(e))?;
                 return Ok(Recount::Changed);
             }
             sqlx::query(AssertSqlSafe(format!(
@@ -791,6 +829,38 @@ mod tests {
                 .await
                 .expect("recount"),
             Recount::Changed
+        );
+    }
+
+    /// A hold whose release failed is deleted at the next beat, so that it
+    /// never keeps its user from a recount while this server lives.
+    #[tokio::test]
+    async fn a_hold_not_released_goes_at_the_next_beat() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite:{}/a.db", dir.path().display());
+        let store = SqlStore::open(&url, TIMEOUT).await.expect("open");
+        let u = Usage { bytes: 1, files: 1 };
+        UsageLedger::set(&store, "u", u).await.expect("set");
+        let hold = store.hold("u", 100).await.expect("hold");
+        // The release fails: the table is gone for a moment.
+        sqlx::query("ALTER TABLE ferry_holds RENAME TO away")
+            .execute(&store.pool)
+            .await
+            .expect("rename");
+        store.release(hold).await.expect_err("no table");
+        sqlx::query("ALTER TABLE away RENAME TO ferry_holds")
+            .execute(&store.pool)
+            .await
+            .expect("rename back");
+        // The hold is still there, and live while the server beats.
+        assert_eq!(
+            store.recount("u", Some(u), u, 50).await.expect("recount"),
+            Recount::Busy
+        );
+        store.beat(100).await.expect("beat");
+        assert_eq!(
+            store.recount("u", Some(u), u, 50).await.expect("recount"),
+            Recount::Done
         );
     }
 

@@ -250,17 +250,15 @@ impl QuotaLease {
         if (bytes, files) != (0, 0)
             && let Err(e) = self.ledger.add(&self.user, bytes, files).await
         {
-            // The hold stays: once this server has stopped, the user's
-            // usage is recounted.
+            // Counted too high (by what was reserved and not stored) until
+            // `ferry user rescan-quota`; never too low.
             tracing::warn!(user = %self.user, error = %e, "quota usage not recorded");
-            return;
         }
         release(self.ledger.as_ref(), self.hold, &self.user).await;
     }
 }
 
-/// Ends a hold; a failure is logged, and leaves the user to be recounted
-/// once this server has stopped.
+/// Ends a hold; a failure is logged (the ledger tries again later).
 async fn release(ledger: &dyn UsageLedger, hold: HoldId, user: &str) {
     if let Err(e) = ledger.release(hold).await {
         tracing::warn!(user = %user, error = %e, "quota hold not ended");
@@ -282,7 +280,6 @@ impl Drop for QuotaLease {
                 && let Err(e) = ledger.add(&user, back(held), back(files)).await
             {
                 tracing::warn!(user = %user, error = %e, "quota reservation not given back");
-                return;
             }
             release(ledger.as_ref(), hold, &user).await;
         });
