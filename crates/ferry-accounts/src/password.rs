@@ -31,7 +31,7 @@ pub fn check_hash(hash: &str) -> Result<(), PasswordError> {
             .map_err(|e| PasswordError::MalformedHash(e.to_string()));
     }
     // bcrypt and crypt hashes are checked when verified; a malformed one never matches.
-    if ["$2a$", "$2b$", "$2y$", "$6$", "$5$"]
+    if ["$2a$", "$2b$", "$2y$", "$6$", "$5$", "$y$"]
         .iter()
         .any(|p| hash.starts_with(p))
     {
@@ -40,9 +40,9 @@ pub fn check_hash(hash: &str) -> Result<(), PasswordError> {
     Err(PasswordError::MalformedHash("unknown hash scheme".into()))
 }
 
-/// Whether `password` matches `hash`: argon2 (PHC), bcrypt (`$2a$`, `$2b$`, `$2y$`)
-/// or sha512/sha256-crypt (`$6$`, `$5$`, as in /etc/shadow and ProFTPD's
-/// AuthUserFile). Takes tens of milliseconds by design: call it off the async
+/// Whether `password` matches `hash`: argon2 (PHC), bcrypt (`$2a$`, `$2b$`, `$2y$`),
+/// sha512/sha256-crypt (`$6$`, `$5$`, as in /etc/shadow and ProFTPD's
+/// AuthUserFile) or yescrypt (`$y$`, /etc/shadow's default on Debian since 12). Takes tens of milliseconds by design: call it off the async
 /// workers.
 pub fn verify(password: &str, hash: &str) -> Result<bool, PasswordError> {
     if hash.starts_with("$argon2") {
@@ -59,6 +59,12 @@ pub fn verify(password: &str, hash: &str) -> Result<bool, PasswordError> {
     if hash.starts_with("$6$") || hash.starts_with("$5$") {
         use sha_crypt::PasswordVerifier as _;
         return Ok(sha_crypt::ShaCrypt::default()
+            .verify_password(password.as_bytes(), hash)
+            .is_ok());
+    }
+    if hash.starts_with("$y$") {
+        use yescrypt::PasswordVerifier as _;
+        return Ok(yescrypt::Yescrypt::default()
             .verify_password(password.as_bytes(), hash)
             .is_ok());
     }
@@ -94,5 +100,18 @@ mod tests {
         assert!(verify("secret", &bcrypt).expect("bcrypt"));
         assert!(!verify("nope", &bcrypt).expect("bcrypt"));
         assert!(verify("x", "md5:whatever").is_err());
+    }
+
+    /// yescrypt, as Debian 12's libxcrypt writes /etc/shadow: this hash came
+    /// from `crypt("correct horse", crypt_gensalt("$y$", 0, NULL, 0))` on this
+    /// machine (the default cost, `j9T`).
+    #[test]
+    fn yescrypt_from_the_host_libxcrypt() {
+        let host = "$y$j9T$H0gP5ALOVHLT6dU6GrM8u1$f645apmbce3FixTiZTLS1Kw2dRKUss37sDQ5Z3XH1C3";
+        assert!(check_hash(host).is_ok());
+        assert!(verify("correct horse", host).expect("yescrypt"));
+        assert!(!verify("correct horsE", host).expect("yescrypt"));
+        // A malformed one is an error or a mismatch, never a match.
+        assert!(!verify("x", "$y$j9T$broken").unwrap_or(false));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Refused, as if they did not exist: uid 0 (root), accounts whose shell is
 //! `nologin` or `false`, locked or passwordless accounts (`!`, `*`, empty), and
-//! hashes ferry cannot verify (yescrypt `$y$`, MD5-crypt `$1$`). The files are read
+//! hashes ferry cannot verify (MD5-crypt `$1$`, DES crypt). The files are read
 //! at each login, so host changes apply at once.
 
 use std::path::PathBuf;
@@ -149,12 +149,12 @@ mod tests {
         std::fs::write(
             &passwd,
             "root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/bash\nsvc:x:998:998::/var/svc:/usr/sbin/nologin\n\
-             lock:x:1001:1001::/home/lock:/bin/sh\nyes:x:1002:1002::/home/yes:/bin/sh\nfalse:x:1003:1003::/home/f:/bin/false\n",
+             lock:x:1001:1001::/home/lock:/bin/sh\nmd5:x:1002:1002::/home/md5:/bin/sh\nfalse:x:1003:1003::/home/f:/bin/false\n",
         )
         .expect("passwd");
         std::fs::write(
             &shadow,
-            format!("root:{HASH}:1::::::\nbob:{HASH}:1::::::\nsvc:{HASH}:1::::::\nlock:!{HASH}:1::::::\nyes:$y$j9T$abc$def:1::::::\nfalse:{HASH}:1::::::\n"),
+            format!("root:{HASH}:1::::::\nbob:{HASH}:1::::::\nsvc:{HASH}:1::::::\nlock:!{HASH}:1::::::\nmd5:$1$salt$qJH7.N4xYta3aEG/dfqo/0:1::::::\nfalse:{HASH}:1::::::\n"),
         )
         .expect("shadow");
         let store = SystemStore::new(passwd, shadow);
@@ -165,7 +165,7 @@ mod tests {
             .expect("bob may log in");
         assert_eq!(bob.home.as_deref(), Some("/home/bob"));
         assert_eq!(store.host_identity("bob"), Some((1000, 1000)));
-        for refused in ["root", "svc", "lock", "yes", "false", "nobody"] {
+        for refused in ["root", "svc", "lock", "md5", "false", "nobody"] {
             assert!(
                 store.user(refused).await.expect("lookup").is_none(),
                 "{refused}"

@@ -398,9 +398,10 @@ impl std::fmt::Display for PermissionWord {
 pub struct PasswordHash(String);
 
 impl PasswordHash {
-    /// The schemes ferry can verify: argon2 (PHC), bcrypt, sha512-crypt and
-    /// sha256-crypt (imported from other servers).
-    pub const SCHEMES: [&'static str; 8] = [
+    /// The schemes ferry can verify: argon2 (PHC), bcrypt, sha512-crypt,
+    /// sha256-crypt and yescrypt (imported from other servers, or a host's
+    /// shadow file).
+    pub const SCHEMES: [&'static str; 9] = [
         "$argon2id$",
         "$argon2i$",
         "$argon2d$",
@@ -409,6 +410,7 @@ impl PasswordHash {
         "$2y$",
         "$6$",
         "$5$",
+        "$y$",
     ];
 
     pub fn as_str(&self) -> &str {
@@ -435,7 +437,7 @@ impl FromStr for PasswordHash {
         if Self::SCHEMES.iter().any(|p| s.starts_with(p)) && s.split('$').count() >= 4 {
             Ok(PasswordHash(s.to_owned()))
         } else {
-            Err("not a password hash: plain-text passwords are refused; make a hash with `ferry hash-password` (argon2id), or import a bcrypt or sha512-crypt hash".into())
+            Err("not a password hash: plain-text passwords are refused; make a hash with `ferry hash-password` (argon2id), or import a bcrypt, sha512-crypt or yescrypt hash".into())
         }
     }
 }

@@ -537,17 +537,34 @@ fn system_users_log_in_with_the_host_password() {
     .expect("utf8")
     .trim()
     .to_owned();
+    // yescrypt, Debian's default for /etc/shadow, made by the host's own
+    // libxcrypt as passwd(1) would.
+    let yescrypt = crate::support::run_ok(
+        std::process::Command::new("python3").args([
+            "-c",
+            "import ctypes, ctypes.util\n\
+             c = ctypes.CDLL(ctypes.util.find_library('crypt'))\n\
+             c.crypt_gensalt.restype = c.crypt.restype = ctypes.c_char_p\n\
+             c.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]\n\
+             c.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]\n\
+             print(c.crypt(b'yes-pw', c.crypt_gensalt(b'$y$', 0, None, 0)).decode())",
+        ]),
+        std::time::Duration::from_secs(20),
+    )
+    .trim()
+    .to_owned();
+    assert!(yescrypt.starts_with("$y$"), "{yescrypt}");
     let h = home.display();
     std::fs::write(
         d.join("passwd"),
         format!(
-            "root:x:0:0:root:{h}:/bin/bash\nsysbob:x:{uid}:{gid}::{h}:/bin/bash\nsyssvc:x:999:999::{h}:/usr/sbin/nologin\nsyslock:x:1001:1001::{h}:/bin/bash\n"
+            "root:x:0:0:root:{h}:/bin/bash\nsysbob:x:{uid}:{gid}::{h}:/bin/bash\nsyssvc:x:999:999::{h}:/usr/sbin/nologin\nsyslock:x:1001:1001::{h}:/bin/bash\nsysyes:x:{uid}:{gid}::{h}:/bin/bash\n"
         ),
     )
     .expect("passwd");
     std::fs::write(
         d.join("shadow"),
-        format!("root:{sha512}:1::::::\nsysbob:{sha512}:1::::::\nsyssvc:{sha512}:1::::::\nsyslock:!{sha512}:1::::::\n"),
+        format!("root:{sha512}:1::::::\nsysbob:{sha512}:1::::::\nsyssvc:{sha512}:1::::::\nsyslock:!{sha512}:1::::::\nsysyes:{yescrypt}:1::::::\n"),
     )
     .expect("shadow");
     std::fs::write(
@@ -557,6 +574,8 @@ fn system_users_log_in_with_the_host_password() {
     .expect("config");
     let server = serve_in(dir);
     assert_eq!(login_code(&server, "sysbob", "wrong"), "530");
+    assert_eq!(login_code(&server, "sysyes", "yes-pw"), "230");
+    assert_eq!(login_code(&server, "sysyes", "host-pw"), "530");
     for refused in ["root", "syssvc", "syslock"] {
         assert_eq!(
             login_code(&server, refused, "host-pw"),
