@@ -10,7 +10,9 @@
 //! Uploads are written to a hidden temporary file beside the target and renamed into
 //! place on commit: a failed upload never damages the file it was replacing. A
 //! failed upload of a new file is renamed into place anyway (without replacing
-//! anything that appeared meanwhile), so the client can resume it.
+//! anything that appeared meanwhile), so the client can resume it. The
+//! temporary file of a server killed mid-upload is removed by a later listing
+//! of its directory, a day after it was last written ([`ABANDONED_UPLOAD_AGE`]).
 //!
 //! File system calls block, so each runs on tokio's blocking pool.
 
@@ -421,7 +423,11 @@ impl DirStream for LocalDirStream {
                 let Ok(name) = entry.file_name().to_str() else {
                     continue;
                 };
-                if name == "." || name == ".." || name.starts_with(UPLOAD_PREFIX) {
+                if name == "." || name == ".." {
+                    continue;
+                }
+                if name.starts_with(UPLOAD_PREFIX) {
+                    remove_if_abandoned(&dir_fd, name);
                     continue;
                 }
                 let st = match rustix::fs::statat(&*dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -459,6 +465,33 @@ impl DirStream for LocalDirStream {
             return Ok(None);
         }
         Ok(Some(batch))
+    }
+}
+
+/// How long an upload's temporary file may go unwritten before it is taken
+/// for abandoned. A running upload writes it as the bytes come and stops after
+/// `data_timeout` without progress, settling its file; only a server killed
+/// in the middle (a crash, `kill -9`, a power cut) leaves one behind.
+pub const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes the temporary file `name` (in `dir`) of an upload that a killed
+/// server left behind, once it has not been written for
+/// [`ABANDONED_UPLOAD_AGE`]: listings come across such files (they never show
+/// them), so a directory's leftovers go the next time it is listed, or its
+/// user's quota usage measured. Errors leave the file for another time.
+fn remove_if_abandoned(dir: &OwnedFd, name: &str) {
+    let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        return;
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return;
+    }
+    let written = UNIX_EPOCH + Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
+    let idle = SystemTime::now()
+        .duration_since(written)
+        .unwrap_or_default();
+    if idle >= ABANDONED_UPLOAD_AGE {
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
     }
 }
 
@@ -902,5 +935,40 @@ mod tests {
         }
         assert_eq!(total, 1500);
         assert!(batches >= 3);
+    }
+
+    /// A killed server's temporary upload file goes at the next listing once
+    /// a day has passed without a write; fresh ones, and an upload running
+    /// now, stay; none is ever listed.
+    #[tokio::test]
+    async fn listings_remove_uploads_abandoned_a_day_ago() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = home(&dir).await;
+        let u = dir.path().join("root/u");
+        let old = u.join(format!("{UPLOAD_PREFIX}00000000000000aa"));
+        let fresh = u.join(format!("{UPLOAD_PREFIX}00000000000000bb"));
+        std::fs::write(&old, b"left by a crash").expect("old");
+        std::fs::write(&fresh, b"recent").expect("fresh");
+        let long_ago = SystemTime::now() - ABANDONED_UPLOAD_AGE - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|f| f.set_modified(long_ago))
+            .expect("age it");
+        let mut running = s
+            .write(&vp("/new"), WriteMode::Replace)
+            .await
+            .expect("write");
+        running.write_all(b"in flight").await.expect("write_all");
+        let mut l = s.list(&vp("/")).await.expect("list");
+        let mut names = Vec::new();
+        while let Some(batch) = l.next_batch().await.expect("batch") {
+            names.extend(batch.into_iter().map(|e| e.name));
+        }
+        assert!(names.is_empty(), "{names:?}");
+        assert!(!old.exists(), "abandoned a day ago: removed");
+        assert!(fresh.exists(), "written lately: kept");
+        running.commit().await.expect("commit");
+        assert_eq!(read_all(&s, "/new", 0).await, b"in flight");
     }
 }
