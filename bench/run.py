@@ -360,6 +360,9 @@ def cpu_stolen():
 
 
 PAGE_REPORTING = "/sys/module/page_reporting/parameters/page_reporting_order"
+# The machine's own value while a run holds reporting off (in /run, which a
+# reboot empties along with the setting itself).
+PAGE_REPORTING_SAVED = "/run/ferry-bench-page-reporting-order"
 
 
 def available_memory():
@@ -388,7 +391,8 @@ class HostMemory:
     blocks it reports set above the largest), some GiB are written and freed
     once so that the guest has them backed (at most half of what tmpfs and
     the memory have free), and the setting is put back at the end, however
-    the run ends (but SIGKILL). Needs root; elsewhere the run goes on as the
+    the run ends (after SIGKILL, by the next run: the machine's value waits in
+    /run). Needs root; elsewhere the run goes on as the
     machine is."""
 
     def __init__(self):
@@ -402,6 +406,14 @@ class HostMemory:
         try:
             with open(PAGE_REPORTING) as f:
                 saved = f.read().strip()
+            # A run killed before it could put the setting back left the
+            # machine's own value here: that one is put back at the end.
+            try:
+                with open(PAGE_REPORTING_SAVED) as f:
+                    saved = f.read().strip() or saved
+            except OSError:
+                with open(PAGE_REPORTING_SAVED, "w") as f:
+                    f.write(saved)
             with open(PAGE_REPORTING, "w") as f:
                 f.write("11")
             self.saved = saved
@@ -427,6 +439,7 @@ class HostMemory:
             try:
                 with open(PAGE_REPORTING, "w") as f:
                     f.write(self.saved)
+                os.remove(PAGE_REPORTING_SAVED)
             except OSError as e:
                 print("could not put back %s = %s: %s" % (PAGE_REPORTING, self.saved, e), file=sys.stderr)
             self.saved = None
