@@ -2,7 +2,9 @@
 //! (streamed), a URL ending in `/` lists the directory (the server's LIST
 //! lines), a request with a body uploads. Credentials: the URL's, else the
 //! password manager's, else ~/.netrc, else anonymous. FTP error replies are
-//! [`UrlError::Status`] with the reply code (550 for a missing file).
+//! [`UrlError::Status`] with the reply code (550 for a missing file). With a
+//! proxy for `ftp` (`ftp_proxy`), an `ftp:` GET goes through it instead
+//! (crate::ftp_proxy).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +94,20 @@ impl Handler for FtpHandler {
                     ftp.password = entry.password.clone();
                 }
             }
+        }
+        if let Some(proxy) = request.proxy.clone()
+            && url.scheme() == "ftp"
+            && proxy.scheme() == "http"
+        {
+            // The proxy logs in: credentials found here ride in the URL.
+            let mut target = url.clone();
+            if url.username().is_empty()
+                && let Some(user) = &ftp.user
+            {
+                let _ = target.set_username(user);
+                let _ = target.set_password(ftp.password.as_deref());
+            }
+            return crate::ftp_proxy::open(&request, &target, &proxy, context).await;
         }
         let options = ConnectOptions {
             certificate_check: match (&self.tls.ca_file, self.tls.insecure) {

@@ -158,6 +158,7 @@ pub mod doc_server;
 pub mod error;
 pub mod file;
 pub mod ftp;
+mod ftp_proxy;
 pub mod headers;
 pub mod http;
 pub mod opener;

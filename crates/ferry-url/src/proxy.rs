@@ -4,8 +4,10 @@
 //! absolute-URI request; HTTPS through a CONNECT tunnel; credentials in the
 //! proxy URL (`http://user:pass@proxy:3128`) answer the proxy's challenge.
 //!
-//! `ftp_proxy` is read but FTP is not sent through HTTP proxies (the HTTP
-//! client underneath refuses `ftp://` URLs); FTP connects directly.
+//! `ftp:` goes through `ftp_proxy` (or `all_proxy`) as a GET of the `ftp://`
+//! URL, which the proxy carries out in FTP (crate::ftp_proxy); `ftpes:` and
+//! `ftps:` connect directly, as TLS to the FTP server cannot pass an HTTP proxy
+//! that speaks FTP for us.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -141,7 +143,7 @@ fn parse_proxy(text: &str) -> Option<url::Url> {
         .filter(|u| u.host_str().is_some())
 }
 
-/// Sets [`Request::proxy`] for http and https requests.
+/// Sets [`Request::proxy`] for http, https and ftp requests.
 #[derive(Debug)]
 pub struct ProxyHandler {
     proxies: Proxies,
@@ -164,7 +166,7 @@ impl Handler for ProxyHandler {
     }
 
     fn process_request(&self, request: &mut Request) -> Result<()> {
-        if request.proxy.is_none() && matches!(request.url().scheme(), "http" | "https") {
+        if request.proxy.is_none() && matches!(request.url().scheme(), "http" | "https" | "ftp") {
             request.proxy = self.proxies.for_url(request.url()).cloned();
         }
         Ok(())

@@ -1,5 +1,5 @@
 //! ferry-url and `ferry fetch` against real servers on loopback: an HTTP(S)
-//! route server, tinyproxy, ferry's FTP server and vsftpd, and local files.
+//! route server, tinyproxy, Squid, ferry's FTP server and vsftpd, and local files.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use ferry_url::{
 
 use crate::peers::{PeerServer, test_ca};
 use crate::support::{ALICE_PASSWORD, FerryServer, ferry_bin, free_port, random_bytes, run};
-use crate::web::{HttpServer, Tinyproxy};
+use crate::web::{HttpServer, Squid, Tinyproxy};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -493,6 +493,98 @@ fn https_with_a_ca_and_proxies_with_tinyproxy() {
         out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("tinyproxy"),
         "{out:?}"
     );
+}
+
+/// `ftp:` through an HTTP proxy that speaks FTP (Squid), as urllib sends it
+/// with `ftp_proxy`: downloads and listings go through it with the URL's or
+/// the password manager's credentials, its refusals are HTTP statuses with
+/// the FTP reply named, uploads and `no_proxy` hosts go direct or are refused.
+#[test]
+fn ftp_through_squid() {
+    let server = FerryServer::start();
+    let data = random_bytes(300_000, 22);
+    std::fs::create_dir_all(server.files().join("alice/dir")).expect("mkdir");
+    std::fs::write(server.files().join("alice/dir/f.bin"), &data).expect("write");
+    let squid = Squid::start();
+    let port = server.port();
+    rt().block_on(async {
+        let mut proxies = Proxies::none();
+        proxies.set("ftp", &squid.url()).expect("proxy");
+        let via = Opener::builder().proxies(proxies.clone()).build();
+        let url = format!("ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{port}/dir/f.bin");
+        let r = via.open(url.as_str()).await.expect("through squid");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.headers.get("Via").is_some_and(|v| v.contains("squid")),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.bytes().await.expect("body"), data);
+        let listing = via
+            .open(format!(
+                "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{port}/dir/"
+            ))
+            .await
+            .expect("listing")
+            .text()
+            .await
+            .expect("body");
+        assert!(listing.contains("f.bin"), "{listing}");
+        // Credentials from the password manager ride in the URL to the proxy.
+        let mut pm = PasswordManager::new();
+        pm.add_password(
+            None,
+            &format!("ftp://127.0.0.1:{port}/"),
+            "alice",
+            ALICE_PASSWORD,
+        );
+        let with_pm = Opener::builder()
+            .proxies(proxies.clone())
+            .password_manager(pm)
+            .build();
+        let body = with_pm
+            .open(format!("ftp://127.0.0.1:{port}/dir/f.bin"))
+            .await
+            .expect("password manager")
+            .bytes()
+            .await
+            .expect("body");
+        assert_eq!(body.len(), data.len());
+        // A refused login: the proxy's HTTP status, the FTP reply behind it.
+        let (code, _, headers, _) = status_of(
+            via.open(format!("ftp://alice:wrong@127.0.0.1:{port}/dir/f.bin"))
+                .await,
+        );
+        assert_eq!(code, 403);
+        assert!(
+            headers
+                .get("X-Squid-Error")
+                .is_some_and(|v| v.contains("530")),
+            "{headers:?}"
+        );
+        // Uploads do not go through it.
+        let up = Request::new(&format!(
+            "ftp://alice:{ALICE_PASSWORD}@127.0.0.1:{port}/dir/up.txt"
+        ))
+        .expect("url")
+        .with_data("x");
+        let e = via.open(up).await.expect_err("no uploads through a proxy");
+        assert!(e.to_string().contains("HTTP proxy"), "{e}");
+        // no_proxy sends the host direct: no Via.
+        let mut bypass = proxies.clone();
+        bypass.set_no_proxy("127.0.0.1");
+        let direct = Opener::builder().proxies(bypass).build();
+        let r = direct.open(url.as_str()).await.expect("direct");
+        assert!(r.headers.get("Via").is_none());
+        assert_eq!(r.bytes().await.expect("body"), data);
+    });
+    // Squid's log shows it carried the downloads (it logs the URL whole).
+    let log = squid.access_log();
+    let carried = log
+        .lines()
+        .filter(|l| l.contains("GET ftp://") && l.contains(&format!("127.0.0.1:{port}/dir/f.bin")))
+        .count();
+    assert!(carried >= 2, "{log}");
 }
 
 #[test]

@@ -126,3 +126,65 @@ impl Drop for Tinyproxy {
         let _ = self.child.wait();
     }
 }
+
+/// Squid on loopback, as an HTTP proxy that also speaks FTP to servers
+/// (`ftp_proxy`): stopped when dropped.
+pub struct Squid {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Squid {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Squid drops to its own user (proxy) and writes its logs here.
+        let status = Command::new("chmod")
+            .arg("777")
+            .arg(dir.path())
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+        let port = free_port();
+        let d = dir.path().display();
+        let conf = format!(
+            "http_port 127.0.0.1:{port}\nacl local src 127.0.0.0/8\nhttp_access allow local\n\
+             http_access deny all\ncache deny all\ncache_mem 8 MB\npinger_enable off\n\
+             access_log stdio:{d}/access.log\ncache_log {d}/cache.log\npid_filename {d}/squid.pid\n\
+             coredump_dir {d}\nshutdown_lifetime 0 seconds\n"
+        );
+        std::fs::write(dir.path().join("squid.conf"), conf).expect("conf");
+        let child = Command::new("squid")
+            .args(["-N", "-n"])
+            .arg(format!("ferrytest{port}"))
+            .arg("-f")
+            .arg(dir.path().join("squid.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("squid (installed by .ci/run)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "squid did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Squid { child, port, dir }
+    }
+
+    /// What Squid logged of the requests it carried.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Squid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
