@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod explain;
 pub mod limits;
+pub mod pam;
 pub mod password;
 pub mod rules;
 pub mod sql;
@@ -22,7 +23,8 @@ pub use limits::{LimitRefusal, LimitSource, Limits, Sourced};
 pub use rules::{AccessRules, DenyReason, PermissionSet, PolicyDecision, RuleSource};
 pub use sql::{Ban, SqlStore};
 pub use store::{
-    Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, StoreError,
+    Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, PasswordCheck,
+    StoreError,
 };
-pub use system::SystemStore;
+pub use system::{SystemAuth, SystemStore};
 pub use usage::{HoldId, MemoryLedger, Recount, Reservation, Usage, UsageLedger};

@@ -88,6 +88,20 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     fn host_identity(&self, _name: &str) -> Option<(u32, u32)> {
         None
     }
+
+    /// How this store's users' passwords are checked.
+    fn password_check(&self) -> PasswordCheck {
+        PasswordCheck::Hash
+    }
+}
+
+/// How an [`AccountStore`]'s passwords are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Against the user's `password_hash`.
+    Hash,
+    /// By PAM's service of this name (crate::pam): the store has no hashes.
+    Pam(String),
 }
 
 /// The `[[users]]` and `[[groups]]` of the configuration file. Read-only.
@@ -317,9 +331,20 @@ impl Authenticator {
         &self,
         name: &str,
     ) -> Result<Option<(AccountSettings, Option<(u32, u32)>)>, StoreError> {
+        Ok(self
+            .find_user_in_store(name)
+            .await?
+            .map(|(u, host, _)| (u, host)))
+    }
+
+    /// The user's settings, host identity, and how its password is checked.
+    async fn find_user_in_store(
+        &self,
+        name: &str,
+    ) -> Result<Option<(AccountSettings, Option<(u32, u32)>, PasswordCheck)>, StoreError> {
         for store in &self.stores {
             if let Some(u) = store.user(name).await? {
-                return Ok(Some((u, store.host_identity(name))));
+                return Ok(Some((u, store.host_identity(name), store.password_check())));
             }
         }
         Ok(None)
@@ -339,7 +364,26 @@ impl Authenticator {
         if Self::is_anonymous_name(name) {
             return self.anonymous.clone().ok_or(AuthError::UnknownUser);
         }
-        let user = self.find_user(name).await?;
+        let user = self.find_user_in_store(name).await?;
+        if let Some((settings, host, PasswordCheck::Pam(service))) = user {
+            // PAM decides (and keeps its own failure delays); nothing is cached,
+            // so an account PAM locks or expires is refused at once.
+            let (svc, n, p) = (service.clone(), name.to_owned(), password.to_owned());
+            let accepted = verifier_threads()
+                .run(move || crate::pam::authenticate(&svc, &n, &p))
+                .await?
+                .map_err(|e| {
+                    AuthError::Store(StoreError::Backend {
+                        store: format!("PAM service {service}"),
+                        message: e.message,
+                    })
+                })?;
+            if !accepted {
+                return Err(AuthError::WrongPassword);
+            }
+            return self.resolve(name, &settings, host).await;
+        }
+        let user = user.map(|(u, host, _)| (u, host));
         let hash = user
             .as_ref()
             .and_then(|(u, _)| u.password_hash.as_ref())

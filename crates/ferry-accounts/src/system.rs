@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use ferry_config::{AccountSettings, PasswordHash};
 
-use crate::store::{AccountStore, StoreError};
+use crate::store::{AccountStore, PasswordCheck, StoreError};
 
 /// A host account, as the passwd file lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +28,40 @@ pub struct HostAccount {
 pub struct SystemStore {
     passwd: PathBuf,
     shadow: PathBuf,
+    auth: SystemAuth,
+}
+
+/// How host accounts' passwords are checked (`accounts.system_auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemAuth {
+    /// Against the hash in the shadow file.
+    Shadow,
+    /// By this PAM service (`accounts.pam_service`); the shadow file is not read.
+    Pam(String),
 }
 
 impl SystemStore {
-    pub fn new(passwd: PathBuf, shadow: PathBuf) -> Self {
-        SystemStore { passwd, shadow }
+    pub fn new(passwd: PathBuf, shadow: PathBuf, auth: SystemAuth) -> Self {
+        SystemStore {
+            passwd,
+            shadow,
+            auth,
+        }
+    }
+
+    /// Whether `name` may log in at all: a host account allowed over FTP,
+    /// with a hash ferry can check in the shadow file (unless PAM checks).
+    fn may_log_in(
+        &self,
+        name: &str,
+    ) -> Result<Option<(HostAccount, Option<PasswordHash>)>, StoreError> {
+        let Some(account) = self.host_account(name)? else {
+            return Ok(None);
+        };
+        match self.auth {
+            SystemAuth::Pam(_) => Ok(Some((account, None))),
+            SystemAuth::Shadow => Ok(self.hash_of(name)?.map(|h| (account, Some(h)))),
+        }
     }
 
     fn err(&self, path: &std::path::Path, e: impl std::fmt::Display) -> StoreError {
@@ -95,14 +124,11 @@ impl AccountStore for SystemStore {
     }
 
     async fn user(&self, name: &str) -> Result<Option<AccountSettings>, StoreError> {
-        let Some(account) = self.host_account(name)? else {
-            return Ok(None);
-        };
-        let Some(hash) = self.hash_of(name)? else {
+        let Some((account, hash)) = self.may_log_in(name)? else {
             return Ok(None);
         };
         Ok(Some(AccountSettings {
-            password_hash: Some(hash),
+            password_hash: hash,
             home: Some(account.home),
             ..Default::default()
         }))
@@ -116,7 +142,7 @@ impl AccountStore for SystemStore {
         let text = std::fs::read_to_string(&self.passwd).map_err(|e| self.err(&self.passwd, e))?;
         let mut names = Vec::new();
         for a in text.lines().filter_map(parse_passwd) {
-            if self.host_account(&a.name)?.is_some() && self.hash_of(&a.name)?.is_some() {
+            if self.may_log_in(&a.name)?.is_some() {
                 names.push(a.name);
             }
         }
@@ -132,6 +158,13 @@ impl AccountStore for SystemStore {
             .ok()
             .flatten()
             .map(|a| (a.uid, a.gid))
+    }
+
+    fn password_check(&self) -> PasswordCheck {
+        match &self.auth {
+            SystemAuth::Shadow => PasswordCheck::Hash,
+            SystemAuth::Pam(service) => PasswordCheck::Pam(service.clone()),
+        }
     }
 }
 
@@ -157,7 +190,7 @@ mod tests {
             format!("root:{HASH}:1::::::\nbob:{HASH}:1::::::\nsvc:{HASH}:1::::::\nlock:!{HASH}:1::::::\nmd5:$1$salt$qJH7.N4xYta3aEG/dfqo/0:1::::::\nfalse:{HASH}:1::::::\n"),
         )
         .expect("shadow");
-        let store = SystemStore::new(passwd, shadow);
+        let store = SystemStore::new(passwd, shadow, SystemAuth::Shadow);
         let bob = store
             .user("bob")
             .await

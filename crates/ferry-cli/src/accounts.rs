@@ -68,6 +68,12 @@ impl Accounts {
             stores.push(Arc::new(SystemStore::new(
                 config.accounts.system_passwd_file.clone(),
                 config.accounts.system_shadow_file.clone(),
+                match config.accounts.system_auth {
+                    ferry_config::SystemAuth::Shadow => ferry_accounts::SystemAuth::Shadow,
+                    ferry_config::SystemAuth::Pam => {
+                        ferry_accounts::SystemAuth::Pam(config.accounts.pam_service.clone())
+                    }
+                },
             )));
         }
         let authenticator = Authenticator::new(stores, &config.anonymous)?

@@ -123,6 +123,10 @@ pub struct AccountsSection {
     pub system_passwd_file: PathBuf,
     /// Where host password hashes are.
     pub system_shadow_file: PathBuf,
+    /// How host accounts' passwords are checked: the shadow file's hashes, or PAM.
+    pub system_auth: SystemAuth,
+    /// The PAM service (`/etc/pam.d/NAME`) with `system_auth = "pam"`.
+    pub pam_service: String,
     /// How long a successful password check is remembered, so a returning user
     /// logs in without another argon2 run ("0s": never).
     pub login_cache: HumanDuration,
@@ -145,6 +149,8 @@ impl Default for AccountsSection {
             system_users: false,
             system_passwd_file: PathBuf::from("/etc/passwd"),
             system_shadow_file: PathBuf::from("/etc/shadow"),
+            system_auth: SystemAuth::Shadow,
+            pam_service: "ferry".to_owned(),
             login_cache: HumanDuration(Duration::from_secs(900)),
             timeout: HumanDuration(Duration::from_secs(5)),
             recount_after: HumanDuration(Duration::from_secs(300)),
@@ -270,6 +276,16 @@ impl Default for TlsSection {
             session_reuse_exempt: Vec::new(),
         }
     }
+}
+
+/// `accounts.system_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemAuth {
+    /// The hash in `system_shadow_file`.
+    Shadow,
+    /// PAM's `pam_service`.
+    Pam,
 }
 
 /// `tls.explicit`.
@@ -573,6 +589,18 @@ impl Config {
                 ConfigError::new("at least one listen address is needed").at_key("server.listen")
             );
         }
+        if self.accounts.pam_service.is_empty()
+            || !self
+                .accounts
+                .pam_service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError::new(
+                "must be a PAM service name (a file name in /etc/pam.d), like \"ferry\"",
+            )
+            .at_key("accounts.pam_service"));
+        }
         if self.accounts.timeout.0.is_zero() {
             return Err(ConfigError::new("must be more than 0s, for example \"5s\"")
                 .at_key("accounts.timeout"));
@@ -756,6 +784,20 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
         assert_eq!(c.accounts.recount_after.0, Duration::from_secs(300));
         let e = err("[accounts]\nrecount_after = \"0s\"\n");
         assert_eq!(e.key.as_deref(), Some("accounts.recount_after"));
+    }
+
+    #[test]
+    fn system_accounts_check_the_shadow_file_or_pam() {
+        let c = Config::parse("").expect("empty");
+        assert_eq!(c.accounts.system_auth, SystemAuth::Shadow);
+        assert_eq!(c.accounts.pam_service, "ferry");
+        let c = Config::parse("[accounts]\nsystem_auth = \"pam\"\npam_service = \"vsftpd\"\n")
+            .expect("pam");
+        assert_eq!(c.accounts.system_auth, SystemAuth::Pam);
+        let e = err("[accounts]\npam_service = \"../../etc/passwd\"\n");
+        assert_eq!(e.key.as_deref(), Some("accounts.pam_service"));
+        let e = err("[accounts]\nsystem_auth = \"ldap\"\n");
+        assert_eq!(e.key.as_deref(), Some("accounts.system_auth"));
     }
 
     #[test]

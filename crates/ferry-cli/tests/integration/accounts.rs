@@ -431,6 +431,99 @@ fn a_crash_mid_upload_leaves_no_reservation_behind() {
     assert_eq!(upload(&mut again, "over", b"x"), "552");
 }
 
+/// A service of the test's own in /etc/pam.d, removed when dropped.
+struct PamService {
+    path: std::path::PathBuf,
+    pub name: String,
+}
+
+impl PamService {
+    fn write(name: &str, text: &str) -> Self {
+        let path = Path::new("/etc/pam.d").join(name);
+        std::fs::write(&path, text).expect("write /etc/pam.d (as root)");
+        PamService {
+            path,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for PamService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Host accounts checked by PAM (`system_auth = "pam"`): the test's own PAM
+/// service runs pam_exec with a script that accepts one password, so libpam,
+/// ferry's conversation with it and a real module decide; then the account
+/// step (pam_deny) refuses the same password.
+#[test]
+fn system_users_log_in_through_pam() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: writing /etc/pam.d needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_owned();
+    let home = d.join("home/pamuser");
+    std::fs::create_dir_all(&home).expect("home");
+    let script = d.join("check.sh");
+    // pam_exec hands the password on stdin, ended by a NUL byte.
+    std::fs::write(
+        &script,
+        "#!/bin/sh\npw=$(tr -d '\\000')\n[ \"$PAM_USER\" = pamuser ] && [ \"$pw\" = 'pam pw' ]\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let name = format!("ferry-test-{}", std::process::id());
+    // As Debian's common-auth stacks pam_unix: a failed check falls through
+    // to pam_deny, whose answer is PAM_AUTH_ERR (pam_exec's own would be a
+    // system error).
+    let auth = format!(
+        "auth [success=1 default=ignore] pam_exec.so expose_authtok quiet {}\n\
+         auth requisite pam_deny.so\nauth required pam_permit.so\n",
+        script.display()
+    );
+    let service = PamService::write(&name, &format!("{auth}account required pam_permit.so\n"));
+    std::fs::write(
+        d.join("passwd"),
+        format!("pamuser:x:0:0::{}:/bin/sh\n", home.display()).replace(":0:0:", ":4343:4343:"),
+    )
+    .expect("passwd");
+    std::fs::write(
+        d.join("ferry.toml"),
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[accounts]\nstore = \"config\"\nsystem_users = true\n\
+             system_passwd_file = \"passwd\"\nsystem_auth = \"pam\"\npam_service = \"{}\"\n",
+            service.name
+        ),
+    )
+    .expect("config");
+    let server = serve_in(dir);
+    assert_eq!(login_code(&server, "pamuser", "pam pw"), "230");
+    assert_eq!(login_code(&server, "pamuser", "wrong"), "530");
+    assert_eq!(
+        login_code(&server, "ghost", "pam pw"),
+        "530",
+        "not in passwd"
+    );
+    let mut c = RawControl::login(&server, "pamuser", "pam pw");
+    assert_eq!(upload(&mut c, "via-pam.txt", b"pam"), "226");
+    assert_eq!(
+        std::fs::read(server.dir.path().join("home/pamuser/via-pam.txt")).expect("stored"),
+        b"pam"
+    );
+    // The account step refuses: the right password is not enough.
+    std::fs::write(
+        Path::new("/etc/pam.d").join(&service.name),
+        format!("{auth}account required pam_deny.so\n"),
+    )
+    .expect("rewrite");
+    assert_eq!(login_code(&server, "pamuser", "pam pw"), "530");
+}
+
 #[test]
 fn policy_explain_names_the_deciding_rule() {
     let dir = tempfile::tempdir().expect("tmp");
