@@ -38,6 +38,8 @@ const PAM_PROMPT_ECHO_OFF: c_int = 1;
 const PAM_PROMPT_ECHO_ON: c_int = 2;
 const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
+/// `pam_set_item`'s item for the client's host (pam_access, logs).
+const PAM_RHOST: c_int = 4;
 
 #[repr(C)]
 struct PamMessage {
@@ -63,6 +65,7 @@ struct PamConv {
 type PamStart =
     unsafe extern "C" fn(*const c_char, *const c_char, *const PamConv, *mut *mut c_void) -> c_int;
 type PamStep = unsafe extern "C" fn(*mut c_void, c_int) -> c_int;
+type PamSetItem = unsafe extern "C" fn(*mut c_void, c_int, *const c_void) -> c_int;
 type PamStrerror = unsafe extern "C" fn(*mut c_void, c_int) -> *const c_char;
 
 /// libpam's entry points.
@@ -71,6 +74,7 @@ struct Libpam {
     authenticate: PamStep,
     acct_mgmt: PamStep,
     end: PamStep,
+    set_item: PamSetItem,
     strerror: PamStrerror,
 }
 
@@ -108,6 +112,7 @@ fn libpam() -> Result<&'static Libpam, String> {
                     )?),
                     acct_mgmt: std::mem::transmute::<*mut c_void, PamStep>(sym(c"pam_acct_mgmt")?),
                     end: std::mem::transmute::<*mut c_void, PamStep>(sym(c"pam_end")?),
+                    set_item: std::mem::transmute::<*mut c_void, PamSetItem>(sym(c"pam_set_item")?),
                     strerror: std::mem::transmute::<*mut c_void, PamStrerror>(sym(
                         c"pam_strerror",
                     )?),
@@ -122,6 +127,15 @@ fn libpam() -> Result<&'static Libpam, String> {
 struct Answers {
     user: CString,
     password: CString,
+}
+
+impl Drop for Answers {
+    /// Wipes this copy of the password.
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.password).into_bytes();
+        // SAFETY: the pointer and length are those of `bytes`, alive here.
+        unsafe { libc::explicit_bzero(bytes.as_mut_ptr().cast(), bytes.len()) };
+    }
 }
 
 /// Answers PAM's prompts: the password where it asks without echo, the user
@@ -191,10 +205,17 @@ unsafe fn free_responses(out: *mut PamResponse, filled: usize) {
     }
 }
 
-/// Whether PAM's `service` accepts `password` for `user`: authentication, then the account's own checks (expired,
+/// Whether PAM's `service` accepts `password` for `user` connecting from
+/// `remote_host` (PAM_RHOST, for pam_access and the modules' logs):
+/// authentication, then the account's own checks (expired,
 /// locked, outside its hours). Blocks for as long as the modules take: call it
 /// off the async workers.
-pub fn authenticate(service: &str, user: &str, password: &str) -> Result<bool, PamError> {
+pub fn authenticate(
+    service: &str,
+    user: &str,
+    password: &str,
+    remote_host: Option<&str>,
+) -> Result<bool, PamError> {
     let fail = |message: String| PamError {
         service: service.to_owned(),
         message,
@@ -206,6 +227,9 @@ pub fn authenticate(service: &str, user: &str, password: &str) -> Result<bool, P
         user: CString::new(user).map_err(|_| nul("user name"))?,
         password: CString::new(password).map_err(|_| nul("password"))?,
     });
+    let rhost = remote_host
+        .map(|h| CString::new(h).map_err(|_| nul("remote host")))
+        .transpose()?;
     let conv = PamConv {
         conv: converse,
         appdata_ptr: &*answers as *const Answers as *mut c_void,
@@ -222,6 +246,13 @@ pub fn authenticate(service: &str, user: &str, password: &str) -> Result<bool, P
         );
         if started != PAM_SUCCESS || handle.is_null() {
             return Err(fail(format!("pam_start failed ({started})")));
+        }
+        if let Some(h) = &rhost {
+            let set = (lib.set_item)(handle, PAM_RHOST, h.as_ptr().cast());
+            if set != PAM_SUCCESS {
+                (lib.end)(handle, set);
+                return Err(fail(format!("pam_set_item(PAM_RHOST) failed ({set})")));
+            }
         }
         let mut status = (lib.authenticate)(handle, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
         if status == PAM_SUCCESS {

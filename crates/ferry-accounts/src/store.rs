@@ -361,6 +361,16 @@ impl Authenticator {
 
     /// Checks a login.
     pub async fn authenticate(&self, name: &str, password: &str) -> Result<Account, AuthError> {
+        self.authenticate_from(name, password, None).await
+    }
+
+    /// Checks a login from the client at `from` (PAM learns it as PAM_RHOST).
+    pub async fn authenticate_from(
+        &self,
+        name: &str,
+        password: &str,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Account, AuthError> {
         if Self::is_anonymous_name(name) {
             return self.anonymous.clone().ok_or(AuthError::UnknownUser);
         }
@@ -369,8 +379,9 @@ impl Authenticator {
             // PAM decides (and keeps its own failure delays); nothing is cached,
             // so an account PAM locks or expires is refused at once.
             let (svc, n, p) = (service.clone(), name.to_owned(), password.to_owned());
+            let rhost = from.map(|ip| ip.to_string());
             let accepted = verifier_threads()
-                .run(move || crate::pam::authenticate(&svc, &n, &p))
+                .run(move || crate::pam::authenticate(&svc, &n, &p, rhost.as_deref()))
                 .await?
                 .map_err(|e| {
                     AuthError::Store(StoreError::Backend {

@@ -469,10 +469,11 @@ fn system_users_log_in_through_pam() {
     let home = d.join("home/pamuser");
     std::fs::create_dir_all(&home).expect("home");
     let script = d.join("check.sh");
-    // pam_exec hands the password on stdin, ended by a NUL byte.
+    // pam_exec hands the password on stdin, ended by a NUL byte, and the
+    // client's address (PAM_RHOST, which ferry sets) in the environment.
     std::fs::write(
         &script,
-        "#!/bin/sh\npw=$(tr -d '\\000')\n[ \"$PAM_USER\" = pamuser ] && [ \"$pw\" = 'pam pw' ]\n",
+        "#!/bin/sh\npw=$(tr -d '\\000')\n[ \"$PAM_USER\" = pamuser ] && [ \"$pw\" = 'pam pw' ] \\\n  && [ \"$PAM_RHOST\" = 127.0.0.1 ]\n",
     )
     .expect("script");
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))

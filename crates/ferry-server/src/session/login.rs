@@ -41,7 +41,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let remote = self.peer.remote;
-        let account = match self.opts.accounts.authenticate(&user, pass.expose()).await {
+        let account = match self
+            .opts
+            .accounts
+            .authenticate_from(&user, pass.expose(), Some(remote.ip()))
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 warn!(session = self.peer.id, %remote, user = %user, reason = %e, "login failed");
