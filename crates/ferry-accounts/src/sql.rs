@@ -744,6 +744,21 @@ impl UsageLedger for SqlStore {
         })
         .await
     }
+
+    async fn drop_dead_holds(&self, user: &str, stale_before: i64) -> Result<(), StoreError> {
+        self.bounded(async {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM ferry_holds WHERE NOT EXISTS ({LIVE_HOLD}) AND name = $2"
+            )))
+            .bind(stale_before)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// How often [`SqlStore::reserve`] tries to take the last of a quota while other
@@ -829,6 +844,25 @@ mod tests {
                 .await
                 .expect("recount"),
             Recount::Changed
+        );
+        // A deleted user's dead holds go without touching any usage; a live
+        // server's stay.
+        let _gone = dead.hold("gone", 100).await.expect("hold");
+        let alive = live.hold("gone", 300).await.expect("hold");
+        live.drop_dead_holds("gone", 200).await.expect("drop");
+        assert!(live.orphaned(200).await.expect("orphaned").is_empty());
+        assert_eq!(UsageLedger::get(&live, "gone").await.expect("get"), None);
+        assert_eq!(
+            live.recount("gone", None, u(0, 0), 200)
+                .await
+                .expect("recount"),
+            Recount::Busy,
+            "the live hold stays"
+        );
+        live.release(alive).await.expect("release");
+        assert!(
+            live.orphaned(200).await.expect("orphaned").is_empty(),
+            "the dead hold went"
         );
     }
 

@@ -89,6 +89,11 @@ pub trait UsageLedger: Send + Sync + fmt::Debug {
         measured: Usage,
         stale_before: i64,
     ) -> Result<Recount, StoreError>;
+
+    /// Ends `user`'s holds by servers that have not beaten since
+    /// `stale_before`, leaving the usage alone: for a user deleted since,
+    /// whom there is nothing to measure for.
+    async fn drop_dead_holds(&self, user: &str, stale_before: i64) -> Result<(), StoreError>;
 }
 
 /// Names one [`UsageLedger::hold`] for its release.
@@ -245,6 +250,11 @@ impl UsageLedger for MemoryLedger {
         }
         usage.insert(user.to_owned(), measured);
         Ok(Recount::Done)
+    }
+
+    async fn drop_dead_holds(&self, _user: &str, _stale_before: i64) -> Result<(), StoreError> {
+        // Every hold here is this process's own, so alive.
+        Ok(())
     }
 }
 

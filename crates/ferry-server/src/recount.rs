@@ -104,7 +104,17 @@ impl QuotaRecounter {
     pub async fn recount(&self, user: &str) -> Result<Usage, RecountError> {
         for _ in 0..TRIES {
             let seen = self.ledger.get(user).await?;
-            let measured = self.measure(user).await?;
+            let measured = match self.measure(user).await {
+                Err(RecountError::Account(AuthError::UnknownUser)) => {
+                    // Deleted since: nothing to measure, and its usage went
+                    // with it; only the dead server's holds are left to end.
+                    self.ledger
+                        .drop_dead_holds(user, self.stale_before())
+                        .await?;
+                    return Err(RecountError::Account(AuthError::UnknownUser));
+                }
+                other => other?,
+            };
             match self
                 .ledger
                 .recount(user, seen, measured, self.stale_before())

@@ -610,6 +610,13 @@ mod tests {
         ) -> Result<ferry_accounts::Recount, ferry_accounts::StoreError> {
             self.inner.recount(user, seen, measured, before).await
         }
+        async fn drop_dead_holds(
+            &self,
+            user: &str,
+            before: i64,
+        ) -> Result<(), ferry_accounts::StoreError> {
+            self.inner.drop_dead_holds(user, before).await
+        }
         async fn reserve(
             &self,
             user: &str,
