@@ -771,6 +771,15 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
+    /// Two handles on one SQLite database in `dir`, as two servers would have.
+    async fn two_handles(dir: &tempfile::TempDir) -> (SqlStore, SqlStore) {
+        let url = format!("sqlite:{}/a.db", dir.path().display());
+        (
+            SqlStore::open(&url, TIMEOUT).await.expect("open"),
+            SqlStore::open(&url, TIMEOUT).await.expect("open"),
+        )
+    }
+
     /// Holds of a server that stopped beating make its users orphaned, unless
     /// a live server holds for them too; a recount replaces the usage only
     /// when nothing live holds and the usage is still what was seen, and
@@ -778,11 +787,7 @@ mod tests {
     #[tokio::test]
     async fn holds_of_a_dead_server_are_recounted_and_live_ones_wait() {
         let dir = tempfile::tempdir().expect("tmp");
-        let url = format!("sqlite:{}/a.db", dir.path().display());
-        let (dead, live) = (
-            SqlStore::open(&url, TIMEOUT).await.expect("open"),
-            SqlStore::open(&url, TIMEOUT).await.expect("open"),
-        );
+        let (dead, live) = two_handles(&dir).await;
         let u = |bytes, files| Usage { bytes, files };
         UsageLedger::set(&dead, "u", u(10, 1)).await.expect("set");
         let _crashed = dead.hold("u", 100).await.expect("hold");
@@ -999,11 +1004,7 @@ mod tests {
     #[tokio::test]
     async fn racing_reservations_stop_at_the_ceiling() {
         let dir = tempfile::tempdir().expect("tmp");
-        let url = format!("sqlite:{}/a.db", dir.path().display());
-        let (one, two) = (
-            SqlStore::open(&url, TIMEOUT).await.expect("open"),
-            SqlStore::open(&url, TIMEOUT).await.expect("open"),
-        );
+        let (one, two) = two_handles(&dir).await;
         let usage = |bytes, files| Usage { bytes, files };
         one.set("bob", usage(10, 0)).await.expect("set");
         let ceiling = usage(95, 3);

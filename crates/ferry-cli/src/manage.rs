@@ -274,8 +274,13 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
             UserCommand::Show { name, json } => {
                 for store in accounts.authenticator.stores() {
                     if let Some(s) = store.user(&name).await? {
-                        let usage = accounts.ledger.get(&name).await?;
-                        return print_settings(&name, &store.describe(), s, json, Some(usage));
+                        // Usage is on record only in an account database; with
+                        // `store = "config"` it lives in the server's memory.
+                        let usage = match &accounts.sql {
+                            Some(sql) => Some(ferry_accounts::UsageLedger::get(sql.as_ref(), &name).await?),
+                            None => None,
+                        };
+                        return print_settings(&name, &store.describe(), s, json, usage);
                     }
                 }
                 bail!("user `{name}` does not exist");

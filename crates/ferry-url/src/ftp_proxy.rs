@@ -114,16 +114,7 @@ pub(crate) async fn open(
         .map_err(|e| unreachable(Unreachable::Other, e.to_string()))?;
 
     let status = response.status();
-    let headers: Headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = Headers::from_http(response.headers());
     // The body as a stream of byte chunks, each awaited at most the read timeout.
     let frames = response.into_body().into_data_stream();
     let body = futures_util::stream::unfold(frames, move |mut frames| async move {

@@ -12,6 +12,19 @@ impl Headers {
         Headers(Vec::new())
     }
 
+    /// The fields of an HTTP response as hyper and reqwest give them (values
+    /// that are not UTF-8 read lossily).
+    pub fn from_http(map: &::http::HeaderMap) -> Self {
+        map.iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

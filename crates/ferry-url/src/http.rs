@@ -183,16 +183,7 @@ impl Handler for HttpHandler {
         }
         let response = builder.send().await.map_err(|e| classify(&url, &e))?;
         let status = response.status();
-        let headers: Headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = Headers::from_http(response.headers());
         let final_url = response.url().clone();
         let stream = response.bytes_stream().map_err(std::io::Error::other);
         Ok(Response::new(

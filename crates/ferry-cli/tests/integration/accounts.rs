@@ -669,6 +669,12 @@ fn system_users_log_in_with_the_host_password() {
     let server = serve_in(dir);
     assert_eq!(login_code(&server, "sysbob", "wrong"), "530");
     assert_eq!(login_code(&server, "sysyes", "yes-pw"), "230");
+    // With store = "config" no usage is on record outside the server.
+    let shown = ferry_ok(server.dir.path(), &["user", "show", "sysbob", "--json"], "");
+    assert!(
+        shown.contains("\"sysbob\"") && !shown.contains("usage"),
+        "{shown}"
+    );
     assert_eq!(login_code(&server, "sysyes", "host-pw"), "530");
     for refused in ["root", "syssvc", "syslock"] {
         assert_eq!(

@@ -68,22 +68,59 @@ impl Drop for HttpServer {
     }
 }
 
+/// A proxy started by a test: killed when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Daemon {
+    /// Starts `command` (output discarded) and waits until it listens on
+    /// `port` of 127.0.0.1.
+    fn start(command: &mut Command, port: u16, what: &str, limit: Duration) -> Self {
+        let daemon = Daemon(
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{what} (installed by .ci/run): {e}")),
+        );
+        let deadline = Instant::now() + limit;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{what} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+}
+
+/// A directory the proxy's own user (it drops root) can write its logs to.
+fn world_writable_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("chmod")
+        .arg("777")
+        .arg(dir.path())
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    dir
+}
+
 /// tinyproxy, optionally with Basic authentication.
 pub struct Tinyproxy {
-    child: Child,
+    _daemon: Daemon,
     pub port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Tinyproxy {
     pub fn start(auth: Option<(&str, &str)>) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let status = Command::new("chmod")
-            .arg("777")
-            .arg(dir.path())
-            .status()
-            .expect("chmod");
-        assert!(status.success());
+        let dir = world_writable_dir();
         let port = free_port();
         let mut conf = format!(
             "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{}/tinyproxy.log\"\nLogLevel Info\n\
@@ -94,20 +131,19 @@ impl Tinyproxy {
             conf.push_str(&format!("BasicAuth {u} {p}\n"));
         }
         std::fs::write(dir.path().join("tinyproxy.conf"), conf).expect("conf");
-        let child = Command::new("tinyproxy")
-            .args(["-d", "-c"])
-            .arg(dir.path().join("tinyproxy.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tinyproxy (installed by .ci/run)");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tinyproxy did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        let daemon = Daemon::start(
+            Command::new("tinyproxy")
+                .args(["-d", "-c"])
+                .arg(dir.path().join("tinyproxy.conf")),
+            port,
+            "tinyproxy",
+            Duration::from_secs(15),
+        );
+        Tinyproxy {
+            _daemon: daemon,
+            port,
+            dir,
         }
-        Tinyproxy { child, port, dir }
     }
 
     /// What tinyproxy logged so far (it names every request it carried).
@@ -120,31 +156,18 @@ impl Tinyproxy {
     }
 }
 
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Squid on loopback, as an HTTP proxy that also speaks FTP to servers
 /// (`ftp_proxy`): stopped when dropped.
 pub struct Squid {
-    child: Child,
+    _daemon: Daemon,
     pub port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Squid {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
         // Squid drops to its own user (proxy) and writes its logs here.
-        let status = Command::new("chmod")
-            .arg("777")
-            .arg(dir.path())
-            .status()
-            .expect("chmod");
-        assert!(status.success());
+        let dir = world_writable_dir();
         let port = free_port();
         let d = dir.path().display();
         let conf = format!(
@@ -154,22 +177,21 @@ impl Squid {
              coredump_dir {d}\nshutdown_lifetime 0 seconds\n"
         );
         std::fs::write(dir.path().join("squid.conf"), conf).expect("conf");
-        let child = Command::new("squid")
-            .args(["-N", "-n"])
-            .arg(format!("ferrytest{port}"))
-            .arg("-f")
-            .arg(dir.path().join("squid.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("squid (installed by .ci/run)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "squid did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        let daemon = Daemon::start(
+            Command::new("squid")
+                .args(["-N", "-n"])
+                .arg(format!("ferrytest{port}"))
+                .arg("-f")
+                .arg(dir.path().join("squid.conf")),
+            port,
+            "squid",
+            Duration::from_secs(30),
+        );
+        Squid {
+            _daemon: daemon,
+            port,
+            dir,
         }
-        Squid { child, port, dir }
     }
 
     /// What Squid logged of the requests it carried.
@@ -179,12 +201,5 @@ impl Squid {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Squid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
