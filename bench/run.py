@@ -232,6 +232,13 @@ def start_pureftpd(tmp):
     return Server("pure-ftpd", port, proc)
 
 
+def tcp_out_segments():
+    """The machine's count of TCP segments sent (/proc/net/snmp, OutSegs)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(dict(zip(rows[0], rows[1]))["OutSegs"])
+
+
 def bench_tool(bindir, *args, cpus=None):
     """Runs ferry-bench; on the CPUs `cpus` if given."""
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
@@ -659,6 +666,15 @@ def run_workloads(a, scale, bindir, started, stolen_before, memory):
             # (the server's own cost shows) and on two (every wake-up crosses).
             table.add("(d) %d × 4 KiB in one session" % scale["small"], "files/s",
                       interleaved_median(small_files(), transfer_runs))
+
+            def segments_per_file(s):
+                # TCP segments the machine sent (both sides, every connection)
+                # per file: what a file costs on the wire. Nothing else runs.
+                before = tcp_out_segments()
+                bench_tool(bindir, "small-files", "--url", s.url("small/"), "--count", str(scale["small"]))
+                return (tcp_out_segments() - before) / scale["small"]
+            table.add("(d) TCP segments per file (both sides)", "count", each(segments_per_file),
+                      higher_is_better=False)
             if len(all_cpus) >= 2:
                 first, second = sorted(all_cpus)[:2]
                 table.add("(d) the same, client and server on one CPU", "files/s",

@@ -124,6 +124,15 @@ pub async fn send_file_zero_copy(
 ) -> Result<u64, TransferError> {
     let fail = |e: std::io::Error| TransferError::Connection(format!("sending: {e}"));
     let mut total = 0u64;
+    // A file that fits in one call leaves with its end: corked, the data waits
+    // for the `shutdown` below and the FIN rides on its last segment (one
+    // segment fewer per small file; docs/benchmarks.md, workload d).
+    if end.saturating_sub(offset) <= SENDFILE_CHUNK as u64
+        && rate.is_none()
+        && let Some(socket) = data.unregistered()
+    {
+        let _ = rustix::net::sockopt::set_tcp_cork(socket, true);
+    }
     // Stopping at the known end saves the last call (which would return 0)
     // and the push of pending frames the kernel does at a file's end.
     while offset < end {
