@@ -289,10 +289,9 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
                 // As a server recounts after a crash: not while uploads of
                 // the user are in flight, whose bytes are partly stored and
                 // partly only reserved (ferry_server::recount).
-                let disk = ferry_storage::local::LocalDisk::new(&config.storage.root)?;
                 let mut opts = ferry_server::options::ServerOptions::from_config(
                     &config,
-                    std::sync::Arc::new(disk),
+                    crate::serve::open_storage(&config)?,
                     accounts.authenticator.clone(),
                 );
                 opts.ledger = accounts.ledger.clone();

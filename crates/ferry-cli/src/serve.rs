@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ferry_config::ExplicitTls;
+use ferry_config::StorageBackendKind;
 use ferry_server::activity::ActivityLog;
 use ferry_server::bans::BanList;
 use ferry_server::tls::TlsContext;
 use ferry_server::{Server, ServerOptions};
+use ferry_storage::StorageBackend;
 use ferry_storage::local::LocalDisk;
+use ferry_storage::object::{ObjectStorage, S3Settings};
 
 use crate::accounts::Accounts;
 
@@ -39,12 +42,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(root) = args.root {
         config.storage.root = root;
     }
-    let storage = LocalDisk::new(&config.storage.root).with_context(|| {
-        format!(
-            "cannot create the storage root {}",
-            config.storage.root.display()
-        )
-    })?;
+    let storage = open_storage(&config)?;
 
     // The blocking pool runs the transfers' blocking loops and, beside them,
     // the file-system calls of every session: these always keep
@@ -72,7 +70,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let accounts = Accounts::open(&config, path.as_deref()).await?;
         let users = accounts.user_count().await?;
-        let mut opts = ServerOptions::from_config(&config, Arc::new(storage), accounts.authenticator.clone());
+        let mut opts = ServerOptions::from_config(&config, storage, accounts.authenticator.clone());
         opts.ledger = accounts.ledger.clone();
         if config.accounts.system_users {
             opts.host_storage = Some(Arc::new(LocalDisk::new("/")?));
@@ -112,7 +110,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let server = Server::bind(opts).await?;
         for addr in server.local_addrs() {
-            eprintln!("ferry: serving FTP on {addr}, files under {}", config.storage.root.display());
+            eprintln!("ferry: serving FTP on {addr}, files {}", where_files_are(&config));
         }
         for addr in server.implicit_addrs() {
             eprintln!("ferry: serving implicit FTPS on {addr}");
@@ -157,5 +155,44 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// The backend `[storage]` names: the local disk under `root`, or an S3 bucket.
+pub fn open_storage(config: &ferry_config::Config) -> anyhow::Result<Arc<dyn StorageBackend>> {
+    let s = &config.storage;
+    Ok(match s.backend {
+        StorageBackendKind::Local => Arc::new(
+            LocalDisk::new(&s.root)
+                .with_context(|| format!("cannot create the storage root {}", s.root.display()))?,
+        ),
+        StorageBackendKind::S3 => {
+            let settings = S3Settings {
+                bucket: s.bucket.clone().unwrap_or_default(),
+                endpoint: s.endpoint.clone(),
+                region: s.region.clone(),
+                prefix: s.prefix.clone(),
+                credentials: s.access_key_id.clone().zip(s.secret_access_key.clone()),
+                timeout: S3_REQUEST_TIMEOUT,
+            };
+            Arc::new(ObjectStorage::s3(&settings).context("[storage] backend = \"s3\"")?)
+        }
+    })
+}
+
+/// How long one request to the bucket may take, its retries included.
+const S3_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where the files are, for the start-up lines.
+fn where_files_are(config: &ferry_config::Config) -> String {
+    let s = &config.storage;
+    match s.backend {
+        StorageBackendKind::Local => format!("under {}", s.root.display()),
+        StorageBackendKind::S3 => format!(
+            "in the S3 bucket {}{}{}",
+            s.bucket.as_deref().unwrap_or_default(),
+            if s.prefix.is_empty() { "" } else { " under " },
+            s.prefix
+        ),
     }
 }

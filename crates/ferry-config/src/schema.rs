@@ -90,7 +90,23 @@ impl Default for ServerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
     pub backend: StorageBackendKind,
+    /// `backend = "local"`: the directory the homes live under.
     pub root: PathBuf,
+    /// `backend = "s3"`: the bucket (it must exist).
+    pub bucket: Option<String>,
+    /// `backend = "s3"`: an S3-compatible server's address (MinIO, Ceph,
+    /// Garage, ...), `http://` allowed; AWS's regional endpoint when absent.
+    pub endpoint: Option<String>,
+    /// `backend = "s3"`: the bucket's region.
+    pub region: String,
+    /// `backend = "s3"`: the key prefix the homes live under, inside the
+    /// bucket ("" for the bucket's top).
+    pub prefix: String,
+    /// `backend = "s3"`: the access key; when absent, `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (and the other `AWS_*` variables) are used.
+    pub access_key_id: Option<String>,
+    /// `backend = "s3"`: the secret that goes with `access_key_id`.
+    pub secret_access_key: Option<String>,
 }
 
 impl Default for StorageSection {
@@ -98,6 +114,12 @@ impl Default for StorageSection {
         StorageSection {
             backend: StorageBackendKind::Local,
             root: PathBuf::from("./ferry-data/files"),
+            bucket: None,
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            prefix: String::new(),
+            access_key_id: None,
+            secret_access_key: None,
         }
     }
 }
@@ -106,7 +128,10 @@ impl Default for StorageSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackendKind {
+    /// Files on the local disk under `storage.root`.
     Local,
+    /// Objects in an S3-compatible bucket (docs/storage.md).
+    S3,
 }
 
 /// `[accounts]`: where users come from.
@@ -601,6 +626,35 @@ impl Config {
             )
             .at_key("accounts.pam_service"));
         }
+        if self.storage.backend == StorageBackendKind::S3 {
+            match &self.storage.bucket {
+                None => {
+                    return Err(ConfigError::new(
+                        "backend = \"s3\" needs the bucket's name, for example bucket = \"ferry\"",
+                    )
+                    .at_key("storage.bucket"));
+                }
+                Some(b) if b.is_empty() || b.contains('/') => {
+                    return Err(ConfigError::new("must be a bucket name, without `/`")
+                        .at_key("storage.bucket"));
+                }
+                Some(_) => {}
+            }
+            if let Some(e) = &self.storage.endpoint
+                && !(e.starts_with("http://") || e.starts_with("https://"))
+            {
+                return Err(ConfigError::new(
+                    "must be an http:// or https:// address, for example \"http://127.0.0.1:9000\"",
+                )
+                .at_key("storage.endpoint"));
+            }
+            if self.storage.access_key_id.is_some() != self.storage.secret_access_key.is_some() {
+                return Err(ConfigError::new(
+                    "access_key_id and secret_access_key go together: set both, or neither (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are used)",
+                )
+                .at_key("storage.secret_access_key"));
+            }
+        }
         if self.accounts.timeout.0.is_zero() {
             return Err(ConfigError::new("must be more than 0s, for example \"5s\"")
                 .at_key("accounts.timeout"));
@@ -836,6 +890,27 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
 
         let e = err("[storage]\nbackend = \"tape\"\n");
         assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn an_s3_backend_needs_a_bucket_and_whole_credentials() {
+        let c = Config::parse(
+            "[storage]\nbackend = \"s3\"\nbucket = \"files\"\nendpoint = \"http://127.0.0.1:9000\"\nprefix = \"ftp\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.storage.backend, StorageBackendKind::S3);
+        assert_eq!(c.storage.bucket.as_deref(), Some("files"));
+        assert_eq!(c.storage.region, "us-east-1");
+        let e = err("[storage]\nbackend = \"s3\"\n");
+        assert_eq!(e.key.as_deref(), Some("storage.bucket"));
+        let e = err("[storage]\nbackend = \"s3\"\nbucket = \"a/b\"\n");
+        assert_eq!(e.key.as_deref(), Some("storage.bucket"));
+        let e = err("[storage]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"127.0.0.1:9000\"\n");
+        assert_eq!(e.key.as_deref(), Some("storage.endpoint"));
+        let e = err("[storage]\nbackend = \"s3\"\nbucket = \"b\"\naccess_key_id = \"k\"\n");
+        assert_eq!(e.key.as_deref(), Some("storage.secret_access_key"));
+        // The local backend ignores the S3 keys' absence.
+        assert!(Config::parse("[storage]\nroot = \"/srv/ftp\"\n").is_ok());
     }
 }
 

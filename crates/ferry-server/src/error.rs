@@ -95,7 +95,7 @@ impl SessionError {
                     StorageError::NoSpace => 552,
                     StorageError::NameTooLong => 553,
                     StorageError::Unsupported(_) => 502,
-                    StorageError::Io(_) => 451,
+                    StorageError::Io(_) | StorageError::Unavailable => 451,
                     _ => 550,
                 };
                 Reply::new(

@@ -42,6 +42,11 @@ pub enum StorageError {
     /// The backend does not offer this operation.
     #[error("not supported by this storage backend: {0}")]
     Unsupported(&'static str),
+    /// The storage service (an S3 endpoint) did not answer, or answered with
+    /// an error of its own: a failure of the service, not of the request.
+    /// The backend logs the cause; clients are told to try again later.
+    #[error("the file storage cannot be reached; try again later")]
+    Unavailable,
     /// Any other failure of the backend.
     #[error("storage I/O error: {0}")]
     Io(io::Error),

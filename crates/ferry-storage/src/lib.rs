@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod local;
+pub mod object;
 pub mod path;
 
 use std::fmt;

@@ -11,6 +11,7 @@ mod ftps;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod object_storage;
 mod peers;
 mod support;
 mod url;

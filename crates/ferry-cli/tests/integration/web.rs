@@ -69,7 +69,7 @@ impl Drop for HttpServer {
 }
 
 /// A proxy started by a test: killed when dropped.
-struct Daemon(Child);
+pub struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -81,7 +81,7 @@ impl Drop for Daemon {
 impl Daemon {
     /// Starts `command` (output discarded) and waits until it listens on
     /// `port` of 127.0.0.1.
-    fn start(command: &mut Command, port: u16, what: &str, limit: Duration) -> Self {
+    pub fn start(command: &mut Command, port: u16, what: &str, limit: Duration) -> Self {
         let daemon = Daemon(
             command
                 .stdin(Stdio::null())

@@ -111,6 +111,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let storage = match opened {
             Ok(s) => s,
+            Err(ferry_storage::StorageError::Unavailable) => {
+                warn!(session = self.peer.id, user = %user, home = %account.home, "the file storage cannot be reached");
+                return Ok(Step::Close(Reply::new(
+                    421,
+                    "Service not available: the file storage cannot be reached; try again later.",
+                )));
+            }
             Err(e) => {
                 warn!(session = self.peer.id, user = %user, home = %account.home, error = %e, "home directory unavailable");
                 return Ok(Step::Reply(Reply::new(
