@@ -57,6 +57,10 @@ pub const DIR_MARKER: &str = ".ferry-dir";
 /// The size of an upload's parts (S3 wants at least 5 MiB but for the last).
 pub const PART_SIZE: usize = 8 << 20;
 
+/// How many parts of one upload may be on their way at once: an upload holds
+/// up to this many parts in memory (`object_store`'s default is 8, 64 MiB).
+pub const PARTS_IN_FLIGHT: usize = 2;
+
 /// How many entries a listing hands out at a time.
 const BATCH: usize = 1000;
 
@@ -407,7 +411,8 @@ impl Storage for ObjectHome {
             }
         };
         let key = self.key(path);
-        let mut writer = BufWriter::with_capacity(self.store.clone(), key.clone(), PART_SIZE);
+        let mut writer = BufWriter::with_capacity(self.store.clone(), key.clone(), PART_SIZE)
+            .with_max_concurrency(PARTS_IN_FLIGHT);
         if keep > 0 {
             // The kept bytes of the old object first (S3 cannot write into one).
             let options = GetOptions {
