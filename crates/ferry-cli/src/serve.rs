@@ -40,6 +40,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.server.listen = args.listen;
     }
     if let Some(root) = args.root {
+        if config.storage.backend != StorageBackendKind::Local {
+            eprintln!(
+                "ferry: --root is ignored: with backend = \"s3\" the files are in the bucket (storage.bucket, storage.prefix)"
+            );
+        }
         config.storage.root = root;
     }
     let storage = open_storage(&config)?;

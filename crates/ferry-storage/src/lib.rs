@@ -8,6 +8,8 @@
 //! additionally has the kernel enforce this (openat2 with `RESOLVE_BENEATH`), so a
 //! symlink inside the home that points outside it is refused too.
 
+#[cfg(test)]
+mod conformance;
 pub mod error;
 pub mod local;
 pub mod object;

@@ -710,11 +710,8 @@ impl AsyncWrite for LocalUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    fn vp(s: &str) -> VirtualPath {
-        VirtualPath::parse_absolute(s).expect("path")
-    }
+    use crate::conformance::{self, read_all, vp};
+    use tokio::io::AsyncWriteExt;
 
     async fn home(dir: &tempfile::TempDir) -> Arc<dyn Storage> {
         let disk = LocalDisk::new(dir.path().join("root")).expect("root");
@@ -751,93 +748,17 @@ mod tests {
         assert!(weak.upgrade().is_none());
     }
 
-    async fn read_all(s: &Arc<dyn Storage>, p: &str, offset: u64) -> Vec<u8> {
-        let mut r = s.read(&vp(p), offset).await.expect("read");
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).await.expect("read_to_end");
-        out
-    }
-
-    async fn put(s: &Arc<dyn Storage>, p: &str, mode: WriteMode, data: &[u8]) {
-        let mut up = s.write(&vp(p), mode).await.expect("write");
-        up.write_all(data).await.expect("write_all");
-        up.commit().await.expect("commit");
-    }
-
     #[tokio::test]
     async fn write_read_resume_append() {
         let dir = tempfile::tempdir().expect("tmp");
-        let s = home(&dir).await;
-        put(&s, "/f", WriteMode::Replace, b"hello world").await;
-        assert_eq!(read_all(&s, "/f", 6).await, b"world");
-        put(&s, "/f", WriteMode::Resume { offset: 5 }, b"!!").await;
-        assert_eq!(read_all(&s, "/f", 0).await, b"hello!!");
-        put(&s, "/f", WriteMode::Append, b"?").await;
-        assert_eq!(read_all(&s, "/f", 0).await, b"hello!!?");
-        assert_eq!(s.metadata(&vp("/f")).await.expect("meta").size, 8);
-        let err = s
-            .write(&vp("/f"), WriteMode::Resume { offset: 99 })
-            .await
-            .err();
-        assert!(matches!(err, Some(StorageError::OffsetBeyondEnd { .. })));
-        assert!(matches!(
-            s.write(&vp("/f"), WriteMode::CreateNew).await.err(),
-            Some(StorageError::AlreadyExists)
-        ));
+        conformance::write_read_resume_append(&*home(&dir).await).await;
     }
 
     #[tokio::test]
     async fn failed_replace_keeps_old_and_failed_new_keeps_partial() {
         let dir = tempfile::tempdir().expect("tmp");
-        let s = home(&dir).await;
-        put(&s, "/old", WriteMode::Replace, b"precious").await;
-        let mut up = s
-            .write(&vp("/old"), WriteMode::Replace)
-            .await
-            .expect("write");
-        up.write_all(b"partial").await.expect("write");
-        up.abort().await;
-        assert_eq!(read_all(&s, "/old", 0).await, b"precious");
-
-        let mut up = s
-            .write(&vp("/new"), WriteMode::Replace)
-            .await
-            .expect("write");
-        up.write_all(b"part").await.expect("write");
-        drop(up); // dropped without commit or abort: same as abort
-        assert_eq!(read_all(&s, "/new", 0).await, b"part");
-
-        // A discarded upload leaves nothing, even when it received bytes.
-        let mut up = s
-            .write(&vp("/discarded"), WriteMode::Replace)
-            .await
-            .expect("write");
-        up.write_all(b"over quota").await.expect("write");
-        up.discard().await;
-        assert!(matches!(
-            s.metadata(&vp("/discarded")).await,
-            Err(StorageError::NotFound)
-        ));
-
-        // A failed new upload that received nothing leaves nothing behind.
-        let up = s
-            .write(&vp("/empty"), WriteMode::Replace)
-            .await
-            .expect("write");
-        up.abort().await;
-        assert!(matches!(
-            s.metadata(&vp("/empty")).await,
-            Err(StorageError::NotFound)
-        ));
-
-        // No temporary file is left or listed.
-        let mut names = Vec::new();
-        let mut l = s.list(&vp("/")).await.expect("list");
-        while let Some(batch) = l.next_batch().await.expect("batch") {
-            names.extend(batch.into_iter().map(|e| e.name));
-        }
-        names.sort();
-        assert_eq!(names, ["new", "old"]);
+        conformance::failed_uploads_lose_nothing_stored(&*home(&dir).await).await;
+        // No temporary file is left either.
         let on_disk = std::fs::read_dir(dir.path().join("root/u"))
             .expect("dir")
             .count();
@@ -872,7 +793,7 @@ mod tests {
             s.write(&vp("/abs"), WriteMode::Append).await.err(),
             Some(StorageError::PermissionDenied)
         ));
-        assert_eq!(read_all(&s, "/ok", 0).await, b"in");
+        assert_eq!(read_all(&*s, "/ok", 0).await, b"in");
         // Listings show links that stay inside, and leave out the others.
         let mut l = s.list(&vp("/")).await.expect("list");
         let mut names = Vec::new();
@@ -890,32 +811,7 @@ mod tests {
     #[tokio::test]
     async fn directories_and_renames() {
         let dir = tempfile::tempdir().expect("tmp");
-        let s = home(&dir).await;
-        s.create_dir(&vp("/d")).await.expect("mkdir");
-        assert!(matches!(
-            s.create_dir(&vp("/d")).await,
-            Err(StorageError::AlreadyExists)
-        ));
-        put(&s, "/d/f", WriteMode::Replace, b"1").await;
-        assert!(matches!(
-            s.remove_dir(&vp("/d")).await,
-            Err(StorageError::DirectoryNotEmpty)
-        ));
-        assert!(matches!(
-            s.rename(&vp("/d"), &vp("/d/e")).await,
-            Err(StorageError::Invalid(_))
-        ));
-        s.rename(&vp("/d/f"), &vp("/g")).await.expect("rename");
-        s.remove_dir(&vp("/d")).await.expect("rmdir");
-        assert!(matches!(
-            s.remove_file(&vp("/")).await,
-            Err(StorageError::Invalid(_))
-        ));
-        s.remove_file(&vp("/g")).await.expect("rm");
-        assert!(matches!(
-            s.metadata(&vp("/g")).await,
-            Err(StorageError::NotFound)
-        ));
+        conformance::directories_and_renames(&*home(&dir).await).await;
     }
 
     #[tokio::test]
@@ -969,6 +865,6 @@ mod tests {
         assert!(!old.exists(), "abandoned a day ago: removed");
         assert!(fresh.exists(), "written lately: kept");
         running.commit().await.expect("commit");
-        assert_eq!(read_all(&s, "/new", 0).await, b"in flight");
+        assert_eq!(read_all(&*s, "/new", 0).await, b"in flight");
     }
 }

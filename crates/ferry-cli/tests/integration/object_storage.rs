@@ -155,6 +155,13 @@ fn download(c: &mut RawControl, command: &str) -> Result<Vec<u8>, String> {
 fn files_live_in_an_s3_bucket() {
     let s3 = MotoS3::start();
     let server = FerryServer::start_with(&s3.config());
+    // The test servers are started with `--root`: with a bucket it is
+    // ignored, and said so.
+    assert!(
+        server.log().contains("--root is ignored"),
+        "{}",
+        server.log()
+    );
     let url = |path: &str| format!("ftp://alice:pw@127.0.0.1:{}/{path}", server.port());
 
     // A file of three parts (8 MiB each) through curl, back byte for byte;

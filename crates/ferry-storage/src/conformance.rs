@@ -1,0 +1,161 @@
+//! What every backend must do the same way, checked once for all of them:
+//! each backend's tests hand a fresh, empty home to these functions. What only
+//! one backend has (symbolic links, S3 keys and markers) stays in its own
+//! tests.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{FileKind, Storage, StorageError, VirtualPath, WriteMode};
+
+pub fn vp(text: &str) -> VirtualPath {
+    VirtualPath::parse_absolute(text).expect("path")
+}
+
+/// Uploads `data` to `path` and commits; returns the committed size.
+pub async fn put(s: &dyn Storage, path: &str, mode: WriteMode, data: &[u8]) -> u64 {
+    let mut up = s.write(&vp(path), mode).await.expect("write");
+    up.write_all(data).await.expect("write_all");
+    up.commit().await.expect("commit")
+}
+
+/// An upload of `data` to `path`, neither committed nor aborted yet.
+pub async fn unfinished(s: &dyn Storage, path: &str, data: &[u8]) -> Box<dyn crate::Upload> {
+    let mut up = s.write(&vp(path), WriteMode::Replace).await.expect("write");
+    up.write_all(data).await.expect("write_all");
+    up
+}
+
+pub async fn read_all(s: &dyn Storage, path: &str, offset: u64) -> Vec<u8> {
+    let mut r = s.read(&vp(path), offset).await.expect("read");
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).await.expect("read_to_end");
+    out
+}
+
+/// A directory's entries, sorted by name.
+pub async fn names(s: &dyn Storage, path: &str) -> Vec<(String, FileKind)> {
+    let mut l = s.list(&vp(path)).await.expect("list");
+    let mut out = Vec::new();
+    while let Some(batch) = l.next_batch().await.expect("batch") {
+        out.extend(batch.into_iter().map(|e| (e.name, e.metadata.kind)));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn missing(result: Result<crate::Metadata, StorageError>) -> bool {
+    matches!(result, Err(StorageError::NotFound))
+}
+
+/// REST + RETR, REST + STOR, APPE and STOU's refusal of an existing name.
+pub async fn write_read_resume_append(s: &dyn Storage) {
+    put(s, "/f", WriteMode::Replace, b"hello world").await;
+    assert_eq!(read_all(s, "/f", 6).await, b"world");
+    assert_eq!(read_all(s, "/f", 11).await, b"");
+    put(s, "/f", WriteMode::Resume { offset: 5 }, b"!!").await;
+    assert_eq!(read_all(s, "/f", 0).await, b"hello!!");
+    assert_eq!(put(s, "/f", WriteMode::Append, b"?").await, 8);
+    assert_eq!(read_all(s, "/f", 0).await, b"hello!!?");
+    assert_eq!(s.metadata(&vp("/f")).await.expect("meta").size, 8);
+    assert!(matches!(
+        s.write(&vp("/f"), WriteMode::Resume { offset: 99 })
+            .await
+            .err(),
+        Some(StorageError::OffsetBeyondEnd { .. })
+    ));
+    assert!(matches!(
+        s.write(&vp("/f"), WriteMode::CreateNew).await.err(),
+        Some(StorageError::AlreadyExists)
+    ));
+    assert_eq!(put(s, "/appended", WriteMode::Append, b"a").await, 1);
+}
+
+/// A failed replacement leaves the old file; a failed new file keeps what
+/// arrived (dropping the upload counts as a failure), unless nothing did; a
+/// discarded upload (over a quota) leaves nothing.
+pub async fn failed_uploads_lose_nothing_stored(s: &dyn Storage) {
+    put(s, "/old", WriteMode::Replace, b"precious").await;
+    unfinished(s, "/old", b"partial").await.abort().await;
+    assert_eq!(read_all(s, "/old", 0).await, b"precious");
+
+    drop(unfinished(s, "/new", b"part").await);
+    // A backend may finish a dropped upload in a task of its own.
+    for _ in 0..100 {
+        if !missing(s.metadata(&vp("/new")).await) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(read_all(s, "/new", 0).await, b"part");
+
+    unfinished(s, "/discarded", b"over quota")
+        .await
+        .discard()
+        .await;
+    assert!(missing(s.metadata(&vp("/discarded")).await));
+
+    unfinished(s, "/empty", b"").await.abort().await;
+    assert!(missing(s.metadata(&vp("/empty")).await));
+
+    assert_eq!(
+        names(s, "/").await,
+        [
+            ("new".to_owned(), FileKind::File),
+            ("old".to_owned(), FileKind::File)
+        ]
+    );
+
+    // A failed REST + STOR keeps the start it resumed from and what arrived.
+    let mut up = s
+        .write(&vp("/old"), WriteMode::Resume { offset: 4 })
+        .await
+        .expect("write");
+    up.write_all(b"ly").await.expect("write_all");
+    up.abort().await;
+    assert_eq!(read_all(s, "/old", 0).await, b"precly");
+}
+
+/// MKD, RMD, RNFR/RNTO and DELE, and their refusals.
+pub async fn directories_and_renames(s: &dyn Storage) {
+    s.create_dir(&vp("/d")).await.expect("mkdir");
+    assert!(matches!(
+        s.create_dir(&vp("/d")).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert!(matches!(
+        s.create_dir(&vp("/missing/d")).await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(names(s, "/d").await, []);
+    put(s, "/d/f", WriteMode::Replace, b"1").await;
+    assert!(matches!(
+        s.remove_dir(&vp("/d")).await,
+        Err(StorageError::DirectoryNotEmpty)
+    ));
+    assert!(matches!(
+        s.rename(&vp("/d"), &vp("/d/e")).await,
+        Err(StorageError::Invalid(_))
+    ));
+    s.rename(&vp("/d/f"), &vp("/g")).await.expect("rename");
+    assert_eq!(read_all(s, "/g", 0).await, b"1");
+    // The directory's last file moved away: the directory stays.
+    assert!(s.metadata(&vp("/d")).await.expect("dir").is_dir());
+    s.remove_dir(&vp("/d")).await.expect("rmdir");
+    assert!(missing(s.metadata(&vp("/d")).await));
+    assert!(matches!(
+        s.remove_file(&vp("/")).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.write(&vp("/nodir/f"), WriteMode::Replace).await.err(),
+        Some(StorageError::NotFound)
+    ));
+    s.remove_file(&vp("/g")).await.expect("rm");
+    assert!(missing(s.metadata(&vp("/g")).await));
+    assert!(matches!(
+        s.rename(&vp("/nothing"), &vp("/x")).await,
+        Err(StorageError::NotFound)
+    ));
+}
