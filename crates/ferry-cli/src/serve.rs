@@ -107,6 +107,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             });
         }
+        if !config.sftp.listen.is_empty() {
+            let sftp = ferry_server::sftp::SftpContext::new(
+                config.sftp.host_key.as_deref(),
+                Path::new("./ferry-data/ssh"),
+                config.server.idle_timeout.0,
+            )
+            .context("[sftp]")?;
+            eprintln!("ferry: SSH host key fingerprint {}", sftp.fingerprint());
+            opts.sftp = Some(Arc::new(sftp));
+        }
         if accounts.sql.is_some() {
             // Quota reservations of uploads a crashed server left unsettled
             // (ferry_server::recount).
@@ -119,6 +129,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         for addr in server.implicit_addrs() {
             eprintln!("ferry: serving implicit FTPS on {addr}");
+        }
+        for addr in server.sftp_addrs() {
+            eprintln!("ferry: serving SFTP on {addr}");
         }
         if users == 0 && !config.anonymous.enabled {
             let how = match &accounts.sql {

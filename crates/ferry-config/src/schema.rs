@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub tls: TlsSection,
     #[serde(default)]
+    pub sftp: SftpSection,
+    #[serde(default)]
     pub groups: Vec<GroupEntry>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
@@ -301,6 +303,18 @@ impl Default for TlsSection {
             session_reuse_exempt: Vec::new(),
         }
     }
+}
+
+/// `[sftp]`: SFTP over SSH (the SSH File Transfer Protocol, version 3), with
+/// the same accounts, homes, permissions, limits and logs as FTP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftpSection {
+    /// SSH listeners; none (SFTP off) by default.
+    pub listen: Vec<SocketAddr>,
+    /// The SSH host key: an OpenSSH private key file. Without one, an Ed25519
+    /// key is generated once in `./ferry-data/ssh` and kept.
+    pub host_key: Option<PathBuf>,
 }
 
 /// `accounts.system_auth`.

@@ -73,6 +73,10 @@ pub struct AuditRecord<'a> {
     pub session: u64,
     pub user: Option<&'a str>,
     pub client: SocketAddr,
+    /// `"sftp"` for SFTP requests (whose `code` is then an SFTP status
+    /// code); absent for FTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'a str>,
     pub command: &'a str,
     /// The argument as sent (PASS masked); absent when there was none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,6 +265,7 @@ mod tests {
                             session: t,
                             user: Some("u"),
                             client: "127.0.0.1:1".parse().expect("addr"),
+                            protocol: None,
                             command: "RETR",
                             arg: Some(&arg),
                             path: None,

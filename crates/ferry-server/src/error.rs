@@ -138,6 +138,40 @@ impl SessionError {
     }
 }
 
+impl crate::signin::SignInRefusal {
+    /// The reply to a refused USER/PASS; [`SignInRefusal::closes_connection`]
+    /// says whether the connection then closes.
+    ///
+    /// [`SignInRefusal::closes_connection`]: crate::signin::SignInRefusal::closes_connection
+    pub fn reply(self) -> Reply {
+        use crate::signin::SignInRefusal as R;
+        match self {
+            R::Credentials => Reply::new(530, "Login incorrect."),
+            R::Banned => Reply::new(
+                421,
+                "Too many failed logins: your address is banned for a while.",
+            ),
+            R::AccountsUnavailable => Reply::new(
+                421,
+                "Service not available: the account database cannot be reached; try again later.",
+            ),
+            R::AddressRefused => Reply::new(530, "Login not allowed from your address."),
+            R::OutsideHours => Reply::new(530, "Login not allowed at this time."),
+            R::TooManySessions => {
+                Reply::new(421, "Too many sessions for this user; try again later.")
+            }
+            R::StorageUnavailable => Reply::new(
+                421,
+                "Service not available: the file storage cannot be reached; try again later.",
+            ),
+            R::HomeUnavailable => Reply::new(530, "Login refused: home directory unavailable."),
+            R::UsageUnmeasurable => {
+                Reply::new(530, "Login refused: quota usage cannot be measured.")
+            }
+        }
+    }
+}
+
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {

@@ -8,6 +8,8 @@
 //! - [`data`] sets up and opens data connections ([`passive::PassivePortPool`] for
 //!   PASV/EPSV), and [`transfer`] moves bytes over them.
 //! - [`error`] is the one place where failures become reply codes.
+//! - [`signin`] signs users in for every protocol; [`sftp`] serves SFTP over
+//!   SSH with the same accounts, storage and policy.
 
 pub mod activity;
 pub mod bans;
@@ -21,6 +23,8 @@ pub mod options;
 pub mod passive;
 pub mod recount;
 pub mod session;
+pub mod sftp;
+pub mod signin;
 pub mod tls;
 pub mod transfer;
 pub mod urgent;

@@ -30,9 +30,20 @@ use crate::urgent::ControlSocket;
 #[derive(Debug)]
 pub struct Server {
     opts: Arc<ServerOptions>,
-    /// Each listener, and whether it speaks implicit FTPS.
-    listeners: Vec<(TcpListener, bool)>,
+    /// Each listener, and the protocol it speaks.
+    listeners: Vec<(TcpListener, Protocol)>,
     shutdown: CancellationToken,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// FTP, with explicit FTPS (AUTH TLS) when TLS is on.
+    Ftp,
+    /// FTPS with TLS from the first byte.
+    ImplicitFtps,
+    /// SFTP over SSH.
+    Sftp,
 }
 
 /// How many pending connections the kernel queues per listener.
@@ -48,16 +59,27 @@ impl Server {
                 "tls.implicit_listen needs TLS, which is off",
             ));
         }
+        if !opts.sftp_listen.is_empty() && opts.sftp.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "sftp.listen needs the SSH host key, which is not loaded",
+            ));
+        }
         let all = opts
             .listen
             .iter()
-            .map(|a| (a, false))
-            .chain(opts.implicit_listen.iter().map(|a| (a, true)));
-        for (addr, implicit) in all {
+            .map(|a| (a, Protocol::Ftp))
+            .chain(
+                opts.implicit_listen
+                    .iter()
+                    .map(|a| (a, Protocol::ImplicitFtps)),
+            )
+            .chain(opts.sftp_listen.iter().map(|a| (a, Protocol::Sftp)));
+        for (addr, protocol) in all {
             let listener = bind_listener(*addr).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
-            listeners.push((listener, implicit));
+            listeners.push((listener, protocol));
         }
         Ok(Server {
             opts: Arc::new(opts),
@@ -69,18 +91,23 @@ impl Server {
     /// The plain (and explicit-FTPS) addresses actually bound (with the real port
     /// when 0 was asked).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter(|(_, i)| !i)
-            .filter_map(|(l, _)| l.local_addr().ok())
-            .collect()
+        self.addrs(Protocol::Ftp)
     }
 
     /// The implicit-FTPS addresses actually bound.
     pub fn implicit_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(Protocol::ImplicitFtps)
+    }
+
+    /// The SFTP addresses actually bound.
+    pub fn sftp_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(Protocol::Sftp)
+    }
+
+    fn addrs(&self, protocol: Protocol) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter(|(_, i)| *i)
+            .filter(|(_, p)| *p == protocol)
             .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
@@ -98,9 +125,9 @@ impl Server {
         let hard_stop = CancellationToken::new();
         let ids = Arc::new(AtomicU64::new(1));
         let mut accept_loops = Vec::new();
-        for (listener, implicit) in self.listeners {
+        for (listener, protocol) in self.listeners {
             let ctx = AcceptContext {
-                implicit,
+                protocol,
                 opts: self.opts.clone(),
                 tracker: tracker.clone(),
                 sessions: sessions.clone(),
@@ -146,7 +173,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 #[derive(Clone)]
 struct AcceptContext {
-    implicit: bool,
+    protocol: Protocol,
     opts: Arc<ServerOptions>,
     tracker: Arc<ConnectionTracker>,
     sessions: TaskTracker,
@@ -184,14 +211,22 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
         Ok(slot) => slot,
         Err(refusal) => {
             let reason = capitalize_sentence(&refusal.to_string());
-            tokio::spawn(refuse(stream, remote, id, ctx.opts.clone(), reason));
+            let speaks_ftp = ctx.protocol != Protocol::Sftp;
+            tokio::spawn(refuse(
+                stream,
+                remote,
+                id,
+                ctx.opts.clone(),
+                reason,
+                speaks_ftp,
+            ));
             return;
         }
     };
     debug!(session = id, %remote, "connection accepted");
     let peer = Peer { remote, local, id };
     let hard_stop = ctx.hard_stop.clone();
-    let (opts, shutdown, implicit) = (ctx.opts.clone(), ctx.shutdown.clone(), ctx.implicit);
+    let (opts, shutdown, protocol) = (ctx.opts.clone(), ctx.shutdown.clone(), ctx.protocol);
     ctx.sessions.spawn(async move {
         let _slot = slot;
         if let Some(reason) = opts.bans.check(remote.ip()).await {
@@ -202,13 +237,21 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
                 id,
                 opts,
                 format!("Your address is refused: {reason}."),
+                protocol != Protocol::Sftp,
             )
             .await;
             return;
         }
+        if protocol == Protocol::Sftp {
+            tokio::select! {
+                _ = crate::sftp::ssh::serve(stream, opts, peer, shutdown) => {}
+                _ = hard_stop.cancelled() => {}
+            }
+            return;
+        }
         let socket = ControlSocket::new(stream);
         let serve = async move {
-            if !implicit {
+            if protocol == Protocol::Ftp {
                 return Session::new(socket, opts, peer, shutdown).run().await;
             }
             // Implicit FTPS: TLS from the first byte, within the login deadline.
@@ -233,13 +276,14 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
     });
 }
 
-/// Answers 421 and closes, with an audit record.
+/// Answers 421 (on an FTP listener) and closes, with an audit record.
 async fn refuse(
     mut stream: TcpStream,
     remote: SocketAddr,
     id: u64,
     opts: Arc<ServerOptions>,
     reason: String,
+    speaks_ftp: bool,
 ) {
     info!(%remote, %reason, "connection refused");
     opts.activity.audit(&crate::activity::AuditRecord {
@@ -247,6 +291,7 @@ async fn refuse(
         session: id,
         user: None,
         client: remote,
+        protocol: (!speaks_ftp).then_some("sftp"),
         command: "CONNECT",
         arg: Some(&reason),
         path: None,
@@ -256,7 +301,9 @@ async fn refuse(
     });
     let reply = Reply::new(421, reason);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = stream.write_all(&reply.to_bytes()).await;
+        if speaks_ftp {
+            let _ = stream.write_all(&reply.to_bytes()).await;
+        }
         let _ = stream.shutdown().await;
     })
     .await;

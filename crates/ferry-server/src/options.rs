@@ -57,6 +57,10 @@ pub struct ServerOptions {
     pub tls: Option<Arc<crate::tls::TlsContext>>,
     pub explicit_tls: ferry_config::ExplicitTls,
     pub implicit_listen: Vec<SocketAddr>,
+    /// SFTP's listeners (`[sftp] listen`).
+    pub sftp_listen: Vec<SocketAddr>,
+    /// SFTP: the host key and SSH settings, when SFTP is on.
+    pub sftp: Option<Arc<crate::sftp::SftpContext>>,
     pub require_session_reuse: bool,
     pub session_reuse_exempt: Vec<ferry_config::Cidr>,
     pub clock: Clock,
@@ -112,6 +116,8 @@ impl ServerOptions {
             tls: None,
             explicit_tls: config.tls.explicit,
             implicit_listen: config.tls.implicit_listen.clone(),
+            sftp_listen: config.sftp.listen.clone(),
+            sftp: None,
             require_session_reuse: config.tls.require_session_reuse,
             session_reuse_exempt: config.tls.session_reuse_exempt.clone(),
             clock: Arc::new(SystemTime::now),

@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod object_storage;
 mod peers;
+mod sftp;
 mod support;
 mod url;
 mod web;

@@ -44,7 +44,7 @@ enum Target {
     File { name: String, meta: Metadata },
 }
 
-fn list_entry<'a>(name: &'a str, m: &Metadata) -> ListEntry<'a> {
+pub(crate) fn list_entry<'a>(name: &'a str, m: &Metadata) -> ListEntry<'a> {
     ListEntry {
         name,
         kind: match m.kind {

@@ -22,7 +22,7 @@
 mod checksum;
 mod files;
 mod info;
-mod listing;
+pub(crate) mod listing;
 mod login;
 mod navigation;
 mod params;
@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use ferry_accounts::{Account, Permission, PolicyDecision};
+use ferry_accounts::{Permission, PolicyDecision};
 use ferry_proto::Reply;
 use ferry_proto::command::{ByteRange, Command, PathArg};
 use ferry_proto::listing::MlstFacts;
@@ -65,13 +65,8 @@ enum LoginState {
     LoggedIn(Box<LoggedIn>),
 }
 
-#[derive(Debug)]
-struct LoggedIn {
-    account: Account,
-    storage: Arc<dyn Storage>,
-    /// This session's place among the user's sessions, and the shared rates.
-    ticket: crate::users::SessionTicket,
-}
+/// A logged-in session's account, home and place among the user's sessions.
+type LoggedIn = crate::signin::SignedIn;
 
 /// The work of a transfer once its data connection is open (a TLS handshake
 /// included, for a protected one).
@@ -434,6 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             session: self.peer.id,
             user: a.user.as_deref(),
             client: self.peer.remote,
+            protocol: None,
             command: a.verb,
             arg: a.arg,
             path: a.path.clone(),

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Session, TransferStep};
 use crate::error::{SessionError, TransferError};
 use crate::tls::DataStream;
-use crate::transfer::{self, CountedUpload, QuotaLease, UploadBudget, UsageCount};
+use crate::transfer::{self, CountedUpload, UploadBudget, UsageCount};
 
 /// Where a download's bytes come from.
 enum Source {
@@ -251,7 +251,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .limits
             .check_file_name(&path.to_string())
             .map_err(SessionError::FileNameRefused)?;
-        let budget = self.upload_budget(mode, old_size).await?;
+        let budget =
+            UploadBudget::for_upload(&self.opts, &logged_in.account, mode, old_size).await?;
         let rate = logged_in.ticket.state.upload.clone();
         let (storage, ledger, user) = (
             self.storage()?,
@@ -334,88 +335,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 result
             },
         )
-    }
-
-    /// What an upload may store: at most what `max_file_size` leaves, and what
-    /// the byte quota lets it reserve as it goes ([`UploadBudget`]). A new
-    /// file is reserved under the file quota here, and refused at once if
-    /// there is no room for it.
-    async fn upload_budget(
-        &self,
-        mode: WriteMode,
-        old_size: Option<u64>,
-    ) -> Result<Option<UploadBudget>, SessionError> {
-        let account = &self.logged_in()?.account;
-        let limits = &account.limits;
-        // The file size the upload starts from.
-        let base = match mode {
-            WriteMode::Replace | WriteMode::CreateNew => 0,
-            WriteMode::Append => old_size.unwrap_or(0),
-            WriteMode::Resume { offset } => offset,
-        };
-        let mut fixed = None;
-        if let Some(max) = &limits.max_file_size {
-            if base >= max.value && base > 0 {
-                return Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
-                    setting: "max_file_size",
-                    reason: format!(
-                        "the file is already {base} bytes, the most is {} (set by {})",
-                        max.value, max.source
-                    ),
-                }));
-            }
-            fixed = Some((max.value.saturating_sub(base), "max_file_size"));
-        }
-        if limits.quota_bytes.is_none() && limits.quota_files.is_none() {
-            return Ok(UploadBudget::new(fixed, None));
-        }
-        let unavailable = |e: ferry_accounts::StoreError| {
-            SessionError::storage(
-                &VirtualPath::root(),
-                ferry_storage::StorageError::Io(std::io::Error::other(e.to_string())),
-            )
-        };
-        let ledger = &self.opts.ledger;
-        let usage = ledger
-            .get(&account.name)
-            .await
-            .map_err(unavailable)?
-            .unwrap_or_default();
-        // Stored after the upload: usage - old + base + n <= quota.
-        let bytes_ceiling = limits.quota_bytes.as_ref().map(|q| {
-            q.value
-                .saturating_add(old_size.unwrap_or(0))
-                .saturating_sub(base)
-        });
-        // A new file takes its place under the file quota now.
-        let files_ceiling = limits
-            .quota_files
-            .as_ref()
-            .filter(|_| old_size.is_none())
-            .map(|q| q.value);
-        let lease = QuotaLease::open(
-            ledger.clone(),
-            account.name.clone(),
-            bytes_ceiling,
-            files_ceiling,
-            usage,
-            crate::options::unix_seconds((self.opts.clock)()),
-        )
-        .await
-        .map_err(unavailable)?;
-        match (lease, &limits.quota_files) {
-            (None, Some(q)) => Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
-                setting: "quota_files",
-                reason: format!(
-                    "{} files stored, the quota is {} (set by {})",
-                    usage.files.max(q.value),
-                    q.value,
-                    q.source
-                ),
-            })),
-            // Only the file quota refuses a lease.
-            (lease, _) => Ok(UploadBudget::new(fixed, lease)),
-        }
     }
 
     pub(super) fn mode_name(&self) -> &'static str {

@@ -27,7 +27,10 @@ use ferry_accounts::{HoldId, Usage, UsageLedger};
 use ferry_storage::{Storage, StorageError, Upload, VirtualPath};
 use tokio::io::AsyncWrite;
 
-use crate::error::TransferError;
+use crate::error::{SessionError, TransferError};
+use crate::options::ServerOptions;
+use ferry_accounts::Account;
+use ferry_storage::WriteMode;
 
 /// The least an upload reserves from a byte quota at a time.
 pub const LEASE_MIN: u64 = 1 << 20;
@@ -45,6 +48,88 @@ pub struct UploadBudget {
 }
 
 impl UploadBudget {
+    /// What an upload may store: at most what `max_file_size` leaves, and what
+    /// the byte quota lets it reserve as it goes ([`UploadBudget`]). A new
+    /// file is reserved under the file quota here, and refused at once if
+    /// there is no room for it.
+    pub async fn for_upload(
+        opts: &ServerOptions,
+        account: &Account,
+        mode: WriteMode,
+        old_size: Option<u64>,
+    ) -> Result<Option<UploadBudget>, SessionError> {
+        let limits = &account.limits;
+        // The file size the upload starts from.
+        let base = match mode {
+            WriteMode::Replace | WriteMode::CreateNew => 0,
+            WriteMode::Append => old_size.unwrap_or(0),
+            WriteMode::Resume { offset } => offset,
+        };
+        let mut fixed = None;
+        if let Some(max) = &limits.max_file_size {
+            if base >= max.value && base > 0 {
+                return Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
+                    setting: "max_file_size",
+                    reason: format!(
+                        "the file is already {base} bytes, the most is {} (set by {})",
+                        max.value, max.source
+                    ),
+                }));
+            }
+            fixed = Some((max.value.saturating_sub(base), "max_file_size"));
+        }
+        if limits.quota_bytes.is_none() && limits.quota_files.is_none() {
+            return Ok(UploadBudget::new(fixed, None));
+        }
+        let unavailable = |e: ferry_accounts::StoreError| {
+            SessionError::storage(
+                &VirtualPath::root(),
+                ferry_storage::StorageError::Io(std::io::Error::other(e.to_string())),
+            )
+        };
+        let ledger = &opts.ledger;
+        let usage = ledger
+            .get(&account.name)
+            .await
+            .map_err(unavailable)?
+            .unwrap_or_default();
+        // Stored after the upload: usage - old + base + n <= quota.
+        let bytes_ceiling = limits.quota_bytes.as_ref().map(|q| {
+            q.value
+                .saturating_add(old_size.unwrap_or(0))
+                .saturating_sub(base)
+        });
+        // A new file takes its place under the file quota now.
+        let files_ceiling = limits
+            .quota_files
+            .as_ref()
+            .filter(|_| old_size.is_none())
+            .map(|q| q.value);
+        let lease = QuotaLease::open(
+            ledger.clone(),
+            account.name.clone(),
+            bytes_ceiling,
+            files_ceiling,
+            usage,
+            crate::options::unix_seconds((opts.clock)()),
+        )
+        .await
+        .map_err(unavailable)?;
+        match (lease, &limits.quota_files) {
+            (None, Some(q)) => Err(SessionError::OverLimit(ferry_accounts::LimitRefusal {
+                setting: "quota_files",
+                reason: format!(
+                    "{} files stored, the quota is {} (set by {})",
+                    usage.files.max(q.value),
+                    q.value,
+                    q.source
+                ),
+            })),
+            // Only the file quota refuses a lease.
+            (lease, _) => Ok(UploadBudget::new(fixed, lease)),
+        }
+    }
+
     /// A budget of at most `fixed` bytes and what `quota` lets the upload
     /// reserve; `None` when there is neither.
     pub fn new(fixed: Option<(u64, &'static str)>, quota: Option<Arc<QuotaLease>>) -> Option<Self> {

@@ -1,0 +1,160 @@
+//! Attributes and names: SSH_FXP_STAT, LSTAT, FSTAT (§6.8), SETSTAT,
+//! FSETSTAT (§6.9), REALPATH (§6.10) of draft-ietf-secsh-filexfer-02.
+//!
+//! SETSTAT sets what FTP's MFMT and SITE CHMOD set: the modification time
+//! (the `overwrite` permission) and the mode bits (`chmod`). A size is
+//! accepted only when it is the file's size already (OpenSSH's `put` sends
+//! it), and owners are not offered: both answer `SSH_FX_OP_UNSUPPORTED`.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use ferry_accounts::Permission;
+use ferry_storage::{FileKind, Metadata, VirtualPath};
+use russh_sftp::protocol::{Attrs, File, FileAttributes, Name, Packet};
+
+use super::session::{Answer, OpenHandle, SftpSession, ok};
+use super::status::SftpFailure;
+use crate::error::SessionError;
+
+/// What SFTP tells of an entry: size, type and mode bits, times. No owner:
+/// ferry's users are not host users (`ls -l` shows the long names of
+/// READDIR, which say `ftp`).
+pub(crate) fn attributes(m: &Metadata) -> FileAttributes {
+    let kind = match m.kind {
+        FileKind::Dir => 0o040000,
+        FileKind::Symlink => 0o120000,
+        FileKind::File | FileKind::Other => 0o100000,
+    };
+    let secs = m
+        .modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    FileAttributes {
+        size: Some(m.size),
+        uid: None,
+        user: None,
+        gid: None,
+        group: None,
+        permissions: Some(kind | (m.mode & 0o7777)),
+        atime: Some(secs),
+        mtime: Some(secs),
+    }
+}
+
+impl SftpSession {
+    pub(super) async fn stat(&mut self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        self.check(Permission::List, &path)?;
+        let meta = self.metadata(&path).await?;
+        Ok(Packet::Attrs(Attrs {
+            id,
+            attrs: attributes(&meta),
+        }))
+    }
+
+    pub(super) async fn fstat(&mut self, id: u32, handle: &str) -> Answer {
+        let path = self.handle_path(handle)?;
+        let meta = self.metadata(&path).await?;
+        Ok(Packet::Attrs(Attrs {
+            id,
+            attrs: attributes(&meta),
+        }))
+    }
+
+    pub(super) async fn setstat(&mut self, id: u32, text: &str, attrs: FileAttributes) -> Answer {
+        let path = self.resolve(text)?;
+        self.set_attributes(&path, attrs).await?;
+        ok(id)
+    }
+
+    /// On a file being written, the attributes are checked now and set
+    /// when the upload is committed at CLOSE (before that, the name may
+    /// still hold the old file, or nothing).
+    pub(super) async fn fsetstat(
+        &mut self,
+        id: u32,
+        handle: &str,
+        attrs: FileAttributes,
+    ) -> Answer {
+        let path = self.handle_path(handle)?;
+        if let Some(OpenHandle::File(f)) = self.handles.get_mut(handle)
+            && f.is_writing()
+        {
+            self.check_attributes(&path, &attrs)?;
+            if let Some(OpenHandle::File(f)) = self.handles.get_mut(handle) {
+                f.set_after_commit(attrs);
+            }
+            return ok(id);
+        }
+        self.set_attributes(&path, attrs).await?;
+        ok(id)
+    }
+
+    /// Whether the user may set `attrs` on `path`.
+    fn check_attributes(
+        &self,
+        path: &VirtualPath,
+        attrs: &FileAttributes,
+    ) -> Result<(), SftpFailure> {
+        if attrs.uid.is_some() || attrs.gid.is_some() {
+            return Err(SftpFailure::unsupported("changing owners is not offered"));
+        }
+        if attrs.permissions.is_some() {
+            self.check(Permission::Chmod, path)?;
+        }
+        if attrs.mtime.is_some() {
+            self.check(Permission::Overwrite, path)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn set_attributes(
+        &self,
+        path: &VirtualPath,
+        attrs: FileAttributes,
+    ) -> Result<(), SftpFailure> {
+        self.check_attributes(path, &attrs)?;
+        if let Some(size) = attrs.size {
+            let meta = self.metadata(path).await?;
+            if meta.size != size {
+                return Err(SftpFailure::unsupported(
+                    "changing a file's size is not offered",
+                ));
+            }
+        }
+        if let Some(mode) = attrs.permissions {
+            self.user
+                .storage
+                .set_mode(path, mode & 0o7777)
+                .await
+                .map_err(|e| SessionError::storage(path, e))?;
+        }
+        if let Some(mtime) = attrs.mtime {
+            let when = UNIX_EPOCH + Duration::from_secs(u64::from(mtime));
+            self.user
+                .storage
+                .set_modified(path, when)
+                .await
+                .map_err(|e| SessionError::storage(path, e))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn realpath(&mut self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        Ok(Packet::Name(Name {
+            id,
+            files: vec![File::dummy(path.to_string())],
+        }))
+    }
+
+    /// The path of an open file (FSTAT, FSETSTAT).
+    fn handle_path(&mut self, handle: &str) -> Result<VirtualPath, SftpFailure> {
+        match self.handles.get_mut(handle) {
+            Some(OpenHandle::File(f)) => Ok(f.path.clone()),
+            _ => Err(SftpFailure::failure(format!(
+                "no open file with handle {handle:?}"
+            ))),
+        }
+    }
+}

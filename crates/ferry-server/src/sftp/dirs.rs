@@ -1,0 +1,143 @@
+//! Directories and names: SSH_FXP_OPENDIR, READDIR (§6.7), REMOVE, RENAME
+//! (§6.5), MKDIR, RMDIR (§6.6) of draft-ietf-secsh-filexfer-02.
+//!
+//! A directory is read in the storage's batches, so a directory of any size
+//! lists in bounded memory. RENAME refuses an existing target, as version 3
+//! asks (FTP's RNTO replaces a file).
+
+use ferry_accounts::Permission;
+use ferry_storage::{DirStream, StorageError, VirtualPath};
+use russh_sftp::protocol::{File, Handle, Name, Packet};
+
+use super::attrs::attributes;
+use super::session::{Answer, OpenHandle, SftpSession, ok};
+use super::status::SftpFailure;
+use crate::error::SessionError;
+
+/// An open directory.
+pub(crate) struct DirHandle {
+    stream: Box<dyn DirStream>,
+}
+
+impl SftpSession {
+    pub(super) async fn opendir(&mut self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        self.check(Permission::List, &path)?;
+        let stream = self
+            .user
+            .storage
+            .list(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        let handle = self.add_handle(OpenHandle::Dir(DirHandle { stream }))?;
+        Ok(Packet::Handle(Handle { id, handle }))
+    }
+
+    pub(super) async fn readdir(&mut self, id: u32, handle: &str) -> Answer {
+        let Some(OpenHandle::Dir(dir)) = self.handles.get_mut(handle) else {
+            return Err(SftpFailure::failure(format!(
+                "no open directory with handle {handle:?}"
+            )));
+        };
+        let now = time::OffsetDateTime::from((self.opts.clock)());
+        loop {
+            let batch =
+                dir.stream.next_batch().await.map_err(|e| {
+                    SftpFailure::from(SessionError::storage(&VirtualPath::root(), e))
+                })?;
+            let Some(batch) = batch else {
+                return Err(SftpFailure::new(
+                    russh_sftp::protocol::StatusCode::Eof,
+                    "end of directory",
+                ));
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let files = batch
+                .iter()
+                .map(|e| {
+                    let mut line = Vec::new();
+                    ferry_proto::listing::format_list_line(
+                        &crate::session::listing::list_entry(&e.name, &e.metadata),
+                        now,
+                        &mut line,
+                    );
+                    let longname = String::from_utf8_lossy(&line).trim_end().to_owned();
+                    File {
+                        filename: e.name.clone(),
+                        longname,
+                        attrs: attributes(&e.metadata),
+                    }
+                })
+                .collect();
+            return Ok(Packet::Name(Name { id, files }));
+        }
+    }
+
+    pub(super) async fn remove(&mut self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        self.check(Permission::Delete, &path)?;
+        let size = self.existing(&path).await?.map(|m| m.size);
+        self.user
+            .storage
+            .remove_file(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        if let Some(size) = size {
+            self.record_usage(-(size as i64), -1).await;
+        }
+        ok(id)
+    }
+
+    pub(super) async fn mkdir(&mut self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        self.check(Permission::Mkdir, &path)?;
+        self.user
+            .storage
+            .create_dir(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        ok(id)
+    }
+
+    pub(super) async fn rmdir(&mut self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        if path.is_root() {
+            return Err(SessionError::storage(
+                &path,
+                StorageError::Invalid("cannot remove the home directory"),
+            )
+            .into());
+        }
+        self.check(Permission::Rmdir, &path)?;
+        self.user
+            .storage
+            .remove_dir(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        ok(id)
+    }
+
+    pub(super) async fn rename(&mut self, id: u32, old: &str, new: &str) -> Answer {
+        let from = self.resolve(old)?;
+        let to = self.resolve(new)?;
+        self.check(Permission::Rename, &from)?;
+        self.check(Permission::Rename, &to)?;
+        self.user
+            .account
+            .limits
+            .check_file_name(&to.to_string())
+            .map_err(SessionError::FileNameRefused)?;
+        self.metadata(&from).await?;
+        if self.existing(&to).await?.is_some() {
+            return Err(SessionError::storage(&to, StorageError::AlreadyExists).into());
+        }
+        self.user
+            .storage
+            .rename(&from, &to)
+            .await
+            .map_err(|e| SessionError::storage(&to, e))?;
+        ok(id)
+    }
+}

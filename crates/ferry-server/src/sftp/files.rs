@@ -1,0 +1,419 @@
+//! Files: SSH_FXP_OPEN, READ, WRITE, CLOSE (draft-ietf-secsh-filexfer-02
+//! §6.3, §6.4).
+//!
+//! Reads are random access: a READ at another offset than the last one ended
+//! reopens the file there. Writes go through the same [`Upload`] as FTP's
+//! STOR, so they are sequential: each WRITE continues where the last one
+//! ended (every common client writes front to back). What the open asks
+//! decides the upload:
+//!
+//! - `CREAT|TRUNC`, or a file that does not exist yet: a replacement (STOR),
+//!   visible whole at CLOSE; a failed or dropped one leaves the old file.
+//!   `EXCL` makes it a new file only (STOU).
+//! - An existing file without `TRUNC`: the first WRITE decides. At the file's
+//!   end it appends (APPE, the `append` permission: OpenSSH's `reput`); inside
+//!   the file it keeps the bytes before the offset and writes from there on
+//!   (REST + STOR, the `overwrite` permission).
+//!
+//! Permissions, file-name rules, `max_file_size`, quotas and `upload_rate` /
+//! `download_rate` apply as over FTP. A write over a limit ends the upload as
+//! FTP's 552 does and answers `SSH_FX_FAILURE` "exceeded storage allocation".
+
+use std::time::Instant;
+
+use ferry_accounts::Permission;
+use ferry_storage::{FileReader, StorageError, Upload, VirtualPath, WriteMode};
+use russh_sftp::protocol::{Data, FileAttributes, Handle, OpenFlags, Packet, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::session::{Answer, OpenHandle, SftpSession, ok};
+use super::status::SftpFailure;
+use crate::activity::XferRecord;
+use crate::error::SessionError;
+use crate::transfer::{CountedUpload, UploadBudget, UsageCount};
+
+/// An open file.
+pub(crate) struct FileHandle {
+    pub(super) path: VirtualPath,
+    access: Access,
+    /// Bytes read or written through the handle.
+    moved: u64,
+    opened: Instant,
+    /// Attributes an FSETSTAT asked for while the file was being written:
+    /// set once the upload is committed.
+    after_commit: Option<FileAttributes>,
+}
+
+impl FileHandle {
+    /// Whether the handle writes the file.
+    pub(super) fn is_writing(&self) -> bool {
+        matches!(self.access, Access::Write(_))
+    }
+
+    pub(super) fn set_after_commit(&mut self, attrs: FileAttributes) {
+        self.after_commit = Some(attrs);
+    }
+}
+
+enum Access {
+    Read {
+        /// The stream and the offset it is at.
+        reader: Option<(u64, FileReader)>,
+    },
+    Write(Box<Writing>),
+}
+
+/// An upload through a handle.
+struct Writing {
+    /// The file's size when it was opened, if it existed.
+    old_size: Option<u64>,
+    /// The upload, once started (at OPEN for a replacement, at the first
+    /// WRITE otherwise).
+    upload: Option<Box<dyn Upload>>,
+    budget: Option<UploadBudget>,
+    /// The file offset the upload started at.
+    start: u64,
+    /// The offset the next WRITE must have.
+    next: u64,
+    /// Set when the upload failed; later WRITEs and the CLOSE answer it.
+    failed: Option<SftpFailure>,
+}
+
+fn eof() -> SftpFailure {
+    SftpFailure::new(StatusCode::Eof, "end of file")
+}
+
+fn bad_handle(handle: &str) -> SftpFailure {
+    SftpFailure::failure(format!("no open file with handle {handle:?}"))
+}
+
+impl SftpSession {
+    pub(super) async fn open(&mut self, o: russh_sftp::protocol::Open) -> Answer {
+        let path = self.resolve(&o.filename)?;
+        let flags = o.pflags;
+        let access = if flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND) {
+            Access::Write(Box::new(self.open_for_writing(&path, flags).await?))
+        } else {
+            self.check(Permission::Download, &path)?;
+            let meta = self.metadata(&path).await?;
+            if meta.is_dir() {
+                return Err(SessionError::storage(&path, StorageError::IsADirectory).into());
+            }
+            Access::Read { reader: None }
+        };
+        let handle = self.add_handle(OpenHandle::File(Box::new(FileHandle {
+            path,
+            access,
+            moved: 0,
+            opened: Instant::now(),
+            after_commit: None,
+        })))?;
+        Ok(Packet::Handle(Handle { id: o.id, handle }))
+    }
+
+    async fn open_for_writing(
+        &self,
+        path: &VirtualPath,
+        flags: OpenFlags,
+    ) -> Result<Writing, SftpFailure> {
+        self.user
+            .account
+            .limits
+            .check_file_name(&path.to_string())
+            .map_err(SessionError::FileNameRefused)?;
+        let existing = self.existing(path).await?;
+        if let Some(meta) = &existing {
+            if meta.is_dir() {
+                return Err(SessionError::storage(path, StorageError::IsADirectory).into());
+            }
+            if flags.contains(OpenFlags::EXCLUDE) {
+                return Err(SessionError::storage(path, StorageError::AlreadyExists).into());
+            }
+        } else if !flags.contains(OpenFlags::CREATE) {
+            return Err(SessionError::storage(path, StorageError::NotFound).into());
+        }
+        let old_size = existing.map(|m| m.size);
+        let mut writing = Writing {
+            old_size,
+            upload: None,
+            budget: None,
+            start: 0,
+            next: 0,
+            failed: None,
+        };
+        // A new file, or a truncated one, is a replacement from the start.
+        if old_size.is_none() || flags.contains(OpenFlags::TRUNCATE) {
+            let (mode, action) = match old_size {
+                Some(_) => (WriteMode::Replace, Permission::Overwrite),
+                None if flags.contains(OpenFlags::EXCLUDE) => {
+                    (WriteMode::CreateNew, Permission::Upload)
+                }
+                None => (WriteMode::Replace, Permission::Upload),
+            };
+            self.check(action, path)?;
+            let (upload, budget) = self.start_upload(path, mode, old_size).await?;
+            writing.upload = Some(upload);
+            writing.budget = budget;
+        }
+        Ok(writing)
+    }
+
+    async fn start_upload(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+        old_size: Option<u64>,
+    ) -> Result<(Box<dyn Upload>, Option<UploadBudget>), SftpFailure> {
+        let budget =
+            UploadBudget::for_upload(&self.opts, &self.user.account, mode, old_size).await?;
+        let storage = self.user.storage.clone();
+        let upload = storage
+            .write(path, mode)
+            .await
+            .map_err(|e| SessionError::storage(path, e))?;
+        let upload = CountedUpload::wrap(
+            upload,
+            UsageCount {
+                storage,
+                path: path.clone(),
+                old_size,
+                ledger: self.opts.ledger.clone(),
+                user: self.user.account.name.clone(),
+                budget: budget.clone(),
+            },
+        );
+        Ok((upload, budget))
+    }
+
+    /// Takes an open file out of the table for a request.
+    fn take_file(&mut self, handle: &str) -> Result<Box<FileHandle>, SftpFailure> {
+        match self.handles.remove(handle) {
+            Some(OpenHandle::File(f)) => Ok(f),
+            Some(other) => {
+                self.handles.insert(handle.to_owned(), other);
+                Err(bad_handle(handle))
+            }
+            None => Err(bad_handle(handle)),
+        }
+    }
+
+    pub(super) async fn read(&mut self, r: russh_sftp::protocol::Read) -> Answer {
+        let mut file = self.take_file(&r.handle)?;
+        let result = self.read_from(&mut file, r.offset, r.len).await;
+        self.handles.insert(r.handle, OpenHandle::File(file));
+        Ok(Packet::Data(Data {
+            id: r.id,
+            data: result?,
+        }))
+    }
+
+    async fn read_from(
+        &self,
+        file: &mut FileHandle,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, SftpFailure> {
+        let Access::Read { reader } = &mut file.access else {
+            return Err(SftpFailure::failure("the file was opened for writing"));
+        };
+        let reopen = !matches!(reader, Some((at, _)) if *at == offset);
+        if reopen {
+            *reader = None;
+            let stream = match self.user.storage.read(&file.path, offset).await {
+                Ok(s) => s,
+                Err(StorageError::OffsetBeyondEnd { .. }) => return Err(eof()),
+                Err(e) => return Err(SessionError::storage(&file.path, e).into()),
+            };
+            *reader = Some((offset, stream));
+        }
+        let Some((at, stream)) = reader.as_mut() else {
+            return Err(eof());
+        };
+        let want = len.min(super::session::MAX_READ) as usize;
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            let n = stream
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| SessionError::storage(&file.path, e.into()))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Err(eof());
+        }
+        buf.truncate(filled);
+        if let Some(rate) = &self.user.ticket.state.download {
+            rate.wait_for(filled).await;
+        }
+        *at += filled as u64;
+        file.moved += filled as u64;
+        Ok(buf)
+    }
+
+    pub(super) async fn write(&mut self, w: russh_sftp::protocol::Write) -> Answer {
+        let mut file = self.take_file(&w.handle)?;
+        let result = self.write_into(&mut file, w.offset, &w.data).await;
+        self.handles.insert(w.handle, OpenHandle::File(file));
+        result?;
+        ok(w.id)
+    }
+
+    async fn write_into(
+        &self,
+        file: &mut FileHandle,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SftpFailure> {
+        let Access::Write(writing) = &mut file.access else {
+            return Err(SftpFailure::failure("the file was opened for reading"));
+        };
+        if let Some(failed) = &writing.failed {
+            return Err(failed.clone());
+        }
+        if writing.upload.is_none() {
+            // An existing file opened without TRUNC: the first write decides.
+            let size = writing.old_size.unwrap_or(0);
+            let (mode, action) = match offset {
+                o if o == size => (WriteMode::Append, Permission::Append),
+                o if o < size => (WriteMode::Resume { offset: o }, Permission::Overwrite),
+                _ => {
+                    return Err(SftpFailure::unsupported(format!(
+                        "write at {offset} is past the end of the file ({size} bytes)"
+                    )));
+                }
+            };
+            self.check(action, &file.path)?;
+            let (upload, budget) = self
+                .start_upload(&file.path, mode, writing.old_size)
+                .await?;
+            writing.upload = Some(upload);
+            writing.budget = budget;
+            writing.start = offset;
+            writing.next = offset;
+        }
+        if offset != writing.next {
+            return Err(SftpFailure::unsupported(format!(
+                "writes must follow one another: the next one is at {}, not {offset}",
+                writing.next
+            )));
+        }
+        let stored = writing.next - writing.start;
+        let len = data.len() as u64;
+        if let Some(budget) = &writing.budget {
+            let room = match budget.room(stored, len).await {
+                Ok(room) => room,
+                Err(e) => return Err(fail_upload(writing, e.into(), false).await),
+            };
+            if room < len {
+                let setting = budget.setting(stored + room).to_owned();
+                let failure =
+                    SftpFailure::failure(format!("exceeded storage allocation ({setting})"));
+                return Err(fail_upload(writing, failure, true).await);
+            }
+        }
+        if let Some(rate) = &self.user.ticket.state.upload {
+            rate.wait_for(data.len()).await;
+        }
+        let Some(upload) = writing.upload.as_mut() else {
+            return Err(SftpFailure::failure("the upload has ended"));
+        };
+        if let Err(e) = upload.write_all(data).await {
+            let failure: SftpFailure = SessionError::storage(&file.path, e.into()).into();
+            return Err(fail_upload(writing, failure, false).await);
+        }
+        writing.next += len;
+        file.moved += len;
+        Ok(())
+    }
+
+    pub(super) async fn close(&mut self, id: u32, handle: &str) -> Answer {
+        match self.handles.remove(handle) {
+            Some(OpenHandle::File(file)) => {
+                self.end_file(*file, true).await?;
+                ok(id)
+            }
+            Some(OpenHandle::Dir(_)) => ok(id),
+            None => Err(bad_handle(handle)),
+        }
+    }
+
+    /// Ends a file's handle: commits its upload (`commit`) or ends it as
+    /// after a failure, and writes the audit record and the xferlog line.
+    pub(super) async fn end_file(&self, file: FileHandle, commit: bool) -> Result<(), SftpFailure> {
+        let FileHandle {
+            path,
+            access,
+            moved,
+            opened,
+            after_commit,
+        } = file;
+        let (direction, result) = match access {
+            Access::Read { .. } => ('o', Ok(())),
+            Access::Write(writing) => {
+                let Writing { upload, failed, .. } = *writing;
+                let result = match (failed, upload) {
+                    (Some(failed), _) => Err(failed),
+                    (None, Some(upload)) if commit => upload
+                        .commit()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| SessionError::storage(&path, e).into()),
+                    (None, Some(upload)) => {
+                        upload.abort().await;
+                        Err(SftpFailure::failure("the channel closed mid-upload"))
+                    }
+                    (None, None) => Ok(()),
+                };
+                let result = match (result, after_commit) {
+                    (Ok(()), Some(attrs)) if commit => self.set_attributes(&path, attrs).await,
+                    (result, _) => result,
+                };
+                ('i', result)
+            }
+        };
+        let took = opened.elapsed();
+        let code = match &result {
+            Ok(()) => StatusCode::Ok,
+            Err(f) => f.code,
+        };
+        let text = path.to_string();
+        self.audit("CLOSE", Some(&text), Some(&text), code, Some(moved), took);
+        if self.opts.activity.is_on() {
+            let full = self.full_path(&path);
+            self.opts.activity.xfer(&XferRecord {
+                end: (self.opts.clock)(),
+                duration: took,
+                client: self.peer.remote,
+                bytes: moved,
+                path: &full,
+                ascii: false,
+                direction,
+                anonymous: matches!(
+                    self.user.account.kind,
+                    ferry_accounts::AccountKind::Anonymous
+                ),
+                user: &self.user.account.name,
+                complete: result.is_ok(),
+            });
+        }
+        result
+    }
+}
+
+/// Ends a failed upload: over a limit it is discarded (`over_limit`), as
+/// FTP's 552; otherwise aborted. Answers the failure, kept for what follows.
+async fn fail_upload(writing: &mut Writing, failure: SftpFailure, over_limit: bool) -> SftpFailure {
+    if let Some(upload) = writing.upload.take() {
+        if over_limit {
+            upload.discard().await;
+        } else {
+            upload.abort().await;
+        }
+    }
+    writing.failed = Some(failure.clone());
+    failure
+}

@@ -1,0 +1,173 @@
+//! SFTP over SSH: the SSH File Transfer Protocol, version 3
+//! (draft-ietf-secsh-filexfer-02), in the SSH connection protocol's `sftp`
+//! subsystem (RFC 4254 §6.5), on the listeners of `[sftp] listen`.
+//!
+//! - [`ssh`] is the SSH side (russh): password authentication through the
+//!   same sign-in as FTP (`crate::signin`: bans, address and time rules,
+//!   `max_sessions`, homes, quota usage), session channels, the subsystem.
+//!   No shell, no exec, no forwarding.
+//! - [`session::SftpSession`] answers one channel's requests, one file per
+//!   request family (`files.rs`, `dirs.rs`, `attrs.rs`), and [`status`] is
+//!   the one place where a failure becomes an SFTP status code.
+//! - [`SftpContext`] holds the host key and the SSH settings.
+//!
+//! Design notes are in docs/sftp.md.
+
+mod attrs;
+mod dirs;
+mod files;
+pub mod session;
+pub mod ssh;
+pub mod status;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{HashAlg, PrivateKey};
+use russh::{MethodKind, MethodSet, SshId};
+
+/// Why SFTP cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SftpSetupError {
+    /// The configured host key cannot be read or parsed.
+    #[error("cannot read the SSH host key {path}: {reason}")]
+    HostKey { path: String, reason: String },
+    /// The generated host key cannot be stored.
+    #[error("cannot store a new SSH host key in {path}: {reason}")]
+    StoreKey { path: String, reason: String },
+}
+
+/// The SSH server's settings: the host key and russh's configuration.
+pub struct SftpContext {
+    pub(crate) config: Arc<russh::server::Config>,
+    fingerprint: String,
+}
+
+impl std::fmt::Debug for SftpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpContext")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name of the host key generated when none is configured.
+pub const GENERATED_KEY: &str = "ssh_host_ed25519_key";
+
+impl SftpContext {
+    /// The host key from `host_key`, or else the one generated once in
+    /// `generated_dir` (made, with an Ed25519 key, on first use); sessions
+    /// idle for `idle_timeout` are closed.
+    pub fn new(
+        host_key: Option<&Path>,
+        generated_dir: &Path,
+        idle_timeout: Duration,
+    ) -> Result<Self, SftpSetupError> {
+        let key = match host_key {
+            Some(path) => {
+                PrivateKey::read_openssh_file(path).map_err(|e| SftpSetupError::HostKey {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => generated_key(generated_dir)?,
+        };
+        let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
+        let config = russh::server::Config {
+            server_id: SshId::Standard(concat!("SSH-2.0-ferry_", env!("CARGO_PKG_VERSION")).into()),
+            methods: MethodSet::from(&[MethodKind::Password][..]),
+            // Failed passwords are slowed down by the ban list, as over FTP.
+            auth_rejection_time: Duration::ZERO,
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![key],
+            inactivity_timeout: Some(idle_timeout),
+            max_auth_attempts: 6,
+            nodelay: true,
+            ..Default::default()
+        };
+        Ok(SftpContext {
+            config: Arc::new(config),
+            fingerprint,
+        })
+    }
+
+    /// The host key's SHA-256 fingerprint, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// The host key kept in `dir`, made on first use (readable by its owner only).
+fn generated_key(dir: &Path) -> Result<PrivateKey, SftpSetupError> {
+    let path = dir.join(GENERATED_KEY);
+    if path.exists() {
+        return PrivateKey::read_openssh_file(&path).map_err(|e| SftpSetupError::HostKey {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        });
+    }
+    let store = |reason: String| SftpSetupError::StoreKey {
+        path: dir.display().to_string(),
+        reason,
+    };
+    let seed: [u8; 32] = rand::random();
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let text = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map_err(|e| store(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| store(e.to_string()))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| store(e.to_string()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| store(e.to_string()))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_host_key_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = SftpContext::new(None, dir.path(), Duration::from_secs(60)).expect("new key");
+        let again = SftpContext::new(None, dir.path(), Duration::from_secs(60)).expect("kept key");
+        assert_eq!(first.fingerprint(), again.fingerprint());
+        assert!(
+            first.fingerprint().starts_with("SHA256:"),
+            "{}",
+            first.fingerprint()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(GENERATED_KEY))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let other = tempfile::tempdir().expect("tempdir");
+        let fresh = SftpContext::new(None, other.path(), Duration::from_secs(60)).expect("new key");
+        assert_ne!(first.fingerprint(), fresh.fingerprint());
+    }
+
+    #[test]
+    fn a_broken_host_key_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, "not a key").expect("write");
+        let err = SftpContext::new(Some(&path), dir.path(), Duration::from_secs(60))
+            .expect_err("refused");
+        assert!(err.to_string().contains("key"), "{err}");
+        assert!(matches!(err, SftpSetupError::HostKey { .. }));
+    }
+}
+
+#[cfg(test)]
+mod requests;

@@ -1,0 +1,240 @@
+//! SFTP requests in memory: packets in, packets out, no SSH and no sockets.
+//! What no client sends on purpose is sent here: names that are not UTF-8,
+//! NUL bytes, `..` above the home, writes out of order, over-long packets.
+
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ferry_accounts::{Authenticator, ConfigStore};
+use ferry_config::Config;
+use ferry_storage::local::LocalDisk;
+use russh_sftp::protocol::{
+    Close, FileAttributes, Init, Open, OpenFlags, Packet, Read, RealPath, Stat, StatusCode, Write,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::session::SftpSession;
+use crate::options::ServerOptions;
+use crate::session::Peer;
+
+fn alice_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| ferry_accounts::password::hash("pw").expect("hash"))
+}
+
+async fn session(extra: &str) -> (SftpSession, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Config::parse(&format!(
+        "[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\nhome = \"/alice\"\n{extra}",
+        alice_hash()
+    ))
+    .expect("config");
+    let store = ConfigStore::from_config(&config).expect("store");
+    let accounts = Authenticator::new(vec![Arc::new(store)], &config.anonymous).expect("auth");
+    let disk = LocalDisk::new(dir.path()).expect("disk");
+    let mut opts = ServerOptions::from_config(&config, Arc::new(disk), accounts);
+    opts.clock = Arc::new(|| SystemTime::UNIX_EPOCH);
+    let opts = Arc::new(opts);
+    let peer = Peer {
+        remote: "127.0.0.1:40000".parse().expect("addr"),
+        local: "127.0.0.1:2222".parse().expect("addr"),
+        id: 1,
+    };
+    let user = crate::signin::sign_in(&opts, 1, peer.remote, "alice", "pw")
+        .await
+        .expect("signed in");
+    let mut s = SftpSession::new(opts, peer, Arc::new(user));
+    let version = s
+        .handle_packet(body(Packet::Init(Init {
+            version: 3,
+            extensions: Default::default(),
+        })))
+        .await;
+    assert!(matches!(version, Packet::Version(v) if v.version == 3));
+    (s, dir)
+}
+
+/// A packet as it arrives, without its length.
+fn body(p: Packet) -> Bytes {
+    let mut b = Bytes::try_from(p).expect("encode");
+    let _ = b.split_to(4);
+    b
+}
+
+fn status_of(p: &Packet) -> (u32, StatusCode, String) {
+    match p {
+        Packet::Status(s) => (s.id, s.status_code, s.error_message.clone()),
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+async fn open(s: &mut SftpSession, id: u32, name: &str, flags: OpenFlags) -> Packet {
+    s.handle_packet(body(Packet::Open(Open {
+        id,
+        filename: name.into(),
+        pflags: flags,
+        attrs: FileAttributes::default(),
+    })))
+    .await
+}
+
+fn handle_of(p: &Packet) -> String {
+    match p {
+        Packet::Handle(h) => h.handle.clone(),
+        other => panic!("expected a handle, got {other:?}"),
+    }
+}
+
+async fn write(s: &mut SftpSession, id: u32, handle: &str, offset: u64, data: &[u8]) -> Packet {
+    s.handle_packet(body(Packet::Write(Write {
+        id,
+        handle: handle.into(),
+        offset,
+        data: data.to_vec(),
+    })))
+    .await
+}
+
+async fn close(s: &mut SftpSession, id: u32, handle: &str) -> Packet {
+    s.handle_packet(body(Packet::Close(Close {
+        id,
+        handle: handle.into(),
+    })))
+    .await
+}
+
+const CREATE: OpenFlags = OpenFlags::WRITE
+    .union(OpenFlags::CREATE)
+    .union(OpenFlags::TRUNCATE);
+
+#[tokio::test]
+async fn writes_go_front_to_back_and_reads_anywhere() {
+    let (mut s, dir) = session("").await;
+    let h = handle_of(&open(&mut s, 2, "/f.bin", CREATE).await);
+    assert_eq!(status_of(&write(&mut s, 3, &h, 0, b"hello ").await).1, StatusCode::Ok);
+    let (id, code, why) = status_of(&write(&mut s, 4, &h, 100, b"gap").await);
+    assert_eq!((id, code), (4, StatusCode::OpUnsupported), "{why}");
+    assert!(why.contains("at 6"), "{why}");
+    assert_eq!(status_of(&write(&mut s, 5, &h, 6, b"world").await).1, StatusCode::Ok);
+    assert_eq!(status_of(&close(&mut s, 6, &h).await).1, StatusCode::Ok);
+    assert_eq!(
+        std::fs::read(dir.path().join("alice/f.bin")).expect("stored"),
+        b"hello world"
+    );
+    // Reads at any offset, then the end.
+    let h = handle_of(&open(&mut s, 7, "f.bin", OpenFlags::READ).await);
+    for (offset, want) in [(6u64, &b"world"[..]), (0, b"hello world"), (3, b"lo world")] {
+        let reply = s
+            .handle_packet(body(Packet::Read(Read {
+                id: 8,
+                handle: h.clone(),
+                offset,
+                len: 4096,
+            })))
+            .await;
+        match reply {
+            Packet::Data(d) => assert_eq!(d.data, want, "at {offset}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let end = s
+        .handle_packet(body(Packet::Read(Read {
+            id: 9,
+            handle: h.clone(),
+            offset: 11,
+            len: 10,
+        })))
+        .await;
+    assert_eq!(status_of(&end).1, StatusCode::Eof);
+    // A handle that was never given.
+    assert_eq!(status_of(&close(&mut s, 10, "999").await).1, StatusCode::Failure);
+}
+
+#[tokio::test]
+async fn hostile_names_are_refused_with_the_request_id() {
+    let (mut s, dir) = session("").await;
+    std::fs::write(dir.path().join("secret"), b"outside").expect("write");
+    // An OPEN whose name is not UTF-8: BAD_MESSAGE, under the request's id.
+    let mut raw = BytesMut::new();
+    raw.put_u8(3);
+    raw.put_u32(77);
+    raw.put_u32(2);
+    raw.put_slice(&[0xff, 0xfe]);
+    raw.put_u32(OpenFlags::READ.bits());
+    raw.put_u32(0);
+    let (id, code, why) = status_of(&s.handle_packet(raw.freeze()).await);
+    assert_eq!((id, code), (77, StatusCode::BadMessage), "{why}");
+    // NUL inside a name.
+    let nul = open(&mut s, 78, "a\0b", CREATE).await;
+    assert_eq!(status_of(&nul).1, StatusCode::BadMessage);
+    // `..` above the home stays at the home.
+    let real = s
+        .handle_packet(body(Packet::RealPath(RealPath {
+            id: 79,
+            path: "/../../..".into(),
+        })))
+        .await;
+    match real {
+        Packet::Name(n) => assert_eq!(n.files[0].filename, "/"),
+        other => panic!("{other:?}"),
+    }
+    let escape = s
+        .handle_packet(body(Packet::Stat(Stat {
+            id: 80,
+            path: "../secret".into(),
+        })))
+        .await;
+    assert_eq!(status_of(&escape).1, StatusCode::NoSuchFile);
+    // A second INIT, and a reply-type packet sent as a request.
+    let again = s
+        .handle_packet(body(Packet::Init(Init {
+            version: 3,
+            extensions: Default::default(),
+        })))
+        .await;
+    assert_eq!(status_of(&again).1, StatusCode::BadMessage);
+    assert!(!dir.path().join("alice/a").exists());
+}
+
+#[tokio::test]
+async fn a_replacement_that_fails_leaves_the_old_file() {
+    let (mut s, dir) = session("max_file_size = \"8 B\"\n").await;
+    std::fs::create_dir_all(dir.path().join("alice")).expect("home");
+    std::fs::write(dir.path().join("alice/keep.txt"), b"old").expect("write");
+    let h = handle_of(&open(&mut s, 2, "keep.txt", CREATE).await);
+    assert_eq!(status_of(&write(&mut s, 3, &h, 0, b"12345").await).1, StatusCode::Ok);
+    let (_, code, why) = status_of(&write(&mut s, 4, &h, 5, b"6789").await);
+    assert_eq!(code, StatusCode::Failure);
+    assert!(why.contains("max_file_size"), "{why}");
+    // Later writes and the close answer the same failure.
+    assert_eq!(status_of(&write(&mut s, 5, &h, 9, b"x").await).1, StatusCode::Failure);
+    assert_eq!(status_of(&close(&mut s, 6, &h).await).1, StatusCode::Failure);
+    assert_eq!(std::fs::read(dir.path().join("alice/keep.txt")).expect("kept"), b"old");
+    // An upload left open when the channel ends is not committed either.
+    let h = handle_of(&open(&mut s, 7, "keep.txt", CREATE).await);
+    assert_eq!(status_of(&write(&mut s, 8, &h, 0, b"new").await).1, StatusCode::Ok);
+    let (mut client, server) = tokio::io::duplex(1024);
+    let run = tokio::spawn(s.run(server));
+    client.shutdown().await.expect("eof");
+    run.await.expect("ended");
+    assert_eq!(std::fs::read(dir.path().join("alice/keep.txt")).expect("kept"), b"old");
+}
+
+#[tokio::test]
+async fn an_overlong_packet_closes_the_channel() {
+    let (s, _dir) = session("").await;
+    let (mut client, server) = tokio::io::duplex(1024);
+    let run = tokio::spawn(s.run(server));
+    client
+        .write_u32(super::session::MAX_PACKET + 1)
+        .await
+        .expect("length");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut rest))
+        .await
+        .expect("closed, not waiting for the body")
+        .expect("read");
+    assert_eq!(n, 0, "no reply to an overlong packet");
+    run.await.expect("ended");
+}

@@ -1,0 +1,431 @@
+//! One SFTP channel's requests (draft-ietf-secsh-filexfer-02, version 3).
+//!
+//! [`SftpSession`] reads one packet at a time, answers it, and keeps the open
+//! handles. Each request family lives in its own file:
+//!
+//! | file | requests |
+//! |---|---|
+//! | `files.rs` | OPEN, READ, WRITE, CLOSE (§6.3, §6.4) |
+//! | `dirs.rs` | OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, RENAME (§6.5–§6.7) |
+//! | `attrs.rs` | STAT, LSTAT, FSTAT, SETSTAT, FSETSTAT, REALPATH (§6.8–§6.10) |
+//!
+//! Every path goes through [`VirtualPath::resolve`] from the home (`/` is the
+//! home, as over FTP), every action through the same permission rules, file
+//! name rules, quotas and rates as FTP (the [`SignedIn`] of `crate::signin`),
+//! and every request but READ, WRITE and READDIR gets an audit record (a
+//! file's reads or writes are recorded once, when its handle closes, with the
+//! bytes and an xferlog line).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_accounts::{Permission, PolicyDecision};
+use ferry_storage::{Metadata, StorageError, VirtualPath};
+use russh_sftp::protocol::{Packet, Status, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, warn};
+
+use super::dirs::DirHandle;
+use super::files::FileHandle;
+use super::status::SftpFailure;
+use crate::activity::{AuditRecord, rfc3339};
+use crate::error::SessionError;
+use crate::options::ServerOptions;
+use crate::session::Peer;
+use crate::signin::SignedIn;
+
+/// The largest request accepted: a WRITE of 256 KiB and its header. Clients
+/// send 32 KiB (OpenSSH) to 256 KiB; a longer length is a broken or hostile
+/// peer, and the channel closes.
+pub const MAX_PACKET: u32 = 256 * 1024 + 1024;
+
+/// The most a READ answers at once.
+pub const MAX_READ: u32 = 256 * 1024;
+
+/// The most handles one channel keeps open.
+pub const MAX_HANDLES: usize = 64;
+
+/// An open handle.
+pub(super) enum OpenHandle {
+    File(Box<FileHandle>),
+    Dir(DirHandle),
+}
+
+/// The open handles by name. Behind a mutex only so that the session is
+/// `Sync` (its requests hold it across awaits); a request that owns the
+/// session reaches them without locking.
+#[derive(Default)]
+pub(super) struct HandleTable(std::sync::Mutex<HashMap<String, OpenHandle>>);
+
+impl HandleTable {
+    fn map(&mut self) -> &mut HashMap<String, OpenHandle> {
+        self.0.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn len(&mut self) -> usize {
+        self.map().len()
+    }
+
+    pub(super) fn insert(&mut self, name: String, handle: OpenHandle) {
+        self.map().insert(name, handle);
+    }
+
+    pub(super) fn remove(&mut self, name: &str) -> Option<OpenHandle> {
+        self.map().remove(name)
+    }
+
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut OpenHandle> {
+        self.map().get_mut(name)
+    }
+
+    pub(super) fn names(&mut self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+}
+
+/// One SFTP channel of a signed-in user.
+pub struct SftpSession {
+    pub(super) opts: Arc<ServerOptions>,
+    pub(super) peer: Peer,
+    pub(super) user: Arc<SignedIn>,
+    pub(super) handles: HandleTable,
+    next_handle: u64,
+    initialized: bool,
+    /// The source path of the RENAME being recorded.
+    renamed_from: Option<String>,
+}
+
+impl std::fmt::Debug for SftpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpSession")
+            .field("peer", &self.peer)
+            .field("user", &self.user.account.name)
+            .field("next_handle", &self.next_handle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request answers: a packet, and the audit record's facts.
+pub(super) type Answer = Result<Packet, SftpFailure>;
+
+impl SftpSession {
+    pub fn new(opts: Arc<ServerOptions>, peer: Peer, user: Arc<SignedIn>) -> Self {
+        SftpSession {
+            opts,
+            peer,
+            user,
+            handles: HandleTable::default(),
+            next_handle: 1,
+            initialized: false,
+            renamed_from: None,
+        }
+    }
+
+    /// Serves the channel until the client closes it or breaks the protocol.
+    /// Open uploads end as after a failure (see `ferry_storage::Upload`).
+    pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut stream: S) {
+        while let Ok(len) = stream.read_u32().await {
+            if len == 0 || len > MAX_PACKET {
+                warn!(
+                    session = self.peer.id,
+                    len, "SFTP packet length out of bounds: closing the channel"
+                );
+                break;
+            }
+            let mut buf = vec![0u8; len as usize];
+            if stream.read_exact(&mut buf).await.is_err() {
+                break;
+            }
+            let reply = self.handle_packet(Bytes::from(buf)).await;
+            let bytes = match Bytes::try_from(reply) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(session = self.peer.id, error = %e, "cannot encode an SFTP reply");
+                    break;
+                }
+            };
+            if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
+                break;
+            }
+        }
+        self.close_all().await;
+        debug!(session = self.peer.id, "SFTP channel ended");
+    }
+
+    /// Answers one packet (without its length).
+    pub async fn handle_packet(&mut self, mut raw: Bytes) -> Packet {
+        // The request id, for an answer to a packet that does not decode.
+        let id = raw
+            .get(1..5)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let packet = match Packet::try_from(&mut raw) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(session = self.peer.id, error = %e, "undecodable SFTP packet");
+                return status(
+                    id,
+                    StatusCode::BadMessage,
+                    "malformed request (file names must be UTF-8)",
+                );
+            }
+        };
+        if let Packet::Init(init) = &packet {
+            if self.initialized {
+                return status(0, StatusCode::BadMessage, "SSH_FXP_INIT sent twice");
+            }
+            self.initialized = true;
+            debug!(
+                session = self.peer.id,
+                client_version = init.version,
+                "SFTP started"
+            );
+            return Packet::Version(Version::new());
+        }
+        if !self.initialized {
+            return status(id, StatusCode::BadMessage, "send SSH_FXP_INIT first");
+        }
+        let started = Instant::now();
+        let (verb, arg, answer) = self.dispatch(packet).await;
+        let answer = answer.unwrap_or_else(|f| status(id, f.code, &f.message));
+        if let Some(verb) = verb {
+            let code = match &answer {
+                Packet::Status(s) => s.status_code,
+                _ => StatusCode::Ok,
+            };
+            // A rename's record names its source as the path.
+            let path = match (verb, &arg) {
+                ("RENAME", Some(_)) => self.renamed_from.take(),
+                (_, Some(a)) => Some(a.clone()),
+                _ => None,
+            };
+            self.audit(
+                verb,
+                arg.as_deref(),
+                path.as_deref(),
+                code,
+                None,
+                started.elapsed(),
+            );
+        }
+        answer
+    }
+
+    /// Runs a request; answers the audit verb (none for the ones recorded
+    /// elsewhere) and its path.
+    async fn dispatch(&mut self, packet: Packet) -> (Option<&'static str>, Option<String>, Answer) {
+        match packet {
+            Packet::Open(o) => {
+                let arg = Some(o.filename.clone());
+                (Some("OPEN"), arg, self.open(o).await)
+            }
+            Packet::Close(c) => (None, None, self.close(c.id, &c.handle).await),
+            Packet::Read(r) => (None, None, self.read(r).await),
+            Packet::Write(w) => (None, None, self.write(w).await),
+            Packet::OpenDir(o) => {
+                let arg = Some(o.path.clone());
+                (Some("OPENDIR"), arg, self.opendir(o.id, &o.path).await)
+            }
+            Packet::ReadDir(r) => (None, None, self.readdir(r.id, &r.handle).await),
+            Packet::Remove(r) => {
+                let arg = Some(r.filename.clone());
+                (Some("REMOVE"), arg, self.remove(r.id, &r.filename).await)
+            }
+            Packet::MkDir(m) => {
+                let arg = Some(m.path.clone());
+                (Some("MKDIR"), arg, self.mkdir(m.id, &m.path).await)
+            }
+            Packet::RmDir(r) => {
+                let arg = Some(r.path.clone());
+                (Some("RMDIR"), arg, self.rmdir(r.id, &r.path).await)
+            }
+            Packet::Rename(r) => {
+                let arg = Some(format!("{} {}", r.oldpath, r.newpath));
+                self.renamed_from = Some(r.oldpath.clone());
+                let answer = self.rename(r.id, &r.oldpath, &r.newpath).await;
+                (Some("RENAME"), arg, answer)
+            }
+            Packet::Stat(s) => (None, None, self.stat(s.id, &s.path).await),
+            Packet::Lstat(s) => (None, None, self.stat(s.id, &s.path).await),
+            Packet::Fstat(s) => (None, None, self.fstat(s.id, &s.handle).await),
+            Packet::SetStat(s) => {
+                let arg = Some(s.path.clone());
+                (
+                    Some("SETSTAT"),
+                    arg,
+                    self.setstat(s.id, &s.path, s.attrs).await,
+                )
+            }
+            Packet::FSetStat(s) => (
+                Some("FSETSTAT"),
+                None,
+                self.fsetstat(s.id, &s.handle, s.attrs).await,
+            ),
+            Packet::RealPath(r) => (None, None, self.realpath(r.id, &r.path)),
+            Packet::ReadLink(r) => (
+                None,
+                None,
+                Err(SftpFailure::unsupported(format!(
+                    "{}: symbolic links are not offered",
+                    r.path
+                ))),
+            ),
+            Packet::Symlink(s) => (
+                Some("SYMLINK"),
+                Some(s.linkpath),
+                Err(SftpFailure::unsupported("symbolic links are not offered")),
+            ),
+            Packet::Extended(e) => (
+                None,
+                None,
+                Err(SftpFailure::unsupported(format!(
+                    "extension {} is not offered",
+                    e.request
+                ))),
+            ),
+            _ => (
+                None,
+                None,
+                Err(SftpFailure::new(
+                    StatusCode::BadMessage,
+                    "not a request a client sends",
+                )),
+            ),
+        }
+    }
+
+    /// Ends every open handle: uploads end as after a failure.
+    async fn close_all(&mut self) {
+        let open = self.handles.names();
+        for h in open {
+            if let Some(OpenHandle::File(file)) = self.handles.remove(&h) {
+                let _ = self.end_file(*file, false).await;
+            }
+        }
+    }
+
+    /// A new handle's name, once there is room for one.
+    pub(super) fn add_handle(&mut self, handle: OpenHandle) -> Result<String, SftpFailure> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(SftpFailure::failure(format!(
+                "too many open handles (at most {MAX_HANDLES}); close some first"
+            )));
+        }
+        let name = self.next_handle.to_string();
+        self.next_handle += 1;
+        self.handles.insert(name.clone(), handle);
+        Ok(name)
+    }
+
+    /// `text` resolved from the home. The packet decoder replaces bytes that
+    /// are not UTF-8 with U+FFFD; such a name is refused rather than stored
+    /// under a name the client did not send.
+    pub(super) fn resolve(&self, text: &str) -> Result<VirtualPath, SftpFailure> {
+        if text.contains('\u{FFFD}') {
+            return Err(SftpFailure::new(
+                StatusCode::BadMessage,
+                "file names must be UTF-8",
+            ));
+        }
+        VirtualPath::root()
+            .resolve(text)
+            .map_err(|e| SessionError::Path(e).into())
+    }
+
+    /// Whether the rules allow `action` on `path`.
+    pub(super) fn check(&self, action: Permission, path: &VirtualPath) -> Result<(), SftpFailure> {
+        match self.user.account.rules.decide(action, path) {
+            PolicyDecision::Allow { .. } => Ok(()),
+            decision => Err(SessionError::Denied {
+                action,
+                path: path.clone(),
+                decision,
+            }
+            .into()),
+        }
+    }
+
+    pub(super) async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, SftpFailure> {
+        self.user
+            .storage
+            .metadata(path)
+            .await
+            .map_err(|e| SessionError::storage(path, e).into())
+    }
+
+    /// The entry at `path`, or `None` when there is none.
+    pub(super) async fn existing(
+        &self,
+        path: &VirtualPath,
+    ) -> Result<Option<Metadata>, SftpFailure> {
+        match self.user.storage.metadata(path).await {
+            Ok(m) => Ok(Some(m)),
+            Err(StorageError::NotFound) => Ok(None),
+            Err(e) => Err(SessionError::storage(path, e).into()),
+        }
+    }
+
+    /// Records a change of stored bytes and files for quota usage.
+    pub(super) async fn record_usage(&self, bytes: i64, files: i64) {
+        if let Err(e) = self
+            .opts
+            .ledger
+            .add(&self.user.account.name, bytes, files)
+            .await
+        {
+            warn!(session = self.peer.id, error = %e, "quota usage not recorded");
+        }
+    }
+
+    /// A path in the user's view as a path from the storage root.
+    pub(super) fn full_path(&self, path: &VirtualPath) -> String {
+        self.user.account.home.join(path).to_string()
+    }
+
+    /// One audit record; `path` is the path text the request named,
+    /// `transfer` the bytes moved through a handle.
+    pub(super) fn audit(
+        &self,
+        verb: &str,
+        arg: Option<&str>,
+        path: Option<&str>,
+        code: StatusCode,
+        transfer: Option<u64>,
+        took: Duration,
+    ) {
+        if !self.opts.activity.audits() {
+            return;
+        }
+        self.opts.activity.audit(&AuditRecord {
+            time: rfc3339((self.opts.clock)()),
+            session: self.peer.id,
+            user: Some(&self.user.account.name),
+            client: self.peer.remote,
+            protocol: Some("sftp"),
+            command: verb,
+            arg,
+            path: path
+                .and_then(|p| VirtualPath::root().resolve(p).ok())
+                .map(|p| self.full_path(&p)),
+            code: code as u16,
+            bytes: transfer,
+            duration_ms: transfer.map(|_| u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
+        });
+    }
+}
+
+/// A status packet.
+pub(super) fn status(id: u32, code: StatusCode, message: &str) -> Packet {
+    Packet::Status(Status {
+        id,
+        status_code: code,
+        error_message: message.to_owned(),
+        language_tag: "en".to_owned(),
+    })
+}
+
+/// `SSH_FX_OK`.
+pub(super) fn ok(id: u32) -> Answer {
+    Ok(status(id, StatusCode::Ok, "OK"))
+}

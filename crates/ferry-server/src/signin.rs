@@ -1,0 +1,213 @@
+//! Signing a user in, the same way for every protocol: FTP's USER and PASS
+//! (`session/login.rs`) and SSH's password authentication (`sftp/ssh.rs`).
+//!
+//! One sign-in checks the password (a failure feeds the [`BanList`]), the
+//! address and time rules, `max_sessions`, opens the home and, for a user with
+//! a quota and no usage record, measures what the home holds. What it refuses
+//! is a [`SignInRefusal`]; each protocol turns that into its own answer
+//! (`error.rs` for FTP, `sftp/ssh.rs` for SSH).
+//!
+//! [`BanList`]: crate::bans::BanList
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_accounts::{Account, AccountKind, AuthError, Usage};
+use ferry_storage::{Storage, StorageError};
+use tracing::{info, warn};
+
+use crate::options::ServerOptions;
+use crate::users::SessionTicket;
+
+/// A user signed in: the account, its home, and its place among the user's
+/// sessions.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub account: Account,
+    pub storage: Arc<dyn Storage>,
+    /// This session's place among the user's sessions, and the shared rates.
+    pub ticket: SessionTicket,
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignInRefusal {
+    /// No such user, a wrong password, or an account that cannot be used: the
+    /// client is not told which.
+    #[error("wrong user name or password")]
+    Credentials,
+    /// This failure was one too many: the address is banned for a while.
+    #[error("too many failed logins: the address is banned for a while")]
+    Banned,
+    /// The account database did not answer (down, or slower than
+    /// `accounts.timeout`).
+    #[error("the account database cannot be reached")]
+    AccountsUnavailable,
+    /// The password was right, but `allow_from`/`deny_from` refuse the address.
+    #[error("login not allowed from this address")]
+    AddressRefused,
+    /// The password was right, but not within `login_hours`.
+    #[error("login not allowed at this time")]
+    OutsideHours,
+    /// `max_sessions` is reached.
+    #[error("too many sessions for this user")]
+    TooManySessions,
+    /// The file storage (an S3 endpoint) cannot be reached.
+    #[error("the file storage cannot be reached")]
+    StorageUnavailable,
+    /// The home directory cannot be opened (a host account's missing home).
+    #[error("home directory unavailable")]
+    HomeUnavailable,
+    /// The user has a quota and what the home holds cannot be measured.
+    #[error("quota usage cannot be measured")]
+    UsageUnmeasurable,
+}
+
+impl SignInRefusal {
+    /// Whether the connection ends with the refusal: the ones a client cannot
+    /// mend by trying another password on the same connection.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            SignInRefusal::Banned
+                | SignInRefusal::AccountsUnavailable
+                | SignInRefusal::TooManySessions
+                | SignInRefusal::StorageUnavailable
+        )
+    }
+}
+
+/// Signs `user` in from `remote` with `password`. Failed passwords are slowed
+/// down and counted towards a ban here, so every protocol pays the same.
+pub async fn sign_in(
+    opts: &ServerOptions,
+    session: u64,
+    remote: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<SignedIn, SignInRefusal> {
+    let account = match opts
+        .accounts
+        .authenticate_from(user, password, Some(remote.ip()))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(session, %remote, user = %user, reason = %e, "login failed");
+            match e {
+                AuthError::UnknownUser | AuthError::WrongPassword => {}
+                // Not the client's doing, and not for long (one hopes): a
+                // temporary refusal, which clients retry, rather than one that
+                // reads as a wrong password.
+                AuthError::Store(_) => return Err(SignInRefusal::AccountsUnavailable),
+                AuthError::Misconfigured(_) => return Err(SignInRefusal::Credentials),
+            }
+            let (delay, banned) = opts.bans.failed(remote.ip()).await;
+            tokio::time::sleep(delay).await;
+            if banned {
+                warn!(session, %remote, "address banned after repeated failed logins");
+                return Err(SignInRefusal::Banned);
+            }
+            return Err(SignInRefusal::Credentials);
+        }
+    };
+    opts.bans.succeeded(remote.ip());
+    // Address and time rules: the password was right, but not from here or now.
+    let now = time::OffsetDateTime::from((opts.clock)());
+    if let Err(refusal) = account
+        .limits
+        .check_address(remote.ip())
+        .and_then(|()| account.limits.check_time(now))
+    {
+        warn!(session, %remote, user = %user, reason = %refusal, "login refused");
+        return Err(match refusal.setting {
+            "login_hours" => SignInRefusal::OutsideHours,
+            _ => SignInRefusal::AddressRefused,
+        });
+    }
+    let ticket = opts.users.join(&account).map_err(|refusal| {
+        warn!(session, %remote, user = %user, reason = %refusal, "login refused");
+        SignInRefusal::TooManySessions
+    })?;
+    // Virtual users' homes live under storage.root and are made on first login;
+    // host accounts' homes are host directories that must exist.
+    let opened = match (account.kind, &opts.host_storage) {
+        (AccountKind::System { uid, gid }, Some(host)) => {
+            host.open_home_as(&account.home, false, Some((uid, gid)))
+                .await
+        }
+        (AccountKind::System { .. }, None) => {
+            Err(StorageError::Unsupported("system users are off"))
+        }
+        _ => opts.storage.open_home(&account.home, true).await,
+    };
+    let storage = match opened {
+        Ok(s) => s,
+        Err(StorageError::Unavailable) => {
+            warn!(session, user = %user, home = %account.home, "the file storage cannot be reached");
+            return Err(SignInRefusal::StorageUnavailable);
+        }
+        Err(e) => {
+            warn!(session, user = %user, home = %account.home, error = %e, "home directory unavailable");
+            return Err(SignInRefusal::HomeUnavailable);
+        }
+    };
+    match measure_usage_if_needed(opts, &account, &storage).await {
+        Ok(Some((bytes, files))) => {
+            info!(session, user = %account.name, bytes, files, "measured quota usage");
+        }
+        Ok(None) => {}
+        Err(UsageUnknown::Ledger(e)) => {
+            warn!(session, user = %user, error = %e, "cannot read quota usage");
+            return Err(SignInRefusal::AccountsUnavailable);
+        }
+        Err(UsageUnknown::Storage(e)) => {
+            warn!(session, user = %user, error = %e, "cannot measure quota usage");
+            return Err(SignInRefusal::UsageUnmeasurable);
+        }
+    }
+    info!(session, %remote, user = %account.name, "logged in");
+    Ok(SignedIn {
+        account,
+        storage,
+        ticket,
+    })
+}
+
+/// A user with a quota and no usage record is measured from storage; answers
+/// what was measured.
+async fn measure_usage_if_needed(
+    opts: &ServerOptions,
+    account: &Account,
+    storage: &Arc<dyn Storage>,
+) -> Result<Option<(u64, u64)>, UsageUnknown> {
+    let limits = &account.limits;
+    if limits.quota_bytes.is_none() && limits.quota_files.is_none() {
+        return Ok(None);
+    }
+    if opts
+        .ledger
+        .get(&account.name)
+        .await
+        .map_err(UsageUnknown::Ledger)?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let (bytes, files) = ferry_storage::measure(storage.as_ref())
+        .await
+        .map_err(UsageUnknown::Storage)?;
+    opts.ledger
+        .set(&account.name, Usage { bytes, files })
+        .await
+        .map_err(UsageUnknown::Ledger)?;
+    Ok(Some((bytes, files)))
+}
+
+/// Why a quota user's usage could not be known at login.
+enum UsageUnknown {
+    /// The account database did not answer.
+    Ledger(ferry_accounts::StoreError),
+    /// Walking the home directory failed.
+    Storage(StorageError),
+}
