@@ -112,11 +112,17 @@ const CREATE: OpenFlags = OpenFlags::WRITE
 async fn writes_go_front_to_back_and_reads_anywhere() {
     let (mut s, dir) = session("").await;
     let h = handle_of(&open(&mut s, 2, "/f.bin", CREATE).await);
-    assert_eq!(status_of(&write(&mut s, 3, &h, 0, b"hello ").await).1, StatusCode::Ok);
+    assert_eq!(
+        status_of(&write(&mut s, 3, &h, 0, b"hello ").await).1,
+        StatusCode::Ok
+    );
     let (id, code, why) = status_of(&write(&mut s, 4, &h, 100, b"gap").await);
     assert_eq!((id, code), (4, StatusCode::OpUnsupported), "{why}");
     assert!(why.contains("at 6"), "{why}");
-    assert_eq!(status_of(&write(&mut s, 5, &h, 6, b"world").await).1, StatusCode::Ok);
+    assert_eq!(
+        status_of(&write(&mut s, 5, &h, 6, b"world").await).1,
+        StatusCode::Ok
+    );
     assert_eq!(status_of(&close(&mut s, 6, &h).await).1, StatusCode::Ok);
     assert_eq!(
         std::fs::read(dir.path().join("alice/f.bin")).expect("stored"),
@@ -148,7 +154,10 @@ async fn writes_go_front_to_back_and_reads_anywhere() {
         .await;
     assert_eq!(status_of(&end).1, StatusCode::Eof);
     // A handle that was never given.
-    assert_eq!(status_of(&close(&mut s, 10, "999").await).1, StatusCode::Failure);
+    assert_eq!(
+        status_of(&close(&mut s, 10, "999").await).1,
+        StatusCode::Failure
+    );
 }
 
 #[tokio::test]
@@ -203,22 +212,40 @@ async fn a_replacement_that_fails_leaves_the_old_file() {
     std::fs::create_dir_all(dir.path().join("alice")).expect("home");
     std::fs::write(dir.path().join("alice/keep.txt"), b"old").expect("write");
     let h = handle_of(&open(&mut s, 2, "keep.txt", CREATE).await);
-    assert_eq!(status_of(&write(&mut s, 3, &h, 0, b"12345").await).1, StatusCode::Ok);
+    assert_eq!(
+        status_of(&write(&mut s, 3, &h, 0, b"12345").await).1,
+        StatusCode::Ok
+    );
     let (_, code, why) = status_of(&write(&mut s, 4, &h, 5, b"6789").await);
     assert_eq!(code, StatusCode::Failure);
     assert!(why.contains("max_file_size"), "{why}");
     // Later writes and the close answer the same failure.
-    assert_eq!(status_of(&write(&mut s, 5, &h, 9, b"x").await).1, StatusCode::Failure);
-    assert_eq!(status_of(&close(&mut s, 6, &h).await).1, StatusCode::Failure);
-    assert_eq!(std::fs::read(dir.path().join("alice/keep.txt")).expect("kept"), b"old");
+    assert_eq!(
+        status_of(&write(&mut s, 5, &h, 9, b"x").await).1,
+        StatusCode::Failure
+    );
+    assert_eq!(
+        status_of(&close(&mut s, 6, &h).await).1,
+        StatusCode::Failure
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("alice/keep.txt")).expect("kept"),
+        b"old"
+    );
     // An upload left open when the channel ends is not committed either.
     let h = handle_of(&open(&mut s, 7, "keep.txt", CREATE).await);
-    assert_eq!(status_of(&write(&mut s, 8, &h, 0, b"new").await).1, StatusCode::Ok);
+    assert_eq!(
+        status_of(&write(&mut s, 8, &h, 0, b"new").await).1,
+        StatusCode::Ok
+    );
     let (mut client, server) = tokio::io::duplex(1024);
     let run = tokio::spawn(s.run(server));
     client.shutdown().await.expect("eof");
     run.await.expect("ended");
-    assert_eq!(std::fs::read(dir.path().join("alice/keep.txt")).expect("kept"), b"old");
+    assert_eq!(
+        std::fs::read(dir.path().join("alice/keep.txt")).expect("kept"),
+        b"old"
+    );
 }
 
 #[tokio::test]
@@ -231,10 +258,13 @@ async fn an_overlong_packet_closes_the_channel() {
         .await
         .expect("length");
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut rest))
-        .await
-        .expect("closed, not waiting for the body")
-        .expect("read");
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.read_to_end(&mut rest),
+    )
+    .await
+    .expect("closed, not waiting for the body")
+    .expect("read");
     assert_eq!(n, 0, "no reply to an overlong packet");
     run.await.expect("ended");
 }
