@@ -25,6 +25,8 @@ pub mod recount;
 pub mod session;
 pub mod sftp;
 pub mod signin;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod transfer;
 pub mod urgent;

@@ -29,6 +29,25 @@ pub struct SignedIn {
     pub ticket: SessionTicket,
 }
 
+impl SignedIn {
+    /// Whether the user's rules allow `action` on `path` (FTP and SFTP ask
+    /// the same way).
+    pub fn check(
+        &self,
+        action: ferry_accounts::Permission,
+        path: &ferry_storage::VirtualPath,
+    ) -> Result<(), crate::error::SessionError> {
+        match self.account.rules.decide(action, path) {
+            ferry_accounts::PolicyDecision::Allow { .. } => Ok(()),
+            decision => Err(crate::error::SessionError::Denied {
+                action,
+                path: path.clone(),
+                decision,
+            }),
+        }
+    }
+}
+
 /// Why a sign-in was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignInRefusal {

@@ -186,6 +186,28 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     );
     assert_eq!(missing.status.code(), Some(78), "{}", text(&missing));
 
+    // lftp (through OpenSSH's ssh): upload, download, remove.
+    let lftp = run(
+        Command::new("lftp").current_dir(work.path()).args([
+            "-c",
+            &format!(
+                "set sftp:connect-program 'ssh -a -x -oStrictHostKeyChecking=no \
+                 -oUserKnownHostsFile=/dev/null -oPubkeyAuthentication=no'; \
+                 open -u alice,secret sftp://{}:{}; put small.bin -o lftp.bin; \
+                 get lftp.bin -o lftp-back.bin; put small.bin -o lftp2.bin; rm lftp2.bin",
+                addr.ip(),
+                addr.port()
+            ),
+        ]),
+        LIMIT,
+    );
+    assert!(lftp.status.success(), "lftp failed:\n{}", text(&lftp));
+    let back = std::fs::read(work.path().join("lftp-back.bin")).expect("lftp download");
+    assert!(back == small, "lftp read {} bytes", back.len());
+    let stored = std::fs::read(server.files().join("alice/lftp.bin")).expect("lftp upload");
+    assert!(stored == small, "lftp stored {} bytes", stored.len());
+    assert!(!server.files().join("alice/lftp2.bin").exists(), "lftp rm");
+
     // `..` does not leave the home: the root of the view is the home.
     let escape = run(
         &mut curl(

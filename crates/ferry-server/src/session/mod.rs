@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use ferry_accounts::{Permission, PolicyDecision};
+use ferry_accounts::Permission;
 use ferry_proto::Reply;
 use ferry_proto::command::{ByteRange, Command, PathArg};
 use ferry_proto::listing::MlstFacts;
@@ -885,15 +885,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Asks the policy whether `action` on `path` is allowed.
     fn check(&self, action: Permission, path: &VirtualPath) -> Result<(), SessionError> {
-        let decision = self.logged_in()?.account.rules.decide(action, path);
-        match decision {
-            PolicyDecision::Allow { .. } => Ok(()),
-            decision => Err(SessionError::Denied {
-                action,
-                path: path.clone(),
-                decision,
-            }),
-        }
+        self.logged_in()?.check(action, path)
     }
 
     async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, SessionError> {

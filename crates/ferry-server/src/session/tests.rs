@@ -1,22 +1,12 @@
 //! The session state machine over an in-memory pipe: no sockets, no data
 //! connections, just command lines in and replies out.
 
-use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::sync::Arc;
 
-use ferry_accounts::{Authenticator, ConfigStore};
-use ferry_config::Config;
-use ferry_storage::local::LocalDisk;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use super::{Peer, Session};
-use crate::options::ServerOptions;
-
-fn alice_hash() -> &'static str {
-    static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| ferry_accounts::password::hash("pw").expect("hash"))
-}
 
 struct Client {
     reader: BufReader<ReadHalf<DuplexStream>>,
@@ -27,16 +17,7 @@ struct Client {
 impl Client {
     async fn start() -> Client {
         let dir = tempfile::tempdir().expect("tmp");
-        let config = Config::parse(&format!(
-            "[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\n",
-            alice_hash()
-        ))
-        .expect("config");
-        let store = ConfigStore::from_config(&config).expect("store");
-        let accounts = Authenticator::new(vec![Arc::new(store)], &config.anonymous).expect("auth");
-        let disk = LocalDisk::new(dir.path()).expect("disk");
-        let mut opts = ServerOptions::from_config(&config, Arc::new(disk), accounts);
-        opts.clock = Arc::new(|| SystemTime::UNIX_EPOCH);
+        let opts = crate::test_support::options_with_alice(dir.path(), "");
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = Peer {
             remote: "127.0.0.1:40000".parse().expect("addr"),

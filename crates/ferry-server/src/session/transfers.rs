@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Session, TransferStep};
 use crate::error::{SessionError, TransferError};
 use crate::tls::DataStream;
-use crate::transfer::{self, CountedUpload, UploadBudget, UsageCount};
+use crate::transfer::{self, CountedUpload};
 
 /// Where a download's bytes come from.
 enum Source {
@@ -251,31 +251,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .limits
             .check_file_name(&path.to_string())
             .map_err(SessionError::FileNameRefused)?;
-        let budget =
-            UploadBudget::for_upload(&self.opts, &logged_in.account, mode, old_size).await?;
         let rate = logged_in.ticket.state.upload.clone();
-        let (storage, ledger, user) = (
-            self.storage()?,
-            self.opts.ledger.clone(),
-            logged_in.account.name.clone(),
-        );
         // If the data connection never opens, the upload is dropped unused, which
         // aborts it (see `ferry_storage::Upload`).
-        let upload = storage
-            .write(&path, mode)
-            .await
-            .map_err(|e| SessionError::storage(&path, e))?;
-        let upload = CountedUpload::wrap(
-            upload,
-            UsageCount {
-                storage,
-                path: path.clone(),
-                old_size,
-                ledger,
-                user,
-                budget: budget.clone(),
-            },
-        );
+        let (upload, budget) =
+            CountedUpload::open(&self.opts, logged_in, &path, mode, old_size).await?;
         let (ascii, timeout, zero_copy) = (self.ascii, self.opts.data_timeout, self.opts.sendfile);
         let slots = self.opts.blocking_slots.clone();
         let start = Reply::new(150, format!("Ok to send data for {path}."));

@@ -16,6 +16,7 @@ use crate::error::SessionError;
 
 /// An open directory.
 pub(crate) struct DirHandle {
+    path: VirtualPath,
     stream: Box<dyn DirStream>,
 }
 
@@ -29,7 +30,7 @@ impl SftpSession {
             .list(&path)
             .await
             .map_err(|e| SessionError::storage(&path, e))?;
-        let handle = self.add_handle(OpenHandle::Dir(DirHandle { stream }))?;
+        let handle = self.add_handle(OpenHandle::Dir(DirHandle { path, stream }))?;
         Ok(Packet::Handle(Handle { id, handle }))
     }
 
@@ -41,10 +42,11 @@ impl SftpSession {
         };
         let now = time::OffsetDateTime::from((self.opts.clock)());
         loop {
-            let batch =
-                dir.stream.next_batch().await.map_err(|e| {
-                    SftpFailure::from(SessionError::storage(&VirtualPath::root(), e))
-                })?;
+            let batch = dir
+                .stream
+                .next_batch()
+                .await
+                .map_err(|e| SftpFailure::from(SessionError::storage(&dir.path, e)))?;
             let Some(batch) = batch else {
                 return Err(SftpFailure::new(
                     russh_sftp::protocol::StatusCode::Eof,

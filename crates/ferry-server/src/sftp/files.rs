@@ -30,7 +30,7 @@ use super::session::{Answer, OpenHandle, SftpSession, ok};
 use super::status::SftpFailure;
 use crate::activity::XferRecord;
 use crate::error::SessionError;
-use crate::transfer::{CountedUpload, UploadBudget, UsageCount};
+use crate::transfer::{CountedUpload, UploadBudget};
 
 /// An open file.
 pub(crate) struct FileHandle {
@@ -164,25 +164,7 @@ impl SftpSession {
         mode: WriteMode,
         old_size: Option<u64>,
     ) -> Result<(Box<dyn Upload>, Option<UploadBudget>), SftpFailure> {
-        let budget =
-            UploadBudget::for_upload(&self.opts, &self.user.account, mode, old_size).await?;
-        let storage = self.user.storage.clone();
-        let upload = storage
-            .write(path, mode)
-            .await
-            .map_err(|e| SessionError::storage(path, e))?;
-        let upload = CountedUpload::wrap(
-            upload,
-            UsageCount {
-                storage,
-                path: path.clone(),
-                old_size,
-                ledger: self.opts.ledger.clone(),
-                user: self.user.account.name.clone(),
-                budget: budget.clone(),
-            },
-        );
-        Ok((upload, budget))
+        Ok(CountedUpload::open(&self.opts, &self.user, path, mode, old_size).await?)
     }
 
     /// Takes an open file out of the table for a request.

@@ -2,39 +2,21 @@
 //! What no client sends on purpose is sent here: names that are not UTF-8,
 //! NUL bytes, `..` above the home, writes out of order, over-long packets.
 
-use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ferry_accounts::{Authenticator, ConfigStore};
-use ferry_config::Config;
-use ferry_storage::local::LocalDisk;
 use russh_sftp::protocol::{
     Close, FileAttributes, Init, Open, OpenFlags, Packet, Read, RealPath, Stat, StatusCode, Write,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::session::SftpSession;
-use crate::options::ServerOptions;
 use crate::session::Peer;
-
-fn alice_hash() -> &'static str {
-    static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| ferry_accounts::password::hash("pw").expect("hash"))
-}
 
 async fn session(extra: &str) -> (SftpSession, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
-    let config = Config::parse(&format!(
-        "[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\nhome = \"/alice\"\n{extra}",
-        alice_hash()
-    ))
-    .expect("config");
-    let store = ConfigStore::from_config(&config).expect("store");
-    let accounts = Authenticator::new(vec![Arc::new(store)], &config.anonymous).expect("auth");
-    let disk = LocalDisk::new(dir.path()).expect("disk");
-    let mut opts = ServerOptions::from_config(&config, Arc::new(disk), accounts);
-    opts.clock = Arc::new(|| SystemTime::UNIX_EPOCH);
+    let opts =
+        crate::test_support::options_with_alice(dir.path(), &format!("home = \"/alice\"\n{extra}"));
     let opts = Arc::new(opts);
     let peer = Peer {
         remote: "127.0.0.1:40000".parse().expect("addr"),

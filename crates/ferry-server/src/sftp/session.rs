@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_accounts::{Permission, PolicyDecision};
+use ferry_accounts::Permission;
 use ferry_storage::{Metadata, StorageError, VirtualPath};
 use russh_sftp::protocol::{Packet, Status, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -93,8 +93,6 @@ pub struct SftpSession {
     pub(super) handles: HandleTable,
     next_handle: u64,
     initialized: bool,
-    /// The source path of the RENAME being recorded.
-    renamed_from: Option<String>,
 }
 
 impl std::fmt::Debug for SftpSession {
@@ -107,7 +105,27 @@ impl std::fmt::Debug for SftpSession {
     }
 }
 
-/// What a request answers: a packet, and the audit record's facts.
+/// What a request's audit record names.
+struct Audited {
+    verb: &'static str,
+    /// The request's argument as sent.
+    arg: String,
+    /// The path it acted on, as sent.
+    path: Option<String>,
+}
+
+impl Audited {
+    /// A request on one path.
+    fn on(verb: &'static str, path: &str) -> Option<Audited> {
+        Some(Audited {
+            verb,
+            arg: path.to_owned(),
+            path: Some(path.to_owned()),
+        })
+    }
+}
+
+/// What a request answers: a packet, or a failure.
 pub(super) type Answer = Result<Packet, SftpFailure>;
 
 impl SftpSession {
@@ -119,7 +137,6 @@ impl SftpSession {
             handles: HandleTable::default(),
             next_handle: 1,
             initialized: false,
-            renamed_from: None,
         }
     }
 
@@ -187,84 +204,67 @@ impl SftpSession {
             return status(id, StatusCode::BadMessage, "send SSH_FXP_INIT first");
         }
         let started = Instant::now();
-        let (verb, arg, answer) = self.dispatch(packet).await;
+        let (audited, answer) = self.dispatch(packet).await;
         let answer = answer.unwrap_or_else(|f| status(id, f.code, &f.message));
-        if let Some(verb) = verb {
+        if let Some(a) = audited {
             let code = match &answer {
                 Packet::Status(s) => s.status_code,
                 _ => StatusCode::Ok,
             };
-            // A rename's record names its source as the path.
-            let path = match (verb, &arg) {
-                ("RENAME", Some(_)) => self.renamed_from.take(),
-                (_, Some(a)) => Some(a.clone()),
-                _ => None,
-            };
-            self.audit(
-                verb,
-                arg.as_deref(),
-                path.as_deref(),
-                code,
-                None,
-                started.elapsed(),
-            );
+            let took = started.elapsed();
+            self.audit(a.verb, Some(&a.arg), a.path.as_deref(), code, None, took);
         }
         answer
     }
 
-    /// Runs a request; answers the audit verb (none for the ones recorded
-    /// elsewhere) and its path.
-    async fn dispatch(&mut self, packet: Packet) -> (Option<&'static str>, Option<String>, Answer) {
+    /// Runs a request; answers what its audit record names (nothing for
+    /// the requests recorded elsewhere or not at all).
+    async fn dispatch(&mut self, packet: Packet) -> (Option<Audited>, Answer) {
         match packet {
-            Packet::Open(o) => {
-                let arg = Some(o.filename.clone());
-                (Some("OPEN"), arg, self.open(o).await)
-            }
-            Packet::Close(c) => (None, None, self.close(c.id, &c.handle).await),
-            Packet::Read(r) => (None, None, self.read(r).await),
-            Packet::Write(w) => (None, None, self.write(w).await),
-            Packet::OpenDir(o) => {
-                let arg = Some(o.path.clone());
-                (Some("OPENDIR"), arg, self.opendir(o.id, &o.path).await)
-            }
-            Packet::ReadDir(r) => (None, None, self.readdir(r.id, &r.handle).await),
-            Packet::Remove(r) => {
-                let arg = Some(r.filename.clone());
-                (Some("REMOVE"), arg, self.remove(r.id, &r.filename).await)
-            }
-            Packet::MkDir(m) => {
-                let arg = Some(m.path.clone());
-                (Some("MKDIR"), arg, self.mkdir(m.id, &m.path).await)
-            }
-            Packet::RmDir(r) => {
-                let arg = Some(r.path.clone());
-                (Some("RMDIR"), arg, self.rmdir(r.id, &r.path).await)
-            }
+            Packet::Open(o) => (Audited::on("OPEN", &o.filename), self.open(o).await),
+            Packet::Close(c) => (None, self.close(c.id, &c.handle).await),
+            Packet::Read(r) => (None, self.read(r).await),
+            Packet::Write(w) => (None, self.write(w).await),
+            Packet::OpenDir(o) => (
+                Audited::on("OPENDIR", &o.path),
+                self.opendir(o.id, &o.path).await,
+            ),
+            Packet::ReadDir(r) => (None, self.readdir(r.id, &r.handle).await),
+            Packet::Remove(r) => (
+                Audited::on("REMOVE", &r.filename),
+                self.remove(r.id, &r.filename).await,
+            ),
+            Packet::MkDir(m) => (
+                Audited::on("MKDIR", &m.path),
+                self.mkdir(m.id, &m.path).await,
+            ),
+            Packet::RmDir(r) => (
+                Audited::on("RMDIR", &r.path),
+                self.rmdir(r.id, &r.path).await,
+            ),
             Packet::Rename(r) => {
-                let arg = Some(format!("{} {}", r.oldpath, r.newpath));
-                self.renamed_from = Some(r.oldpath.clone());
+                // The record names the source as its path, both in its arg.
+                let audited = Audited {
+                    verb: "RENAME",
+                    arg: format!("{} {}", r.oldpath, r.newpath),
+                    path: Some(r.oldpath.clone()),
+                };
                 let answer = self.rename(r.id, &r.oldpath, &r.newpath).await;
-                (Some("RENAME"), arg, answer)
+                (Some(audited), answer)
             }
-            Packet::Stat(s) => (None, None, self.stat(s.id, &s.path).await),
-            Packet::Lstat(s) => (None, None, self.stat(s.id, &s.path).await),
-            Packet::Fstat(s) => (None, None, self.fstat(s.id, &s.handle).await),
-            Packet::SetStat(s) => {
-                let arg = Some(s.path.clone());
-                (
-                    Some("SETSTAT"),
-                    arg,
-                    self.setstat(s.id, &s.path, s.attrs).await,
-                )
-            }
+            Packet::Stat(s) => (None, self.stat(s.id, &s.path).await),
+            Packet::Lstat(s) => (None, self.stat(s.id, &s.path).await),
+            Packet::Fstat(s) => (None, self.fstat(s.id, &s.handle).await),
+            Packet::SetStat(s) => (
+                Audited::on("SETSTAT", &s.path),
+                self.setstat(s.id, &s.path, s.attrs).await,
+            ),
             Packet::FSetStat(s) => (
-                Some("FSETSTAT"),
-                None,
+                Audited::on("FSETSTAT", &s.handle).map(|a| Audited { path: None, ..a }),
                 self.fsetstat(s.id, &s.handle, s.attrs).await,
             ),
-            Packet::RealPath(r) => (None, None, self.realpath(r.id, &r.path)),
+            Packet::RealPath(r) => (None, self.realpath(r.id, &r.path)),
             Packet::ReadLink(r) => (
-                None,
                 None,
                 Err(SftpFailure::unsupported(format!(
                     "{}: symbolic links are not offered",
@@ -272,12 +272,10 @@ impl SftpSession {
                 ))),
             ),
             Packet::Symlink(s) => (
-                Some("SYMLINK"),
-                Some(s.linkpath),
+                Audited::on("SYMLINK", &s.linkpath),
                 Err(SftpFailure::unsupported("symbolic links are not offered")),
             ),
             Packet::Extended(e) => (
-                None,
                 None,
                 Err(SftpFailure::unsupported(format!(
                     "extension {} is not offered",
@@ -285,7 +283,6 @@ impl SftpSession {
                 ))),
             ),
             _ => (
-                None,
                 None,
                 Err(SftpFailure::new(
                     StatusCode::BadMessage,
@@ -335,15 +332,7 @@ impl SftpSession {
 
     /// Whether the rules allow `action` on `path`.
     pub(super) fn check(&self, action: Permission, path: &VirtualPath) -> Result<(), SftpFailure> {
-        match self.user.account.rules.decide(action, path) {
-            PolicyDecision::Allow { .. } => Ok(()),
-            decision => Err(SessionError::Denied {
-                action,
-                path: path.clone(),
-                decision,
-            }
-            .into()),
-        }
+        Ok(self.user.check(action, path)?)
     }
 
     pub(super) async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, SftpFailure> {

@@ -415,6 +415,37 @@ impl UsageCount {
 }
 
 impl CountedUpload {
+    /// Opens an upload of `path` for a signed-in user, as STOR/APPE and
+    /// SFTP's write handles do: its budget ([`UploadBudget::for_upload`]),
+    /// the storage's upload, and the count of what it changes. Dropped
+    /// unused, the upload ends as after a failure (see [`Upload`]).
+    pub async fn open(
+        opts: &ServerOptions,
+        user: &crate::signin::SignedIn,
+        path: &VirtualPath,
+        mode: WriteMode,
+        old_size: Option<u64>,
+    ) -> Result<(Box<dyn Upload>, Option<UploadBudget>), SessionError> {
+        let budget = UploadBudget::for_upload(opts, &user.account, mode, old_size).await?;
+        let storage = user.storage.clone();
+        let upload = storage
+            .write(path, mode)
+            .await
+            .map_err(|e| SessionError::storage(path, e))?;
+        let upload = CountedUpload::wrap(
+            upload,
+            UsageCount {
+                storage,
+                path: path.clone(),
+                old_size,
+                ledger: opts.ledger.clone(),
+                user: user.account.name.clone(),
+                budget: budget.clone(),
+            },
+        );
+        Ok((upload, budget))
+    }
+
     /// Wraps `inner`. Must be called on the runtime.
     pub fn wrap(inner: Box<dyn Upload>, count: UsageCount) -> Box<dyn Upload> {
         Box::new(CountedUpload {
