@@ -83,6 +83,7 @@ fn exit_code(e: &UrlError) -> u8 {
             Unreachable::Refused => 7,
             Unreachable::Timeout => 28,
             Unreachable::Tls => 35,
+            Unreachable::HostKey => 60,
             Unreachable::NotFound => 37,
             Unreachable::Other => 1,
         },

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferry_proto::reply::ReplyError;
 
-/// An error of the FTP client. Each message is complete in itself (the I/O
+/// An error of the FTP or SFTP client. Each message is complete in itself (the I/O
 /// cause is part of it, not a separate `source`), so it prints as one line.
 /// Each variant carries what a person needs to act:
 /// the address that could not be reached, the command the server refused and its
@@ -67,6 +67,41 @@ pub enum ClientError {
     /// The server does not offer what was asked for (a checksum, a command).
     #[error("{0}")]
     Unsupported(String),
+    /// The SSH connection could not be set up or authenticated (key exchange,
+    /// no accepted authentication method, no SFTP subsystem).
+    #[error("SSH with {host}: {reason}")]
+    Ssh { host: String, reason: String },
+    /// The SSH server's host key is not one this client may trust: unknown, or
+    /// not the one recorded or pinned. The reason names its fingerprint and
+    /// what to do.
+    #[error("host key of {host} refused: {reason}")]
+    HostKey { host: String, reason: String },
+    /// The SFTP server answered a request with an error status.
+    #[error("{operation} {path}: server answered {}: {message}", status_name(*.code))]
+    Sftp {
+        /// The request: OPEN, READ, WRITE, STAT, RENAME, ...
+        operation: &'static str,
+        path: String,
+        /// The SFTP status code (SSH_FX_*; 2 no such file, 3 permission
+        /// denied), where the server's answer gave one.
+        code: Option<u32>,
+        /// The server's own text.
+        message: String,
+    },
+}
+
+/// The name of an SFTP status code (draft-ietf-secsh-filexfer-02 §7).
+fn status_name(code: Option<u32>) -> &'static str {
+    match code {
+        Some(1) => "end of file",
+        Some(2) => "no such file",
+        Some(3) => "permission denied",
+        Some(4) => "failure",
+        Some(5) => "bad message",
+        Some(8) => "operation unsupported",
+        Some(_) => "an error",
+        None => "an error",
+    }
 }
 
 impl ClientError {
@@ -76,6 +111,20 @@ impl ClientError {
             ClientError::Reply { code, .. } => Some(*code),
             _ => None,
         }
+    }
+
+    /// The SFTP status code, when an SFTP server refused something.
+    pub fn sftp_status(&self) -> Option<u32> {
+        match self {
+            ClientError::Sftp { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// True when the server said the file or directory is not there (FTP 550,
+    /// which some servers also give for other refusals; SFTP "no such file").
+    pub fn is_not_found(&self) -> bool {
+        self.reply_code() == Some(550) || self.sftp_status() == Some(2)
     }
 
     /// True when trying again later may succeed: the connection broke or timed out,

@@ -18,8 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::checksum::{Checksum, hash_file_range};
 use crate::error::{ClientError, Result};
+use crate::remote::{RemoteDownload, RemoteSession, RemoteUpload};
 use crate::resume::{FileState, ResumePlan, plan};
-use crate::session::{ConnectOptions, FtpSession};
+use crate::session::ConnectOptions;
 use crate::transfer::UploadMode;
 use crate::url::FtpUrl;
 use crate::zero_copy;
@@ -126,7 +127,7 @@ async fn local_len(path: &Path) -> Result<Option<u64>> {
 }
 
 /// The remote file's size and modification time.
-pub async fn remote_state(session: &mut FtpSession, path: &str) -> Result<Option<FileState>> {
+pub async fn remote_state(session: &mut RemoteSession, path: &str) -> Result<Option<FileState>> {
     let Some(size) = session.size(path).await? else {
         return Ok(None);
     };
@@ -137,7 +138,7 @@ pub async fn remote_state(session: &mut FtpSession, path: &str) -> Result<Option
 /// Checks that bytes `0..len` of `local` are those of `remote` on the server, where
 /// the server can hash a range. `Ok(false)`: the server cannot tell.
 async fn check_prefix(
-    session: &mut FtpSession,
+    session: &mut RemoteSession,
     remote: &str,
     local: &Path,
     len: u64,
@@ -162,7 +163,7 @@ async fn check_prefix(
 
 /// Compares a finished file with the remote one: size, then checksum if offered.
 async fn verify(
-    session: &mut FtpSession,
+    session: &mut RemoteSession,
     remote: &str,
     local: &Path,
     size: u64,
@@ -195,7 +196,7 @@ async fn verify(
 
 /// Downloads `remote` to `dest`, through `DEST.ferry-part`.
 pub async fn download_file(
-    session: &mut FtpSession,
+    session: &mut RemoteSession,
     remote: &str,
     dest: &Path,
     settings: &TransferSettings,
@@ -275,11 +276,14 @@ pub async fn download_file(
         };
         // TYPE I over plain TCP with no rate limit: the kernel moves the
         // bytes on a thread of their own (crate::zero_copy).
-        if !settings.ascii && settings.rate.is_none() && download.is_plain() {
+        if !settings.ascii
+            && settings.rate.is_none()
+            && let RemoteDownload::Ftp(plain) = &mut download
+            && plain.is_plain()
+        {
             let into = file.into_std().await;
             let moved =
-                zero_copy::receive_into_file(&mut download, &working, into, offset, None, progress)
-                    .await;
+                zero_copy::receive_into_file(plain, &working, into, offset, None, progress).await;
             bytes = moved.bytes;
             file = tokio::fs::File::from_std(moved.end?);
         } else {
@@ -337,7 +341,7 @@ pub async fn download_file(
 /// and written through tokio's file at `offset` on; with TYPE A, CRLF
 /// becomes LF; with a rate limit, paced. Returns the bytes stored.
 async fn receive_through_buffer(
-    download: &mut crate::transfer::Download<'_>,
+    download: &mut RemoteDownload<'_>,
     file: &mut tokio::fs::File,
     working: &Path,
     offset: u64,
@@ -399,7 +403,7 @@ pub async fn local_state(path: &Path) -> Result<FileState> {
 /// range; `recorded` is the local file as it was when an earlier attempt began,
 /// so a source that changed in between is refused.
 pub async fn upload_file(
-    session: &mut FtpSession,
+    session: &mut RemoteSession,
     local: &Path,
     remote: &str,
     settings: &TransferSettings,
@@ -413,7 +417,7 @@ pub async fn upload_file(
     let offset = if settings.resume && !settings.ascii {
         let there = match session.size(remote).await {
             Ok(n) => n.unwrap_or(0),
-            Err(ClientError::Reply { code: 550, .. }) => 0,
+            Err(e) if e.is_not_found() => 0,
             Err(e) => return Err(e),
         };
         match plan(there, source, recorded) {
@@ -449,9 +453,13 @@ pub async fn upload_file(
         let mut upload = session.upload(remote, mode).await?;
         // TYPE I over plain TCP with no rate limit: the kernel moves the
         // bytes on a thread of their own (crate::zero_copy).
-        if !settings.ascii && settings.rate.is_none() && upload.is_plain() {
+        if !settings.ascii
+            && settings.rate.is_none()
+            && let RemoteUpload::Ftp(plain) = &mut upload
+            && plain.is_plain()
+        {
             let from = file.into_std().await;
-            let moved = zero_copy::send_from_file(&mut upload, local, from, offset, progress).await;
+            let moved = zero_copy::send_from_file(plain, local, from, offset, progress).await;
             bytes = moved.bytes;
             moved.end?;
         } else {
@@ -483,7 +491,7 @@ pub async fn upload_file(
 /// `offset` on and written on the runtime; with TYPE A, LF becomes CRLF; with
 /// a rate limit, paced. Returns the bytes read from the file.
 async fn send_through_buffer(
-    upload: &mut crate::transfer::Upload<'_>,
+    upload: &mut RemoteUpload<'_>,
     file: &mut tokio::fs::File,
     local: &Path,
     offset: u64,
@@ -530,9 +538,9 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Connects and logs in.
-    pub async fn open(&self) -> Result<FtpSession> {
-        FtpSession::open(&self.url, &self.options).await
+    /// Connects and logs in (FTP or SFTP, by the URL's scheme).
+    pub async fn open(&self) -> Result<RemoteSession> {
+        RemoteSession::open(&self.url, &self.options).await
     }
 }
 
@@ -542,7 +550,7 @@ impl Remote {
 #[derive(Debug)]
 pub struct Worker {
     remote: Remote,
-    session: Option<FtpSession>,
+    session: Option<RemoteSession>,
     pub retries: u32,
     pub backoff: Duration,
 }
@@ -558,7 +566,7 @@ impl Worker {
     }
 
     /// A worker that starts with a session already open (no second login).
-    pub fn with_session(remote: Remote, session: FtpSession, retries: u32) -> Self {
+    pub fn with_session(remote: Remote, session: RemoteSession, retries: u32) -> Self {
         Worker {
             session: Some(session),
             ..Worker::new(remote, retries)
@@ -566,7 +574,7 @@ impl Worker {
     }
 
     /// The session, connecting first if there is none.
-    pub async fn session(&mut self) -> Result<&mut FtpSession> {
+    pub async fn session(&mut self) -> Result<&mut RemoteSession> {
         if self.session.is_none() {
             self.session = Some(self.remote.open().await?);
         }
@@ -751,7 +759,7 @@ where
 #[allow(clippy::too_many_arguments)]
 async fn fetch_range(
     remote: &Remote,
-    mut session: Option<FtpSession>,
+    mut session: Option<RemoteSession>,
     path: &str,
     part: &Path,
     start: u64,
@@ -778,10 +786,13 @@ async fn fetch_range(
                 .await
                 .map_err(local)?;
             let mut download = s.download(path, start + done).await?;
-            if rate.is_none() && download.is_plain() {
+            if rate.is_none()
+                && let RemoteDownload::Ftp(plain) = &mut download
+                && plain.is_plain()
+            {
                 let into = file.into_std().await;
                 let moved = zero_copy::receive_into_file(
-                    &mut download,
+                    plain,
                     part,
                     into,
                     start + done,

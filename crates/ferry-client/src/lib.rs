@@ -1,4 +1,4 @@
-//! ferry-client: FTP and FTPS client sessions, listing parsers and transfers.
+//! ferry-client: FTP, FTPS and SFTP client sessions, listing parsers and transfers.
 //!
 //! - [`url`]: `ftp://`, `ftpes://`, `ftps://` URLs.
 //! - [`session`]: [`FtpSession`], one logged-in control connection and the
@@ -11,6 +11,9 @@
 //! - [`files`]: whole-file transfers with resume you can trust, verification,
 //!   rate limits ([`RateLimit`]) and segmented downloads.
 //! - [`netrc`]: credentials from `~/.netrc`.
+//! - [`sftp`]: [`SftpSession`], SFTP over SSH, with host key checks.
+//! - [`remote`]: [`RemoteSession`], one FTP or SFTP session behind one type, for
+//!   the code that does not care which.
 //!
 //! ```no_run
 //! # async fn demo() -> ferry_client::Result<()> {
@@ -32,8 +35,10 @@ pub mod files;
 pub mod listing;
 pub mod mirror;
 pub mod netrc;
+pub mod remote;
 pub mod resume;
 pub mod session;
+pub mod sftp;
 pub mod stream;
 pub mod tls;
 pub mod transfer;
@@ -45,7 +50,10 @@ pub use error::{ClientError, Result};
 /// The rate limit of `--limit-rate`, shared by a command's connections.
 pub use ferry_rate::RateLimit;
 pub use listing::{EntryKind, RemoteEntry};
-pub use session::{ConnectOptions, FtpSession};
+pub use remote::{RemoteDownload, RemoteSession, RemoteUpload};
+pub use session::{ConnectOptions, FtpSession, PasswordPrompt};
+pub use sftp::SftpSession;
+pub use sftp::host_key::HostKeyCheck;
 pub use tls::{CertificateCheck, TlsVersions};
 pub use transfer::{Download, Upload, UploadMode};
 pub use url::{FtpUrl, Security};

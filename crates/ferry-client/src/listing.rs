@@ -37,7 +37,40 @@ pub struct RemoteEntry {
 }
 
 impl RemoteEntry {
-    fn new(name: String, kind: EntryKind) -> Self {
+    /// One line of `ls -l`: type and permissions, size, time (UTC) and name.
+    pub fn long_line(&self) -> String {
+        let kind = match self.kind {
+            EntryKind::Dir => 'd',
+            EntryKind::Link => 'l',
+            EntryKind::File => '-',
+            EntryKind::Other => '?',
+        };
+        let perms = self
+            .permissions
+            .clone()
+            .unwrap_or_else(|| "---------".to_owned());
+        let size = self.size.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        let when = self.modified.map_or_else(
+            || "                ".to_owned(),
+            |t| {
+                format!(
+                    "{:04}-{:02}-{:02} {:02}:{:02}",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute()
+                )
+            },
+        );
+        let mut line = format!("{kind}{perms:<9} {size:>12} {when} {}", self.name);
+        if let Some(t) = &self.target {
+            line.push_str(&format!(" -> {t}"));
+        }
+        line
+    }
+
+    pub(crate) fn new(name: String, kind: EntryKind) -> Self {
         RemoteEntry {
             name,
             kind,
@@ -90,7 +123,7 @@ pub fn parse_mlsx_line(line: &str) -> Option<RemoteEntry> {
     Some(entry)
 }
 
-fn mode_string(mode: u32) -> String {
+pub(crate) fn mode_string(mode: u32) -> String {
     let mut s = String::with_capacity(9);
     for shift in [6u32, 3, 0] {
         let bits = (mode >> shift) & 7;

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::error::{ClientError, Result};
 use crate::listing::EntryKind;
-use crate::session::FtpSession;
+use crate::remote::RemoteSession;
 
 /// One entry of a tree, named by its path relative to the tree's root, with `/`
 /// between components.
@@ -142,7 +142,7 @@ pub fn remote_join(base: &str, rel: &str) -> String {
 
 /// Every file and directory under `root` on the server (symbolic links are
 /// skipped: following them could loop or leave the tree).
-pub async fn walk_remote(session: &mut FtpSession, root: &str) -> Result<Vec<TreeEntry>> {
+pub async fn walk_remote(session: &mut RemoteSession, root: &str) -> Result<Vec<TreeEntry>> {
     let mut out = Vec::new();
     let mut queue = vec![String::new()];
     while let Some(rel) = queue.pop() {

@@ -3,6 +3,8 @@
 //! RFC 3659 §3-§4, RFC 4217 §4-§9). Transfers are in [`crate::transfer`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::Reply;
@@ -12,6 +14,7 @@ use crate::checksum::{Checksum, HashAlgorithm};
 use crate::control::Control;
 use crate::data::{DataMode, PasvAddressPolicy};
 use crate::error::{ClientError, Result};
+use crate::sftp::host_key::HostKeyCheck;
 use crate::stream::{NetStream, TlsSession, connect_tcp};
 use crate::tls::{CertificateCheck, TlsVersions, client_config, server_name};
 use crate::url::{FtpUrl, Security};
@@ -31,8 +34,41 @@ pub struct ConnectOptions {
     /// middleboxes that mishandle EPSV.
     pub use_epsv: bool,
     /// Send NOOP on the control connection after this long of a transfer, so that
-    /// firewalls and servers do not drop it as idle. `None`: never.
+    /// firewalls and servers do not drop it as idle. `None`: never. (SFTP: an
+    /// SSH keepalive at this interval.)
     pub keepalive: Option<Duration>,
+    /// SFTP: which host keys are trusted.
+    pub host_key_check: HostKeyCheck,
+    /// SFTP: private key files to offer (`--identity`); empty: `~/.ssh/id_ed25519`
+    /// and `~/.ssh/id_ecdsa` where they exist.
+    pub identities: Vec<PathBuf>,
+    /// SFTP: asks for a password when neither a known password nor a key was
+    /// accepted (the command line asks on a terminal).
+    pub ask_password: Option<PasswordPrompt>,
+}
+
+/// The function behind a [`PasswordPrompt`].
+type AskFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Asks a person for a password, given a prompt; `None` when nobody answers.
+#[derive(Clone)]
+pub struct PasswordPrompt(Arc<AskFn>);
+
+impl PasswordPrompt {
+    pub fn new(ask: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        PasswordPrompt(Arc::new(ask))
+    }
+
+    /// Asks.
+    pub fn ask(&self, prompt: &str) -> Option<String> {
+        (self.0)(prompt)
+    }
+}
+
+impl std::fmt::Debug for PasswordPrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordPrompt")
+    }
 }
 
 impl Default for ConnectOptions {
@@ -46,6 +82,9 @@ impl Default for ConnectOptions {
             io_timeout: Duration::from_secs(120),
             use_epsv: true,
             keepalive: Some(Duration::from_secs(60)),
+            host_key_check: HostKeyCheck::default(),
+            identities: Vec::new(),
+            ask_password: None,
         }
     }
 }
@@ -153,9 +192,15 @@ impl FtpSession {
     /// Connects to the server of `url` and reads its greeting; for `ftpes://`
     /// negotiates AUTH TLS, for `ftps://` starts with TLS. Does not log in.
     pub async fn connect(url: &FtpUrl, options: &ConnectOptions) -> Result<Self> {
+        if !url.security.is_ftp() {
+            return Err(ClientError::BadUrl {
+                url: url.to_string(),
+                reason: "an sftp:// URL is opened by an SFTP session, not FTP".to_owned(),
+            });
+        }
         let tcp = connect_tcp(&url.host, url.port, options.connect_timeout).await?;
         let tls = match url.security {
-            Security::Plain => None,
+            Security::Plain | Security::Ssh => None,
             Security::Explicit | Security::Implicit => Some(TlsSession {
                 config: client_config(&options.certificate_check, options.tls_versions)?,
                 server_name: server_name(&url.host)?,

@@ -1,10 +1,15 @@
-//! `ftp://`, `ftpes://` and `ftps://` URLs (RFC 1738 §3.2, with the TLS schemes of
-//! ../shared/SPEC.md).
+//! `ftp://`, `ftpes://`, `ftps://` and `sftp://` URLs (RFC 1738 §3.2, with the
+//! TLS schemes of ../shared/SPEC.md, and draft-ietf-secsh-scp-sftp-ssh-uri for
+//! SFTP).
 //!
 //! The path of an FTP URL is relative to the directory the server puts the user in
 //! after login, as RFC 1738 says and curl does: `ftp://host/pub/a.txt` is
 //! `pub/a.txt` there. A path that starts with an encoded or doubled slash
 //! (`ftp://host/%2Fetc/motd`, `ftp://host//etc/motd`) is absolute.
+//!
+//! The path of an SFTP URL is absolute, as in the SFTP URI draft and curl:
+//! `sftp://host/etc/motd` is `/etc/motd`; `sftp://host/~/a.txt` is `a.txt` in the
+//! login (home) directory, and `sftp://host` with no path is that directory.
 
 use std::fmt;
 
@@ -12,7 +17,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::error::{ClientError, Result};
 
-/// How the control connection is protected.
+/// How the connection is protected, and so which protocol it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Security {
@@ -22,6 +27,8 @@ pub enum Security {
     Explicit,
     /// Implicit TLS: TLS from the first byte (`ftps://`).
     Implicit,
+    /// SFTP over SSH (`sftp://`).
+    Ssh,
 }
 
 impl Security {
@@ -30,19 +37,27 @@ impl Security {
         match self {
             Security::Plain | Security::Explicit => 21,
             Security::Implicit => 990,
+            Security::Ssh => 22,
         }
     }
 
-    fn scheme(self) -> &'static str {
+    /// The URL scheme.
+    pub fn scheme(self) -> &'static str {
         match self {
             Security::Plain => "ftp",
             Security::Explicit => "ftpes",
             Security::Implicit => "ftps",
+            Security::Ssh => "sftp",
         }
+    }
+
+    /// True for the FTP schemes, false for SFTP.
+    pub fn is_ftp(self) -> bool {
+        self != Security::Ssh
     }
 }
 
-/// A parsed FTP URL, with its escapes decoded.
+/// A parsed FTP or SFTP URL, with its escapes decoded.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FtpUrl {
     pub security: Security,
@@ -77,7 +92,13 @@ impl fmt::Display for FtpUrl {
         if self.port != self.security.default_port() {
             write!(f, ":{}", self.port)?;
         }
-        if self.path.starts_with('/') {
+        if self.security == Security::Ssh {
+            match self.path.strip_prefix('/') {
+                Some(_) => write!(f, "{}", self.path),
+                None if self.path.is_empty() => Ok(()),
+                None => write!(f, "/~/{}", self.path),
+            }
+        } else if self.path.starts_with('/') {
             write!(f, "/{}", self.path.replacen('/', "%2F", 1))
         } else {
             write!(f, "/{}", self.path)
@@ -97,7 +118,12 @@ impl FtpUrl {
             "ftp" => Security::Plain,
             "ftpes" => Security::Explicit,
             "ftps" => Security::Implicit,
-            other => return Err(bad(&format!("scheme {other}: is not ftp, ftpes or ftps"))),
+            "sftp" => Security::Ssh,
+            other => {
+                return Err(bad(&format!(
+                    "scheme {other}: is not ftp, ftpes, ftps or sftp"
+                )));
+            }
         };
         let host = match url.host() {
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
@@ -120,7 +146,17 @@ impl FtpUrl {
             .map(|p| decode(p, "the password"))
             .transpose()?;
         let raw = url.path();
-        let raw = raw.strip_prefix('/').unwrap_or(raw);
+        let raw = if security == Security::Ssh {
+            // Absolute, but for `/~/...`: relative to the home directory.
+            match raw.strip_prefix("/~") {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                    rest.strip_prefix('/').unwrap_or(rest)
+                }
+                _ => raw,
+            }
+        } else {
+            raw.strip_prefix('/').unwrap_or(raw)
+        };
         let path = decode(raw, "the path")?;
         if path.contains(['\0', '\r', '\n']) {
             return Err(bad("the path holds a NUL or line break"));
@@ -205,6 +241,41 @@ mod tests {
         let with_pass = FtpUrl::parse("ftp://a:b@h:99/x/").expect("test input");
         assert_eq!(with_pass.to_string(), "ftp://a@h:99/x/");
         assert!(with_pass.names_directory());
+    }
+
+    #[test]
+    fn sftp_paths_are_absolute_but_for_the_home_prefix() {
+        let u = FtpUrl::parse("sftp://bob@h/etc/motd").expect("test input");
+        assert_eq!(
+            (u.security, u.port, u.path.as_str()),
+            (Security::Ssh, 22, "/etc/motd")
+        );
+        assert_eq!(u.to_string(), "sftp://bob@h/etc/motd");
+        let home = FtpUrl::parse("sftp://h:2222/~/notes/a%20b.txt").expect("test input");
+        assert_eq!(home.path, "notes/a b.txt");
+        assert_eq!(home.to_string(), "sftp://h:2222/~/notes/a b.txt");
+        for (text, path) in [
+            ("sftp://h", ""),
+            ("sftp://h/~", ""),
+            ("sftp://h/~/", ""),
+            ("sftp://h/", "/"),
+        ] {
+            assert_eq!(
+                FtpUrl::parse(text).expect("test input").path,
+                path,
+                "{text}"
+            );
+        }
+        // `~user` is not the home prefix: taken as written.
+        assert_eq!(
+            FtpUrl::parse("sftp://h/~bob/x").expect("test input").path,
+            "/~bob/x"
+        );
+        assert!(
+            FtpUrl::parse("sftp://h/")
+                .expect("test input")
+                .names_directory()
+        );
     }
 
     #[test]

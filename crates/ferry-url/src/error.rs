@@ -17,6 +17,9 @@ pub enum Unreachable {
     Timeout,
     /// The TLS handshake failed (certificate, protocol).
     Tls,
+    /// The SSH server's host key is not trusted (unknown, changed, or not the
+    /// pinned one).
+    HostKey,
     /// A local file is missing or unreadable.
     NotFound,
     /// Anything else on the way (reset, protocol violation).
@@ -30,6 +33,7 @@ impl fmt::Display for Unreachable {
             Unreachable::Refused => "connection refused",
             Unreachable::Timeout => "timed out",
             Unreachable::Tls => "TLS failed",
+            Unreachable::HostKey => "SSH host key refused",
             Unreachable::NotFound => "not found",
             Unreachable::Other => "failed",
         })

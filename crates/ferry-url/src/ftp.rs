@@ -1,4 +1,5 @@
-//! `ftp:`, `ftpes:` and `ftps:` through ferry-client: a file URL downloads
+//! `ftp:`, `ftpes:` and `ftps:` through ferry-client (and, through [`serve`],
+//! the requests of `sftp:` too, crate::sftp): a file URL downloads
 //! (streamed), a URL ending in `/` lists the directory (the server's LIST
 //! lines), a request with a body uploads. Credentials: the URL's, else the
 //! password manager's, else ~/.netrc, else anonymous. FTP error replies are
@@ -9,7 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_client::{CertificateCheck, ClientError, ConnectOptions, FtpSession, FtpUrl, UploadMode};
+use ferry_client::{
+    CertificateCheck, ClientError, ConnectOptions, FtpUrl, RemoteSession, UploadMode,
+};
 use tokio::io::AsyncReadExt;
 use tokio_util::io::StreamReader;
 
@@ -39,23 +42,35 @@ impl FtpHandler {
     }
 }
 
-/// A client error as a URL error: refusals keep their reply code.
-fn convert(url: &url::Url, e: ClientError) -> UrlError {
+/// A refusal as [`UrlError::Status`] with the server's code and text.
+fn status(url: &url::Url, code: u16, text: &str) -> UrlError {
+    UrlError::Status(Box::new(StatusError {
+        url: url.clone(),
+        code,
+        reason: text.to_owned(),
+        headers: Headers::new(),
+        body: Response::from_bytes(
+            code,
+            text,
+            Headers::new(),
+            url.clone(),
+            text.to_owned().into_bytes(),
+        ),
+    }))
+}
+
+/// A client error as a URL error: refusals keep their code (the FTP reply
+/// code, or the SFTP status code: 2 no such file, 3 permission denied).
+pub(crate) fn convert(url: &url::Url, e: ClientError) -> UrlError {
     let kind = match &e {
-        ClientError::Reply { code, text, .. } => {
-            return UrlError::Status(Box::new(StatusError {
-                url: url.clone(),
-                code: *code,
-                reason: text.clone(),
-                headers: Headers::new(),
-                body: Response::from_bytes(
-                    *code,
-                    text,
-                    Headers::new(),
-                    url.clone(),
-                    text.clone().into_bytes(),
-                ),
-            }));
+        ClientError::Reply { code, text, .. } => return status(url, *code, text),
+        ClientError::Sftp {
+            code: Some(code),
+            message,
+            ..
+        } => {
+            let code = u16::try_from(*code).unwrap_or(u16::MAX);
+            return status(url, code, message);
         }
         ClientError::Resolve { .. } => Unreachable::Resolve,
         ClientError::Connect { cause, .. }
@@ -65,6 +80,7 @@ fn convert(url: &url::Url, e: ClientError) -> UrlError {
         }
         ClientError::Timeout { .. } => Unreachable::Timeout,
         ClientError::Tls { .. } | ClientError::TlsSetup(_) => Unreachable::Tls,
+        ClientError::HostKey { .. } => Unreachable::HostKey,
         _ => Unreachable::Other,
     };
     UrlError::unreachable_at(url, kind, e.to_string())
@@ -80,7 +96,7 @@ impl Handler for FtpHandler {
         &["ftp", "ftpes", "ftps"]
     }
 
-    async fn open(&self, mut request: Request, context: &OpenContext) -> Result<Response> {
+    async fn open(&self, request: Request, context: &OpenContext) -> Result<Response> {
         let url = request.url().clone();
         let mut ftp = FtpUrl::parse(url.as_str()).map_err(|e| convert(&url, e))?;
         if ftp.user.is_none() {
@@ -119,9 +135,22 @@ impl Handler for FtpHandler {
             io_timeout: context.timeouts.read.unwrap_or(Duration::from_secs(120)),
             ..ConnectOptions::default()
         };
-        let mut session = FtpSession::open(&ftp, &options)
+        let session = RemoteSession::open(&ftp, &options)
             .await
             .map_err(|e| convert(&url, e))?;
+        serve(session, &ftp, request).await
+    }
+}
+
+/// Answers a request on an open session (FTP or SFTP): an upload for a body,
+/// a listing for a directory URL, else a streamed download.
+pub(crate) async fn serve(
+    mut session: RemoteSession,
+    ftp: &FtpUrl,
+    mut request: Request,
+) -> Result<Response> {
+    let url = request.url().clone();
+    {
         let path = ftp.path.clone();
         let mut headers = Headers::new();
 
@@ -199,7 +228,7 @@ impl Handler for FtpHandler {
 }
 
 async fn stream_download(
-    session: &mut FtpSession,
+    session: &mut RemoteSession,
     path: &str,
     tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
     ready: tokio::sync::oneshot::Sender<std::result::Result<(), ClientError>>,
@@ -242,7 +271,7 @@ async fn stream_download(
 
 /// Sends a request body as STOR; the number of bytes sent.
 async fn upload(
-    session: &mut FtpSession,
+    session: &mut RemoteSession,
     path: &str,
     body: Body,
 ) -> std::result::Result<u64, std::result::Result<ClientError, UrlError>> {

@@ -1,6 +1,6 @@
 //! ferry-url: open URLs the way Python's urllib does.
 //!
-//! One interface for `http`, `https`, `ftp`, `ftpes`, `ftps`, `file` and `data`
+//! One interface for `http`, `https`, `ftp`, `ftpes`, `ftps`, `sftp`, `file` and `data`
 //! URLs: [`Request`]s with header fields and bodies, [`Response`]s with a status,
 //! header fields, the final URL and a streamed body, and [`UrlError`], which
 //! tells a URL that could not be reached from a server that answered with an
@@ -166,6 +166,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod request;
 pub mod response;
+pub mod sftp;
 
 pub use auth::PasswordManager;
 pub use error::{Result, StatusError, Unreachable, UrlError};

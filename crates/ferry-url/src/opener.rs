@@ -26,6 +26,8 @@ use crate::proxy::{Proxies, ProxyHandler};
 use crate::redirect::{ErrorHandler, RedirectHandler};
 use crate::request::{IntoRequest, Request, Timeouts};
 use crate::response::Response;
+use crate::sftp::SftpHandler;
+use ferry_client::HostKeyCheck;
 
 /// How a handler opens connections: timeouts (the request's, else the
 /// opener's) and TLS trust.
@@ -165,6 +167,7 @@ pub struct OpenerBuilder {
     user_agent: String,
     max_redirects: u32,
     netrc: bool,
+    host_key_check: Option<HostKeyCheck>,
 }
 
 impl Default for OpenerBuilder {
@@ -179,6 +182,7 @@ impl Default for OpenerBuilder {
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
             max_redirects: 10,
             netrc: true,
+            host_key_check: None,
         }
     }
 }
@@ -190,7 +194,7 @@ impl OpenerBuilder {
         self
     }
 
-    /// Leaves out the stock handler of this name (`"http"`, `"ftp"`, `"file"`,
+    /// Leaves out the stock handler of this name (`"http"`, `"ftp"`, `"sftp"`, `"file"`,
     /// `"data"`, `"proxy"`, `"credentials"`, `"redirect"`, `"basic-auth"`,
     /// `"errors"`).
     pub fn without(mut self, name: &str) -> Self {
@@ -222,9 +226,16 @@ impl OpenerBuilder {
         self
     }
 
-    /// Accepts any certificate.
+    /// Accepts any certificate (and, for `sftp:`, any host key).
     pub fn insecure(mut self, on: bool) -> Self {
         self.tls.insecure = on;
+        self
+    }
+
+    /// How `sftp:` checks SSH host keys (default: `~/.ssh/known_hosts`, or any
+    /// key when [`Self::insecure`]).
+    pub fn host_key_check(mut self, check: HostKeyCheck) -> Self {
+        self.host_key_check = Some(check);
         self
     }
 
@@ -258,6 +269,15 @@ impl OpenerBuilder {
             Arc::new(ProxyHandler::new(self.proxies)),
             Arc::new(crate::auth::UrlCredentialsHandler),
             Arc::new(HttpHandler::new(self.tls.clone())),
+            Arc::new(SftpHandler::new(
+                self.host_key_check.clone().unwrap_or(if self.tls.insecure {
+                    HostKeyCheck::Insecure
+                } else {
+                    HostKeyCheck::default()
+                }),
+                passwords.clone(),
+                self.netrc,
+            )),
             Arc::new(FtpHandler::new(self.tls, passwords.clone(), self.netrc)),
             Arc::new(FileHandler),
             Arc::new(DataHandler),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use ferry_client::files::{Remote, TransferSettings, Worker, download_segmented};
 use ferry_client::mirror::{remote_join, walk_local, walk_remote};
-use ferry_client::{ClientError, EntryKind, FtpSession, RemoteEntry};
+use ferry_client::{ClientError, EntryKind, RemoteSession};
 
 use super::progress::Reporter;
 use super::{ConnectArgs, TransferArgs, basename, runtime};
@@ -84,39 +84,6 @@ pub struct MvArgs {
     pub connect: ConnectArgs,
 }
 
-/// One line of `ls -l`.
-pub fn long_line(e: &RemoteEntry) -> String {
-    let kind = match e.kind {
-        EntryKind::Dir => 'd',
-        EntryKind::Link => 'l',
-        EntryKind::File => '-',
-        EntryKind::Other => '?',
-    };
-    let perms = e
-        .permissions
-        .clone()
-        .unwrap_or_else(|| "---------".to_owned());
-    let size = e.size.map_or_else(|| "-".to_owned(), |s| s.to_string());
-    let when = e.modified.map_or_else(
-        || "                ".to_owned(),
-        |t| {
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            )
-        },
-    );
-    let mut line = format!("{kind}{perms:<9} {size:>12} {when} {}", e.name);
-    if let Some(t) = &e.target {
-        line.push_str(&format!(" -> {t}"));
-    }
-    line
-}
-
 pub fn ls(args: LsArgs) -> anyhow::Result<()> {
     let (remote, url) = args.connect.resolve(&args.url)?;
     runtime()?.block_on(async {
@@ -129,7 +96,7 @@ pub fn ls(args: LsArgs) -> anyhow::Result<()> {
         } else {
             for e in &entries {
                 if args.long {
-                    println!("{}", long_line(e));
+                    println!("{}", e.long_line());
                 } else if e.kind == EntryKind::Dir {
                     println!("{}/", e.name);
                 } else {
@@ -162,7 +129,7 @@ impl Job {
 /// resumes after a drop.
 pub async fn run_jobs(
     remote: &Remote,
-    mut first: Option<FtpSession>,
+    mut first: Option<RemoteSession>,
     jobs: Vec<Job>,
     parallel: usize,
     settings: &TransferSettings,
@@ -262,7 +229,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<bool> {
 
 /// `get -r`: the tree under `root`, on `--parallel` connections.
 async fn get_tree(
-    mut session: FtpSession,
+    mut session: RemoteSession,
     remote: &Remote,
     root: &str,
     args: &GetArgs,
@@ -313,7 +280,7 @@ async fn get_tree(
 }
 
 /// Creates `path` and its missing parents; succeeds when it already exists.
-pub async fn mkdir_p(session: &mut FtpSession, path: &str) -> Result<(), ClientError> {
+pub async fn mkdir_p(session: &mut RemoteSession, path: &str) -> Result<(), ClientError> {
     let mut prefix = if path.starts_with('/') {
         "/".to_owned()
     } else {

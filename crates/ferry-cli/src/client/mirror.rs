@@ -62,7 +62,7 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
         let remote_tree = match walk_remote(&mut session, &remote_root).await {
             Ok(t) => t,
             // A destination directory that does not exist yet is empty.
-            Err(e) if !download && e.reply_code() == Some(550) => Vec::new(),
+            Err(e) if !download && e.is_not_found() => Vec::new(),
             Err(e) => return Err(e.into()),
         };
         if download && !local_root.exists() && !args.dry_run {
@@ -188,7 +188,7 @@ fn describe(step: &MirrorAction) -> String {
 }
 
 async fn remove(
-    session: &mut ferry_client::FtpSession,
+    session: &mut ferry_client::RemoteSession,
     download: bool,
     local_root: &std::path::Path,
     remote_root: &str,

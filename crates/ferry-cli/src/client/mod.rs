@@ -14,8 +14,10 @@ use anyhow::Context;
 use ferry_client::RateLimit;
 use ferry_client::files::{Remote, TransferSettings};
 use ferry_client::netrc::Netrc;
+use ferry_client::sftp::host_key::is_ssh_fingerprint;
 use ferry_client::{
-    CertificateCheck, ConnectOptions, DataMode, FtpUrl, PasvAddressPolicy, TlsVersions,
+    CertificateCheck, ConnectOptions, DataMode, FtpUrl, HostKeyCheck, PasswordPrompt,
+    PasvAddressPolicy, TlsVersions,
 };
 use ferry_config::{ByteRate, HumanDuration};
 
@@ -29,15 +31,30 @@ pub struct ConnectArgs {
     /// Do not read ~/.netrc.
     #[arg(long)]
     pub no_netrc: bool,
-    /// Accept any TLS certificate (handshake signatures are still checked).
+    /// Accept any TLS certificate (handshake signatures are still checked), or
+    /// for SFTP any SSH host key.
     #[arg(long, short = 'k')]
     pub insecure: bool,
     /// Trust the CA certificates in this PEM file instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Accept only a certificate with this SHA-256 fingerprint.
+    /// Accept only a certificate with this SHA-256 fingerprint (hex), or for
+    /// SFTP a host key with this fingerprint (SHA256:..., as ssh-keygen -l
+    /// prints it).
     #[arg(long, value_name = "SHA256")]
     pub pin: Option<String>,
+    /// SFTP: offer this private key (OpenSSH format, Ed25519 or ECDSA, not
+    /// encrypted); may be repeated. Default: ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// SFTP: the known_hosts file that host keys are checked against (default
+    /// ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// SFTP: trust the host key of a server the known_hosts file does not know
+    /// yet, and record it there (a changed key is still refused).
+    #[arg(long)]
+    pub accept_new_host_key: bool,
     /// Allow TLS 1.3 (default TLS 1.2, whose sessions data connections can always
     /// resume; see docs/client.md).
     #[arg(long)]
@@ -102,7 +119,18 @@ impl TransferArgs {
 
 impl ConnectArgs {
     pub fn options(&self) -> anyhow::Result<ConnectOptions> {
-        let certificate_check = match (&self.pin, &self.ca_file, self.insecure) {
+        // A pin spelled as an SSH fingerprint is for host keys, not certificates.
+        let ssh_pin = self.pin.clone().filter(|p| is_ssh_fingerprint(p));
+        let tls_pin = self.pin.as_ref().filter(|_| ssh_pin.is_none());
+        let host_key_check = match (ssh_pin, self.insecure) {
+            (Some(pin), _) => HostKeyCheck::Fingerprint(pin),
+            (None, true) => HostKeyCheck::Insecure,
+            (None, false) => HostKeyCheck::KnownHosts {
+                file: self.known_hosts.clone(),
+                accept_new: self.accept_new_host_key,
+            },
+        };
+        let certificate_check = match (tls_pin, &self.ca_file, self.insecure) {
             (Some(pin), _, _) => CertificateCheck::pinned(pin)?,
             (None, Some(ca), _) => CertificateCheck::CaFile(ca.clone()),
             (None, None, true) => CertificateCheck::Insecure,
@@ -125,12 +153,18 @@ impl ConnectArgs {
             io_timeout: self.timeout.0,
             use_epsv: !self.no_epsv,
             keepalive: Some(self.keepalive.0).filter(|d| !d.is_zero()),
+            host_key_check,
+            identities: self.identity.clone(),
+            ask_password: std::io::stdin().is_terminal().then(|| {
+                PasswordPrompt::new(|prompt: &str| rpassword::prompt_password(prompt).ok())
+            }),
         })
     }
 
     /// Parses a URL and fills in its credentials: the URL's own, else `--user`,
-    /// else ~/.netrc, else anonymous; a user without a password asks on a
-    /// terminal.
+    /// else ~/.netrc, else anonymous (FTP) or the local user (SFTP); an FTP user
+    /// without a password asks on a terminal. SFTP asks only after the keys
+    /// were refused.
     pub fn resolve(&self, text: &str) -> anyhow::Result<(Remote, FtpUrl)> {
         let mut url = FtpUrl::parse(text)?;
         if url.user.is_none()
@@ -162,6 +196,7 @@ impl ConnectArgs {
         }
         if let Some(user) = &url.user
             && url.password.is_none()
+            && url.security.is_ftp()
             && user != "anonymous"
             && user != "ftp"
         {

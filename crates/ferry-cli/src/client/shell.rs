@@ -8,16 +8,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ferry_client::files::{Remote, TransferSettings, download_file, upload_file};
-use ferry_client::{DataMode, FtpSession, FtpUrl};
+use ferry_client::{DataMode, FtpUrl, RemoteSession};
 use globset::Glob;
 
-use super::commands::long_line;
 use super::progress::Reporter;
 use super::{ConnectArgs, basename, runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct ShellArgs {
-    /// Server to open at start (ftp://, ftpes://, ftps://).
+    /// Server to open at start (ftp://, ftpes://, ftps://, sftp://).
     pub url: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -67,7 +66,7 @@ const HELP: &[(&str, &str)] = &[
 
 struct Shell {
     connect: ConnectArgs,
-    session: Option<FtpSession>,
+    session: Option<RemoteSession>,
     url: Option<FtpUrl>,
     ascii: bool,
     passive: bool,
@@ -177,7 +176,7 @@ fn split_words(line: &str) -> Vec<String> {
 
 impl Shell {
     /// The runtime and the open session, or "not connected".
-    fn connected(&mut self) -> anyhow::Result<(&tokio::runtime::Runtime, &mut FtpSession)> {
+    fn connected(&mut self) -> anyhow::Result<(&tokio::runtime::Runtime, &mut RemoteSession)> {
         let Shell { rt, session, .. } = self;
         Ok((rt, session.as_mut().context("not connected: use open URL")?))
     }
@@ -199,18 +198,18 @@ impl Shell {
         } else {
             DataMode::Active
         };
-        let session = self.rt.block_on(async {
+        let mut session = self.rt.block_on(async {
             let mut s = remote.open().await?;
             if !url.path.is_empty() {
                 s.cwd(url.path.trim_end_matches('/')).await?;
             }
             Ok::<_, anyhow::Error>(s)
         })?;
-        println!(
-            "Connected to {} ({})",
-            url,
-            session.greeting().lines().join(" ")
-        );
+        let about = match session.as_ftp() {
+            Some(ftp) => ftp.greeting().lines().join(" "),
+            None => "SFTP".to_owned(),
+        };
+        println!("Connected to {url} ({about})");
         self.session = Some(session);
         self.url = Some(url);
         Ok(())
@@ -265,7 +264,9 @@ impl Shell {
                 } else {
                     DataMode::Active
                 };
-                let session = self.rt.block_on(FtpSession::open(&with_user, &options))?;
+                let session = self
+                    .rt
+                    .block_on(RemoteSession::open(&with_user, &options))?;
                 println!("Logged in as {}", with_user.user.as_deref().unwrap_or(""));
                 self.session = Some(session);
                 self.url = Some(with_user);
@@ -289,7 +290,7 @@ impl Shell {
                 let mut entries = rt.block_on(session.list(&path))?;
                 entries.sort_by(|a, b| a.name.cmp(&b.name));
                 for e in &entries {
-                    println!("{}", long_line(e));
+                    println!("{}", e.long_line());
                 }
             }
             "cd" | "cwd" => {
@@ -433,7 +434,7 @@ impl Shell {
                 } else {
                     DataMode::Active
                 };
-                if let Some(s) = self.session.as_mut() {
+                if let Some(s) = self.session.as_mut().and_then(RemoteSession::as_ftp) {
                     s.set_data_mode(mode);
                 }
                 println!("Passive mode {}.", if self.passive { "on" } else { "off" });
@@ -455,9 +456,14 @@ impl Shell {
                 }
             }
             "status" => {
-                match (&self.url, &self.session) {
+                match (&self.url, &mut self.session) {
                     (Some(u), Some(s)) => {
-                        println!("Connected to {u}{}", if s.is_tls() { " (TLS)" } else { "" });
+                        let how = match s.as_ftp() {
+                            Some(ftp) if ftp.is_tls() => " (TLS)",
+                            Some(_) => "",
+                            None => " (SFTP over SSH)",
+                        };
+                        println!("Connected to {u}{how}");
                     }
                     _ => println!("Not connected."),
                 }
@@ -473,7 +479,10 @@ impl Shell {
                 }
                 let line = args.join(" ");
                 let (rt, session) = self.connected()?;
-                let reply = rt.block_on(session.raw(&line))?;
+                let ftp = session
+                    .as_ftp()
+                    .context("quote: SFTP has no raw commands (FTP only)")?;
+                let reply = rt.block_on(ftp.raw(&line))?;
                 for l in reply.lines() {
                     println!("{} {l}", reply.code());
                 }

@@ -16,7 +16,7 @@ use crate::support::{
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Runs `ferry ARGS` in `dir` (stdin empty), within `limit`.
-fn client(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn client(dir: &Path, args: &[&str]) -> Output {
     run(
         Command::new(ferry_bin()).args(args).current_dir(dir),
         3 * MINUTE,
@@ -24,7 +24,7 @@ fn client(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// Like [`client`], insisting on success; returns stdout.
-fn client_ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn client_ok(dir: &Path, args: &[&str]) -> String {
     let out = client(dir, args);
     assert!(
         out.status.success(),
@@ -46,7 +46,9 @@ fn args(v: &[String]) -> Vec<&str> {
 
 /// The everyday commands against any server: mkdir -p, put, ls (names, -l,
 /// --json), get --verify, mv, rm, rmdir, each checked on the server's disk.
-fn everyday(base: &str, extra: &[&str], host: &Path, label: &str) {
+/// Over SFTP (`base` an sftp:// URL), refusals name the SFTP status rather
+/// than an FTP code.
+pub(crate) fn everyday(base: &str, extra: &[&str], host: &Path, label: &str) {
     let work = tempfile::tempdir().expect("tempdir");
     let w = work.path();
     let data = random_bytes(300_000, label.len() as u64);
@@ -135,11 +137,15 @@ fn everyday(base: &str, extra: &[&str], host: &Path, label: &str) {
         );
     }
 
-    ok(&[
-        "mv",
-        &format!("{dir_url}one.bin"),
-        &format!("t-{label}/renamed.bin"),
-    ]);
+    // The new name as a path relative to the login directory (FTP), or as a
+    // URL (SFTP, whose URL paths are absolute).
+    let sftp = base.starts_with("sftp:");
+    let new_name = if sftp {
+        format!("{dir_url}renamed.bin")
+    } else {
+        format!("t-{label}/renamed.bin")
+    };
+    ok(&["mv", &format!("{dir_url}one.bin"), &new_name]);
     assert!(
         !on_host.join("one.bin").exists() && on_host.join("renamed.bin").is_file(),
         "{label}: mv"
@@ -162,8 +168,9 @@ fn everyday(base: &str, extra: &[&str], host: &Path, label: &str) {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{label}: {stderr}");
+    let refusal = if sftp { "no such file" } else { "550" };
     assert!(
-        stderr.starts_with("error: ") && stderr.contains("550"),
+        stderr.starts_with("error: ") && stderr.contains(refusal),
         "{label}: {stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{label}: one line: {stderr}");

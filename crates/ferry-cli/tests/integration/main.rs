@@ -14,6 +14,7 @@ mod limits;
 mod object_storage;
 mod peers;
 mod sftp;
+mod sftp_client;
 mod support;
 mod url;
 mod web;

@@ -11,7 +11,7 @@ use crate::support::{FerryServer, curl, hash, random_bytes, run};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn config() -> String {
+pub(crate) fn config() -> String {
     let pw = hash("secret");
     format!(
         r#"
@@ -46,7 +46,7 @@ denied_files = ["*.exe"]
     )
 }
 
-fn sftp_addr(server: &FerryServer) -> SocketAddr {
+pub(crate) fn sftp_addr(server: &FerryServer) -> SocketAddr {
     let line = server.wait_for_log("ferry: serving SFTP on ");
     line.rsplit(' ')
         .next()

@@ -1,0 +1,476 @@
+//! The client over SFTP (`sftp://`): ferry's commands, shell and URL opener
+//! against ferry's own SFTP server (passwords, accounts with rules and quotas)
+//! and against OpenSSH's sshd (keys), with host keys checked against a
+//! known_hosts file.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::client::{client, client_ok, everyday};
+use crate::sftp::{config, sftp_addr};
+use crate::support::{FerryServer, ferry_bin, ferry_in, free_port, random_bytes, run};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The SSH host key fingerprint ferry's server logged.
+fn host_fingerprint(server: &FerryServer) -> String {
+    let line = server.wait_for_log("SSH host key fingerprint ");
+    line.rsplit(' ')
+        .next()
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no fingerprint in {line:?}"))
+}
+
+fn ssh_keygen(path: &Path, passphrase: &str) {
+    let out = run(
+        Command::new("ssh-keygen").args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-f",
+            &path.display().to_string(),
+        ]),
+        LIMIT,
+    );
+    assert!(out.status.success(), "ssh-keygen: {}", stderr(&out));
+}
+
+#[test]
+fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    let fp = host_fingerprint(&server);
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let known = w.join("known_hosts");
+    let known_arg = known.display().to_string();
+    let base = format!("sftp://alice:secret@{addr}");
+
+    // An unknown host key is refused, named, and not recorded.
+    let out = client(w, &["ls", "--known-hosts", &known_arg, &format!("{base}/")]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&fp) && said.contains("--accept-new-host-key"),
+        "{said}"
+    );
+    assert!(!known.exists(), "nothing recorded without being asked");
+    // A pinned fingerprint: the right one opens, another does not.
+    client_ok(w, &["ls", "--pin", &fp, &format!("{base}/")]);
+    let wrong_pin = format!("SHA256:{}", "A".repeat(43));
+    let out = client(w, &["ls", "--pin", &wrong_pin, &format!("{base}/")]);
+    assert!(stderr(&out).contains("not the pinned"), "{}", stderr(&out));
+    // Learned once, then trusted without the flag.
+    client_ok(
+        w,
+        &[
+            "ls",
+            "--known-hosts",
+            &known_arg,
+            "--accept-new-host-key",
+            &format!("{base}/"),
+        ],
+    );
+    let recorded = std::fs::read_to_string(&known).expect("recorded");
+    assert!(
+        recorded.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", addr.port())),
+        "{recorded}"
+    );
+
+    // The everyday commands, checked on the server's disk.
+    let extra = ["--known-hosts", known_arg.as_str()];
+    everyday(&base, &extra, &server.files().join("alice"), "sftp-ferry");
+
+    // A key that changed is refused even when learning is allowed.
+    let other = w.join("other_known_hosts");
+    std::fs::write(
+        &other,
+        format!(
+            "[127.0.0.1]:{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPUODDqohzBbYCaTP2lajSrKzgXWw8rvv4dTlSiuL7XF\n",
+            addr.port()
+        ),
+    )
+    .expect("write");
+    let out = client(
+        w,
+        &[
+            "ls",
+            "--known-hosts",
+            &other.display().to_string(),
+            "--accept-new-host-key",
+            &format!("{base}/"),
+        ],
+    );
+    assert!(
+        out.status.code() == Some(1) && stderr(&out).contains("records another key"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Resume both ways: a partial download, a partial upload.
+    let big = random_bytes(2_500_000, 11);
+    std::fs::write(w.join("big.bin"), &big).expect("write");
+    std::fs::write(server.files().join("alice/big.bin"), &big).expect("write");
+    std::fs::write(w.join("got.bin.ferry-part"), &big[..700_000]).expect("write");
+    let out = client_ok(
+        w,
+        &[
+            "get",
+            "-c",
+            "--known-hosts",
+            &known_arg,
+            &format!("{base}/big.bin"),
+            "got.bin",
+        ],
+    );
+    assert!(out.contains("resumed at byte 700000"), "{out}");
+    let got = std::fs::read(w.join("got.bin")).expect("downloaded");
+    assert!(got == big, "resumed download: {} bytes", got.len());
+    std::fs::write(server.files().join("alice/up.bin"), &big[..900_000]).expect("write");
+    let out = client_ok(
+        w,
+        &[
+            "put",
+            "-c",
+            "--known-hosts",
+            &known_arg,
+            "big.bin",
+            &format!("{base}/up.bin"),
+        ],
+    );
+    assert!(out.contains("resumed at byte 900000"), "{out}");
+    let up = std::fs::read(server.files().join("alice/up.bin")).expect("uploaded");
+    assert!(up == big, "resumed upload: {} bytes", up.len());
+
+    // Refusals keep the account's rules: wrong password, read-only, quota.
+    let out = client(
+        w,
+        &[
+            "ls",
+            "--known-hosts",
+            &known_arg,
+            &format!("sftp://alice:wrong@{addr}/"),
+        ],
+    );
+    assert!(
+        out.status.code() == Some(1) && stderr(&out).contains("authentication as alice failed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = client(
+        w,
+        &[
+            "put",
+            "--known-hosts",
+            &known_arg,
+            "big.bin",
+            &format!("sftp://bob:secret@{addr}/big.bin"),
+        ],
+    );
+    assert!(
+        out.status.code() == Some(1) && stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!server.files().join("bob/big.bin").exists());
+    let out = client(
+        w,
+        &[
+            "put",
+            "--known-hosts",
+            &known_arg,
+            "big.bin",
+            &format!("sftp://carol:secret@{addr}/big.bin"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !server.files().join("carol/big.bin").exists(),
+        "an upload over the quota is not kept"
+    );
+
+    // The shell, scripted on stdin.
+    std::fs::write(w.join("note.txt"), b"shell over sftp\n").expect("write");
+    let out = ferry_in(
+        w,
+        &["shell", "--known-hosts", &known_arg, &format!("{base}/")],
+        "pwd\nmkdir sh\ncd sh\nput note.txt\ndir\nget note.txt back.txt\nstatus\nquote NOOP\ncdup\nls\nquit\n",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("(SFTP)") && said.contains("/sh"), "{said}");
+    assert!(
+        said.contains("note.txt") && said.contains("SFTP over SSH"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(server.files().join("alice/sh/note.txt")).expect("put"),
+        b"shell over sftp\n"
+    );
+    assert_eq!(
+        std::fs::read(w.join("back.txt")).expect("get"),
+        b"shell over sftp\n"
+    );
+    // `quote` is FTP only: one failed command, so the shell exits 1.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("SFTP has no raw commands"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The URL opener (`ferry fetch`): a file, a listing, a missing file.
+    let out = run(
+        Command::new(ferry_bin())
+            .args(["fetch", "-s", "-k", &format!("{base}/big.bin")])
+            .current_dir(w),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout == big, "fetched {} bytes", out.stdout.len());
+    let out = run(
+        Command::new(ferry_bin())
+            .args(["fetch", "-s", "-k", &format!("{base}/sh/")])
+            .current_dir(w),
+        LIMIT,
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw") && l.ends_with(" note.txt")),
+        "{listing}"
+    );
+    let out = run(
+        Command::new(ferry_bin())
+            .args(["fetch", "-s", "-f", "-k", &format!("{base}/missing.bin")])
+            .current_dir(w),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(22), "{}", stderr(&out));
+    // Without -k, the opener checks ~/.ssh/known_hosts: an empty HOME knows
+    // no host, and the answer is curl's exit status for an untrusted peer.
+    let home = w.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let out = run(
+        Command::new(ferry_bin())
+            .args(["fetch", "-s", &format!("{base}/big.bin")])
+            .env("HOME", &home)
+            .current_dir(w),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(60), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&fp), "{}", stderr(&out));
+}
+
+/// OpenSSH's sshd on a free loopback port, with a fresh host key, taking one
+/// client key for the user who runs the tests; killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start() -> Sshd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        ssh_keygen(&d.join("host_key"), "");
+        ssh_keygen(&d.join("client_key"), "");
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("copy");
+        let port = free_port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\n\
+                 AuthorizedKeysFile {auth}\nPubkeyAuthentication yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n\
+                 PidFile none\nSubsystem sftp internal-sftp\n",
+                host = d.join("host_key").display(),
+                auth = d.join("authorized_keys").display(),
+            ),
+        )
+        .expect("config");
+        // sshd run by root wants its privilege-separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/sbin/sshd (.ci/run installs openssh-server)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { child, port, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn local_user() -> String {
+    let out = run(Command::new("id").arg("-un"), LIMIT);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn client_over_sftp_against_openssh_sshd_with_keys() {
+    let sshd = Sshd::start();
+    let user = local_user();
+    let remote = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let known = w.join("known_hosts").display().to_string();
+    let key = sshd.path("client_key").display().to_string();
+    let addr = SocketAddr::from(([127, 0, 0, 1], sshd.port));
+    let base = format!("sftp://{user}@{addr}{}", remote.path().display());
+    let extra = ["-i", key.as_str(), "--known-hosts", known.as_str()];
+    // The first contact records the host key.
+    client_ok(
+        w,
+        &[
+            "ls",
+            "-i",
+            &key,
+            "--known-hosts",
+            &known,
+            "--accept-new-host-key",
+            &format!("{base}/"),
+        ],
+    );
+    everyday(&base, &extra, remote.path(), "sftp-openssh");
+
+    // A large file in four ranges on four connections.
+    let big = random_bytes(6 << 20, 5);
+    std::fs::write(remote.path().join("big.bin"), &big).expect("write");
+    client_ok(
+        w,
+        &[
+            "get",
+            "--segments",
+            "4",
+            "-i",
+            &key,
+            "--known-hosts",
+            &known,
+            &format!("{base}/big.bin"),
+        ],
+    );
+    let got = std::fs::read(w.join("big.bin")).expect("downloaded");
+    assert!(got == big, "segmented download: {} bytes", got.len());
+    // Resumed upload: the server's prefix is kept, the rest appended.
+    std::fs::write(remote.path().join("half.bin"), &big[..3 << 20]).expect("write");
+    let out = client_ok(
+        w,
+        &[
+            "put",
+            "-c",
+            "-i",
+            &key,
+            "--known-hosts",
+            &known,
+            "big.bin",
+            &format!("{base}/half.bin"),
+        ],
+    );
+    assert!(out.contains("resumed at byte"), "{out}");
+    let up = std::fs::read(remote.path().join("half.bin")).expect("uploaded");
+    assert!(up == big, "resumed upload: {} bytes", up.len());
+
+    // Mirror a tree up and back down.
+    for (i, name) in ["m/a.txt", "m/sub/b.bin"].iter().enumerate() {
+        let p = w.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, random_bytes(5_000 * (i + 1), i as u64)).expect("write");
+    }
+    client_ok(
+        w,
+        &[
+            "mirror",
+            "-q",
+            "-i",
+            &key,
+            "--known-hosts",
+            &known,
+            "m",
+            &format!("{base}/mirrored"),
+        ],
+    );
+    client_ok(
+        w,
+        &[
+            "mirror",
+            "-q",
+            "-i",
+            &key,
+            "--known-hosts",
+            &known,
+            &format!("{base}/mirrored"),
+            "back",
+        ],
+    );
+    for name in ["a.txt", "sub/b.bin"] {
+        let original = std::fs::read(w.join("m").join(name)).expect("original");
+        let there = std::fs::read(remote.path().join("mirrored").join(name)).expect("up");
+        let back = std::fs::read(w.join("back").join(name)).expect("down");
+        assert!(there == original && back == original, "{name}");
+    }
+
+    // A key the server does not take, and one ferry cannot read.
+    ssh_keygen(&w.join("stranger"), "");
+    let out = client(
+        w,
+        &[
+            "ls",
+            "-i",
+            &w.join("stranger").display().to_string(),
+            "--known-hosts",
+            &known,
+            &format!("{base}/"),
+        ],
+    );
+    let said = stderr(&out);
+    assert!(
+        out.status.code() == Some(1)
+            && said.contains(&format!("authentication as {user} failed"))
+            && said.contains("publickey"),
+        "{said}"
+    );
+    ssh_keygen(&w.join("locked"), "a passphrase");
+    let out = client(
+        w,
+        &[
+            "ls",
+            "-i",
+            &w.join("locked").display().to_string(),
+            "--known-hosts",
+            &known,
+            &format!("{base}/"),
+        ],
+    );
+    assert!(
+        out.status.code() == Some(1) && stderr(&out).contains("encrypted with a passphrase"),
+        "{}",
+        stderr(&out)
+    );
+}

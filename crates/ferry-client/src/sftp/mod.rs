@@ -1,0 +1,705 @@
+//! The SFTP client (draft-ietf-secsh-filexfer-02, version 3, over the SSH
+//! connection protocol of RFC 4254): one SSH connection, one `sftp` subsystem
+//! channel, and the operations the command line and the URL opener need.
+//!
+//! - [`host_key`]: which server keys are trusted (known_hosts, a pinned
+//!   fingerprint, or none).
+//! - SSH transport and key exchange: russh; packet encoding and request ids:
+//!   russh-sftp's [`RawSftpSession`](russh_sftp::client::RawSftpSession) under
+//!   its file type, which keeps 16 reads or writes in flight.
+//!
+//! Authentication tries, in order: the password when one is known (the URL's,
+//! `--user`'s or ~/.netrc's), then the private keys (`--identity` files, else
+//! `~/.ssh/id_ed25519` and `~/.ssh/id_ecdsa` where they exist and are not
+//! encrypted), then a password asked through [`ConnectOptions::ask_password`].
+//!
+//! Paths are as SFTP servers take them: absolute, or relative to the login
+//! (home) directory. The session keeps a working directory of its own for
+//! `cd`, since SFTP has none.
+
+pub mod host_key;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::client::fs::File;
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::error::{ClientError, Result};
+use crate::listing::{EntryKind, RemoteEntry, mode_string};
+use crate::session::ConnectOptions;
+use crate::stream::connect_tcp;
+use crate::transfer::UploadMode;
+use crate::url::FtpUrl;
+use host_key::{HostKeyVerdict, judge, learn};
+
+/// The russh side of the connection: checks the host key, and tells the
+/// session when the connection is gone (this value is dropped with it).
+struct SshPeer {
+    check: host_key::HostKeyCheck,
+    host: String,
+    port: u16,
+    /// Why the host key was refused, for the error message.
+    refusal: Arc<Mutex<Option<String>>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for SshPeer {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl client::Handler for SshPeer {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> std::result::Result<bool, Self::Error> {
+        let refuse = |why: String| {
+            if let Ok(mut slot) = self.refusal.lock() {
+                *slot = Some(why);
+            }
+            Ok(false)
+        };
+        let PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
+            return refuse(
+                "the server offers a host certificate; ferry checks plain host keys".into(),
+            );
+        };
+        match judge(&self.check, &self.host, self.port, key) {
+            HostKeyVerdict::Accept => Ok(true),
+            HostKeyVerdict::Learn(path) => match learn(&path, &self.host, self.port, key) {
+                Ok(()) => {
+                    tracing::info!(
+                        "recorded the host key of {} in {}",
+                        self.host,
+                        path.display()
+                    );
+                    Ok(true)
+                }
+                Err(why) => refuse(why),
+            },
+            HostKeyVerdict::Refuse(why) => refuse(why),
+        }
+    }
+}
+
+/// A logged-in SFTP session.
+pub struct SftpSession {
+    ssh: client::Handle<SshPeer>,
+    sftp: russh_sftp::client::SftpSession,
+    /// The working directory, absolute: the home directory at first.
+    cwd: String,
+    io_timeout: Duration,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for SftpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpSession")
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many reads and writes one file keeps in flight, and the size of a
+/// write: 32 × 64 KiB, what OpenSSH's sftp keeps in flight (64 × 32 KiB).
+const IN_FLIGHT: usize = 32;
+const WRITE_LEN: u32 = 64 * 1024;
+
+impl SftpSession {
+    /// Connects to the server of an `sftp://` URL, checks its host key, logs
+    /// in and starts the `sftp` subsystem.
+    pub async fn open(url: &FtpUrl, options: &ConnectOptions) -> Result<Self> {
+        let host = url.host.clone();
+        let ssh_error = |reason: String| ClientError::Ssh {
+            host: url.authority(),
+            reason,
+        };
+        let user = match &url.user {
+            Some(u) => u.clone(),
+            None => local_user()
+                .ok_or_else(|| ssh_error("no user name given and USER is not set".into()))?,
+        };
+        let tcp = connect_tcp(&url.host, url.port, options.connect_timeout).await?;
+        let refusal = Arc::new(Mutex::new(None));
+        let closed = Arc::new(AtomicBool::new(false));
+        let peer = SshPeer {
+            check: options.host_key_check.clone(),
+            host: host.clone(),
+            port: url.port,
+            refusal: refusal.clone(),
+            closed: closed.clone(),
+        };
+        let config = Arc::new(client::Config {
+            nodelay: true,
+            keepalive_interval: options.keepalive,
+            ..client::Config::default()
+        });
+        let handshake = client::connect_stream(config, tcp, peer);
+        let mut ssh = match tokio::time::timeout(options.connect_timeout, handshake).await {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(e)) => {
+                let why = refusal.lock().ok().and_then(|mut slot| slot.take());
+                return Err(match why {
+                    Some(reason) => ClientError::HostKey {
+                        host: url.authority(),
+                        reason,
+                    },
+                    None => ssh_error(format!("key exchange failed: {e}")),
+                });
+            }
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    what: format!("the SSH handshake with {}", url.authority()),
+                    after: options.connect_timeout,
+                });
+            }
+        };
+        let timed = |what: &str| ClientError::Timeout {
+            what: what.to_owned(),
+            after: options.io_timeout,
+        };
+        tokio::time::timeout(
+            options.io_timeout,
+            authenticate(&mut ssh, &user, url, options),
+        )
+        .await
+        .map_err(|_| timed("the SSH authentication"))?
+        .map_err(&ssh_error)?;
+
+        let start = async {
+            let channel = ssh.channel_open_session().await?;
+            channel.request_subsystem(true, "sftp").await?;
+            Ok::<_, russh::Error>(channel.into_stream())
+        };
+        let stream = tokio::time::timeout(options.io_timeout, start)
+            .await
+            .map_err(|_| timed("the sftp subsystem"))?
+            .map_err(|e| ssh_error(format!("cannot start the sftp subsystem: {e}")))?;
+        let config = russh_sftp::client::Config {
+            max_concurrent_reads: IN_FLIGHT,
+            max_concurrent_writes: IN_FLIGHT,
+            max_write_packet_len: WRITE_LEN,
+            request_timeout_secs: options.io_timeout.as_secs().max(1),
+            ..russh_sftp::client::Config::default()
+        };
+        let sftp = russh_sftp::client::SftpSession::new_with_config(stream, config)
+            .await
+            .map_err(|e| ssh_error(format!("the SFTP server did not start: {e}")))?;
+        let mut session = SftpSession {
+            ssh,
+            sftp,
+            cwd: String::new(),
+            io_timeout: options.io_timeout,
+            closed,
+        };
+        session.cwd = session.canonical(".").await?;
+        Ok(session)
+    }
+
+    /// An SFTP error as a client error: a status keeps its code; a lost
+    /// connection is [`ClientError::Closed`], so retries know to reconnect.
+    fn refused(&self, operation: &'static str, path: &str, e: SftpError) -> ClientError {
+        match e {
+            SftpError::Status(s) => ClientError::Sftp {
+                operation,
+                path: path.to_owned(),
+                code: Some(s.status_code as u32),
+                message: s.error_message,
+            },
+            SftpError::Timeout => ClientError::Timeout {
+                what: format!("the answer to {operation} {path}"),
+                after: self.io_timeout,
+            },
+            _ if self.closed.load(Ordering::SeqCst) => ClientError::Closed,
+            other => ClientError::Io(io::Error::other(format!("{operation} {path}: {other}"))),
+        }
+    }
+
+    /// `path` made absolute against the working directory.
+    pub fn resolve(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            path.to_owned()
+        } else if path.is_empty() || path == "." {
+            self.cwd.clone()
+        } else {
+            format!("{}/{path}", self.cwd.trim_end_matches('/'))
+        }
+    }
+
+    async fn canonical(&self, path: &str) -> Result<String> {
+        let full = if self.cwd.is_empty() {
+            path.to_owned()
+        } else {
+            self.resolve(path)
+        };
+        self.sftp
+            .canonicalize(full.as_str())
+            .await
+            .map_err(|e| self.refused("REALPATH", &full, e))
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileAttributes> {
+        let full = self.resolve(path);
+        self.sftp
+            .metadata(full.as_str())
+            .await
+            .map_err(|e| self.refused("STAT", &full, e))
+    }
+
+    /// The working directory.
+    pub fn pwd(&self) -> String {
+        self.cwd.clone()
+    }
+
+    /// Changes the working directory (it must be a directory).
+    pub async fn cwd(&mut self, path: &str) -> Result<()> {
+        let target = self.canonical(path).await?;
+        let attrs = self.stat(&target).await?;
+        if !attrs.is_dir() {
+            return Err(ClientError::Sftp {
+                operation: "CD",
+                path: target,
+                code: None,
+                message: "not a directory".to_owned(),
+            });
+        }
+        self.cwd = target;
+        Ok(())
+    }
+
+    /// The entries of a directory, `.` and `..` left out, sorted by name.
+    pub async fn list(&self, path: &str) -> Result<Vec<RemoteEntry>> {
+        let full = self.resolve(path);
+        let attrs = self.stat(&full).await?;
+        if !attrs.is_dir() {
+            // As `ls FILE`: the file itself.
+            let name = full.rsplit('/').next().unwrap_or(&full).to_owned();
+            return Ok(vec![entry(name, &attrs)]);
+        }
+        let dir = self
+            .sftp
+            .read_dir(full.as_str())
+            .await
+            .map_err(|e| self.refused("READDIR", &full, e))?;
+        let mut entries: Vec<RemoteEntry> = dir
+            .filter(|e| e.file_name() != "." && e.file_name() != "..")
+            .map(|e| entry(e.file_name(), &e.metadata()))
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// The size of a file.
+    pub async fn size(&self, path: &str) -> Result<Option<u64>> {
+        Ok(self.stat(path).await?.size)
+    }
+
+    /// The modification time of a file.
+    pub async fn modified(&self, path: &str) -> Result<Option<OffsetDateTime>> {
+        Ok(self
+            .stat(path)
+            .await?
+            .mtime
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::from(t)).ok()))
+    }
+
+    /// Sets the modification time (SETSTAT; the access time too, since v3
+    /// sets both together).
+    pub async fn set_modified(&self, path: &str, when: OffsetDateTime) -> Result<bool> {
+        let full = self.resolve(path);
+        let t = u32::try_from(when.unix_timestamp()).unwrap_or(0);
+        let attrs = FileAttributes {
+            atime: Some(t),
+            mtime: Some(t),
+            ..FileAttributes::empty()
+        };
+        self.sftp
+            .set_metadata(full.as_str(), attrs)
+            .await
+            .map_err(|e| self.refused("SETSTAT", &full, e))?;
+        Ok(true)
+    }
+
+    /// Creates a directory; its absolute path.
+    pub async fn mkdir(&self, path: &str) -> Result<String> {
+        let full = self.resolve(path);
+        self.sftp
+            .create_dir(full.as_str())
+            .await
+            .map_err(|e| self.refused("MKDIR", &full, e))?;
+        Ok(full)
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, path: &str) -> Result<()> {
+        let full = self.resolve(path);
+        self.sftp
+            .remove_dir(full.as_str())
+            .await
+            .map_err(|e| self.refused("RMDIR", &full, e))
+    }
+
+    /// Removes a file.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        let full = self.resolve(path);
+        self.sftp
+            .remove_file(full.as_str())
+            .await
+            .map_err(|e| self.refused("REMOVE", &full, e))
+    }
+
+    /// Renames. SFTP v3 refuses an existing target.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (self.resolve(from), self.resolve(to));
+        self.sftp
+            .rename(from.as_str(), to.as_str())
+            .await
+            .map_err(|e| self.refused("RENAME", &format!("{from} to {to}"), e))
+    }
+
+    /// A cheap request that proves the connection is alive.
+    pub async fn noop(&self) -> Result<()> {
+        self.canonical(".").await.map(drop)
+    }
+
+    /// Opens a file for reading from `offset` on.
+    pub async fn download(&self, path: &str, offset: u64) -> Result<SftpDownload> {
+        let full = self.resolve(path);
+        let mut file = self
+            .sftp
+            .open(full.as_str())
+            .await
+            .map_err(|e| self.refused("OPEN", &full, e))?;
+        if offset > 0 {
+            file.seek(io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| self.io_failed("READ", &full, e))?;
+        }
+        Ok(SftpDownload {
+            file: Transfer {
+                file,
+                path: full,
+                timeout: self.io_timeout,
+                closed: self.closed.clone(),
+            },
+        })
+    }
+
+    /// Opens a file for writing: replaced, appended to (its current end), or
+    /// written from an offset on.
+    pub async fn upload(&self, path: &str, mode: UploadMode) -> Result<SftpUpload> {
+        let full = self.resolve(path);
+        let (flags, offset) = match mode {
+            UploadMode::Replace => (
+                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                0,
+            ),
+            UploadMode::Resume(n) => (OpenFlags::WRITE | OpenFlags::CREATE, n),
+            // Writes at the current end rather than with the APPEND flag, which
+            // some servers ignore and others apply to every offset.
+            UploadMode::Append => {
+                let end = match self.stat(&full).await {
+                    Ok(attrs) => attrs.size.unwrap_or(0),
+                    Err(e) if e.is_not_found() => 0,
+                    Err(e) => return Err(e),
+                };
+                (OpenFlags::WRITE | OpenFlags::CREATE, end)
+            }
+        };
+        let mut file = self
+            .sftp
+            .open_with_flags(full.as_str(), flags)
+            .await
+            .map_err(|e| self.refused("OPEN", &full, e))?;
+        if offset > 0 {
+            file.seek(io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| self.io_failed("WRITE", &full, e))?;
+        }
+        Ok(SftpUpload {
+            file: Transfer {
+                file,
+                path: full,
+                timeout: self.io_timeout,
+                closed: self.closed.clone(),
+            },
+        })
+    }
+
+    fn io_failed(&self, operation: &'static str, path: &str, e: io::Error) -> ClientError {
+        io_failed(operation, path, e, self.io_timeout, &self.closed)
+    }
+
+    /// Ends the SFTP channel and the SSH connection.
+    pub async fn quit(self) -> Result<()> {
+        let _ = self.sftp.close().await;
+        let _ = self
+            .ssh
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+        Ok(())
+    }
+}
+
+/// A file error during a transfer: russh-sftp's file type keeps the server's
+/// text but not its status code.
+fn io_failed(
+    operation: &'static str,
+    path: &str,
+    e: io::Error,
+    after: Duration,
+    closed: &AtomicBool,
+) -> ClientError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        ClientError::Timeout {
+            what: format!("the answer to {operation} {path}"),
+            after,
+        }
+    } else if closed.load(Ordering::SeqCst) {
+        ClientError::Closed
+    } else {
+        ClientError::Sftp {
+            operation,
+            path: path.to_owned(),
+            code: None,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One open remote file.
+struct Transfer {
+    file: File,
+    path: String,
+    timeout: Duration,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transfer")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transfer {
+    fn failed(&self, operation: &'static str, e: io::Error) -> ClientError {
+        io_failed(operation, &self.path, e, self.timeout, &self.closed)
+    }
+
+    async fn close(mut self, operation: &'static str) -> Result<()> {
+        match tokio::time::timeout(self.timeout, self.file.shutdown()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.failed(operation, e)),
+            Err(_) => Err(self.failed(operation, io::ErrorKind::TimedOut.into())),
+        }
+    }
+}
+
+/// A download in progress: pipelined READs.
+#[derive(Debug)]
+pub struct SftpDownload {
+    file: Transfer,
+}
+
+impl SftpDownload {
+    /// The next bytes; 0 at the end of the file.
+    pub async fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let t = &mut self.file;
+        match tokio::time::timeout(t.timeout, t.file.read(buf)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(t.failed("READ", e)),
+            Err(_) => Err(t.failed("READ", io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    /// Closes the file.
+    pub async fn finish(self) -> Result<()> {
+        self.file.close("CLOSE").await
+    }
+}
+
+/// An upload in progress: pipelined WRITEs, confirmed at [`Self::finish`].
+#[derive(Debug)]
+pub struct SftpUpload {
+    file: Transfer,
+}
+
+impl SftpUpload {
+    /// Sends bytes (errors of earlier writes may surface here).
+    pub async fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
+        let t = &mut self.file;
+        match tokio::time::timeout(t.timeout, t.file.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(t.failed("WRITE", e)),
+            Err(_) => Err(t.failed("WRITE", io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    /// Waits for every write to be confirmed, then closes the file: the
+    /// upload is complete only when this succeeds.
+    pub async fn finish(self) -> Result<()> {
+        self.file.close("WRITE").await
+    }
+}
+
+/// A directory entry from SFTP attributes.
+fn entry(name: String, attrs: &FileAttributes) -> RemoteEntry {
+    let kind = match attrs.permissions {
+        None => EntryKind::Other,
+        Some(_) if attrs.is_dir() => EntryKind::Dir,
+        Some(_) if attrs.is_symlink() => EntryKind::Link,
+        Some(_) if attrs.is_regular() => EntryKind::File,
+        Some(_) => EntryKind::Other,
+    };
+    let mut e = RemoteEntry::new(name, kind);
+    e.size = attrs.size;
+    e.modified = attrs
+        .mtime
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::from(t)).ok());
+    e.permissions = attrs.permissions.map(|m| mode_string(m & 0o7777));
+    e
+}
+
+/// The local user name, the default SSH user (as OpenSSH's).
+fn local_user() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .into_iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+}
+
+/// The private keys to offer: `--identity` files, else the usual files that
+/// exist. An explicit key that cannot be used is an error; a default one is
+/// skipped.
+fn identities(options: &ConnectOptions) -> std::result::Result<Vec<(String, PrivateKey)>, String> {
+    if !options.identities.is_empty() {
+        return options
+            .identities
+            .iter()
+            .map(|path| {
+                let key = russh::keys::load_secret_key(path, None).map_err(|e| match e {
+                    russh::keys::Error::KeyIsEncrypted => format!(
+                        "{} is encrypted with a passphrase; ferry reads unencrypted keys \
+                         only (ssh-keygen -p -N '' makes a copy without one)",
+                        path.display()
+                    ),
+                    e => format!("cannot read the key {}: {e}", path.display()),
+                })?;
+                usable(&key).map_err(|why| format!("{}: {why}", path.display()))?;
+                Ok((path.display().to_string(), key))
+            })
+            .collect();
+    }
+    let Some(home) = std::env::var_os("HOME") else {
+        return Ok(Vec::new());
+    };
+    let dir = std::path::PathBuf::from(home).join(".ssh");
+    Ok(["id_ed25519", "id_ecdsa"]
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.exists())
+        .filter_map(|path| match russh::keys::load_secret_key(&path, None) {
+            Ok(key) if usable(&key).is_ok() => Some((path.display().to_string(), key)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!("skipping {}: {e}", path.display());
+                None
+            }
+        })
+        .collect())
+}
+
+/// RSA signatures need the `rsa` feature of russh, which ferry leaves out
+/// (its crate has an open timing advisory).
+fn usable(key: &PrivateKey) -> std::result::Result<(), String> {
+    if key.algorithm().is_rsa() {
+        Err("RSA keys are not supported; use an Ed25519 or ECDSA key".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Password, then keys, then a password asked for. The error names what was
+/// tried and what the server would take.
+async fn authenticate(
+    ssh: &mut client::Handle<SshPeer>,
+    user: &str,
+    url: &FtpUrl,
+    options: &ConnectOptions,
+) -> std::result::Result<(), String> {
+    let mut tried = Vec::new();
+    let mut server_takes = String::new();
+    let mut note = |result: russh::client::AuthResult, what: String| -> bool {
+        match result {
+            russh::client::AuthResult::Success => true,
+            russh::client::AuthResult::Failure {
+                remaining_methods, ..
+            } => {
+                server_takes = remaining_methods
+                    .iter()
+                    .map(|m| <&str>::from(m).to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tried.push(what);
+                false
+            }
+        }
+    };
+    let failed = |e: russh::Error| format!("authentication broke off: {e}");
+    if let Some(password) = &url.password {
+        let result = ssh
+            .authenticate_password(user, password)
+            .await
+            .map_err(failed)?;
+        if note(result, "password".to_owned()) {
+            return Ok(());
+        }
+    }
+    for (name, key) in identities(options)? {
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key), None);
+        let result = ssh
+            .authenticate_publickey(user, key)
+            .await
+            .map_err(failed)?;
+        if note(result, format!("key {name}")) {
+            return Ok(());
+        }
+    }
+    if url.password.is_none()
+        && let Some(ask) = &options.ask_password
+        && let Some(password) = ask.ask(&format!("Password for {user}@{}: ", url.host))
+    {
+        let result = ssh
+            .authenticate_password(user, password)
+            .await
+            .map_err(failed)?;
+        if note(result, "password".to_owned()) {
+            return Ok(());
+        }
+    }
+    let tried = if tried.is_empty() {
+        "no password and no key to offer".to_owned()
+    } else {
+        format!("tried {}", tried.join(", "))
+    };
+    Err(format!(
+        "authentication as {user} failed ({tried}; the server accepts: {})",
+        if server_takes.is_empty() {
+            "nothing it said"
+        } else {
+            &server_takes
+        }
+    ))
+}
