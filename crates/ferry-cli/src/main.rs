@@ -60,7 +60,7 @@ enum Command {
     Ban(ban::BanArgs),
     /// List a remote directory.
     Ls(client::commands::LsArgs),
-    /// Download files (ftp://, ftpes://, ftps:// URLs).
+    /// Download files (ftp://, ftpes://, ftps://, sftp:// URLs).
     Get(client::commands::GetArgs),
     /// Upload files.
     Put(client::commands::PutArgs),

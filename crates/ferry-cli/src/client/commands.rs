@@ -14,7 +14,7 @@ use super::{ConnectArgs, TransferArgs, basename, runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
-    /// ftp://, ftpes:// or ftps:// URL of a directory (or a file).
+    /// ftp://, ftpes://, ftps:// or sftp:// URL of a directory (or a file).
     pub url: String,
     /// Long listing: type, permissions, size, time and name.
     #[arg(short = 'l')]
