@@ -397,6 +397,26 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
     let up = std::fs::read(remote.path().join("half.bin")).expect("uploaded");
     assert!(up == big, "resumed upload: {} bytes", up.len());
 
+    // `get -r` of a directory named without a trailing slash.
+    client_ok(
+        w,
+        &[
+            "get",
+            "-r",
+            "-q",
+            "-i",
+            &key,
+            "--known-hosts",
+            &known,
+            &format!("{base}/t-sftp-openssh/tree"),
+            "tree-copy",
+        ],
+    );
+    let copied = std::fs::read(w.join("tree-copy/sub/b.bin")).expect("copied tree");
+    let original = std::fs::read(remote.path().join("t-sftp-openssh/tree/sub/b.bin"))
+        .expect("left by everyday");
+    assert!(copied == original, "get -r of a directory URL");
+
     // Mirror a tree up and back down.
     for (i, name) in ["m/a.txt", "m/sub/b.bin"].iter().enumerate() {
         let p = w.join(name);

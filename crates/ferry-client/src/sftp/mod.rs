@@ -300,9 +300,19 @@ impl SftpSession {
         Ok(entries)
     }
 
-    /// The size of a file.
+    /// The size of a file. A directory is refused, as FTP's SIZE refuses one
+    /// (`get -r` tells files from directories by it).
     pub async fn size(&self, path: &str) -> Result<Option<u64>> {
-        Ok(self.stat(path).await?.size)
+        let attrs = self.stat(path).await?;
+        if attrs.is_dir() {
+            return Err(ClientError::Sftp {
+                operation: "STAT",
+                path: self.resolve(path),
+                code: None,
+                message: "is a directory, not a file".to_owned(),
+            });
+        }
+        Ok(attrs.size)
     }
 
     /// The modification time of a file.
