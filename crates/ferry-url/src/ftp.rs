@@ -150,81 +150,79 @@ pub(crate) async fn serve(
     mut request: Request,
 ) -> Result<Response> {
     let url = request.url().clone();
-    {
-        let path = ftp.path.clone();
-        let mut headers = Headers::new();
+    let path = ftp.path.clone();
+    let mut headers = Headers::new();
 
-        if let Some(body) = request.take_body() {
-            let result = upload(&mut session, &path, body).await;
-            let _ = session.quit().await;
-            let bytes = result.map_err(|e| match e {
-                Ok(client) => convert(&url, client),
-                Err(io) => io,
-            })?;
-            headers.set("Content-Length", "0");
-            headers.set("X-Ftp-Uploaded-Bytes", bytes.to_string());
-            return Ok(Response::from_bytes(200, "OK", headers, url, Vec::new()));
-        }
+    if let Some(body) = request.take_body() {
+        let result = upload(&mut session, &path, body).await;
+        let _ = session.quit().await;
+        let bytes = result.map_err(|e| match e {
+            Ok(client) => convert(&url, client),
+            Err(io) => io,
+        })?;
+        headers.set("Content-Length", "0");
+        headers.set("X-Ftp-Uploaded-Bytes", bytes.to_string());
+        return Ok(Response::from_bytes(200, "OK", headers, url, Vec::new()));
+    }
 
-        if ftp.names_directory() {
-            let lines = session
-                .list_lines(&path)
-                .await
-                .map_err(|e| convert(&url, e));
-            let _ = session.quit().await;
-            let mut text = lines?.join("\n");
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            headers.set("Content-Type", "text/plain");
-            headers.set("Content-Length", text.len().to_string());
-            return Ok(Response::from_bytes(
-                200,
-                "OK",
-                headers,
-                url,
-                text.into_bytes(),
-            ));
+    if ftp.names_directory() {
+        let lines = session
+            .list_lines(&path)
+            .await
+            .map_err(|e| convert(&url, e));
+        let _ = session.quit().await;
+        let mut text = lines?.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
         }
-
-        if let Ok(Some(size)) = session.size(&path).await {
-            headers.set("Content-Length", size.to_string());
-        }
-        if let Ok(Some(t)) = session.modified(&path).await {
-            headers.set("Last-Modified", http_date(t));
-        }
-        headers.set("Content-Type", guess_type(&path));
-        // The transfer runs in a task that owns the session; the body is fed
-        // through a small channel, so reading is streamed and errors arrive.
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
-        let (ready_tx, ready_rx) =
-            tokio::sync::oneshot::channel::<std::result::Result<(), ClientError>>();
-        tokio::spawn(async move {
-            stream_download(&mut session, &path, tx, ready_tx).await;
-            let _ = session.quit().await;
-        });
-        match ready_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(convert(&url, e)),
-            Err(_) => {
-                return Err(UrlError::unreachable_at(
-                    &url,
-                    Unreachable::Other,
-                    "the transfer task ended",
-                ));
-            }
-        }
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Ok(Response::new(
+        headers.set("Content-Type", "text/plain");
+        headers.set("Content-Length", text.len().to_string());
+        return Ok(Response::from_bytes(
             200,
             "OK",
             headers,
             url,
-            Box::pin(StreamReader::new(stream)),
-        ))
+            text.into_bytes(),
+        ));
     }
+
+    if let Ok(Some(size)) = session.size(&path).await {
+        headers.set("Content-Length", size.to_string());
+    }
+    if let Ok(Some(t)) = session.modified(&path).await {
+        headers.set("Last-Modified", http_date(t));
+    }
+    headers.set("Content-Type", guess_type(&path));
+    // The transfer runs in a task that owns the session; the body is fed
+    // through a small channel, so reading is streamed and errors arrive.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    let (ready_tx, ready_rx) =
+        tokio::sync::oneshot::channel::<std::result::Result<(), ClientError>>();
+    tokio::spawn(async move {
+        stream_download(&mut session, &path, tx, ready_tx).await;
+        let _ = session.quit().await;
+    });
+    match ready_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(convert(&url, e)),
+        Err(_) => {
+            return Err(UrlError::unreachable_at(
+                &url,
+                Unreachable::Other,
+                "the transfer task ended",
+            ));
+        }
+    }
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok(Response::new(
+        200,
+        "OK",
+        headers,
+        url,
+        Box::pin(StreamReader::new(stream)),
+    ))
 }
 
 async fn stream_download(
