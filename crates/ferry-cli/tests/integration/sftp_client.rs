@@ -4,11 +4,12 @@
 //! known_hosts file.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::client::{client, client_ok, everyday};
+use crate::client::{args, client, client_ok, everyday, with};
 use crate::sftp::{config, sftp_addr};
 use crate::support::{FerryServer, ferry_bin, ferry_in, free_port, random_bytes, run};
 
@@ -52,10 +53,14 @@ fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
     let w = work.path();
     let known = w.join("known_hosts");
     let known_arg = known.display().to_string();
+    // Every command below checks the host key against this file.
+    let extra = ["--known-hosts", known_arg.as_str()];
+    let sftp = |a: &[&str]| client(w, &args(&with(a, &extra)));
+    let sftp_ok = |a: &[&str]| client_ok(w, &args(&with(a, &extra)));
     let base = format!("sftp://alice:secret@{addr}");
 
     // An unknown host key is refused, named, and not recorded.
-    let out = client(w, &["ls", "--known-hosts", &known_arg, &format!("{base}/")]);
+    let out = sftp(&["ls", &format!("{base}/")]);
     let said = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
@@ -69,16 +74,7 @@ fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
     let out = client(w, &["ls", "--pin", &wrong_pin, &format!("{base}/")]);
     assert!(stderr(&out).contains("not the pinned"), "{}", stderr(&out));
     // Learned once, then trusted without the flag.
-    client_ok(
-        w,
-        &[
-            "ls",
-            "--known-hosts",
-            &known_arg,
-            "--accept-new-host-key",
-            &format!("{base}/"),
-        ],
-    );
+    sftp_ok(&["ls", "--accept-new-host-key", &format!("{base}/")]);
     let recorded = std::fs::read_to_string(&known).expect("recorded");
     assert!(
         recorded.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", addr.port())),
@@ -86,7 +82,6 @@ fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
     );
 
     // The everyday commands, checked on the server's disk.
-    let extra = ["--known-hosts", known_arg.as_str()];
     everyday(&base, &extra, &server.files().join("alice"), "sftp-ferry");
 
     // A key that changed is refused even when learning is allowed.
@@ -120,77 +115,39 @@ fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
     std::fs::write(w.join("big.bin"), &big).expect("write");
     std::fs::write(server.files().join("alice/big.bin"), &big).expect("write");
     std::fs::write(w.join("got.bin.ferry-part"), &big[..700_000]).expect("write");
-    let out = client_ok(
-        w,
-        &[
-            "get",
-            "-c",
-            "--known-hosts",
-            &known_arg,
-            &format!("{base}/big.bin"),
-            "got.bin",
-        ],
-    );
+    let out = sftp_ok(&["get", "-c", &format!("{base}/big.bin"), "got.bin"]);
     assert!(out.contains("resumed at byte 700000"), "{out}");
     let got = std::fs::read(w.join("got.bin")).expect("downloaded");
     assert!(got == big, "resumed download: {} bytes", got.len());
     std::fs::write(server.files().join("alice/up.bin"), &big[..900_000]).expect("write");
-    let out = client_ok(
-        w,
-        &[
-            "put",
-            "-c",
-            "--known-hosts",
-            &known_arg,
-            "big.bin",
-            &format!("{base}/up.bin"),
-        ],
-    );
+    let out = sftp_ok(&["put", "-c", "big.bin", &format!("{base}/up.bin")]);
     assert!(out.contains("resumed at byte 900000"), "{out}");
     let up = std::fs::read(server.files().join("alice/up.bin")).expect("uploaded");
     assert!(up == big, "resumed upload: {} bytes", up.len());
 
     // Refusals keep the account's rules: wrong password, read-only, quota.
-    let out = client(
-        w,
-        &[
-            "ls",
-            "--known-hosts",
-            &known_arg,
-            &format!("sftp://alice:wrong@{addr}/"),
-        ],
-    );
+    let out = sftp(&["ls", &format!("sftp://alice:wrong@{addr}/")]);
     assert!(
         out.status.code() == Some(1) && stderr(&out).contains("authentication as alice failed"),
         "{}",
         stderr(&out)
     );
-    let out = client(
-        w,
-        &[
-            "put",
-            "--known-hosts",
-            &known_arg,
-            "big.bin",
-            &format!("sftp://bob:secret@{addr}/big.bin"),
-        ],
-    );
+    let out = sftp(&[
+        "put",
+        "big.bin",
+        &format!("sftp://bob:secret@{addr}/big.bin"),
+    ]);
     assert!(
         out.status.code() == Some(1) && stderr(&out).contains("permission denied"),
         "{}",
         stderr(&out)
     );
     assert!(!server.files().join("bob/big.bin").exists());
-    let out = client(
-        w,
-        &[
-            "put",
-            "--known-hosts",
-            &known_arg,
-            "big.bin",
-            &format!("sftp://carol:secret@{addr}/big.bin"),
-        ],
-    );
+    let out = sftp(&[
+        "put",
+        "big.bin",
+        &format!("sftp://carol:secret@{addr}/big.bin"),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         !server.files().join("carol/big.bin").exists(),
@@ -344,74 +301,35 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
     let key = sshd.path("client_key").display().to_string();
     let addr = SocketAddr::from(([127, 0, 0, 1], sshd.port));
     let base = format!("sftp://{user}@{addr}{}", remote.path().display());
+    // Every command below offers this key and checks the host key here.
     let extra = ["-i", key.as_str(), "--known-hosts", known.as_str()];
+    let sshd_run = |a: &[&str]| client(w, &args(&with(a, &extra)));
+    let sshd_ok = |a: &[&str]| client_ok(w, &args(&with(a, &extra)));
     // The first contact records the host key.
-    client_ok(
-        w,
-        &[
-            "ls",
-            "-i",
-            &key,
-            "--known-hosts",
-            &known,
-            "--accept-new-host-key",
-            &format!("{base}/"),
-        ],
-    );
+    sshd_ok(&["ls", "--accept-new-host-key", &format!("{base}/")]);
     everyday(&base, &extra, remote.path(), "sftp-openssh");
 
     // A large file in four ranges on four connections.
     let big = random_bytes(6 << 20, 5);
     std::fs::write(remote.path().join("big.bin"), &big).expect("write");
-    client_ok(
-        w,
-        &[
-            "get",
-            "--segments",
-            "4",
-            "-i",
-            &key,
-            "--known-hosts",
-            &known,
-            &format!("{base}/big.bin"),
-        ],
-    );
+    sshd_ok(&["get", "--segments", "4", &format!("{base}/big.bin")]);
     let got = std::fs::read(w.join("big.bin")).expect("downloaded");
     assert!(got == big, "segmented download: {} bytes", got.len());
     // Resumed upload: the server's prefix is kept, the rest appended.
     std::fs::write(remote.path().join("half.bin"), &big[..3 << 20]).expect("write");
-    let out = client_ok(
-        w,
-        &[
-            "put",
-            "-c",
-            "-i",
-            &key,
-            "--known-hosts",
-            &known,
-            "big.bin",
-            &format!("{base}/half.bin"),
-        ],
-    );
+    let out = sshd_ok(&["put", "-c", "big.bin", &format!("{base}/half.bin")]);
     assert!(out.contains("resumed at byte"), "{out}");
     let up = std::fs::read(remote.path().join("half.bin")).expect("uploaded");
     assert!(up == big, "resumed upload: {} bytes", up.len());
 
     // `get -r` of a directory named without a trailing slash.
-    client_ok(
-        w,
-        &[
-            "get",
-            "-r",
-            "-q",
-            "-i",
-            &key,
-            "--known-hosts",
-            &known,
-            &format!("{base}/t-sftp-openssh/tree"),
-            "tree-copy",
-        ],
-    );
+    sshd_ok(&[
+        "get",
+        "-r",
+        "-q",
+        &format!("{base}/t-sftp-openssh/tree"),
+        "tree-copy",
+    ]);
     let copied = std::fs::read(w.join("tree-copy/sub/b.bin")).expect("copied tree");
     let original = std::fs::read(remote.path().join("t-sftp-openssh/tree/sub/b.bin"))
         .expect("left by everyday");
@@ -423,38 +341,45 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, random_bytes(5_000 * (i + 1), i as u64)).expect("write");
     }
-    client_ok(
-        w,
-        &[
-            "mirror",
-            "-q",
-            "-i",
-            &key,
-            "--known-hosts",
-            &known,
-            "m",
-            &format!("{base}/mirrored"),
-        ],
-    );
-    client_ok(
-        w,
-        &[
-            "mirror",
-            "-q",
-            "-i",
-            &key,
-            "--known-hosts",
-            &known,
-            &format!("{base}/mirrored"),
-            "back",
-        ],
-    );
+    sshd_ok(&["mirror", "-q", "m", &format!("{base}/mirrored")]);
+    sshd_ok(&["mirror", "-q", &format!("{base}/mirrored"), "back"]);
     for name in ["a.txt", "sub/b.bin"] {
         let original = std::fs::read(w.join("m").join(name)).expect("original");
         let there = std::fs::read(remote.path().join("mirrored").join(name)).expect("up");
         let back = std::fs::read(w.join("back").join(name)).expect("down");
         assert!(there == original && back == original, "{name}");
     }
+
+    // A name that is not UTF-8 on the server: that file fails with the
+    // server's answer and leaves nothing here; the others still arrive.
+    let odd = remote.path().join("odd");
+    std::fs::create_dir_all(&odd).expect("mkdir");
+    std::fs::write(odd.join("good.txt"), b"good\n").expect("write");
+    std::fs::write(
+        odd.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")),
+        b"latin-1 name\n",
+    )
+    .expect("write");
+    let out = sshd_run(&["get", "-r", "-q", &format!("{base}/odd/"), "odd-copy"]);
+    let said = stderr(&out);
+    assert!(
+        out.status.code() == Some(1) && said.contains("no such file"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(w.join("odd-copy/good.txt")).expect("the good file"),
+        b"good\n"
+    );
+    let copied: Vec<_> = std::fs::read_dir(w.join("odd-copy"))
+        .expect("copy")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        copied,
+        ["good.txt"],
+        "nothing else written, no partial file"
+    );
 
     // A key the server does not take, and one ferry cannot read.
     ssh_keygen(&w.join("stranger"), "");

@@ -385,31 +385,13 @@ impl SftpSession {
 
     /// Opens a file for reading from `offset` on.
     pub async fn download(&self, path: &str, offset: u64) -> Result<SftpDownload> {
-        let full = self.resolve(path);
-        let mut file = self
-            .sftp
-            .open(full.as_str())
-            .await
-            .map_err(|e| self.refused("OPEN", &full, e))?;
-        if offset > 0 {
-            file.seek(io::SeekFrom::Start(offset))
-                .await
-                .map_err(|e| self.io_failed("READ", &full, e))?;
-        }
-        Ok(SftpDownload {
-            file: Transfer {
-                file,
-                path: full,
-                timeout: self.io_timeout,
-                closed: self.closed.clone(),
-            },
-        })
+        let file = self.open_at(path, OpenFlags::READ, offset, "READ").await?;
+        Ok(SftpDownload { file })
     }
 
     /// Opens a file for writing: replaced, appended to (its current end), or
     /// written from an offset on.
     pub async fn upload(&self, path: &str, mode: UploadMode) -> Result<SftpUpload> {
-        let full = self.resolve(path);
         let (flags, offset) = match mode {
             UploadMode::Replace => (
                 OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
@@ -419,7 +401,7 @@ impl SftpSession {
             // Writes at the current end rather than with the APPEND flag, which
             // some servers ignore and others apply to every offset.
             UploadMode::Append => {
-                let end = match self.stat(&full).await {
+                let end = match self.stat(path).await {
                     Ok(attrs) => attrs.size.unwrap_or(0),
                     Err(e) if e.is_not_found() => 0,
                     Err(e) => return Err(e),
@@ -427,6 +409,20 @@ impl SftpSession {
                 (OpenFlags::WRITE | OpenFlags::CREATE, end)
             }
         };
+        let file = self.open_at(path, flags, offset, "WRITE").await?;
+        Ok(SftpUpload { file })
+    }
+
+    /// OPEN with `flags`, positioned at `offset` for the READs or WRITEs
+    /// (`operation`, for error messages) that follow.
+    async fn open_at(
+        &self,
+        path: &str,
+        flags: OpenFlags,
+        offset: u64,
+        operation: &'static str,
+    ) -> Result<Transfer> {
+        let full = self.resolve(path);
         let mut file = self
             .sftp
             .open_with_flags(full.as_str(), flags)
@@ -435,15 +431,13 @@ impl SftpSession {
         if offset > 0 {
             file.seek(io::SeekFrom::Start(offset))
                 .await
-                .map_err(|e| self.io_failed("WRITE", &full, e))?;
+                .map_err(|e| self.io_failed(operation, &full, e))?;
         }
-        Ok(SftpUpload {
-            file: Transfer {
-                file,
-                path: full,
-                timeout: self.io_timeout,
-                closed: self.closed.clone(),
-            },
+        Ok(Transfer {
+            file,
+            path: full,
+            timeout: self.io_timeout,
+            closed: self.closed.clone(),
         })
     }
 
