@@ -49,6 +49,10 @@ pub enum AuthError {
     UnknownUser,
     #[error("wrong password")]
     WrongPassword,
+    /// The SSH public key is not among the user's `authorized_keys` (or the
+    /// user has none: anonymous, host accounts).
+    #[error("public key not authorized for this user")]
+    KeyNotAuthorized,
     /// The account's settings cannot be used (a group that does not exist).
     #[error("account is misconfigured: {0}")]
     Misconfigured(String),
@@ -414,6 +418,35 @@ impl Authenticator {
         self.resolve(name, &user, host).await
     }
 
+    /// Whether `key` (an SSH public key in wire form) is one of `name`'s
+    /// `authorized_keys`. SSH asks this before the client proves it holds
+    /// the key; a key not listed is not a failed login (clients offer every
+    /// key they have).
+    pub async fn key_authorized(&self, name: &str, key: &[u8]) -> Result<bool, StoreError> {
+        if Self::is_anonymous_name(name) {
+            return Ok(false);
+        }
+        Ok(self
+            .find_user(name)
+            .await?
+            .is_some_and(|(user, _)| user.authorized_keys.iter().any(|k| k.blob() == key)))
+    }
+
+    /// Signs `name` in with an SSH public key whose possession the SSH layer
+    /// has verified (the client signed the session with it): the key must be
+    /// one of the user's `authorized_keys`. No password, so no PAM and no
+    /// argon2: host accounts and anonymous have no keys here.
+    pub async fn authenticate_key(&self, name: &str, key: &[u8]) -> Result<Account, AuthError> {
+        if Self::is_anonymous_name(name) {
+            return Err(AuthError::UnknownUser);
+        }
+        let (user, host) = self.find_user(name).await?.ok_or(AuthError::UnknownUser)?;
+        if !user.authorized_keys.iter().any(|k| k.blob() == key) {
+            return Err(AuthError::KeyNotAuthorized);
+        }
+        self.resolve(name, &user, host).await
+    }
+
     /// The account of `name` without a password check (for `policy explain`).
     pub async fn account(&self, name: &str) -> Result<Account, AuthError> {
         if Self::is_anonymous_name(name) {
@@ -505,6 +538,73 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::parse(text).expect("config")
+    }
+
+    #[tokio::test]
+    async fn public_keys_sign_in_only_the_users_that_list_them() {
+        let alice_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHOW7n+TV5zOQGr72zD3Uvxe2rkYTk+2qquNn7Hp9Cjv alice@laptop";
+        let other = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBGjLBxZ0h8kRG3lK4+4dMNlcMkVLlKas3FAGeRA6ALhto1CHLLM6H4E+GEzVal3nfz3ce/siPEn0S87G1hY2Lo= root@vm";
+        let hash = password::hash("pw").expect("hash");
+        let c = config(&format!(
+            "[anonymous]\nenabled = true\n[[users]]\nname = \"alice\"\nauthorized_keys = [\"{alice_key}\"]\n[[users]]\nname = \"bob\"\npassword_hash = \"{hash}\"\n"
+        ));
+        let store = ConfigStore::from_config(&c).expect("store");
+        let auth = Authenticator::new(vec![Arc::new(store)], &c.anonymous).expect("auth");
+        let blob = |line: &str| {
+            line.parse::<ferry_config::AuthorizedKey>()
+                .expect("key")
+                .blob()
+                .to_vec()
+        };
+        let (alice_blob, other_blob) = (blob(alice_key), blob(other));
+
+        assert!(
+            auth.key_authorized("alice", &alice_blob)
+                .await
+                .expect("store")
+        );
+        let a = auth
+            .authenticate_key("alice", &alice_blob)
+            .await
+            .expect("login");
+        assert_eq!(
+            (a.name.as_str(), a.home.to_string()),
+            ("alice", "/alice".into())
+        );
+        // Another key, another user's key, users without keys, anonymous.
+        assert!(
+            !auth
+                .key_authorized("alice", &other_blob)
+                .await
+                .expect("store")
+        );
+        assert!(matches!(
+            auth.authenticate_key("alice", &other_blob).await,
+            Err(AuthError::KeyNotAuthorized)
+        ));
+        assert!(
+            !auth
+                .key_authorized("bob", &alice_blob)
+                .await
+                .expect("store")
+        );
+        assert!(matches!(
+            auth.authenticate_key("bob", &alice_blob).await,
+            Err(AuthError::KeyNotAuthorized)
+        ));
+        assert!(
+            !auth
+                .key_authorized("anonymous", &alice_blob)
+                .await
+                .expect("store")
+        );
+        assert!(matches!(
+            auth.authenticate_key("nobody", &alice_blob).await,
+            Err(AuthError::UnknownUser)
+        ));
+        // A user with keys only has no password that works.
+        assert!(auth.authenticate("alice", "").await.is_err());
+        assert!(auth.authenticate("alice", "pw").await.is_err());
     }
 
     #[tokio::test]

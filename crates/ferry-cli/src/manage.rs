@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use ferry_accounts::AccountStore;
-use ferry_config::{AccountSettings, PasswordHash, USER_ONLY_KEYS};
+use ferry_config::{AccountSettings, AuthorizedKey, PasswordHash, USER_ONLY_KEYS};
 
 use crate::accounts::Accounts;
 
@@ -33,8 +33,14 @@ enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// SSH public keys the user signs in with over SFTP (an OpenSSH `.pub`
+        /// or `authorized_keys` file); without --password-stdin the user has no
+        /// password.
+        #[arg(long, value_name = "FILE")]
+        authorized_keys: Option<PathBuf>,
     },
-    /// Change settings: KEY=VALUE with the keys of [[users]] (an empty VALUE unsets).
+    /// Change settings: KEY=VALUE with the keys of [[users]] (an empty VALUE
+    /// unsets; authorized_keys=@FILE reads the keys from a file).
     Set {
         name: String,
         #[arg(required = true)]
@@ -146,13 +152,42 @@ fn apply_all(
     group: bool,
 ) -> anyhow::Result<()> {
     for a in assignments {
-        let key = a.split_once('=').map_or(a.as_str(), |(k, _)| k.trim());
+        let (key, value) = a
+            .split_once('=')
+            .map_or((a.as_str(), ""), |(k, v)| (k.trim(), v.trim()));
         if group && USER_ONLY_KEYS.contains(&key) {
             bail!("{key}: only users have this setting, not groups");
+        }
+        if let ("authorized_keys", Some(file)) = (key, value.strip_prefix('@')) {
+            settings.authorized_keys = read_authorized_keys(std::path::Path::new(file))?;
+            continue;
         }
         settings.apply(a).map_err(|e| anyhow::anyhow!(e))?;
     }
     Ok(())
+}
+
+/// The keys of an OpenSSH `.pub` or `authorized_keys` file: one per line,
+/// blank lines and `#` comments skipped. An unusable line is an error naming
+/// the file and the line; a file with no key at all is one too.
+fn read_authorized_keys(path: &std::path::Path) -> anyhow::Result<Vec<AuthorizedKey>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the keys in {}", path.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = line
+            .parse::<AuthorizedKey>()
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        bail!("{} holds no public key", path.display());
+    }
+    Ok(keys)
 }
 
 fn hash(password: &str) -> anyhow::Result<PasswordHash> {
@@ -210,7 +245,7 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (accounts, config) = open(args.config.as_deref()).await?;
         match args.command {
-            UserCommand::Add { name, home, groups, password_stdin } => {
+            UserCommand::Add { name, home, groups, password_stdin, authorized_keys } => {
                 check_name(&name)?;
                 if accounts.config_store.user(&name).await?.is_some() {
                     bail!("user `{name}` is defined in the configuration file already");
@@ -221,8 +256,17 @@ pub fn user(args: UserArgs) -> anyhow::Result<()> {
                     }
                 }
                 let store = accounts.writable()?;
-                let password = read_password(password_stdin)?;
-                let settings = AccountSettings { password_hash: Some(hash(&password)?), home, groups, ..Default::default() };
+                let authorized_keys = match &authorized_keys {
+                    Some(file) => read_authorized_keys(file)?,
+                    None => Vec::new(),
+                };
+                // A user with keys and no --password-stdin signs in with keys only.
+                let password_hash = if authorized_keys.is_empty() || password_stdin {
+                    Some(hash(&read_password(password_stdin)?)?)
+                } else {
+                    None
+                };
+                let settings = AccountSettings { password_hash, home, groups, authorized_keys, ..Default::default() };
                 store.add_user(&name, &settings).await?;
                 println!("added user {name} to {}", store.describe());
             }

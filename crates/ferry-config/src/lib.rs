@@ -5,11 +5,13 @@
 //! a silently ignored setting. [`Config::load`] and [`Config::parse`] are the entry
 //! points; [`Config::default`] is what `ferry serve` runs with no file at all.
 
+pub mod authorized_key;
 pub mod error;
 pub mod limits;
 pub mod schema;
 pub mod units;
 
+pub use authorized_key::AuthorizedKey;
 pub use error::ConfigError;
 pub use limits::{ByteRate, Cidr, FilePattern, LoginHours};
 pub use schema::*;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::authorized_key::AuthorizedKey;
 use crate::error::{ConfigError, line_of};
 use crate::limits::{ByteRate, Cidr, FilePattern, LoginHours};
 use crate::units::{ByteSize, CongestionControl, HumanDuration, PortRange};
@@ -574,6 +575,9 @@ account_settings! {
     home: Option<String>,
     /// Users only: the groups, in order of precedence.
     groups: Vec<String>,
+    /// Users only: SSH public keys the user may sign in with over SFTP
+    /// (OpenSSH `.pub` lines).
+    authorized_keys: Vec<AuthorizedKey>,
     permissions: PermissionTable,
     quota_bytes: Option<ByteSize>,
     quota_files: Option<u64>,
@@ -693,6 +697,13 @@ impl Config {
                 .at_key(format!("groups[{i}].name"))
                 .at_line(line(&g.name)));
             }
+            if !g.authorized_keys.is_empty() {
+                return Err(
+                    ConfigError::new("only users have authorized_keys, not groups")
+                        .at_key(format!("groups[{i}].authorized_keys"))
+                        .at_line(line(&g.name)),
+                );
+            }
             check_rule_paths(&g.permissions).map_err(|m| {
                 ConfigError::new(m)
                     .at_key(format!("groups[{i}].permissions"))
@@ -719,9 +730,9 @@ impl Config {
             if !users.insert(name.as_str()) {
                 return Err(at(format!("user `{name}` is defined twice"), "name"));
             }
-            if u.password_hash.is_none() {
+            if u.password_hash.is_none() && u.authorized_keys.is_empty() {
                 return Err(at(
-                    "missing: every user needs a hash from `ferry hash-password`".into(),
+                    "missing: every user needs a hash from `ferry hash-password`, or authorized_keys to sign in over SFTP".into(),
                     "password_hash",
                 ));
             }
@@ -907,6 +918,41 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
     }
 
     #[test]
+    fn users_may_sign_in_with_keys_alone() {
+        let key = crate::authorized_key::tests::ED25519;
+        let c = Config::parse(&format!(
+            "[[users]]\nname = \"k\"\nauthorized_keys = [\"{key}\"]\n"
+        ))
+        .expect("keys only");
+        assert_eq!(c.users[0].authorized_keys[0].comment(), "alice@laptop");
+        assert!(c.users[0].password_hash.is_none());
+
+        // Neither a password nor a key: nobody could sign in.
+        let e = err("[[users]]\nname = \"k\"\nhome = \"/k\"\n");
+        assert_eq!(e.key.as_deref(), Some("users[0].password_hash"));
+        assert!(e.message.contains("authorized_keys"), "{e}");
+
+        // A key ferry cannot verify names its line and says why.
+        let rsa = key.replace("ssh-ed25519", "ssh-rsa");
+        let e = err(&format!(
+            "[[users]]\nname = \"k\"\npassword_hash = \"{HASH}\"\nauthorized_keys = [\"{rsa}\"]\n"
+        ));
+        assert_eq!(e.line, Some(4));
+        assert!(
+            e.key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("users[0].authorized_keys")),
+            "{e}"
+        );
+        assert!(e.message.contains("RSA"), "{e}");
+
+        let e = err(&format!(
+            "[[groups]]\nname = \"g\"\nauthorized_keys = [\"{key}\"]\n"
+        ));
+        assert_eq!(e.key.as_deref(), Some("groups[0].authorized_keys"));
+    }
+
+    #[test]
     fn an_s3_backend_needs_a_bucket_and_whole_credentials() {
         let c = Config::parse(
             "[storage]\nbackend = \"s3\"\nbucket = \"files\"\nendpoint = \"http://127.0.0.1:9000\"\nprefix = \"ftp\"\n",
@@ -929,7 +975,8 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
 }
 
 /// Settings holding lists; on the command line their items are separated by commas
-/// (by semicolons for `login_hours`, whose items may hold commas).
+/// (by semicolons for `login_hours` and `authorized_keys`, whose items may hold
+/// commas).
 const LIST_KEYS: &[&str] = &[
     "groups",
     "allow_from",
@@ -937,10 +984,11 @@ const LIST_KEYS: &[&str] = &[
     "login_hours",
     "allowed_files",
     "denied_files",
+    "authorized_keys",
 ];
 
 /// Settings only users have.
-pub const USER_ONLY_KEYS: &[&str] = &["password_hash", "home", "groups"];
+pub const USER_ONLY_KEYS: &[&str] = &["password_hash", "home", "groups", "authorized_keys"];
 
 impl AccountSettings {
     /// Applies one `KEY=VALUE` from the command line, with the same keys and value
@@ -996,7 +1044,11 @@ impl AccountSettings {
                 };
                 let parsed = match (LIST_KEYS.contains(&key), parsed) {
                     (true, toml::Value::String(s)) => {
-                        let sep = if key == "login_hours" { ';' } else { ',' };
+                        // Key comments and login hours may hold commas.
+                        let sep = match key {
+                            "login_hours" | "authorized_keys" => ';',
+                            _ => ',',
+                        };
                         toml::Value::Array(
                             parse_list(&s, sep)
                                 .into_iter()
@@ -1068,5 +1120,17 @@ mod apply_tests {
         }
         // A failed assignment changes nothing.
         assert_eq!(s.quota_bytes, Some(ByteSize(1 << 30)));
+
+        // Keys are separated by semicolons: a key's comment may hold commas.
+        let key = crate::authorized_key::tests::ED25519;
+        let bare = key.trim_end_matches(" alice@laptop");
+        s.apply(&format!("authorized_keys={key}; {bare} work, 2026"))
+            .expect("keys");
+        assert_eq!(s.authorized_keys.len(), 2);
+        assert_eq!(s.authorized_keys[1].comment(), "work, 2026");
+        assert!(s.apply("authorized_keys=ssh-ed25519 AAAA").is_err());
+        assert_eq!(s.authorized_keys.len(), 2, "a refused key changes nothing");
+        s.apply("authorized_keys=").expect("unset");
+        assert!(s.authorized_keys.is_empty());
     }
 }

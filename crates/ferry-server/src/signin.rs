@@ -1,9 +1,11 @@
 //! Signing a user in, the same way for every protocol: FTP's USER and PASS
-//! (`session/login.rs`) and SSH's password authentication (`sftp/ssh.rs`).
+//! (`session/login.rs`) and SSH's password and public-key authentication
+//! (`sftp/ssh.rs`).
 //!
-//! One sign-in checks the password (a failure feeds the [`BanList`]), the
-//! address and time rules, `max_sessions`, opens the home and, for a user with
-//! a quota and no usage record, measures what the home holds. What it refuses
+//! One sign-in checks the password or public key (a failure feeds the
+//! [`BanList`]), the address and time rules, `max_sessions`, opens the home
+//! and, for a user with a quota and no usage record, measures what the home
+//! holds. What it refuses
 //! is a [`SignInRefusal`]; each protocol turns that into its own answer
 //! (`error.rs` for FTP, `sftp/ssh.rs` for SSH).
 //!
@@ -96,25 +98,49 @@ impl SignInRefusal {
     }
 }
 
-/// Signs `user` in from `remote` with `password`. Failed passwords are slowed
+/// What a user proves its identity with.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    /// FTP's PASS, SSH's password method.
+    Password(&'a str),
+    /// SSH's publickey method: a key in wire form whose possession the SSH
+    /// layer has verified; it must be one of the user's `authorized_keys`.
+    PublicKey(&'a [u8]),
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Password(_) => "Password(..)",
+            Credential::PublicKey(_) => "PublicKey(..)",
+        })
+    }
+}
+
+/// Signs `user` in from `remote` with `credential`. Failed logins are slowed
 /// down and counted towards a ban here, so every protocol pays the same.
 pub async fn sign_in(
     opts: &ServerOptions,
     session: u64,
     remote: SocketAddr,
     user: &str,
-    password: &str,
+    credential: Credential<'_>,
 ) -> Result<SignedIn, SignInRefusal> {
-    let account = match opts
-        .accounts
-        .authenticate_from(user, password, Some(remote.ip()))
-        .await
-    {
+    let checked = match credential {
+        Credential::Password(password) => {
+            opts.accounts
+                .authenticate_from(user, password, Some(remote.ip()))
+                .await
+        }
+        Credential::PublicKey(key) => opts.accounts.authenticate_key(user, key).await,
+    };
+    let account = match checked {
         Ok(a) => a,
         Err(e) => {
             warn!(session, %remote, user = %user, reason = %e, "login failed");
             match e {
-                AuthError::UnknownUser | AuthError::WrongPassword => {}
+                AuthError::UnknownUser | AuthError::WrongPassword | AuthError::KeyNotAuthorized => {
+                }
                 // Not the client's doing, and not for long (one hopes): a
                 // temporary refusal, which clients retry, rather than one that
                 // reads as a wrong password.

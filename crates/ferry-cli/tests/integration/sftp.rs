@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::support::{FerryServer, curl, hash, random_bytes, run};
+use crate::client::{client, client_ok};
+use crate::sftp_client::{host_fingerprint, ssh_keygen};
+use crate::support::{FerryServer, RawControl, curl, ferry_ok, hash, random_bytes, run, serve_in};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -54,39 +56,73 @@ pub(crate) fn sftp_addr(server: &FerryServer) -> SocketAddr {
         .unwrap_or_else(|| panic!("no SFTP address in {line:?}"))
 }
 
-/// Runs OpenSSH's `sftp` in batch mode as `user` with `password` (given
-/// through SSH_ASKPASS), from `dir`.
+/// How OpenSSH's `sftp` signs in.
+#[derive(Clone, Copy)]
+pub(crate) enum SshAuth<'a> {
+    /// This password (given through SSH_ASKPASS), no keys.
+    Password(&'a str),
+    /// This private key file only: no agent, no password.
+    Key(&'a Path),
+}
+
+/// Runs OpenSSH's `sftp` in batch mode as `user` with `password`, from `dir`.
 fn openssh_sftp(addr: SocketAddr, user: &str, password: &str, dir: &Path, batch: &str) -> Output {
-    let askpass = dir.join("askpass.sh");
-    std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).expect("askpass");
-    std::fs::set_permissions(
-        &askpass,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .expect("chmod askpass");
+    openssh_sftp_as(addr, user, SshAuth::Password(password), dir, batch)
+}
+
+/// Runs OpenSSH's `sftp` in batch mode as `user`, signing in by `auth`, from
+/// `dir`.
+pub(crate) fn openssh_sftp_as(
+    addr: SocketAddr,
+    user: &str,
+    auth: SshAuth<'_>,
+    dir: &Path,
+    batch: &str,
+) -> Output {
     std::fs::write(dir.join("batch"), batch).expect("batch");
-    run(
-        Command::new("sftp")
-            .current_dir(dir)
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", "none")
-            .args([
-                // -b turns BatchMode on, which forbids passwords; the first
-                // value given wins.
-                "-oBatchMode=no",
-                "-oStrictHostKeyChecking=no",
-                "-oUserKnownHostsFile=/dev/null",
-                "-oPubkeyAuthentication=no",
-                "-oNumberOfPasswordPrompts=1",
-                "-P",
-                &addr.port().to_string(),
-                "-b",
-                "batch",
-                &format!("{user}@{}", addr.ip()),
-            ]),
-        LIMIT,
-    )
+    let mut sftp = Command::new("sftp");
+    sftp.current_dir(dir).args([
+        "-oStrictHostKeyChecking=no",
+        "-oUserKnownHostsFile=/dev/null",
+    ]);
+    match auth {
+        SshAuth::Password(password) => {
+            let askpass = dir.join("askpass.sh");
+            std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).expect("askpass");
+            std::fs::set_permissions(
+                &askpass,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .expect("chmod askpass");
+            sftp.env("SSH_ASKPASS", &askpass)
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env("DISPLAY", "none")
+                .args([
+                    // -b turns BatchMode on, which forbids passwords; the
+                    // first value given wins.
+                    "-oBatchMode=no",
+                    "-oPubkeyAuthentication=no",
+                    "-oNumberOfPasswordPrompts=1",
+                ]);
+        }
+        SshAuth::Key(key) => {
+            sftp.args([
+                "-oIdentitiesOnly=yes",
+                "-oIdentityAgent=none",
+                "-oPreferredAuthentications=publickey",
+                "-i",
+            ])
+            .arg(key);
+        }
+    }
+    sftp.args([
+        "-P",
+        &addr.port().to_string(),
+        "-b",
+        "batch",
+        &format!("{user}@{}", addr.ip()),
+    ]);
+    run(&mut sftp, LIMIT)
 }
 
 fn text(out: &Output) -> String {
@@ -377,4 +413,216 @@ fn ssh_connections_that_do_not_speak_or_sign_in_are_closed() {
         LIMIT,
     );
     assert!(!ftp.status.success(), "FTP let the banned address in");
+}
+
+/// Public-key sign-in: `authorized_keys` in the configuration file and in the
+/// account database (`ferry user add --authorized-keys FILE`, `ferry user set
+/// NAME authorized_keys=@FILE`), used by OpenSSH's `sftp` and ferry's client.
+#[test]
+fn users_sign_in_over_sftp_with_their_authorized_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_owned();
+    let keys = tempfile::tempdir().expect("keys");
+    let k = keys.path();
+    for (name, kind) in [
+        ("alice", "ecdsa"),
+        ("kim", "ed25519"),
+        ("kim2", "ed25519"),
+        ("stranger", "ed25519"),
+    ] {
+        ssh_keygen(&k.join(name), kind, "");
+    }
+    let key = |name: &str| k.join(name);
+    let public = |name: &str| {
+        std::fs::read_to_string(k.join(format!("{name}.pub")))
+            .expect("public key")
+            .trim()
+            .to_owned()
+    };
+    std::fs::write(
+        d.join("ferry.toml"),
+        format!(
+            r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[sftp]
+listen = ["127.0.0.1:0"]
+
+[accounts]
+store = "sqlite:./accounts.db"
+
+[security]
+max_login_failures = 3
+
+[log]
+audit = "audit.jsonl"
+
+[[users]]
+name = "alice"
+password_hash = "{}"
+home = "/alice"
+authorized_keys = ["{}"]
+"#,
+            hash("secret"),
+            public("alice")
+        ),
+    )
+    .expect("config");
+    // kim lives in the account database and has keys only.
+    let kim_pub = k.join("kim.pub").display().to_string();
+    ferry_ok(
+        &d,
+        &["user", "add", "kim", "--authorized-keys", &kim_pub],
+        "",
+    );
+    let server = serve_in(dir);
+    let addr = sftp_addr(&server);
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    std::fs::write(w.join("note.txt"), "signed with a key").expect("note");
+
+    // OpenSSH's sftp with kim's Ed25519 key, and with alice's ECDSA key
+    // (no password given): the uploads land in their homes.
+    let out = openssh_sftp_as(
+        addr,
+        "kim",
+        SshAuth::Key(&key("kim")),
+        w,
+        "put note.txt\nls -l\n",
+    );
+    assert!(out.status.success(), "kim:\n{}", text(&out));
+    assert!(text(&out).contains("note.txt"), "{}", text(&out));
+    let out = openssh_sftp_as(
+        addr,
+        "alice",
+        SshAuth::Key(&key("alice")),
+        w,
+        "put note.txt\n",
+    );
+    assert!(out.status.success(), "alice:\n{}", text(&out));
+    for home in ["kim", "alice"] {
+        assert_eq!(
+            std::fs::read_to_string(server.files().join(home).join("note.txt")).expect("stored"),
+            "signed with a key"
+        );
+    }
+
+    // A key that is not the user's is declined, nothing is stored, and an
+    // offered key is not a failed login: five refusals against
+    // max_login_failures = 3 ban nobody.
+    for (user, other) in [
+        ("kim", "stranger"),
+        ("kim", "alice"),
+        ("alice", "kim"),
+        ("alice", "stranger"),
+        ("anonymous", "kim"),
+    ] {
+        let out = openssh_sftp_as(
+            addr,
+            user,
+            SshAuth::Key(&key(other)),
+            w,
+            "put note.txt refused.txt\n",
+        );
+        assert!(!out.status.success(), "{user} signed in with {other}'s key");
+        assert!(
+            text(&out).contains("Permission denied (publickey,password)"),
+            "{user} with {other}'s key:\n{}",
+            text(&out)
+        );
+    }
+    for home in ["kim", "alice", "anonymous"] {
+        assert!(!server.files().join(home).join("refused.txt").exists());
+    }
+    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim")), w, "ls\n");
+    assert!(out.status.success(), "kim was banned:\n{}", text(&out));
+
+    // Keys only: no password opens kim's account over FTP.
+    let mut ftp = RawControl::connect(&server);
+    ftp.cmd("USER kim");
+    assert!(
+        ftp.cmd("PASS secret").starts_with("530"),
+        "kim logged in over FTP"
+    );
+    drop(ftp);
+    // alice keeps her password.
+    let out = openssh_sftp(addr, "alice", "secret", w, "ls\n");
+    assert!(out.status.success(), "{}", text(&out));
+
+    // ferry's own client, with -i.
+    let fp = host_fingerprint(&server);
+    let kim_key = key("kim").display().to_string();
+    let listed = client_ok(
+        w,
+        &[
+            "ls",
+            "-i",
+            &kim_key,
+            "--pin",
+            &fp,
+            &format!("sftp://kim@{addr}/"),
+        ],
+    );
+    assert!(listed.contains("note.txt"), "{listed}");
+
+    // The audit log names the key that signed in, as ssh-keygen -l does.
+    let shown = run(
+        Command::new("ssh-keygen").arg("-lf").arg(k.join("kim.pub")),
+        LIMIT,
+    );
+    let kim_fp = String::from_utf8_lossy(&shown.stdout)
+        .split(' ')
+        .nth(1)
+        .expect("fingerprint")
+        .to_owned();
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+    assert!(
+        audit.lines().any(|l| l.contains("\"LOGIN\"")
+            && l.contains("\"user\":\"kim\"")
+            && l.contains(&format!("publickey ssh-ed25519 {kim_fp}"))),
+        "{audit}"
+    );
+
+    // Replacing kim's keys from a file: the old key stops working at the
+    // next login, the new one works, and `user show` lists it.
+    let kim2_pub = k.join("kim2.pub").display().to_string();
+    ferry_ok(
+        server.dir.path(),
+        &[
+            "user",
+            "set",
+            "kim",
+            &format!("authorized_keys=@{kim2_pub}"),
+        ],
+        "",
+    );
+    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim")), w, "ls\n");
+    assert!(!out.status.success(), "the replaced key still works");
+    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim2")), w, "ls\n");
+    assert!(out.status.success(), "{}", text(&out));
+    let show = ferry_ok(server.dir.path(), &["user", "show", "kim"], "");
+    assert!(show.contains(&public("kim2")), "{show}");
+    assert!(
+        !show.contains(&public("kim")) && !show.contains("password_hash"),
+        "{show}"
+    );
+    // A file that holds no usable key changes nothing.
+    std::fs::write(w.join("bad.pub"), "# nothing\nssh-rsa AAAA\n").expect("bad");
+    let out = client(
+        server.dir.path(),
+        &[
+            "user",
+            "set",
+            "kim",
+            &format!("authorized_keys=@{}", w.join("bad.pub").display()),
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("bad.pub:2") && said.contains("RSA"),
+        "{said}"
+    );
+    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim2")), w, "ls\n");
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -20,7 +20,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// The SSH host key fingerprint ferry's server logged.
-fn host_fingerprint(server: &FerryServer) -> String {
+pub(crate) fn host_fingerprint(server: &FerryServer) -> String {
     let line = server.wait_for_log("SSH host key fingerprint ");
     line.rsplit(' ')
         .next()
@@ -28,12 +28,14 @@ fn host_fingerprint(server: &FerryServer) -> String {
         .unwrap_or_else(|| panic!("no fingerprint in {line:?}"))
 }
 
-fn ssh_keygen(path: &Path, passphrase: &str) {
+/// Makes a key pair of type `kind` (`ed25519`, `ecdsa`, `rsa`) at `path`
+/// and `path`.pub.
+pub(crate) fn ssh_keygen(path: &Path, kind: &str, passphrase: &str) {
     let out = run(
         Command::new("ssh-keygen").args([
             "-q",
             "-t",
-            "ed25519",
+            kind,
             "-N",
             passphrase,
             "-f",
@@ -239,8 +241,8 @@ impl Sshd {
     fn start() -> Sshd {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        ssh_keygen(&d.join("host_key"), "");
-        ssh_keygen(&d.join("client_key"), "");
+        ssh_keygen(&d.join("host_key"), "ed25519", "");
+        ssh_keygen(&d.join("client_key"), "ed25519", "");
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("copy");
         let port = free_port();
         std::fs::write(
@@ -382,7 +384,7 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
     );
 
     // A key the server does not take, and one ferry cannot read.
-    ssh_keygen(&w.join("stranger"), "");
+    ssh_keygen(&w.join("stranger"), "ed25519", "");
     let out = client(
         w,
         &[
@@ -401,7 +403,7 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
             && said.contains("publickey"),
         "{said}"
     );
-    ssh_keygen(&w.join("locked"), "a passphrase");
+    ssh_keygen(&w.join("locked"), "ed25519", "a passphrase");
     let out = client(
         w,
         &[

@@ -43,7 +43,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.peer.id,
             self.peer.remote,
             &user,
-            pass.expose(),
+            crate::signin::Credential::Password(pass.expose()),
         )
         .await
         {

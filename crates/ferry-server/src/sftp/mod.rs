@@ -77,7 +77,7 @@ impl SftpContext {
         let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
         let config = russh::server::Config {
             server_id: SshId::Standard(concat!("SSH-2.0-ferry_", env!("CARGO_PKG_VERSION")).into()),
-            methods: MethodSet::from(&[MethodKind::Password][..]),
+            methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
             // Failed passwords are slowed down by the ban list, as over FTP.
             auth_rejection_time: Duration::ZERO,
             auth_rejection_time_initial: Some(Duration::ZERO),

@@ -23,9 +23,15 @@ async fn session(extra: &str) -> (SftpSession, tempfile::TempDir) {
         local: "127.0.0.1:2222".parse().expect("addr"),
         id: 1,
     };
-    let user = crate::signin::sign_in(&opts, 1, peer.remote, "alice", "pw")
-        .await
-        .expect("signed in");
+    let user = crate::signin::sign_in(
+        &opts,
+        1,
+        peer.remote,
+        "alice",
+        crate::signin::Credential::Password("pw"),
+    )
+    .await
+    .expect("signed in");
     let mut s = SftpSession::new(opts, peer, Arc::new(user));
     let version = s
         .handle_packet(body(Packet::Init(Init {

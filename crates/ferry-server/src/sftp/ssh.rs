@@ -1,7 +1,11 @@
-//! The SSH side of an SFTP connection (RFC 4252 password authentication,
-//! RFC 4254 session channels and the `sftp` subsystem), on russh.
+//! The SSH side of an SFTP connection (RFC 4252 public-key and password
+//! authentication, RFC 4254 session channels and the `sftp` subsystem), on
+//! russh.
 //!
-//! A password login is FTP's sign-in (`crate::signin`); a refusal that closes
+//! A login is FTP's sign-in (`crate::signin`), with a password or with one of
+//! the user's `authorized_keys`. A key the client only offers (before it
+//! proves it holds it) and that is not listed is declined without counting as
+//! a failed login: clients offer every key they have. A refusal that closes
 //! an FTP connection (a ban, too many sessions, an unreachable account
 //! database or storage) ends the SSH connection, the others let the client
 //! try again. A connection that has not signed in within `login_timeout` is
@@ -21,7 +25,7 @@ use super::session::SftpSession;
 use crate::activity::{AuditRecord, rfc3339};
 use crate::options::ServerOptions;
 use crate::session::Peer;
-use crate::signin::{SignInRefusal, SignedIn, sign_in};
+use crate::signin::{Credential, SignInRefusal, SignedIn, sign_in};
 
 /// The most session channels one connection may open.
 const MAX_CHANNELS: usize = 8;
@@ -124,11 +128,17 @@ impl Drop for DisconnectOnDrop {
 }
 
 impl SshConnection {
-    fn audit_login(&self, user: &str, refusal: Option<SignInRefusal>) {
+    /// Records a login: `how` names a public key that signed in (its type and
+    /// fingerprint), `refusal` why a login was refused.
+    fn audit_login(&self, user: &str, how: Option<&str>, refusal: Option<SignInRefusal>) {
         if !self.opts.activity.audits() {
             return;
         }
-        let reason = refusal.map(|r| r.to_string());
+        let reason = match (refusal, how) {
+            (Some(r), Some(how)) => Some(format!("{how}: {r}")),
+            (Some(r), None) => Some(r.to_string()),
+            (None, how) => how.map(str::to_owned),
+        };
         self.opts.activity.audit(&AuditRecord {
             time: rfc3339((self.opts.clock)()),
             session: self.peer.id,
@@ -146,10 +156,57 @@ impl SshConnection {
     }
 }
 
-fn password_only() -> Auth {
+/// Declines one attempt; the client may go on with a key or a password.
+fn try_again() -> Auth {
     Auth::Reject {
-        proceed_with_methods: Some(MethodSet::from(&[MethodKind::Password][..])),
+        proceed_with_methods: Some(MethodSet::from(
+            &[MethodKind::PublicKey, MethodKind::Password][..],
+        )),
         partial_success: false,
+    }
+}
+
+/// How a public key is named in the audit log: `publickey ssh-ed25519
+/// SHA256:…`, as `ssh-keygen -l` shows it.
+fn key_note(key: &russh::keys::PublicKey) -> String {
+    format!(
+        "publickey {} {}",
+        key.algorithm().as_str(),
+        key.fingerprint(russh::keys::HashAlg::Sha256)
+    )
+}
+
+/// The key in SSH wire form, as `authorized_keys` holds it.
+fn key_blob(key: &russh::keys::PublicKey) -> Option<Vec<u8>> {
+    key.to_bytes().ok()
+}
+
+impl SshConnection {
+    /// One login attempt; `how` names a public key for the audit log.
+    async fn sign_in(
+        &mut self,
+        user: &str,
+        credential: Credential<'_>,
+        how: Option<&str>,
+    ) -> Result<Auth, SshError> {
+        if self.user.is_some() {
+            return Ok(try_again());
+        }
+        match sign_in(&self.opts, self.peer.id, self.peer.remote, user, credential).await {
+            Ok(signed_in) => {
+                self.audit_login(user, how, None);
+                self.user = Some(Arc::new(signed_in));
+                self.signed_in.store(true, Ordering::Release);
+                Ok(Auth::Accept)
+            }
+            Err(refusal) => {
+                self.audit_login(user, how, Some(refusal));
+                if refusal.closes_connection() {
+                    return Err(SshError::Refused(refusal));
+                }
+                Ok(try_again())
+            }
+        }
     }
 }
 
@@ -157,28 +214,45 @@ impl russh::server::Handler for SshConnection {
     type Error = SshError;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        Ok(password_only())
+        Ok(try_again())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if self.user.is_some() {
-            return Ok(password_only());
-        }
-        match sign_in(&self.opts, self.peer.id, self.peer.remote, user, password).await {
-            Ok(signed_in) => {
-                self.audit_login(user, None);
-                self.user = Some(Arc::new(signed_in));
-                self.signed_in.store(true, Ordering::Release);
-                Ok(Auth::Accept)
+        self.sign_in(user, Credential::Password(password), None)
+            .await
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(blob) = key_blob(offer.public_key) else {
+            return Ok(try_again());
+        };
+        match self.opts.accounts.key_authorized(user, &blob).await {
+            Ok(true) if self.user.is_none() => Ok(Auth::Accept),
+            Ok(_) => Ok(try_again()),
+            Err(e) => {
+                // Declined; the signed attempt or a password will meet the
+                // same store and say so.
+                warn!(session = self.peer.id, user = %user, error = %e, "cannot look up authorized keys");
+                Ok(try_again())
             }
-            Err(refusal) => {
-                self.audit_login(user, Some(refusal));
-                if refusal.closes_connection() {
-                    return Err(SshError::Refused(refusal));
-                }
-                Ok(password_only())
-            }
         }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(blob) = key_blob(key.public_key) else {
+            return Ok(try_again());
+        };
+        let note = key_note(key.public_key);
+        self.sign_in(user, Credential::PublicKey(&blob), Some(&note))
+            .await
     }
 
     async fn channel_open_session(

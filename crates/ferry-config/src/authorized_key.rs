@@ -1,0 +1,245 @@
+//! A user's `authorized_keys` entry: an SSH public key in the form OpenSSH
+//! writes it (`ssh-keygen`'s `.pub` file, one line of `~/.ssh/authorized_keys`):
+//! `TYPE BASE64 [COMMENT]`.
+//!
+//! The key is parsed here, at the edge, into its wire form (RFC 4253 § 6.6,
+//! the "public key blob"), which is what an SSH client offers at sign-in; the
+//! SFTP server compares blobs, so no second parse happens per login.
+//!
+//! Only key types ferry's SSH can verify are taken: Ed25519 and ECDSA over
+//! NIST P-256, P-384 and P-521. RSA is refused with a message (ferry's SSH is
+//! built without RSA, for RUSTSEC-2023-0071), and so are security-key (`sk-`)
+//! keys, certificates and OpenSSH's per-key options (`from="…"`,
+//! `command="…"`), which would otherwise be dropped silently: a restriction an
+//! operator wrote must not be ignored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+/// The key types ferry's SSH server verifies.
+pub const KEY_TYPES: [&str; 4] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+];
+
+/// One public key a user may sign in with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizedKey {
+    algorithm: String,
+    /// The key in SSH wire form (what `BASE64` decodes to).
+    blob: Vec<u8>,
+    /// The free text after the key (`alice@laptop`), possibly empty.
+    comment: String,
+}
+
+impl AuthorizedKey {
+    /// The key type, e.g. `ssh-ed25519`.
+    pub fn algorithm(&self) -> &str {
+        &self.algorithm
+    }
+
+    /// The key in SSH wire form, as a client offers it.
+    pub fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+
+    /// The comment, possibly empty.
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
+}
+
+impl fmt::Debug for AuthorizedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthorizedKey({} {})", self.algorithm, self.comment)
+    }
+}
+
+impl fmt::Display for AuthorizedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.algorithm, STANDARD.encode(&self.blob))?;
+        if !self.comment.is_empty() {
+            write!(f, " {}", self.comment)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for AuthorizedKey {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<Self, String> {
+        let line = line.trim();
+        let mut words = line.splitn(3, [' ', '\t']);
+        let algorithm = words.next().unwrap_or_default();
+        if algorithm.is_empty() {
+            return Err("empty: expected a public key like \"ssh-ed25519 AAAA… user@host\"".into());
+        }
+        if let Err(e) = check_type(algorithm) {
+            // `from="10.0.0.0/8",no-pty ssh-ed25519 AAAA…`: the first word is
+            // OpenSSH's options, and a key type follows.
+            let key_follows = [" ssh-", " ecdsa-", " sk-", "\tssh-"]
+                .iter()
+                .any(|t| line.contains(t));
+            if key_follows && !algorithm.starts_with("ssh-") {
+                return Err(format!(
+                    "options before the key (`{algorithm}`) are not supported: restrict the user with allow_from, login_hours and permissions instead"
+                ));
+            }
+            return Err(e);
+        }
+        let encoded = words
+            .next()
+            .filter(|w| !w.is_empty())
+            .ok_or_else(|| format!("`{algorithm}` is not followed by the key's base64 text"))?;
+        let blob = STANDARD.decode(encoded).map_err(|e| {
+            format!("the key's base64 text is damaged ({e}): copy the whole line of the .pub file")
+        })?;
+        let inner = key_type_inside(&blob).ok_or(
+            "the key's base64 text is not an SSH public key: copy the whole line of the .pub file",
+        )?;
+        if inner != algorithm {
+            return Err(format!(
+                "the line says `{algorithm}` but the key inside is `{inner}`"
+            ));
+        }
+        let comment = words.next().unwrap_or_default().trim();
+        Ok(AuthorizedKey {
+            algorithm: algorithm.to_owned(),
+            blob,
+            comment: comment.to_owned(),
+        })
+    }
+}
+
+/// Refuses key types ferry cannot verify, saying what to use instead.
+fn check_type(algorithm: &str) -> Result<(), String> {
+    let instead = "make one with `ssh-keygen -t ed25519`";
+    match algorithm {
+        a if KEY_TYPES.contains(&a) => Ok(()),
+        "ssh-rsa" | "rsa-sha2-256" | "rsa-sha2-512" => Err(format!(
+            "RSA keys are not accepted (ferry's SSH is built without RSA, RUSTSEC-2023-0071): use an Ed25519 or ECDSA key; {instead}"
+        )),
+        "ssh-dss" => Err(format!("DSA keys are not accepted: {instead}")),
+        a if a.starts_with("sk-") => Err(format!(
+            "security-key (`{a}`) keys are not supported yet: {instead}"
+        )),
+        a if a.contains("-cert-") => Err(format!(
+            "certificates (`{a}`) are not supported: give the plain public key"
+        )),
+        a => Err(format!(
+            "`{a}` is not an SSH public key type; expected one of {}",
+            KEY_TYPES.join(", ")
+        )),
+    }
+}
+
+/// The key type named inside a wire-form key, when the whole blob is a
+/// sequence of SSH strings (RFC 4251 § 5: a 32-bit length, then the bytes).
+fn key_type_inside(blob: &[u8]) -> Option<&str> {
+    let mut rest = blob;
+    let mut first = None;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        if len > tail.len() {
+            return None;
+        }
+        let (field, tail) = tail.split_at(len);
+        first.get_or_insert(field);
+        rest = tail;
+    }
+    std::str::from_utf8(first?).ok()
+}
+
+crate::string_serde!(AuthorizedKey);
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Made with `ssh-keygen -t ed25519 -C alice@laptop`.
+    pub(crate) const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHOW7n+TV5zOQGr72zD3Uvxe2rkYTk+2qquNn7Hp9Cjv alice@laptop";
+    /// Made with `ssh-keygen -t ecdsa -b 256`.
+    const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBGjLBxZ0h8kRG3lK4+4dMNlcMkVLlKas3FAGeRA6ALhto1CHLLM6H4E+GEzVal3nfz3ce/siPEn0S87G1hY2Lo= root@vm";
+
+    #[test]
+    fn openssh_public_key_lines_are_read() {
+        let k: AuthorizedKey = ED25519.parse().expect("ed25519");
+        assert_eq!(k.algorithm(), "ssh-ed25519");
+        assert_eq!(k.comment(), "alice@laptop");
+        // 4 + 11 ("ssh-ed25519") + 4 + 32 (the point).
+        assert_eq!(k.blob().len(), 51);
+        assert_eq!(k.to_string(), ED25519);
+
+        let k: AuthorizedKey = ECDSA.parse().expect("ecdsa");
+        assert_eq!(k.algorithm(), "ecdsa-sha2-nistp256");
+        assert_eq!(k.to_string(), ECDSA);
+
+        // No comment, extra blanks, a comment with spaces.
+        let bare = ED25519.trim_end_matches(" alice@laptop");
+        let k: AuthorizedKey = format!("  {bare}  ").parse().expect("bare");
+        assert_eq!((k.comment(), k.to_string()), ("", bare.to_owned()));
+        let k: AuthorizedKey = format!("{bare} Alice's laptop, 2026")
+            .parse()
+            .expect("spaces");
+        assert_eq!(k.comment(), "Alice's laptop, 2026");
+    }
+
+    #[test]
+    fn what_ferry_cannot_verify_is_refused_with_a_reason() {
+        let blob = ED25519.split(' ').nth(1).expect("blob");
+        let cases = [
+            ("", "empty"),
+            ("ssh-ed25519", "not followed"),
+            (
+                &format!("ssh-rsa {blob}") as &str,
+                "RSA keys are not accepted",
+            ),
+            (&format!("ssh-dss {blob}"), "DSA"),
+            (
+                &format!("sk-ssh-ed25519@openssh.com {blob}"),
+                "security-key",
+            ),
+            (
+                &format!("ssh-ed25519-cert-v01@openssh.com {blob}"),
+                "certificates",
+            ),
+            (&format!("from=\"10.0.0.0/8\" {ED25519}"), "options"),
+            (&format!("no-pty,command=\"x\" {ED25519}"), "options"),
+            (&format!("restrict {ED25519}"), "options"),
+            (&format!("rot13 {blob}"), "not an SSH public key type"),
+            ("ssh-ed25519 AAAA!!!!", "damaged"),
+            // Base64 of "hello": not a sequence of SSH strings.
+            ("ssh-ed25519 aGVsbG8=", "not an SSH public key"),
+            // An ECDSA key labelled as Ed25519.
+            (
+                &format!("ssh-ed25519 {}", ECDSA.split(' ').nth(1).expect("blob")),
+                "the key inside is `ecdsa-sha2-nistp256`",
+            ),
+        ];
+        for (line, expected) in cases {
+            let e = line.parse::<AuthorizedKey>().expect_err(line);
+            assert!(e.contains(expected), "{line:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_key_is_refused() {
+        let blob = STANDARD
+            .decode(ED25519.split(' ').nth(1).expect("blob"))
+            .expect("base64");
+        for cut in [1, 3, 5, 20, blob.len() - 1] {
+            let line = format!("ssh-ed25519 {}", STANDARD.encode(&blob[..cut]));
+            assert!(
+                line.parse::<AuthorizedKey>().is_err(),
+                "{cut} bytes accepted"
+            );
+        }
+    }
+}
