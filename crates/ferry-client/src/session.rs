@@ -39,11 +39,14 @@ pub struct ConnectOptions {
     pub keepalive: Option<Duration>,
     /// SFTP: which host keys are trusted.
     pub host_key_check: HostKeyCheck,
-    /// SFTP: private key files to offer (`--identity`); empty: `~/.ssh/id_ed25519`
+    /// SFTP: private key files to offer (`--identity`), and only those; empty:
+    /// the keys of the SSH agent at `SSH_AUTH_SOCK`, then `~/.ssh/id_ed25519`
     /// and `~/.ssh/id_ecdsa` where they exist.
     pub identities: Vec<PathBuf>,
     /// SFTP: asks for a password when neither a known password nor a key was
-    /// accepted (the command line asks on a terminal).
+    /// accepted, and for the passphrase of an encrypted key file the agent
+    /// does not hold (the command line asks on a terminal, or through
+    /// `SSH_ASKPASS`).
     pub ask_password: Option<PasswordPrompt>,
 }
 

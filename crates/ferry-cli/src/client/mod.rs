@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod mirror;
 pub mod progress;
+pub mod prompt;
 pub mod shell;
 
 use std::io::IsTerminal;
@@ -16,8 +17,8 @@ use ferry_client::files::{Remote, TransferSettings};
 use ferry_client::netrc::Netrc;
 use ferry_client::sftp::host_key::is_ssh_fingerprint;
 use ferry_client::{
-    CertificateCheck, ConnectOptions, DataMode, FtpUrl, HostKeyCheck, PasswordPrompt,
-    PasvAddressPolicy, TlsVersions,
+    CertificateCheck, ConnectOptions, DataMode, FtpUrl, HostKeyCheck, PasvAddressPolicy,
+    TlsVersions,
 };
 use ferry_config::{ByteRate, HumanDuration};
 
@@ -155,9 +156,7 @@ impl ConnectArgs {
             keepalive: Some(self.keepalive.0).filter(|d| !d.is_zero()),
             host_key_check,
             identities: self.identity.clone(),
-            ask_password: std::io::stdin().is_terminal().then(|| {
-                PasswordPrompt::new(|prompt: &str| rpassword::prompt_password(prompt).ok())
-            }),
+            ask_password: prompt::ssh_prompt(),
         })
     }
 

@@ -421,3 +421,188 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
         stderr(&out)
     );
 }
+
+/// OpenSSH's ssh-agent on a socket of its own; killed on drop.
+struct SshAgent {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SshAgent {
+    fn start() -> SshAgent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SshAgent {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// `ssh-add FILE`, answering a passphrase through `askpass`.
+    fn add(&self, key: &Path, askpass: &Path) {
+        let out = run(
+            Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &self.socket)
+                .env("SSH_ASKPASS", askpass)
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env("DISPLAY", "none"),
+            LIMIT,
+        );
+        assert!(out.status.success(), "ssh-add: {}", stderr(&out));
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A script that prints `answer`, for SSH_ASKPASS.
+fn askpass(path: &Path, answer: &str) -> PathBuf {
+    std::fs::write(path, format!("#!/bin/sh\necho '{answer}'\n")).expect("askpass");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    path.to_owned()
+}
+
+/// Keys the way people keep them: in an agent (an RSA key ferry cannot sign
+/// with itself), encrypted files the agent holds, and encrypted files whose
+/// passphrase is asked through SSH_ASKPASS; against OpenSSH's sshd.
+#[test]
+fn client_over_sftp_signs_in_with_an_agent_and_with_passphrases() {
+    let sshd = Sshd::start();
+    let user = local_user();
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let home = w.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).expect("home");
+    ssh_keygen(&w.join("rsa"), "rsa", "");
+    ssh_keygen(&w.join("locked"), "ed25519", "open sesame");
+    ssh_keygen(&w.join("locked2"), "ecdsa", "open sesame");
+    // sshd takes these keys too (it reads the file at every login).
+    let mut keys = std::fs::read_to_string(sshd.path("authorized_keys")).expect("keys");
+    for k in ["rsa", "locked", "locked2"] {
+        keys.push_str(&std::fs::read_to_string(w.join(format!("{k}.pub"))).expect("pub"));
+    }
+    std::fs::write(sshd.path("authorized_keys"), keys).expect("authorized_keys");
+    let right = askpass(&w.join("right.sh"), "open sesame");
+    let wrong = askpass(&w.join("wrong.sh"), "abracadabra");
+    std::fs::write(sshd.path("marker.txt"), "here").expect("marker");
+    let url = format!(
+        "sftp://{user}@127.0.0.1:{}{}/",
+        sshd.port,
+        sshd.dir.path().display()
+    );
+    let known = w.join("known_hosts").display().to_string();
+    // ferry with an empty HOME (no default keys), no terminal, and `env`.
+    let ferry = |extra: &[&str], env: &[(&str, &Path)]| {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.current_dir(w)
+            .env("HOME", &home)
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SSH_ASKPASS")
+            .env_remove("SSH_ASKPASS_REQUIRE")
+            .env_remove("DISPLAY")
+            .args(["ls", "--accept-new-host-key", "--known-hosts", &known])
+            .args(extra)
+            .arg(&url);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd, LIMIT)
+    };
+    let lists = |out: &Output| {
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("marker.txt")
+    };
+
+    // An agent holding only an RSA key: the agent signs (rsa-sha2-512).
+    let agent = SshAgent::start();
+    agent.add(&w.join("rsa"), &right);
+    let by_agent: [(&str, &Path); 1] = [("SSH_AUTH_SOCK", &agent.socket)];
+    let out = ferry(&[], &by_agent);
+    assert!(lists(&out), "agent's RSA key: {}", stderr(&out));
+    // Without the agent nothing is offered, and the message says so.
+    let out = ferry(&[], &[]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("no password and no key to offer"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An encrypted key named with -i that the agent holds: no passphrase asked.
+    agent.add(&w.join("locked"), &right);
+    let locked = w.join("locked").display().to_string();
+    let out = ferry(&["-i", &locked], &by_agent);
+    assert!(
+        lists(&out),
+        "encrypted key through the agent: {}",
+        stderr(&out)
+    );
+
+    // Without the agent: the passphrase through SSH_ASKPASS, a wrong one
+    // refused with a message, none at all named.
+    let out = ferry(
+        &["-i", &locked],
+        &[
+            ("SSH_ASKPASS", &right),
+            ("SSH_ASKPASS_REQUIRE", Path::new("force")),
+        ],
+    );
+    assert!(lists(&out), "passphrase from SSH_ASKPASS: {}", stderr(&out));
+    let out = ferry(
+        &["-i", &locked],
+        &[
+            ("SSH_ASKPASS", &wrong),
+            ("SSH_ASKPASS_REQUIRE", Path::new("force")),
+        ],
+    );
+    assert!(
+        out.status.code() == Some(1) && stderr(&out).contains("cannot decrypt"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ferry(&["-i", &locked], &[]);
+    assert!(
+        out.status.code() == Some(1) && stderr(&out).contains("none was given"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A default key file (~/.ssh/id_ecdsa), encrypted: asked through
+    // SSH_ASKPASS with a display, as OpenSSH does without a terminal.
+    std::fs::copy(w.join("locked2"), home.join(".ssh/id_ecdsa")).expect("copy");
+    let out = ferry(
+        &[],
+        &[("SSH_ASKPASS", &right), ("DISPLAY", Path::new(":0"))],
+    );
+    assert!(
+        lists(&out),
+        "default key with a passphrase: {}",
+        stderr(&out)
+    );
+    // With no one to ask, a default key is skipped, not an error.
+    let out = ferry(&[], &[]);
+    assert!(
+        stderr(&out).contains("no password and no key to offer"),
+        "{}",
+        stderr(&out)
+    );
+}

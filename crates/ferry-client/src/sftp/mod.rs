@@ -8,15 +8,16 @@
 //!   russh-sftp's [`RawSftpSession`](russh_sftp::client::RawSftpSession) under
 //!   its file type, which keeps 16 reads or writes in flight.
 //!
-//! Authentication tries, in order: the password when one is known (the URL's,
-//! `--user`'s or ~/.netrc's), then the private keys (`--identity` files, else
-//! `~/.ssh/id_ed25519` and `~/.ssh/id_ecdsa` where they exist and are not
-//! encrypted), then a password asked through [`ConnectOptions::ask_password`].
+//! - `auth`: signing in: the password when one is known, then keys (the
+//!   `--identity` files, else an SSH agent's keys and `~/.ssh/id_ed25519`,
+//!   `~/.ssh/id_ecdsa`; an encrypted file through the agent or a passphrase
+//!   asked for), then a password asked through [`ConnectOptions::ask_password`].
 //!
 //! Paths are as SFTP servers take them: absolute, or relative to the login
 //! (home) directory. The session keeps a working directory of its own for
 //! `cd`, since SFTP has none.
 
+mod auth;
 pub mod host_key;
 
 use std::io;
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::PublicKeyOrCertificate;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::fs::File;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
@@ -171,7 +172,7 @@ impl SftpSession {
         };
         tokio::time::timeout(
             options.io_timeout,
-            authenticate(&mut ssh, &user, url, options),
+            auth::authenticate(&mut ssh, &user, url, options),
         )
         .await
         .map_err(|_| timed("the SSH authentication"))?
@@ -582,128 +583,4 @@ fn local_user() -> Option<String> {
     ["USER", "LOGNAME"]
         .into_iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-}
-
-/// The private keys to offer: `--identity` files, else the usual files that
-/// exist. An explicit key that cannot be used is an error; a default one is
-/// skipped.
-fn identities(options: &ConnectOptions) -> std::result::Result<Vec<(String, PrivateKey)>, String> {
-    if !options.identities.is_empty() {
-        return options
-            .identities
-            .iter()
-            .map(|path| {
-                let key = russh::keys::load_secret_key(path, None).map_err(|e| match e {
-                    russh::keys::Error::KeyIsEncrypted => format!(
-                        "{} is encrypted with a passphrase; ferry reads unencrypted keys \
-                         only (ssh-keygen -p -N '' makes a copy without one)",
-                        path.display()
-                    ),
-                    e => format!("cannot read the key {}: {e}", path.display()),
-                })?;
-                usable(&key).map_err(|why| format!("{}: {why}", path.display()))?;
-                Ok((path.display().to_string(), key))
-            })
-            .collect();
-    }
-    let Some(home) = std::env::var_os("HOME") else {
-        return Ok(Vec::new());
-    };
-    let dir = std::path::PathBuf::from(home).join(".ssh");
-    Ok(["id_ed25519", "id_ecdsa"]
-        .iter()
-        .map(|name| dir.join(name))
-        .filter(|path| path.exists())
-        .filter_map(|path| match russh::keys::load_secret_key(&path, None) {
-            Ok(key) if usable(&key).is_ok() => Some((path.display().to_string(), key)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::debug!("skipping {}: {e}", path.display());
-                None
-            }
-        })
-        .collect())
-}
-
-/// RSA signatures need the `rsa` feature of russh, which ferry leaves out
-/// (its crate has an open timing advisory).
-fn usable(key: &PrivateKey) -> std::result::Result<(), String> {
-    if key.algorithm().is_rsa() {
-        Err("RSA keys are not supported; use an Ed25519 or ECDSA key".to_owned())
-    } else {
-        Ok(())
-    }
-}
-
-/// Password, then keys, then a password asked for. The error names what was
-/// tried and what the server would take.
-async fn authenticate(
-    ssh: &mut client::Handle<SshPeer>,
-    user: &str,
-    url: &FtpUrl,
-    options: &ConnectOptions,
-) -> std::result::Result<(), String> {
-    let mut tried = Vec::new();
-    let mut server_takes = String::new();
-    let mut note = |result: russh::client::AuthResult, what: String| -> bool {
-        match result {
-            russh::client::AuthResult::Success => true,
-            russh::client::AuthResult::Failure {
-                remaining_methods, ..
-            } => {
-                server_takes = remaining_methods
-                    .iter()
-                    .map(|m| <&str>::from(m).to_owned())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                tried.push(what);
-                false
-            }
-        }
-    };
-    let failed = |e: russh::Error| format!("authentication broke off: {e}");
-    if let Some(password) = &url.password {
-        let result = ssh
-            .authenticate_password(user, password)
-            .await
-            .map_err(failed)?;
-        if note(result, "password".to_owned()) {
-            return Ok(());
-        }
-    }
-    for (name, key) in identities(options)? {
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), None);
-        let result = ssh
-            .authenticate_publickey(user, key)
-            .await
-            .map_err(failed)?;
-        if note(result, format!("key {name}")) {
-            return Ok(());
-        }
-    }
-    if url.password.is_none()
-        && let Some(ask) = &options.ask_password
-        && let Some(password) = ask.ask(&format!("Password for {user}@{}: ", url.host))
-    {
-        let result = ssh
-            .authenticate_password(user, password)
-            .await
-            .map_err(failed)?;
-        if note(result, "password".to_owned()) {
-            return Ok(());
-        }
-    }
-    let tried = if tried.is_empty() {
-        "no password and no key to offer".to_owned()
-    } else {
-        format!("tried {}", tried.join(", "))
-    };
-    Err(format!(
-        "authentication as {user} failed ({tried}; the server accepts: {})",
-        if server_takes.is_empty() {
-            "nothing it said"
-        } else {
-            &server_takes
-        }
-    ))
 }

@@ -1,0 +1,311 @@
+//! Signing in to an SSH server (RFC 4252) as the SFTP client.
+//!
+//! The order, as OpenSSH's by default:
+//!
+//! 1. the password, when one is known (the URL's, `--user`'s or ~/.netrc's);
+//! 2. public keys: the `--identity` files when any are given (and only
+//!    those); otherwise the keys an SSH agent holds (`SSH_AUTH_SOCK`), then
+//!    `~/.ssh/id_ed25519` and `~/.ssh/id_ecdsa` where they exist;
+//! 3. a password asked through [`ConnectOptions::ask_password`].
+//!
+//! A key file encrypted with a passphrase is signed with by the agent when the
+//! agent holds it (`ssh-add`), else decrypted with a passphrase asked through
+//! the same prompt; with nobody to ask, a named key is an error and a default
+//! one is skipped. The agent signs with its own keys, so an RSA key in an agent
+//! works (as `rsa-sha2-512`) even though ferry cannot sign with an RSA key
+//! file itself (russh is built without RSA: RUSTSEC-2023-0071).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::client;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+
+use super::SshPeer;
+use crate::session::ConnectOptions;
+use crate::url::FtpUrl;
+
+/// An SSH agent reached through its Unix socket.
+type Agent = AgentClient<tokio::net::UnixStream>;
+
+/// The key files tried when no `--identity` is given, in `~/.ssh`.
+const DEFAULT_KEYS: [&str; 2] = ["id_ed25519", "id_ecdsa"];
+
+/// A key the client may offer, before it is read.
+enum Candidate {
+    /// A key the agent holds.
+    Agent { key: PublicKey, comment: String },
+    /// A private key file; `explicit` when named by `--identity`: such a key
+    /// that cannot be used is an error, a default one is skipped.
+    File { path: PathBuf, explicit: bool },
+}
+
+/// How an offered key signs.
+enum Signer {
+    /// The private key is in memory (a file without a passphrase, or one
+    /// decrypted with it).
+    Local(Box<PrivateKey>),
+    /// The agent signs; only the public half is here.
+    Agent(PublicKey),
+}
+
+impl Signer {
+    fn key_data(&self) -> &KeyData {
+        match self {
+            Signer::Local(key) => key.public_key().key_data(),
+            Signer::Agent(key) => key.key_data(),
+        }
+    }
+}
+
+/// RSA keys sign with SHA-512 (`rsa-sha2-512`, RFC 8332); the others have
+/// one signature algorithm each.
+fn hash_for(key: &KeyData) -> Option<HashAlg> {
+    key.is_rsa().then_some(HashAlg::Sha512)
+}
+
+/// Password, then keys, then a password asked for. The error names what was
+/// tried and what the server would take.
+pub(super) async fn authenticate(
+    ssh: &mut client::Handle<SshPeer>,
+    user: &str,
+    url: &FtpUrl,
+    options: &ConnectOptions,
+) -> Result<(), String> {
+    let mut tried = Vec::new();
+    let mut server_takes = String::new();
+    let mut note = |result: client::AuthResult, what: String| -> bool {
+        match result {
+            client::AuthResult::Success => true,
+            client::AuthResult::Failure {
+                remaining_methods, ..
+            } => {
+                server_takes = remaining_methods
+                    .iter()
+                    .map(|m| <&str>::from(m).to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tried.push(what);
+                false
+            }
+        }
+    };
+    let failed = |e: russh::Error| format!("authentication broke off: {e}");
+    if let Some(password) = &url.password {
+        let result = ssh
+            .authenticate_password(user, password)
+            .await
+            .map_err(failed)?;
+        if note(result, "password".to_owned()) {
+            return Ok(());
+        }
+    }
+
+    let mut agent = connect_agent().await;
+    let agent_keys = match agent.as_mut() {
+        Some(agent) => agent_identities(agent).await,
+        None => Vec::new(),
+    };
+    let candidates: Vec<Candidate> = if options.identities.is_empty() {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let defaults = home
+            .into_iter()
+            .flat_map(|h| DEFAULT_KEYS.map(|name| h.join(".ssh").join(name)))
+            .filter(|path| path.exists())
+            .map(|path| Candidate::File {
+                path,
+                explicit: false,
+            });
+        agent_keys
+            .iter()
+            .map(|(key, comment)| Candidate::Agent {
+                key: key.clone(),
+                comment: comment.clone(),
+            })
+            .chain(defaults)
+            .collect()
+    } else {
+        options
+            .identities
+            .iter()
+            .map(|path| Candidate::File {
+                path: path.clone(),
+                explicit: true,
+            })
+            .collect()
+    };
+    let mut offered: Vec<KeyData> = Vec::new();
+    for candidate in candidates {
+        let (name, signer) = match candidate {
+            Candidate::Agent { key, comment } => {
+                let name = if comment.is_empty() {
+                    key.fingerprint(HashAlg::Sha256).to_string()
+                } else {
+                    comment
+                };
+                (format!("agent key {name}"), Signer::Agent(key))
+            }
+            Candidate::File { path, explicit } => {
+                match read_key(&path, explicit, &agent_keys, options)? {
+                    Some(signer) => (format!("key {}", path.display()), signer),
+                    None => continue,
+                }
+            }
+        };
+        if offered.contains(signer.key_data()) {
+            continue;
+        }
+        offered.push(signer.key_data().clone());
+        let hash = hash_for(signer.key_data());
+        let result = match signer {
+            Signer::Local(key) => ssh
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(*key), hash))
+                .await
+                .map_err(failed)?,
+            Signer::Agent(key) => {
+                let Some(agent) = agent.as_mut() else {
+                    continue;
+                };
+                ssh.authenticate_publickey_with(user, key, hash, agent)
+                    .await
+                    .map_err(|e| format!("the SSH agent did not sign with {name}: {e}"))?
+            }
+        };
+        if note(result, name) {
+            return Ok(());
+        }
+    }
+
+    if url.password.is_none()
+        && let Some(ask) = &options.ask_password
+        && let Some(password) = ask.ask(&format!("Password for {user}@{}: ", url.host))
+    {
+        let result = ssh
+            .authenticate_password(user, password)
+            .await
+            .map_err(failed)?;
+        if note(result, "password".to_owned()) {
+            return Ok(());
+        }
+    }
+    let tried = if tried.is_empty() {
+        "no password and no key to offer".to_owned()
+    } else {
+        format!("tried {}", tried.join(", "))
+    };
+    Err(format!(
+        "authentication as {user} failed ({tried}; the server accepts: {})",
+        if server_takes.is_empty() {
+            "nothing it said"
+        } else {
+            &server_takes
+        }
+    ))
+}
+
+/// The agent at `SSH_AUTH_SOCK`, when there is one that answers.
+async fn connect_agent() -> Option<Agent> {
+    std::env::var_os("SSH_AUTH_SOCK")?;
+    match AgentClient::connect_env().await {
+        Ok(agent) => Some(agent),
+        Err(e) => {
+            tracing::debug!("no SSH agent: {e}");
+            None
+        }
+    }
+}
+
+/// The plain keys the agent holds (certificates are not offered).
+async fn agent_identities(agent: &mut Agent) -> Vec<(PublicKey, String)> {
+    match agent.request_identities().await {
+        Ok(ids) => ids
+            .into_iter()
+            .filter_map(|id| match id {
+                AgentIdentity::PublicKey { key, comment } => Some((key, comment)),
+                AgentIdentity::Certificate { .. } => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!("the SSH agent did not list its keys: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Reads a key file into a signer: as it is, through the agent when the file
+/// is encrypted and the agent holds it, or decrypted with a passphrase asked
+/// for. `Ok(None)`: a default key that cannot be used, skipped.
+fn read_key(
+    path: &Path,
+    explicit: bool,
+    agent_keys: &[(PublicKey, String)],
+    options: &ConnectOptions,
+) -> Result<Option<Signer>, String> {
+    let refuse = |why: String| {
+        if explicit {
+            Err(why)
+        } else {
+            tracing::debug!("skipping {why}");
+            Ok(None)
+        }
+    };
+    let key = match russh::keys::load_secret_key(path, None) {
+        Ok(key) => key,
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            if let Some(public) = public_half(path)
+                && agent_keys
+                    .iter()
+                    .any(|(k, _)| k.key_data() == public.key_data())
+            {
+                return Ok(Some(Signer::Agent(public)));
+            }
+            let asked = options
+                .ask_password
+                .as_ref()
+                .and_then(|ask| ask.ask(&format!("Passphrase for key {}: ", path.display())));
+            match asked {
+                Some(passphrase) if !passphrase.is_empty() => {
+                    match russh::keys::load_secret_key(path, Some(&passphrase)) {
+                        Ok(key) => key,
+                        Err(e) => {
+                            return Err(format!(
+                                "cannot decrypt {} with that passphrase: {e}",
+                                path.display()
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    return refuse(format!(
+                        "{} is encrypted with a passphrase and none was given: add it to \
+                         ssh-agent (ssh-add), or run ferry on a terminal or with SSH_ASKPASS",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        Err(e) => return refuse(format!("cannot read the key {}: {e}", path.display())),
+    };
+    if key.algorithm().is_rsa() {
+        return refuse(format!(
+            "{}: RSA key files are not supported (ferry's SSH is built without RSA); use an \
+             Ed25519 or ECDSA key, or let ssh-agent sign with it",
+            path.display()
+        ));
+    }
+    Ok(Some(Signer::Local(Box::new(key))))
+}
+
+/// The public half of a key file without decrypting it: OpenSSH's format
+/// keeps it in the clear, else `FILE.pub`.
+fn public_half(path: &Path) -> Option<PublicKey> {
+    if let Ok(key) = PrivateKey::read_openssh_file(path) {
+        return Some(key.public_key().clone());
+    }
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    PublicKey::read_openssh_file(Path::new(&pub_path)).ok()
+}
