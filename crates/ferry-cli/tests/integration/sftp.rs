@@ -80,6 +80,21 @@ pub(crate) fn openssh_sftp_as(
     batch: &str,
 ) -> Output {
     std::fs::write(dir.join("batch"), batch).expect("batch");
+    run(
+        &mut openssh_sftp_command(addr, user, auth, dir, "batch"),
+        LIMIT,
+    )
+}
+
+/// OpenSSH's `sftp` as `user`, signing in by `auth`, in `dir`, reading its
+/// commands from the file `batch` there (`-`: standard input).
+fn openssh_sftp_command(
+    addr: SocketAddr,
+    user: &str,
+    auth: SshAuth<'_>,
+    dir: &Path,
+    batch: &str,
+) -> Command {
     let mut sftp = Command::new("sftp");
     sftp.current_dir(dir).args([
         "-oStrictHostKeyChecking=no",
@@ -119,10 +134,10 @@ pub(crate) fn openssh_sftp_as(
         "-P",
         &addr.port().to_string(),
         "-b",
-        "batch",
+        batch,
         &format!("{user}@{}", addr.ip()),
     ]);
-    run(&mut sftp, LIMIT)
+    sftp
 }
 
 fn text(out: &Output) -> String {
@@ -625,4 +640,93 @@ authorized_keys = ["{}"]
     );
     let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim2")), w, "ls\n");
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// SIGTERM with SFTP connections open: the listener stops taking
+/// connections, a download in flight finishes whole, a signed-in connection
+/// with nothing open is closed, and the server stops without waiting out
+/// `shutdown_grace` (120 s here: a connection held open would make
+/// `terminate_wait`, which waits 60 s, fail).
+#[test]
+fn a_stopping_server_lets_sftp_downloads_finish_and_closes_idle_connections() {
+    let config = config().replace("[server]\n", "[server]\nshutdown_grace = \"120s\"\n")
+        + &format!(
+            "\n[[users]]\nname = \"dora\"\npassword_hash = \"{}\"\nhome = \"/dora\"\ndownload_rate = \"4 MiB/s\"\n",
+            hash("secret")
+        );
+    let mut server = FerryServer::start_with(&config);
+    let addr = sftp_addr(&server);
+    let big = random_bytes(10_000_000, 23);
+    std::fs::create_dir_all(server.files().join("dora")).expect("home");
+    std::fs::write(server.files().join("dora/big.bin"), &big).expect("big");
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    let idle_dir = w.join("idle");
+    std::fs::create_dir(&idle_dir).expect("idle dir");
+
+    // alice signs in and waits for commands on standard input.
+    let mut idle = openssh_sftp_command(addr, "alice", SshAuth::Password("secret"), &idle_dir, "-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("idle sftp");
+    let signed_in = |user: &str| {
+        let deadline = std::time::Instant::now() + LIMIT;
+        while !server
+            .log()
+            .lines()
+            .any(|l| l.contains("logged in") && l.contains(&format!("user={user}")))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{user} did not sign in"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    signed_in("alice");
+
+    // dora's download runs at 4 MiB/s: about 2.5 s.
+    std::fs::write(w.join("batch"), "get big.bin\n").expect("batch");
+    let download = openssh_sftp_command(addr, "dora", SshAuth::Password("secret"), w, "batch")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("download");
+    let deadline = std::time::Instant::now() + LIMIT;
+    while std::fs::metadata(w.join("big.bin")).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.signal("TERM");
+
+    // No new connections.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still taking SSH connections after SIGTERM"
+    );
+    // The download finishes, whole.
+    let out = download.wait_with_output().expect("download ended");
+    assert!(
+        out.status.success(),
+        "download failed:\n{}\n{}",
+        text(&out),
+        server.log()
+    );
+    let got = std::fs::read(w.join("big.bin")).expect("downloaded");
+    assert!(got == big, "the download was cut at {} bytes", got.len());
+    // The server stops without waiting for alice, whose connection is gone.
+    let status = server.terminate_wait();
+    assert!(status.success(), "exit status {status}");
+    use std::io::Write;
+    let mut stdin = idle.stdin.take().expect("stdin");
+    let _ = stdin.write_all(b"ls\n");
+    drop(stdin);
+    let status = idle.wait().expect("idle sftp ended");
+    assert!(!status.success(), "alice's connection outlived the server");
 }

@@ -169,10 +169,10 @@ impl SftpSession {
 
     /// Takes an open file out of the table for a request.
     fn take_file(&mut self, handle: &str) -> Result<Box<FileHandle>, SftpFailure> {
-        match self.handles.remove(handle) {
+        match self.handles.take(handle) {
             Some(OpenHandle::File(f)) => Ok(f),
             Some(other) => {
-                self.handles.insert(handle.to_owned(), other);
+                self.handles.put_back(handle.to_owned(), other);
                 Err(bad_handle(handle))
             }
             None => Err(bad_handle(handle)),
@@ -182,7 +182,7 @@ impl SftpSession {
     pub(super) async fn read(&mut self, r: russh_sftp::protocol::Read) -> Answer {
         let mut file = self.take_file(&r.handle)?;
         let result = self.read_from(&mut file, r.offset, r.len).await;
-        self.handles.insert(r.handle, OpenHandle::File(file));
+        self.handles.put_back(r.handle, OpenHandle::File(file));
         Ok(Packet::Data(Data {
             id: r.id,
             data: result?,
@@ -239,7 +239,7 @@ impl SftpSession {
     pub(super) async fn write(&mut self, w: russh_sftp::protocol::Write) -> Answer {
         let mut file = self.take_file(&w.handle)?;
         let result = self.write_into(&mut file, w.offset, &w.data).await;
-        self.handles.insert(w.handle, OpenHandle::File(file));
+        self.handles.put_back(w.handle, OpenHandle::File(file));
         result?;
         ok(w.id)
     }
@@ -313,14 +313,14 @@ impl SftpSession {
     }
 
     pub(super) async fn close(&mut self, id: u32, handle: &str) -> Answer {
-        match self.handles.remove(handle) {
-            Some(OpenHandle::File(file)) => {
-                self.end_file(*file, true).await?;
-                ok(id)
-            }
-            Some(OpenHandle::Dir(_)) => ok(id),
-            None => Err(bad_handle(handle)),
-        }
+        let ended = match self.handles.take(handle) {
+            Some(OpenHandle::File(file)) => self.end_file(*file, true).await,
+            Some(OpenHandle::Dir(_)) => Ok(()),
+            None => return Err(bad_handle(handle)),
+        };
+        self.handles.closed();
+        ended?;
+        ok(id)
     }
 
     /// Ends a file's handle: commits its upload (`commit`) or ends it as

@@ -10,10 +10,16 @@ use russh_sftp::protocol::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::session::SftpSession;
+use super::session::{OpenHandles, SftpSession};
 use crate::session::Peer;
+use tokio_util::sync::CancellationToken;
 
 async fn session(extra: &str) -> (SftpSession, tempfile::TempDir) {
+    session_with(extra, OpenHandles::new(CancellationToken::new())).await
+}
+
+/// A session whose handles `handles` counts.
+async fn session_with(extra: &str, handles: Arc<OpenHandles>) -> (SftpSession, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
     let opts =
         crate::test_support::options_with_alice(dir.path(), &format!("home = \"/alice\"\n{extra}"));
@@ -32,7 +38,7 @@ async fn session(extra: &str) -> (SftpSession, tempfile::TempDir) {
     )
     .await
     .expect("signed in");
-    let mut s = SftpSession::new(opts, peer, Arc::new(user));
+    let mut s = SftpSession::new(opts, peer, Arc::new(user), handles);
     let version = s
         .handle_packet(body(Packet::Init(Init {
             version: 3,
@@ -255,4 +261,91 @@ async fn an_overlong_packet_closes_the_channel() {
     .expect("read");
     assert_eq!(n, 0, "no reply to an overlong packet");
     run.await.expect("ended");
+}
+
+/// A graceful stop: files open when the server starts to stop finish, new
+/// OPEN and OPENDIR are refused, and the connection is drained once the last
+/// handle closes (or the channel ends with handles open).
+#[tokio::test]
+async fn a_stopping_server_lets_open_files_finish_and_opens_no_new_ones() {
+    let stop = CancellationToken::new();
+    let handles = OpenHandles::new(stop.clone());
+    let (mut s, dir) = session_with("", handles.clone()).await;
+    std::fs::write(dir.path().join("alice/old.txt"), b"kept").expect("old");
+    let up = handle_of(&open(&mut s, 2, "/up.bin", CREATE).await);
+    let down = handle_of(&open(&mut s, 3, "/old.txt", OpenFlags::READ).await);
+    let drained = || {
+        let handles = handles.clone();
+        async move {
+            tokio::time::timeout(std::time::Duration::from_millis(50), handles.drained())
+                .await
+                .is_ok()
+        }
+    };
+    assert!(!drained().await, "drained before the server stops");
+
+    stop.cancel();
+    let (_, code, why) = status_of(&open(&mut s, 4, "/new.bin", CREATE).await);
+    assert_eq!(code, StatusCode::Failure, "{why}");
+    assert!(why.contains("shutting down"), "{why}");
+    assert!(!dir.path().join("alice/new.bin").exists());
+    let listing = s
+        .handle_packet(body(Packet::OpenDir(russh_sftp::protocol::OpenDir {
+            id: 5,
+            path: "/".into(),
+        })))
+        .await;
+    assert_eq!(status_of(&listing).1, StatusCode::Failure);
+
+    // What is open goes on: the upload finishes and is stored whole.
+    assert_eq!(
+        status_of(&write(&mut s, 6, &up, 0, b"whole").await).1,
+        StatusCode::Ok
+    );
+    assert!(!drained().await, "drained with two files open");
+    assert_eq!(status_of(&close(&mut s, 7, &up).await).1, StatusCode::Ok);
+    s.handles.reply_sent();
+    assert_eq!(
+        std::fs::read(dir.path().join("alice/up.bin")).expect("up"),
+        b"whole"
+    );
+    assert!(!drained().await, "drained with a download open");
+    // A READ takes the handle out of the table for a moment: still counted.
+    let read = s
+        .handle_packet(body(Packet::Read(Read {
+            id: 8,
+            handle: down.clone(),
+            offset: 0,
+            len: 100,
+        })))
+        .await;
+    assert!(matches!(read, Packet::Data(_)), "{read:?}");
+    s.handles.reply_sent();
+    assert!(
+        !drained().await,
+        "drained with a download open, after a READ"
+    );
+    assert_eq!(status_of(&close(&mut s, 9, &down).await).1, StatusCode::Ok);
+    // The last CLOSE counts until its reply is sent (as `run` does).
+    assert!(!drained().await, "drained before the CLOSE was answered");
+    s.handles.reply_sent();
+    assert!(drained().await, "not drained with every handle closed");
+
+    // A channel that ends with a handle open counts it closed too.
+    let stop = CancellationToken::new();
+    let other = OpenHandles::new(stop.clone());
+    let (mut s2, _dir2) = session_with("", other.clone()).await;
+    let _left = handle_of(&open(&mut s2, 2, "/left.bin", CREATE).await);
+    stop.cancel();
+    let drained = |h: Arc<OpenHandles>| async move {
+        tokio::time::timeout(std::time::Duration::from_millis(50), h.drained())
+            .await
+            .is_ok()
+    };
+    assert!(!drained(other.clone()).await, "drained with a file open");
+    drop(s2);
+    assert!(
+        drained(other).await,
+        "a dropped channel kept its handles counted"
+    );
 }

@@ -25,6 +25,7 @@ use ferry_accounts::Permission;
 use ferry_storage::{Metadata, StorageError, VirtualPath};
 use russh_sftp::protocol::{Packet, Status, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::dirs::DirHandle;
@@ -53,27 +54,125 @@ pub(super) enum OpenHandle {
     Dir(DirHandle),
 }
 
+/// What an SSH connection's SFTP channels share for a graceful stop: how
+/// many handles are open (a file being read or written, a listing: work in
+/// flight), and whether the server is stopping. When it stops, channels open
+/// no new handles, and the connection ends once none is left open (or when
+/// `shutdown_grace` runs out), as an FTP session ends after its transfer.
+#[derive(Debug)]
+pub struct OpenHandles {
+    count: tokio::sync::watch::Sender<usize>,
+    stopping: CancellationToken,
+}
+
+impl OpenHandles {
+    /// Handles of one connection; `stopping` is the server's shutdown.
+    pub fn new(stopping: CancellationToken) -> Arc<Self> {
+        Arc::new(OpenHandles {
+            count: tokio::sync::watch::Sender::new(0),
+            stopping,
+        })
+    }
+
+    /// Whether the server is stopping: no new handles.
+    pub fn stopping(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+
+    /// Returns once the server is stopping and no handle is open.
+    pub async fn drained(&self) {
+        self.stopping.cancelled().await;
+        let mut open = self.count.subscribe();
+        // The sender lives in `self`, so this ends only at zero.
+        let _ = open.wait_for(|n| *n == 0).await;
+    }
+
+    fn opened(&self) {
+        self.count.send_modify(|n| *n += 1);
+    }
+
+    fn closed(&self, how_many: usize) {
+        self.count.send_modify(|n| *n = n.saturating_sub(how_many));
+    }
+}
+
 /// The open handles by name. Behind a mutex only so that the session is
 /// `Sync` (its requests hold it across awaits); a request that owns the
 /// session reaches them without locking.
-#[derive(Default)]
-pub(super) struct HandleTable(std::sync::Mutex<HashMap<String, OpenHandle>>);
+///
+/// Every handle counts in the connection's [`OpenHandles`] from its OPEN
+/// until the reply to its CLOSE is sent (so a stopping server does not cut
+/// the connection before the client hears that its upload was stored),
+/// including while a request has it out of the table.
+pub(super) struct HandleTable {
+    map: std::sync::Mutex<HashMap<String, OpenHandle>>,
+    counted: Arc<OpenHandles>,
+    /// Handles out of the map: taken by a request in progress, or closed by
+    /// one whose reply is not sent yet. Still counted.
+    out: usize,
+    /// Of `out`, the closed ones.
+    closed: usize,
+}
+
+impl Drop for HandleTable {
+    fn drop(&mut self) {
+        let left = self.len() + self.out;
+        self.counted.closed(left);
+    }
+}
 
 impl HandleTable {
+    fn new(counted: Arc<OpenHandles>) -> Self {
+        HandleTable {
+            map: std::sync::Mutex::default(),
+            counted,
+            out: 0,
+            closed: 0,
+        }
+    }
+
     fn map(&mut self) -> &mut HashMap<String, OpenHandle> {
-        self.0.get_mut().unwrap_or_else(|p| p.into_inner())
+        self.map.get_mut().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn len(&mut self) -> usize {
         self.map().len()
     }
 
-    pub(super) fn insert(&mut self, name: String, handle: OpenHandle) {
+    /// A new handle.
+    fn add(&mut self, name: String, handle: OpenHandle) {
+        if self.map().insert(name, handle).is_none() {
+            self.counted.opened();
+        }
+    }
+
+    /// Takes a handle out for a request, which puts it back or closes it.
+    pub(super) fn take(&mut self, name: &str) -> Option<OpenHandle> {
+        let taken = self.map().remove(name);
+        if taken.is_some() {
+            self.out += 1;
+        }
+        taken
+    }
+
+    /// Puts a taken handle back.
+    pub(super) fn put_back(&mut self, name: String, handle: OpenHandle) {
+        self.out = self.out.saturating_sub(1);
         self.map().insert(name, handle);
     }
 
-    pub(super) fn remove(&mut self, name: &str) -> Option<OpenHandle> {
-        self.map().remove(name)
+    /// A taken handle is closed; it stops counting once the reply is sent.
+    pub(super) fn closed(&mut self) {
+        self.closed += 1;
+    }
+
+    /// The reply to the last request is sent: handles it closed stop counting.
+    pub(super) fn reply_sent(&mut self) {
+        let closed = std::mem::take(&mut self.closed);
+        if closed > 0 {
+            self.out = self.out.saturating_sub(closed);
+            self.counted.closed(closed);
+        }
     }
 
     pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut OpenHandle> {
@@ -129,12 +228,18 @@ impl Audited {
 pub(super) type Answer = Result<Packet, SftpFailure>;
 
 impl SftpSession {
-    pub fn new(opts: Arc<ServerOptions>, peer: Peer, user: Arc<SignedIn>) -> Self {
+    /// A channel of the connection whose handles `handles` counts.
+    pub fn new(
+        opts: Arc<ServerOptions>,
+        peer: Peer,
+        user: Arc<SignedIn>,
+        handles: Arc<OpenHandles>,
+    ) -> Self {
         SftpSession {
             opts,
             peer,
             user,
-            handles: HandleTable::default(),
+            handles: HandleTable::new(handles),
             next_handle: 1,
             initialized: false,
         }
@@ -166,6 +271,7 @@ impl SftpSession {
             if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
                 break;
             }
+            self.handles.reply_sent();
         }
         self.close_all().await;
         debug!(session = self.peer.id, "SFTP channel ended");
@@ -221,6 +327,13 @@ impl SftpSession {
     /// the requests recorded elsewhere or not at all).
     async fn dispatch(&mut self, packet: Packet) -> (Option<Audited>, Answer) {
         match packet {
+            // Stopping: what is open finishes, nothing new starts.
+            Packet::Open(o) if self.handles.counted.stopping() => {
+                (Audited::on("OPEN", &o.filename), Err(stopping()))
+            }
+            Packet::OpenDir(o) if self.handles.counted.stopping() => {
+                (Audited::on("OPENDIR", &o.path), Err(stopping()))
+            }
             Packet::Open(o) => (Audited::on("OPEN", &o.filename), self.open(o).await),
             Packet::Close(c) => (None, self.close(c.id, &c.handle).await),
             Packet::Read(r) => (None, self.read(r).await),
@@ -296,8 +409,11 @@ impl SftpSession {
     async fn close_all(&mut self) {
         let open = self.handles.names();
         for h in open {
-            if let Some(OpenHandle::File(file)) = self.handles.remove(&h) {
-                let _ = self.end_file(*file, false).await;
+            if let Some(handle) = self.handles.take(&h) {
+                if let OpenHandle::File(file) = handle {
+                    let _ = self.end_file(*file, false).await;
+                }
+                self.handles.closed();
             }
         }
     }
@@ -311,7 +427,7 @@ impl SftpSession {
         }
         let name = self.next_handle.to_string();
         self.next_handle += 1;
-        self.handles.insert(name.clone(), handle);
+        self.handles.add(name.clone(), handle);
         Ok(name)
     }
 
@@ -405,6 +521,11 @@ impl SftpSession {
 }
 
 /// A status packet.
+/// The answer to an OPEN or OPENDIR while the server stops.
+fn stopping() -> SftpFailure {
+    SftpFailure::failure("the server is shutting down: files open now finish, no new ones open")
+}
+
 pub(super) fn status(id: u32, code: StatusCode, message: &str) -> Packet {
     Packet::Status(Status {
         id,

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::session::SftpSession;
+use super::session::{OpenHandles, SftpSession};
 use crate::activity::{AuditRecord, rfc3339};
 use crate::options::ServerOptions;
 use crate::session::Peer;
@@ -29,6 +29,12 @@ use crate::signin::{Credential, SignInRefusal, SignedIn, sign_in};
 
 /// The most session channels one connection may open.
 const MAX_CHANNELS: usize = 8;
+
+/// When the server stops, how long a connection with nothing open is given
+/// to end by itself before it is cut: a client that has just been told its
+/// last file is done (OpenSSH's `sftp -b` between two lines of its batch)
+/// takes that moment to quit cleanly, which a cut would turn into a failure.
+const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why an SSH connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +57,8 @@ pub struct SshConnection {
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// Session channels opened so far.
     opened_channels: usize,
+    /// The handles the connection's SFTP channels hold open.
+    handles: Arc<OpenHandles>,
 }
 
 impl std::fmt::Debug for SshConnection {
@@ -63,7 +71,8 @@ impl std::fmt::Debug for SshConnection {
 }
 
 /// Serves one accepted SSH connection until it ends, the login deadline
-/// passes without a login, or the server shuts down.
+/// passes without a login, or the server shuts down and the connection has
+/// no file or listing open (the listener cuts it after `shutdown_grace`).
 pub async fn serve(
     stream: TcpStream,
     opts: Arc<ServerOptions>,
@@ -72,6 +81,7 @@ pub async fn serve(
 ) {
     let Some(ctx) = opts.sftp.clone() else { return };
     let signed_in = Arc::new(AtomicBool::new(false));
+    let handles = OpenHandles::new(shutdown);
     let handler = SshConnection {
         opts: opts.clone(),
         peer,
@@ -79,6 +89,7 @@ pub async fn serve(
         signed_in: signed_in.clone(),
         channels: HashMap::new(),
         opened_channels: 0,
+        handles: handles.clone(),
     };
     let running = match russh::server::run_stream(ctx.config.clone(), stream, handler).await {
         Ok(r) => r,
@@ -101,7 +112,10 @@ pub async fn serve(
             Err(e) => debug!(session = peer.id, error = %e, "SSH connection ended"),
         },
         _ = login_deadline => info!(session = peer.id, "no login within login_timeout: closing the SSH connection"),
-        _ = shutdown.cancelled() => debug!(session = peer.id, "server shutting down: closing the SSH connection"),
+        _ = async {
+            handles.drained().await;
+            tokio::time::sleep(STOP_LINGER).await;
+        } => debug!(session = peer.id, "server shutting down: no file open, closing the SSH connection"),
     }
     drop(guard);
 }
@@ -289,7 +303,7 @@ impl russh::server::Handler for SshConnection {
             return Ok(());
         };
         session.channel_success(channel)?;
-        let sftp = SftpSession::new(self.opts.clone(), self.peer, user);
+        let sftp = SftpSession::new(self.opts.clone(), self.peer, user, self.handles.clone());
         tokio::spawn(sftp.run(ch.into_stream()));
         Ok(())
     }
