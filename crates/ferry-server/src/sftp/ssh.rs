@@ -142,6 +142,33 @@ impl Drop for DisconnectOnDrop {
 }
 
 impl SshConnection {
+    /// One login attempt; `how` names a public key for the audit log.
+    async fn sign_in(
+        &mut self,
+        user: &str,
+        credential: Credential<'_>,
+        how: Option<&str>,
+    ) -> Result<Auth, SshError> {
+        if self.user.is_some() {
+            return Ok(try_again());
+        }
+        match sign_in(&self.opts, self.peer.id, self.peer.remote, user, credential).await {
+            Ok(signed_in) => {
+                self.audit_login(user, how, None);
+                self.user = Some(Arc::new(signed_in));
+                self.signed_in.store(true, Ordering::Release);
+                Ok(Auth::Accept)
+            }
+            Err(refusal) => {
+                self.audit_login(user, how, Some(refusal));
+                if refusal.closes_connection() {
+                    return Err(SshError::Refused(refusal));
+                }
+                Ok(try_again())
+            }
+        }
+    }
+
     /// Records a login: `how` names a public key that signed in (its type and
     /// fingerprint), `refusal` why a login was refused.
     fn audit_login(&self, user: &str, how: Option<&str>, refusal: Option<SignInRefusal>) {
@@ -193,35 +220,6 @@ fn key_note(key: &russh::keys::PublicKey) -> String {
 /// The key in SSH wire form, as `authorized_keys` holds it.
 fn key_blob(key: &russh::keys::PublicKey) -> Option<Vec<u8>> {
     key.to_bytes().ok()
-}
-
-impl SshConnection {
-    /// One login attempt; `how` names a public key for the audit log.
-    async fn sign_in(
-        &mut self,
-        user: &str,
-        credential: Credential<'_>,
-        how: Option<&str>,
-    ) -> Result<Auth, SshError> {
-        if self.user.is_some() {
-            return Ok(try_again());
-        }
-        match sign_in(&self.opts, self.peer.id, self.peer.remote, user, credential).await {
-            Ok(signed_in) => {
-                self.audit_login(user, how, None);
-                self.user = Some(Arc::new(signed_in));
-                self.signed_in.store(true, Ordering::Release);
-                Ok(Auth::Accept)
-            }
-            Err(refusal) => {
-                self.audit_login(user, how, Some(refusal));
-                if refusal.closes_connection() {
-                    return Err(SshError::Refused(refusal));
-                }
-                Ok(try_again())
-            }
-        }
-    }
 }
 
 impl russh::server::Handler for SshConnection {
