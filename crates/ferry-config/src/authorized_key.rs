@@ -75,8 +75,9 @@ impl FromStr for AuthorizedKey {
 
     fn from_str(line: &str) -> Result<Self, String> {
         let line = line.trim();
-        let mut words = line.splitn(3, [' ', '\t']);
-        let algorithm = words.next().unwrap_or_default();
+        // Words are separated by runs of blanks, as OpenSSH reads them; the
+        // comment is the rest of the line.
+        let (algorithm, rest) = first_word(line);
         if algorithm.is_empty() {
             return Err("empty: expected a public key like \"ssh-ed25519 AAAA… user@host\"".into());
         }
@@ -93,8 +94,8 @@ impl FromStr for AuthorizedKey {
             }
             return Err(e);
         }
-        let encoded = words
-            .next()
+        let (encoded, rest) = first_word(rest);
+        let encoded = Some(encoded)
             .filter(|w| !w.is_empty())
             .ok_or_else(|| format!("`{algorithm}` is not followed by the key's base64 text"))?;
         let blob = STANDARD.decode(encoded).map_err(|e| {
@@ -108,13 +109,20 @@ impl FromStr for AuthorizedKey {
                 "the line says `{algorithm}` but the key inside is `{inner}`"
             ));
         }
-        let comment = words.next().unwrap_or_default().trim();
+        let comment = rest.trim();
         Ok(AuthorizedKey {
             algorithm: algorithm.to_owned(),
             blob,
             comment: comment.to_owned(),
         })
     }
+}
+
+/// The first word of `text` (after leading blanks) and what follows it.
+fn first_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    let end = text.find([' ', '\t']).unwrap_or(text.len());
+    text.split_at(end)
 }
 
 /// Refuses key types ferry cannot verify, saying what to use instead.
@@ -184,6 +192,14 @@ pub(crate) mod tests {
         // No comment, extra blanks, a comment with spaces.
         let bare = ED25519.trim_end_matches(" alice@laptop");
         let k: AuthorizedKey = format!("  {bare}  ").parse().expect("bare");
+        let doubled = ED25519.replacen(' ', "  \t", 2);
+        assert_eq!(
+            doubled
+                .parse::<AuthorizedKey>()
+                .expect("blanks")
+                .to_string(),
+            ED25519
+        );
         assert_eq!((k.comment(), k.to_string()), ("", bare.to_owned()));
         let k: AuthorizedKey = format!("{bare} Alice's laptop, 2026")
             .parse()

@@ -22,17 +22,15 @@ enum Asker {
 
 /// Decides from the environment (`var`) and whether stdin is a terminal.
 fn choose(var: impl Fn(&str) -> Option<std::ffi::OsString>, terminal: bool) -> Option<Asker> {
-    let program = var("SSH_ASKPASS").filter(|p| !p.is_empty());
     let require = var("SSH_ASKPASS_REQUIRE").unwrap_or_default();
+    let program = var("SSH_ASKPASS").filter(|p| !p.is_empty() && require != "never");
     let display = ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()
         .any(|d| var(d).is_some_and(|v| !v.is_empty()));
-    match (require.to_str(), program) {
-        (Some("force"), Some(p)) => Some(Asker::Program(p)),
-        (Some("never"), _) | (_, None) if terminal => Some(Asker::Terminal),
-        (Some("never"), _) | (_, None) => None,
+    match program {
+        Some(p) if require == "force" => Some(Asker::Program(p)),
         _ if terminal => Some(Asker::Terminal),
-        (_, Some(p)) if display => Some(Asker::Program(p)),
+        Some(p) if display => Some(Asker::Program(p)),
         _ => None,
     }
 }

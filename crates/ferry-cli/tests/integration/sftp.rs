@@ -496,25 +496,17 @@ authorized_keys = ["{}"]
     let work = tempfile::tempdir().expect("work");
     let w = work.path();
     std::fs::write(w.join("note.txt"), "signed with a key").expect("note");
+    // OpenSSH's sftp as `user` with the key named `name` only.
+    let with_key = |user: &str, name: &str, batch: &str| {
+        openssh_sftp_as(addr, user, SshAuth::Key(&key(name)), w, batch)
+    };
 
     // OpenSSH's sftp with kim's Ed25519 key, and with alice's ECDSA key
     // (no password given): the uploads land in their homes.
-    let out = openssh_sftp_as(
-        addr,
-        "kim",
-        SshAuth::Key(&key("kim")),
-        w,
-        "put note.txt\nls -l\n",
-    );
+    let out = with_key("kim", "kim", "put note.txt\nls -l\n");
     assert!(out.status.success(), "kim:\n{}", text(&out));
     assert!(text(&out).contains("note.txt"), "{}", text(&out));
-    let out = openssh_sftp_as(
-        addr,
-        "alice",
-        SshAuth::Key(&key("alice")),
-        w,
-        "put note.txt\n",
-    );
+    let out = with_key("alice", "alice", "put note.txt\n");
     assert!(out.status.success(), "alice:\n{}", text(&out));
     for home in ["kim", "alice"] {
         assert_eq!(
@@ -533,13 +525,7 @@ authorized_keys = ["{}"]
         ("alice", "stranger"),
         ("anonymous", "kim"),
     ] {
-        let out = openssh_sftp_as(
-            addr,
-            user,
-            SshAuth::Key(&key(other)),
-            w,
-            "put note.txt refused.txt\n",
-        );
+        let out = with_key(user, other, "put note.txt refused.txt\n");
         assert!(!out.status.success(), "{user} signed in with {other}'s key");
         assert!(
             text(&out).contains("Permission denied (publickey,password)"),
@@ -550,7 +536,7 @@ authorized_keys = ["{}"]
     for home in ["kim", "alice", "anonymous"] {
         assert!(!server.files().join(home).join("refused.txt").exists());
     }
-    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim")), w, "ls\n");
+    let out = with_key("kim", "kim", "ls\n");
     assert!(out.status.success(), "kim was banned:\n{}", text(&out));
 
     // Keys only: no password opens kim's account over FTP.
@@ -561,6 +547,11 @@ authorized_keys = ["{}"]
         "kim logged in over FTP"
     );
     drop(ftp);
+    let out = openssh_sftp(addr, "kim", "secret", w, "ls\n");
+    assert!(
+        !out.status.success(),
+        "kim signed in over SSH with a password"
+    );
     // alice keeps her password.
     let out = openssh_sftp(addr, "alice", "secret", w, "ls\n");
     assert!(out.status.success(), "{}", text(&out));
@@ -612,9 +603,9 @@ authorized_keys = ["{}"]
         ],
         "",
     );
-    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim")), w, "ls\n");
+    let out = with_key("kim", "kim", "ls\n");
     assert!(!out.status.success(), "the replaced key still works");
-    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim2")), w, "ls\n");
+    let out = with_key("kim", "kim2", "ls\n");
     assert!(out.status.success(), "{}", text(&out));
     let show = ferry_ok(server.dir.path(), &["user", "show", "kim"], "");
     assert!(show.contains(&public("kim2")), "{show}");
@@ -638,7 +629,7 @@ authorized_keys = ["{}"]
         !out.status.success() && said.contains("bad.pub:2") && said.contains("RSA"),
         "{said}"
     );
-    let out = openssh_sftp_as(addr, "kim", SshAuth::Key(&key("kim2")), w, "ls\n");
+    let out = with_key("kim", "kim2", "ls\n");
     assert!(out.status.success(), "{}", text(&out));
 }
 

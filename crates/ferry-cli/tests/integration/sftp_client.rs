@@ -384,18 +384,22 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
     );
 
     // A key the server does not take, and one ferry cannot read.
+    let ls_with_key = |name: &str| {
+        let key = w.join(name).display().to_string();
+        client(
+            w,
+            &[
+                "ls",
+                "-i",
+                &key,
+                "--known-hosts",
+                &known,
+                &format!("{base}/"),
+            ],
+        )
+    };
     ssh_keygen(&w.join("stranger"), "ed25519", "");
-    let out = client(
-        w,
-        &[
-            "ls",
-            "-i",
-            &w.join("stranger").display().to_string(),
-            "--known-hosts",
-            &known,
-            &format!("{base}/"),
-        ],
-    );
+    let out = ls_with_key("stranger");
     let said = stderr(&out);
     assert!(
         out.status.code() == Some(1)
@@ -404,17 +408,7 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
         "{said}"
     );
     ssh_keygen(&w.join("locked"), "ed25519", "a passphrase");
-    let out = client(
-        w,
-        &[
-            "ls",
-            "-i",
-            &w.join("locked").display().to_string(),
-            "--known-hosts",
-            &known,
-            &format!("{base}/"),
-        ],
-    );
+    let out = ls_with_key("locked");
     assert!(
         out.status.code() == Some(1) && stderr(&out).contains("encrypted with a passphrase"),
         "{}",

@@ -93,15 +93,13 @@ pub(super) async fn authenticate(
             }
         }
     };
-    let failed = |e: russh::Error| format!("authentication broke off: {e}");
-    if let Some(password) = &url.password {
-        let result = ssh
-            .authenticate_password(user, password)
-            .await
-            .map_err(failed)?;
-        if note(result, "password".to_owned()) {
-            return Ok(());
-        }
+    if let Some(password) = &url.password
+        && note(
+            try_password(ssh, user, password).await?,
+            "password".to_owned(),
+        )
+    {
+        return Ok(());
     }
 
     let mut agent = connect_agent().await;
@@ -164,7 +162,7 @@ pub(super) async fn authenticate(
             Signer::Local(key) => ssh
                 .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(*key), hash))
                 .await
-                .map_err(failed)?,
+                .map_err(broke_off)?,
             Signer::Agent(key) => {
                 let Some(agent) = agent.as_mut() else {
                     continue;
@@ -182,14 +180,12 @@ pub(super) async fn authenticate(
     if url.password.is_none()
         && let Some(ask) = &options.ask_password
         && let Some(password) = ask.ask(&format!("Password for {user}@{}: ", url.host))
+        && note(
+            try_password(ssh, user, &password).await?,
+            "password".to_owned(),
+        )
     {
-        let result = ssh
-            .authenticate_password(user, password)
-            .await
-            .map_err(failed)?;
-        if note(result, "password".to_owned()) {
-            return Ok(());
-        }
+        return Ok(());
     }
     let tried = if tried.is_empty() {
         "no password and no key to offer".to_owned()
@@ -204,6 +200,22 @@ pub(super) async fn authenticate(
             &server_takes
         }
     ))
+}
+
+/// One password attempt.
+async fn try_password(
+    ssh: &mut client::Handle<SshPeer>,
+    user: &str,
+    password: &str,
+) -> Result<client::AuthResult, String> {
+    ssh.authenticate_password(user, password)
+        .await
+        .map_err(broke_off)
+}
+
+/// The SSH connection failed during authentication.
+fn broke_off(e: russh::Error) -> String {
+    format!("authentication broke off: {e}")
 }
 
 /// The agent at `SSH_AUTH_SOCK`, when there is one that answers.

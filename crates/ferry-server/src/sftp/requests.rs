@@ -90,6 +90,16 @@ async fn write(s: &mut SftpSession, id: u32, handle: &str, offset: u64, data: &[
     .await
 }
 
+async fn read(s: &mut SftpSession, id: u32, handle: &str, offset: u64, len: u32) -> Packet {
+    s.handle_packet(body(Packet::Read(Read {
+        id,
+        handle: handle.into(),
+        offset,
+        len,
+    })))
+    .await
+}
+
 async fn close(s: &mut SftpSession, id: u32, handle: &str) -> Packet {
     s.handle_packet(body(Packet::Close(Close {
         id,
@@ -125,27 +135,13 @@ async fn writes_go_front_to_back_and_reads_anywhere() {
     // Reads at any offset, then the end.
     let h = handle_of(&open(&mut s, 7, "f.bin", OpenFlags::READ).await);
     for (offset, want) in [(6u64, &b"world"[..]), (0, b"hello world"), (3, b"lo world")] {
-        let reply = s
-            .handle_packet(body(Packet::Read(Read {
-                id: 8,
-                handle: h.clone(),
-                offset,
-                len: 4096,
-            })))
-            .await;
+        let reply = read(&mut s, 8, &h, offset, 4096).await;
         match reply {
             Packet::Data(d) => assert_eq!(d.data, want, "at {offset}"),
             other => panic!("{other:?}"),
         }
     }
-    let end = s
-        .handle_packet(body(Packet::Read(Read {
-            id: 9,
-            handle: h.clone(),
-            offset: 11,
-            len: 10,
-        })))
-        .await;
+    let end = read(&mut s, 9, &h, 11, 10).await;
     assert_eq!(status_of(&end).1, StatusCode::Eof);
     // A handle that was never given.
     assert_eq!(
@@ -311,15 +307,8 @@ async fn a_stopping_server_lets_open_files_finish_and_opens_no_new_ones() {
     );
     assert!(!drained().await, "drained with a download open");
     // A READ takes the handle out of the table for a moment: still counted.
-    let read = s
-        .handle_packet(body(Packet::Read(Read {
-            id: 8,
-            handle: down.clone(),
-            offset: 0,
-            len: 100,
-        })))
-        .await;
-    assert!(matches!(read, Packet::Data(_)), "{read:?}");
+    let data = read(&mut s, 8, &down, 0, 100).await;
+    assert!(matches!(data, Packet::Data(_)), "{data:?}");
     s.handles.reply_sent();
     assert!(
         !drained().await,
