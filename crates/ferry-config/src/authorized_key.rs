@@ -6,12 +6,14 @@
 //! the "public key blob"), which is what an SSH client offers at sign-in; the
 //! SFTP server compares blobs, so no second parse happens per login.
 //!
-//! Only key types ferry's SSH can verify are taken: Ed25519 and ECDSA over
-//! NIST P-256, P-384 and P-521. RSA is refused with a message (ferry's SSH is
-//! built without RSA, for RUSTSEC-2023-0071), and so are security-key (`sk-`)
-//! keys, certificates and OpenSSH's per-key options (`from="…"`,
-//! `command="…"`), which would otherwise be dropped silently: a restriction an
-//! operator wrote must not be ignored.
+//! Only key types ferry's SSH can verify are taken: Ed25519, ECDSA over NIST
+//! P-256, P-384 and P-521, and RSA of at least [`MIN_RSA_BITS`] (signed with
+//! SHA-2 at sign-in, RFC 8332; the server checks RSA signatures with the
+//! public key only, which the timing advisory on the `rsa` crate,
+//! RUSTSEC-2023-0071, does not concern). Refused with a message: shorter RSA
+//! keys, DSA, security-key (`sk-`) keys, certificates and OpenSSH's per-key
+//! options (`from="…"`, `command="…"`), which would otherwise be dropped
+//! silently: a restriction an operator wrote must not be ignored.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,12 +22,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 /// The key types ferry's SSH server verifies.
-pub const KEY_TYPES: [&str; 4] = [
+pub const KEY_TYPES: [&str; 5] = [
     "ssh-ed25519",
     "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521",
+    "ssh-rsa",
 ];
+
+/// The shortest RSA modulus taken, in bits: NIST's floor since 2013
+/// (SP 800-131A). `ssh-keygen` has made 3,072-bit keys by default since
+/// OpenSSH 8.0; OpenSSH's own server still takes 1,024.
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// One public key a user may sign in with.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,13 +109,29 @@ impl FromStr for AuthorizedKey {
         let blob = STANDARD.decode(encoded).map_err(|e| {
             format!("the key's base64 text is damaged ({e}): copy the whole line of the .pub file")
         })?;
-        let inner = key_type_inside(&blob).ok_or(
+        let fields = ssh_strings(&blob).ok_or(
             "the key's base64 text is not an SSH public key: copy the whole line of the .pub file",
         )?;
+        let inner = fields
+            .first()
+            .and_then(|f| std::str::from_utf8(f).ok())
+            .unwrap_or_default();
         if inner != algorithm {
             return Err(format!(
                 "the line says `{algorithm}` but the key inside is `{inner}`"
             ));
+        }
+        // Ed25519: the type and the point; ECDSA: the type, the curve and
+        // the point; RSA: the type, the exponent and the modulus.
+        let expected = if algorithm == "ssh-ed25519" { 2 } else { 3 };
+        if fields.len() != expected {
+            return Err(
+                "the key's text is cut short or damaged: copy the whole line of the .pub file"
+                    .into(),
+            );
+        }
+        if algorithm == "ssh-rsa" {
+            check_rsa_size(&fields)?;
         }
         let comment = rest.trim();
         Ok(AuthorizedKey {
@@ -130,8 +154,8 @@ fn check_type(algorithm: &str) -> Result<(), String> {
     let instead = "make one with `ssh-keygen -t ed25519`";
     match algorithm {
         a if KEY_TYPES.contains(&a) => Ok(()),
-        "ssh-rsa" | "rsa-sha2-256" | "rsa-sha2-512" => Err(format!(
-            "RSA keys are not accepted (ferry's SSH is built without RSA, RUSTSEC-2023-0071): use an Ed25519 or ECDSA key; {instead}"
+        "rsa-sha2-256" | "rsa-sha2-512" => Err(format!(
+            "`{algorithm}` names a signature, not a key type: an RSA key's line starts with `ssh-rsa`"
         )),
         "ssh-dss" => Err(format!("DSA keys are not accepted: {instead}")),
         a if a.starts_with("sk-") => Err(format!(
@@ -147,11 +171,12 @@ fn check_type(algorithm: &str) -> Result<(), String> {
     }
 }
 
-/// The key type named inside a wire-form key, when the whole blob is a
-/// sequence of SSH strings (RFC 4251 § 5: a 32-bit length, then the bytes).
-fn key_type_inside(blob: &[u8]) -> Option<&str> {
+/// The fields of a wire-form key, when the whole blob is a sequence of SSH
+/// strings (RFC 4251 § 5: a 32-bit length, then the bytes); the first is the
+/// key type.
+fn ssh_strings(blob: &[u8]) -> Option<Vec<&[u8]>> {
     let mut rest = blob;
-    let mut first = None;
+    let mut fields = Vec::new();
     while !rest.is_empty() {
         let (len, tail) = rest.split_first_chunk::<4>()?;
         let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
@@ -159,10 +184,33 @@ fn key_type_inside(blob: &[u8]) -> Option<&str> {
             return None;
         }
         let (field, tail) = tail.split_at(len);
-        first.get_or_insert(field);
+        fields.push(field);
         rest = tail;
     }
-    std::str::from_utf8(first?).ok()
+    (!fields.is_empty()).then_some(fields)
+}
+
+/// An `ssh-rsa` key is its type, the exponent and the modulus (RFC 4253
+/// § 6.6), each number an mpint (RFC 4251 § 5: big-endian, a leading zero
+/// byte when the top bit is set). Refuses moduli below [`MIN_RSA_BITS`].
+fn check_rsa_size(fields: &[&[u8]]) -> Result<(), String> {
+    let [_, _, modulus] = fields else {
+        return Err("an RSA key has an exponent and a modulus".into());
+    };
+    let significant = modulus
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(&[][..], |i| &modulus[i..]);
+    let bits = match significant.first() {
+        Some(&top) => significant.len() * 8 - top.leading_zeros() as usize,
+        None => 0,
+    };
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "this RSA key has {bits} bits; at least {MIN_RSA_BITS} are needed: make a new key with `ssh-keygen -t ed25519` (or `-t rsa -b 3072`)"
+        ));
+    }
+    Ok(())
 }
 
 crate::string_serde!(AuthorizedKey);
@@ -176,6 +224,11 @@ pub(crate) mod tests {
     /// Made with `ssh-keygen -t ecdsa -b 256`.
     const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBGjLBxZ0h8kRG3lK4+4dMNlcMkVLlKas3FAGeRA6ALhto1CHLLM6H4E+GEzVal3nfz3ce/siPEn0S87G1hY2Lo= root@vm";
 
+    /// Made with `ssh-keygen -t rsa -b 2048 -C bob@desk`.
+    const RSA_2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDjwFmoNkhv6Zv7jqZq7/gi1M4Tx8OZl0NVvNJhgHhJiCYtAr2rILc5Y6AjEdXvL6KyMqjuQyW0na0EN0KCEiMfGFsqavh9xObkg0nyB53TJhcwX2QyyNGIaQbQK3lL73tMG/Vsg2pg+Qq0QugBh9iqv7jj8QshmgxtYaui8tMnwUYLybhxgJ0dMkw8CmEIPfhTd/lBAcxa992rY/3ZVSLk06lbJgIMbRvY3HWj++oCFdstpUyJQFfF34Vn2jGU1GuJWlKmCGjjpuEONm5ksP+Q3woogojyVV7zy3SrBWv14T0m5kebtEjtuom+CC89vT/xCQQ5JU7eQlSjX9zojHVR bob@desk";
+    /// Made with `ssh-keygen -t rsa -b 1024`.
+    const RSA_1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC+JVQ6k65lWLa1WW15fE+nYi7EOJRSoq8V3uAZMqTw6cRBmw/MypZ1QS6K9IYH1zQTxv5TwKD0WdTW5hUS66kLsttqsQbKoGW99nthKWrBB0dILyBrEeAL59Iqntk4axDJYe5wWzgkv6+/vEqg0++nnsuzBDX3rOzrDyw5+YzAqQ== old@box";
+
     #[test]
     fn openssh_public_key_lines_are_read() {
         let k: AuthorizedKey = ED25519.parse().expect("ed25519");
@@ -188,6 +241,12 @@ pub(crate) mod tests {
         let k: AuthorizedKey = ECDSA.parse().expect("ecdsa");
         assert_eq!(k.algorithm(), "ecdsa-sha2-nistp256");
         assert_eq!(k.to_string(), ECDSA);
+
+        let k: AuthorizedKey = RSA_2048.parse().expect("rsa");
+        assert_eq!((k.algorithm(), k.comment()), ("ssh-rsa", "bob@desk"));
+        // 4 + 7 ("ssh-rsa") + 4 + 3 (65537) + 4 + 257 (a zero, 256 bytes).
+        assert_eq!(k.blob().len(), 279);
+        assert_eq!(k.to_string(), RSA_2048);
 
         // No comment, extra blanks, a comment with spaces.
         let bare = ED25519.trim_end_matches(" alice@laptop");
@@ -215,7 +274,12 @@ pub(crate) mod tests {
             ("ssh-ed25519", "not followed"),
             (
                 &format!("ssh-rsa {blob}") as &str,
-                "RSA keys are not accepted",
+                "the key inside is `ssh-ed25519`",
+            ),
+            (RSA_1024, "this RSA key has 1024 bits; at least 2048"),
+            (
+                &RSA_2048.replacen("ssh-rsa", "rsa-sha2-512", 1),
+                "names a signature",
             ),
             (&format!("ssh-dss {blob}"), "DSA"),
             (
@@ -247,15 +311,21 @@ pub(crate) mod tests {
 
     #[test]
     fn a_truncated_key_is_refused() {
-        let blob = STANDARD
-            .decode(ED25519.split(' ').nth(1).expect("blob"))
-            .expect("base64");
-        for cut in [1, 3, 5, 20, blob.len() - 1] {
-            let line = format!("ssh-ed25519 {}", STANDARD.encode(&blob[..cut]));
-            assert!(
-                line.parse::<AuthorizedKey>().is_err(),
-                "{cut} bytes accepted"
-            );
+        for whole in [ED25519, ECDSA, RSA_2048] {
+            let mut words = whole.split(' ');
+            let algorithm = words.next().expect("type");
+            let blob = STANDARD
+                .decode(words.next().expect("blob"))
+                .expect("base64");
+            // 4 + the type's length: the type alone, without the key.
+            let type_only = 4 + algorithm.len();
+            for cut in [1, 3, 5, type_only, 20, blob.len() - 1] {
+                let line = format!("{algorithm} {}", STANDARD.encode(&blob[..cut]));
+                assert!(
+                    line.parse::<AuthorizedKey>().is_err(),
+                    "{algorithm}: {cut} bytes accepted"
+                );
+            }
         }
     }
 }

@@ -313,8 +313,9 @@ impl Default for TlsSection {
 pub struct SftpSection {
     /// SSH listeners; none (SFTP off) by default.
     pub listen: Vec<SocketAddr>,
-    /// The SSH host key: an OpenSSH private key file. Without one, an Ed25519
-    /// key is generated once in `./ferry-data/ssh` and kept.
+    /// The SSH host key: an OpenSSH private key file, Ed25519 or ECDSA.
+    /// Without one, an Ed25519 key is generated once in `./ferry-data/ssh`
+    /// and kept.
     pub host_key: Option<PathBuf>,
 }
 
@@ -933,9 +934,9 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
         assert!(e.message.contains("authorized_keys"), "{e}");
 
         // A key ferry cannot verify names its line and says why.
-        let rsa = key.replace("ssh-ed25519", "ssh-rsa");
+        let dsa = key.replace("ssh-ed25519", "ssh-dss");
         let e = err(&format!(
-            "[[users]]\nname = \"k\"\npassword_hash = \"{HASH}\"\nauthorized_keys = [\"{rsa}\"]\n"
+            "[[users]]\nname = \"k\"\npassword_hash = \"{HASH}\"\nauthorized_keys = [\"{dsa}\"]\n"
         ));
         assert_eq!(e.line, Some(4));
         assert!(
@@ -944,7 +945,7 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
                 .is_some_and(|k| k.starts_with("users[0].authorized_keys")),
             "{e}"
         );
-        assert!(e.message.contains("RSA"), "{e}");
+        assert!(e.message.contains("DSA keys are not accepted"), "{e}");
 
         let e = err(&format!(
             "[[groups]]\nname = \"g\"\nauthorized_keys = [\"{key}\"]\n"

@@ -44,8 +44,9 @@ pub struct ConnectArgs {
     /// prints it).
     #[arg(long, value_name = "SHA256")]
     pub pin: Option<String>,
-    /// SFTP: offer this private key (OpenSSH format, Ed25519 or ECDSA, not
-    /// encrypted); may be repeated. Default: ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa.
+    /// SFTP: offer this private key (OpenSSH format: Ed25519, ECDSA or RSA;
+    /// a passphrase is asked for); may be repeated. Default: the agent's
+    /// keys, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Vec<PathBuf>,
     /// SFTP: the known_hosts file that host keys are checked against (default

@@ -63,6 +63,8 @@ pub(crate) enum SshAuth<'a> {
     Password(&'a str),
     /// This private key file only: no agent, no password.
     Key(&'a Path),
+    /// The same, signing only with this algorithm (`ssh-rsa`: SHA-1).
+    KeySignedAs(&'a Path, &'a str),
 }
 
 /// Runs OpenSSH's `sftp` in batch mode as `user` with `password`, from `dir`.
@@ -120,7 +122,7 @@ fn openssh_sftp_command(
                     "-oNumberOfPasswordPrompts=1",
                 ]);
         }
-        SshAuth::Key(key) => {
+        SshAuth::Key(key) | SshAuth::KeySignedAs(key, _) => {
             sftp.args([
                 "-oIdentitiesOnly=yes",
                 "-oIdentityAgent=none",
@@ -128,6 +130,9 @@ fn openssh_sftp_command(
                 "-i",
             ])
             .arg(key);
+            if let SshAuth::KeySignedAs(_, algorithm) = auth {
+                sftp.arg(format!("-oPubkeyAcceptedAlgorithms={algorithm}"));
+            }
         }
     }
     sftp.args([
@@ -442,8 +447,9 @@ fn users_sign_in_over_sftp_with_their_authorized_keys() {
     for (name, kind) in [
         ("alice", "ecdsa"),
         ("kim", "ed25519"),
-        ("kim2", "ed25519"),
+        ("kim2", "rsa"),
         ("stranger", "ed25519"),
+        ("legacy", "rsa:1024"),
     ] {
         ssh_keygen(&k.join(name), kind, "");
     }
@@ -591,7 +597,9 @@ authorized_keys = ["{}"]
     );
 
     // Replacing kim's keys from a file: the old key stops working at the
-    // next login, the new one works, and `user show` lists it.
+    // next login, the new one (RSA, signed with SHA-512 by OpenSSH, with
+    // SHA-2 by ferry's client) works, and `user show` lists it; the same key
+    // signed with SHA-1 (`ssh-rsa`) is declined.
     let kim2_pub = k.join("kim2.pub").display().to_string();
     ferry_ok(
         server.dir.path(),
@@ -607,14 +615,44 @@ authorized_keys = ["{}"]
     assert!(!out.status.success(), "the replaced key still works");
     let out = with_key("kim", "kim2", "ls\n");
     assert!(out.status.success(), "{}", text(&out));
+    let out = openssh_sftp_as(
+        addr,
+        "kim",
+        SshAuth::KeySignedAs(&key("kim2"), "ssh-rsa"),
+        w,
+        "ls\n",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("Permission denied"),
+        "kim signed in with an ssh-rsa (SHA-1) signature:\n{}",
+        text(&out)
+    );
+    let kim2_key = key("kim2").display().to_string();
+    let listed = client_ok(
+        w,
+        &[
+            "ls",
+            "-i",
+            &kim2_key,
+            "--pin",
+            &fp,
+            &format!("sftp://kim@{addr}/"),
+        ],
+    );
+    assert!(listed.contains("note.txt"), "{listed}");
     let show = ferry_ok(server.dir.path(), &["user", "show", "kim"], "");
     assert!(show.contains(&public("kim2")), "{show}");
     assert!(
         !show.contains(&public("kim")) && !show.contains("password_hash"),
         "{show}"
     );
-    // A file that holds no usable key changes nothing.
-    std::fs::write(w.join("bad.pub"), "# nothing\nssh-rsa AAAA\n").expect("bad");
+    // A file that holds no usable key changes nothing: a 1,024-bit RSA key
+    // is refused with its size.
+    std::fs::write(
+        w.join("bad.pub"),
+        format!("# nothing\n{}\n", public("legacy")),
+    )
+    .expect("bad");
     let out = client(
         server.dir.path(),
         &[
@@ -626,7 +664,9 @@ authorized_keys = ["{}"]
     );
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && said.contains("bad.pub:2") && said.contains("RSA"),
+        !out.status.success()
+            && said.contains("bad.pub:2")
+            && said.contains("this RSA key has 1024 bits"),
         "{said}"
     );
     let out = with_key("kim", "kim2", "ls\n");

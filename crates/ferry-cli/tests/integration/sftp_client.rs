@@ -28,21 +28,18 @@ pub(crate) fn host_fingerprint(server: &FerryServer) -> String {
         .unwrap_or_else(|| panic!("no fingerprint in {line:?}"))
 }
 
-/// Makes a key pair of type `kind` (`ed25519`, `ecdsa`, `rsa`) at `path`
-/// and `path`.pub.
+/// Makes a key pair of type `kind` (`ed25519`, `ecdsa`, `rsa`, or with a
+/// size: `rsa:1024`) at `path` and `path`.pub.
 pub(crate) fn ssh_keygen(path: &Path, kind: &str, passphrase: &str) {
-    let out = run(
-        Command::new("ssh-keygen").args([
-            "-q",
-            "-t",
-            kind,
-            "-N",
-            passphrase,
-            "-f",
-            &path.display().to_string(),
-        ]),
-        LIMIT,
-    );
+    let (kind, bits) = kind.split_once(':').unwrap_or((kind, ""));
+    let mut keygen = Command::new("ssh-keygen");
+    keygen
+        .args(["-q", "-t", kind, "-N", passphrase, "-f"])
+        .arg(path);
+    if !bits.is_empty() {
+        keygen.args(["-b", bits]);
+    }
+    let out = run(&mut keygen, LIMIT);
     assert!(out.status.success(), "ssh-keygen: {}", stderr(&out));
 }
 
@@ -477,9 +474,9 @@ fn askpass(path: &Path, answer: &str) -> PathBuf {
     path.to_owned()
 }
 
-/// Keys the way people keep them: in an agent (an RSA key ferry cannot sign
-/// with itself), encrypted files the agent holds, and encrypted files whose
-/// passphrase is asked through SSH_ASKPASS; against OpenSSH's sshd.
+/// Keys the way people keep them: in an agent, in RSA key files, encrypted
+/// files the agent holds, and encrypted files whose passphrase is asked
+/// through SSH_ASKPASS; against OpenSSH's sshd.
 #[test]
 fn client_over_sftp_signs_in_with_an_agent_and_with_passphrases() {
     let sshd = Sshd::start();
@@ -540,6 +537,10 @@ fn client_over_sftp_signs_in_with_an_agent_and_with_passphrases() {
         "{}",
         stderr(&out)
     );
+    // The same RSA key from its file: ferry signs (rsa-sha2-512).
+    let rsa = w.join("rsa").display().to_string();
+    let out = ferry(&["-i", &rsa], &[]);
+    assert!(lists(&out), "RSA key file: {}", stderr(&out));
 
     // An encrypted key named with -i that the agent holds: no passphrase asked.
     agent.add(&w.join("locked"), &right);
@@ -599,4 +600,8 @@ fn client_over_sftp_signs_in_with_an_agent_and_with_passphrases() {
         "{}",
         stderr(&out)
     );
+    // ~/.ssh/id_rsa is one of the default keys.
+    std::fs::copy(w.join("rsa"), home.join(".ssh/id_rsa")).expect("copy");
+    let out = ferry(&[], &[]);
+    assert!(lists(&out), "default RSA key: {}", stderr(&out));
 }

@@ -5,15 +5,21 @@
 //! 1. the password, when one is known (the URL's, `--user`'s or ~/.netrc's);
 //! 2. public keys: the `--identity` files when any are given (and only
 //!    those); otherwise the keys an SSH agent holds (`SSH_AUTH_SOCK`), then
-//!    `~/.ssh/id_ed25519` and `~/.ssh/id_ecdsa` where they exist;
+//!    `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa` and `~/.ssh/id_rsa` where they
+//!    exist;
 //! 3. a password asked through [`ConnectOptions::ask_password`].
 //!
 //! A key file encrypted with a passphrase is signed with by the agent when the
 //! agent holds it (`ssh-add`), else decrypted with a passphrase asked through
 //! the same prompt; with nobody to ask, a named key is an error and a default
-//! one is skipped. The agent signs with its own keys, so an RSA key in an agent
-//! works (as `rsa-sha2-512`) even though ferry cannot sign with an RSA key
-//! file itself (russh is built without RSA: RUSTSEC-2023-0071).
+//! one is skipped.
+//!
+//! RSA keys sign with SHA-2 (`rsa-sha2-512` or `-256`, RFC 8332), whichever
+//! the server lists in `server-sig-algs`; a server that takes only `ssh-rsa`
+//! (SHA-1) is not offered RSA keys, as OpenSSH since 8.8. An RSA key file is
+//! signed with by the `rsa` crate, whose private-key operations carry a timing
+//! advisory (RUSTSEC-2023-0071); the client signs once per sign-in, so a
+//! server cannot gather the many timings the attack needs (docs/client.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +38,7 @@ use crate::url::FtpUrl;
 type Agent = AgentClient<tokio::net::UnixStream>;
 
 /// The key files tried when no `--identity` is given, in `~/.ssh`.
-const DEFAULT_KEYS: [&str; 2] = ["id_ed25519", "id_ecdsa"];
+const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
 
 /// A key the client may offer, before it is read.
 enum Candidate {
@@ -61,10 +67,15 @@ impl Signer {
     }
 }
 
-/// RSA keys sign with SHA-512 (`rsa-sha2-512`, RFC 8332); the others have
-/// one signature algorithm each.
-fn hash_for(key: &KeyData) -> Option<HashAlg> {
-    key.is_rsa().then_some(HashAlg::Sha512)
+/// The hash an RSA key signs with at this server: the best of `rsa-sha2-512`
+/// and `-256` its `server-sig-algs` lists (SHA-512 when it sends no list, as
+/// servers before RFC 8308 that know RFC 8332 take it); `None` when it lists
+/// only SHA-1 `ssh-rsa`, which is not used.
+async fn rsa_hash(ssh: &client::Handle<SshPeer>) -> Option<HashAlg> {
+    match ssh.best_supported_rsa_hash().await {
+        Ok(Some(best)) => best,
+        Ok(None) | Err(_) => Some(HashAlg::Sha512),
+    }
 }
 
 /// Password, then keys, then a password asked for. The error names what was
@@ -136,6 +147,9 @@ pub(super) async fn authenticate(
             .collect()
     };
     let mut offered: Vec<KeyData> = Vec::new();
+    // Asked of the server at the first RSA key.
+    let mut rsa_sha2: Option<Option<HashAlg>> = None;
+    let mut skipped = Vec::new();
     for candidate in candidates {
         let (name, signer) = match candidate {
             Candidate::Agent { key, comment } => {
@@ -157,7 +171,20 @@ pub(super) async fn authenticate(
             continue;
         }
         offered.push(signer.key_data().clone());
-        let hash = hash_for(signer.key_data());
+        let hash = if signer.key_data().is_rsa() {
+            if rsa_sha2.is_none() {
+                rsa_sha2 = Some(rsa_hash(ssh).await);
+            }
+            match rsa_sha2.flatten() {
+                Some(hash) => Some(hash),
+                None => {
+                    skipped.push(format!("{name} (RSA: the server takes only SHA-1 ssh-rsa)"));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let result = match signer {
             Signer::Local(key) => ssh
                 .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(*key), hash))
@@ -187,11 +214,14 @@ pub(super) async fn authenticate(
     {
         return Ok(());
     }
-    let tried = if tried.is_empty() {
+    let mut tried = if tried.is_empty() {
         "no password and no key to offer".to_owned()
     } else {
         format!("tried {}", tried.join(", "))
     };
+    if !skipped.is_empty() {
+        tried.push_str(&format!("; not offered: {}", skipped.join(", ")));
+    }
     Err(format!(
         "authentication as {user} failed ({tried}; the server accepts: {})",
         if server_takes.is_empty() {
@@ -301,13 +331,6 @@ fn read_key(
         }
         Err(e) => return refuse(format!("cannot read the key {}: {e}", path.display())),
     };
-    if key.algorithm().is_rsa() {
-        return refuse(format!(
-            "{}: RSA key files are not supported (ferry's SSH is built without RSA); use an \
-             Ed25519 or ECDSA key, or let ssh-agent sign with it",
-            path.display()
-        ));
-    }
     Ok(Some(Signer::Local(Box::new(key))))
 }
 

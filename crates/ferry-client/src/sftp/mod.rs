@@ -144,6 +144,17 @@ impl SftpSession {
         let config = Arc::new(client::Config {
             nodelay: true,
             keepalive_interval: options.keepalive,
+            // Host keys signed with SHA-1 `ssh-rsa` are not taken (RSA host
+            // keys are, as `rsa-sha2-512` or `-256`), as OpenSSH since 8.8.
+            preferred: russh::Preferred {
+                key: russh::Preferred::DEFAULT
+                    .key
+                    .iter()
+                    .filter(|a| **a != russh::keys::Algorithm::Rsa { hash: None })
+                    .cloned()
+                    .collect(),
+                ..russh::Preferred::DEFAULT
+            },
             ..client::Config::default()
         });
         let handshake = client::connect_stream(config, tcp, peer);

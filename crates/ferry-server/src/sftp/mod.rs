@@ -74,6 +74,19 @@ impl SftpContext {
             }
             None => generated_key(generated_dir)?,
         };
+        if key.algorithm().is_rsa() {
+            // The host key signs at every connection, for anyone who
+            // connects: the many timings RUSTSEC-2023-0071 needs.
+            return Err(SftpSetupError::HostKey {
+                path: host_key
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                reason: "RSA host keys are not used (the `rsa` crate's private-key operations \
+                         have a timing advisory, RUSTSEC-2023-0071): make an Ed25519 key with \
+                         `ssh-keygen -t ed25519 -f KEY -N ''`"
+                    .into(),
+            });
+        }
         let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
         let config = russh::server::Config {
             server_id: SshId::Standard(concat!("SSH-2.0-ferry_", env!("CARGO_PKG_VERSION")).into()),
@@ -85,6 +98,10 @@ impl SftpContext {
             inactivity_timeout: Some(idle_timeout),
             max_auth_attempts: 6,
             nodelay: true,
+            preferred: russh::Preferred {
+                key: sha2_key_algorithms(),
+                ..russh::Preferred::DEFAULT
+            },
             ..Default::default()
         };
         Ok(SftpContext {
@@ -97,6 +114,18 @@ impl SftpContext {
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
+}
+
+/// russh's key algorithms but `ssh-rsa` with SHA-1: what the server lists
+/// in `server-sig-algs` (RFC 8308), so that clients sign with RSA keys as
+/// `rsa-sha2-512` or `-256` (RFC 8332).
+fn sha2_key_algorithms() -> std::borrow::Cow<'static, [russh::keys::Algorithm]> {
+    russh::Preferred::DEFAULT
+        .key
+        .iter()
+        .filter(|a| **a != russh::keys::Algorithm::Rsa { hash: None })
+        .cloned()
+        .collect()
 }
 
 /// The host key kept in `dir`, made on first use (readable by its owner only).
@@ -166,6 +195,35 @@ mod tests {
             .expect_err("refused");
         assert!(err.to_string().contains("key"), "{err}");
         assert!(matches!(err, SftpSetupError::HostKey { .. }));
+    }
+
+    #[test]
+    fn rsa_host_keys_are_refused_and_sha1_is_not_offered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rsa_key");
+        // OpenSSH's ssh-keygen (installed by .ci/run with openssh-client).
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen");
+        assert!(made.success());
+        let err = SftpContext::new(Some(&path), dir.path(), Duration::from_secs(60))
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("RSA host keys are not used"),
+            "{err}"
+        );
+        let ctx = SftpContext::new(None, dir.path(), Duration::from_secs(60)).expect("ed25519");
+        let listed: Vec<String> = ctx
+            .config
+            .preferred
+            .key
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert!(listed.contains(&"rsa-sha2-512".to_owned()), "{listed:?}");
+        assert!(!listed.contains(&"ssh-rsa".to_owned()), "{listed:?}");
     }
 }
 

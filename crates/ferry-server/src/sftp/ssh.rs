@@ -222,6 +222,14 @@ fn key_blob(key: &russh::keys::PublicKey) -> Option<Vec<u8>> {
     key.to_bytes().ok()
 }
 
+/// Whether a key is offered to sign with SHA-1: `ssh-rsa` without RFC 8332's
+/// `rsa-sha2-256` or `-512`. Declined, as OpenSSH has since 8.8: SHA-1
+/// signatures can be forged by chosen-prefix collision. Clients that know
+/// RFC 8332 read `server-sig-algs` and offer the same key with SHA-2.
+fn signs_with_sha1(algorithm: &russh::keys::Algorithm) -> bool {
+    *algorithm == russh::keys::Algorithm::Rsa { hash: None }
+}
+
 impl russh::server::Handler for SshConnection {
     type Error = SshError;
 
@@ -239,6 +247,10 @@ impl russh::server::Handler for SshConnection {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if signs_with_sha1(offer.algorithm) {
+            debug!(session = self.peer.id, user = %user, "ssh-rsa (SHA-1) key offer declined");
+            return Ok(try_again());
+        }
         let Some(blob) = key_blob(offer.public_key) else {
             return Ok(try_again());
         };
@@ -259,7 +271,8 @@ impl russh::server::Handler for SshConnection {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(blob) = key_blob(key.public_key) else {
+        let Some(blob) = key_blob(key.public_key).filter(|_| !signs_with_sha1(key.algorithm))
+        else {
             return Ok(try_again());
         };
         let note = key_note(key.public_key);
@@ -332,5 +345,112 @@ impl russh::server::Handler for SshConnection {
     ) -> Result<(), Self::Error> {
         session.close(channel)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Sign-in over SSH in memory: russh's client against [`SshConnection`]
+    //! on a duplex pipe, for what OpenSSH will not send (it follows
+    //! `server-sig-algs`): an RSA key signed with SHA-1.
+
+    use std::sync::Arc;
+
+    use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
+
+    use super::*;
+
+    struct AnyHostKey;
+
+    impl russh::client::Handler for AnyHostKey {
+        type Error = russh::Error;
+
+        async fn check_server_key(
+            &mut self,
+            _key: &russh::keys::PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+
+    /// An RSA key made by OpenSSH's ssh-keygen, and its `.pub` line.
+    fn rsa_key(dir: &std::path::Path) -> (PrivateKey, String) {
+        let path = dir.join("id_rsa");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen");
+        assert!(made.success());
+        let key = PrivateKey::read_openssh_file(&path).expect("key");
+        let public = std::fs::read_to_string(dir.join("id_rsa.pub")).expect("pub");
+        (key, public.trim().to_owned())
+    }
+
+    /// alice, who lists `public`, signs in over a fresh connection with
+    /// `key` signed with `hash` (`None`: SHA-1 `ssh-rsa`).
+    async fn sign_in_with(
+        dir: &std::path::Path,
+        public: &str,
+        key: &PrivateKey,
+        hash: Option<HashAlg>,
+    ) -> bool {
+        let mut opts = crate::test_support::options_with_alice(
+            dir,
+            &format!("home = \"/\"\nauthorized_keys = [\"{public}\"]\n"),
+        );
+        let ctx = super::super::SftpContext::new(None, dir, std::time::Duration::from_secs(60))
+            .expect("host key");
+        let config = ctx.config.clone();
+        opts.sftp = Some(Arc::new(ctx));
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let handler = SshConnection {
+            opts: Arc::new(opts),
+            peer: Peer {
+                remote: "127.0.0.1:40000".parse().expect("addr"),
+                local: "127.0.0.1:2222".parse().expect("addr"),
+                id: 1,
+            },
+            user: None,
+            signed_in: Arc::new(AtomicBool::new(false)),
+            channels: HashMap::new(),
+            opened_channels: 0,
+            handles: OpenHandles::new(CancellationToken::new()),
+        };
+        let server = tokio::spawn(async move {
+            if let Ok(running) = russh::server::run_stream(config, server_end, handler).await {
+                let _ = running.await;
+            }
+        });
+        let mut ssh = russh::client::connect_stream(
+            Arc::new(russh::client::Config::default()),
+            client_end,
+            AnyHostKey,
+        )
+        .await
+        .expect("handshake");
+        let signed = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), hash);
+        let result = ssh
+            .authenticate_publickey("alice", signed)
+            .await
+            .expect("authentication answered");
+        server.abort();
+        result.success()
+    }
+
+    #[tokio::test]
+    async fn rsa_keys_sign_in_with_sha2_and_not_with_sha1() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (key, public) = rsa_key(dir.path());
+        assert!(sign_in_with(dir.path(), &public, &key, Some(HashAlg::Sha512)).await);
+        assert!(sign_in_with(dir.path(), &public, &key, Some(HashAlg::Sha256)).await);
+        assert!(
+            !sign_in_with(dir.path(), &public, &key, None).await,
+            "signed in with an ssh-rsa (SHA-1) signature"
+        );
+        // Another RSA key, signed properly, is not alice's.
+        let other = tempfile::tempdir().expect("tempdir");
+        let (stranger, _) = rsa_key(other.path());
+        assert!(!sign_in_with(dir.path(), &public, &stranger, Some(HashAlg::Sha512)).await);
     }
 }
