@@ -216,6 +216,29 @@ pub fn authenticate(
     password: &str,
     remote_host: Option<&str>,
 ) -> Result<bool, PamError> {
+    transaction(service, user, Some(password), remote_host)
+}
+
+/// Whether PAM's account step (`pam_acct_mgmt`: expired, locked, outside its
+/// hours, pam_access) lets `user` in from `remote_host`, for a sign-in whose
+/// credential was checked elsewhere (an SSH key), as OpenSSH runs it after a
+/// key login. Blocks: call it off the async workers.
+pub fn account_allowed(
+    service: &str,
+    user: &str,
+    remote_host: Option<&str>,
+) -> Result<bool, PamError> {
+    transaction(service, user, None, remote_host)
+}
+
+/// One PAM transaction: authentication with `password` when given, then the
+/// account step.
+fn transaction(
+    service: &str,
+    user: &str,
+    password: Option<&str>,
+    remote_host: Option<&str>,
+) -> Result<bool, PamError> {
     let fail = |message: String| PamError {
         service: service.to_owned(),
         message,
@@ -225,7 +248,7 @@ pub fn authenticate(
     let c_service = CString::new(service).map_err(|_| nul("service name"))?;
     let answers = Box::new(Answers {
         user: CString::new(user).map_err(|_| nul("user name"))?,
-        password: CString::new(password).map_err(|_| nul("password"))?,
+        password: CString::new(password.unwrap_or_default()).map_err(|_| nul("password"))?,
     });
     let rhost = remote_host
         .map(|h| CString::new(h).map_err(|_| nul("remote host")))
@@ -254,7 +277,10 @@ pub fn authenticate(
                 return Err(fail(format!("pam_set_item(PAM_RHOST) failed ({set})")));
             }
         }
-        let mut status = (lib.authenticate)(handle, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+        let mut status = match password {
+            Some(_) => (lib.authenticate)(handle, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK),
+            None => PAM_SUCCESS,
+        };
         if status == PAM_SUCCESS {
             status = (lib.acct_mgmt)(handle, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
         }

@@ -50,9 +50,14 @@ pub enum AuthError {
     #[error("wrong password")]
     WrongPassword,
     /// The SSH public key is not among the user's `authorized_keys` (or the
-    /// user has none: anonymous, host accounts).
+    /// user has none, as anonymous).
     #[error("public key not authorized for this user")]
     KeyNotAuthorized,
+    /// The host's PAM account step (`pam_acct_mgmt`: expired, locked, outside
+    /// its hours, `pam_access`) refused a host account that signed in with a
+    /// key.
+    #[error("the account was refused by PAM's account step")]
+    AccountRefused,
     /// The account's settings cannot be used (a group that does not exist).
     #[error("account is misconfigured: {0}")]
     Misconfigured(String),
@@ -434,17 +439,47 @@ impl Authenticator {
 
     /// Signs `name` in with an SSH public key whose possession the SSH layer
     /// has verified (the client signed the session with it): the key must be
-    /// one of the user's `authorized_keys`. No password, so no PAM and no
-    /// argon2: host accounts and anonymous have no keys here.
-    pub async fn authenticate_key(&self, name: &str, key: &[u8]) -> Result<Account, AuthError> {
+    /// one of the user's `authorized_keys`. No password, so no argon2; a host
+    /// account checked by PAM goes through PAM's account step (with `from` as
+    /// `PAM_RHOST`), as OpenSSH does after a key login.
+    pub async fn authenticate_key_from(
+        &self,
+        name: &str,
+        key: &[u8],
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Account, AuthError> {
         if Self::is_anonymous_name(name) {
             return Err(AuthError::UnknownUser);
         }
-        let (user, host) = self.find_user(name).await?.ok_or(AuthError::UnknownUser)?;
+        let (user, host, check) = self
+            .find_user_in_store(name)
+            .await?
+            .ok_or(AuthError::UnknownUser)?;
         if !user.authorized_keys.iter().any(|k| k.blob() == key) {
             return Err(AuthError::KeyNotAuthorized);
         }
+        if let PasswordCheck::Pam(service) = check {
+            let (svc, n) = (service.clone(), name.to_owned());
+            let rhost = from.map(|ip| ip.to_string());
+            let allowed = verifier_threads()
+                .run(move || crate::pam::account_allowed(&svc, &n, rhost.as_deref()))
+                .await?
+                .map_err(|e| {
+                    AuthError::Store(StoreError::Backend {
+                        store: format!("PAM service {service}"),
+                        message: e.message,
+                    })
+                })?;
+            if !allowed {
+                return Err(AuthError::AccountRefused);
+            }
+        }
         self.resolve(name, &user, host).await
+    }
+
+    /// [`Authenticator::authenticate_key_from`] without a client address.
+    pub async fn authenticate_key(&self, name: &str, key: &[u8]) -> Result<Account, AuthError> {
+        self.authenticate_key_from(name, key, None).await
     }
 
     /// The account of `name` without a password check (for `policy explain`).

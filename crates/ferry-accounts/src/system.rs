@@ -5,11 +5,23 @@
 //! `nologin` or `false`, locked or passwordless accounts (`!`, `*`, empty), and
 //! hashes ferry cannot verify (MD5-crypt `$1$`, DES crypt). The files are read
 //! at each login, so host changes apply at once.
+//!
+//! Over SFTP a host account may also sign in with the keys of its own
+//! `~/.ssh/authorized_keys`, read at each login and checked as OpenSSH's
+//! StrictModes does: the home, `~/.ssh` and the file must belong to the
+//! account or to root and be writable by no one else, and the file must not
+//! be a symbolic link; otherwise no key of it is taken. Lines ferry cannot
+//! use (options such as `from=` or `command=`, key types it does not verify)
+//! are skipped with a warning naming the file and line: a key whose
+//! restrictions ferry cannot honour does not sign anyone in.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use ferry_config::{AccountSettings, PasswordHash};
+use ferry_config::{AccountSettings, AuthorizedKey, PasswordHash};
+use tracing::warn;
 
 use crate::store::{AccountStore, PasswordCheck, StoreError};
 
@@ -29,7 +41,16 @@ pub struct SystemStore {
     passwd: PathBuf,
     shadow: PathBuf,
     auth: SystemAuth,
+    /// Whether `~/.ssh/authorized_keys` is read (`accounts.system_authorized_keys`).
+    authorized_keys: bool,
 }
+
+/// Where a host account's keys are, under its home.
+pub const AUTHORIZED_KEYS_FILE: &str = ".ssh/authorized_keys";
+
+/// The most of an `authorized_keys` file read: the account's owner writes it,
+/// and it is read at every login.
+const MAX_AUTHORIZED_KEYS_BYTES: u64 = 1 << 20;
 
 /// How host accounts' passwords are checked (`accounts.system_auth`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +67,49 @@ impl SystemStore {
             passwd,
             shadow,
             auth,
+            authorized_keys: true,
         }
+    }
+
+    /// Whether host accounts' `~/.ssh/authorized_keys` are read (on by default).
+    pub fn reading_authorized_keys(mut self, on: bool) -> Self {
+        self.authorized_keys = on;
+        self
+    }
+
+    /// The keys of `account`'s `~/.ssh/authorized_keys` that ferry can use;
+    /// none when the file is missing or fails the ownership and mode checks
+    /// (each refusal logged with its reason).
+    fn host_authorized_keys(&self, account: &HostAccount) -> Vec<AuthorizedKey> {
+        if !self.authorized_keys {
+            return Vec::new();
+        }
+        let path = Path::new(&account.home).join(AUTHORIZED_KEYS_FILE);
+        let text = match read_owned_file(&path, account.uid) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Vec::new(),
+            Err(reason) => {
+                warn!(user = %account.name, file = %path.display(), "authorized_keys not read: {reason}");
+                return Vec::new();
+            }
+        };
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.parse::<AuthorizedKey>() {
+                Ok(key) => keys.push(key),
+                Err(reason) => warn!(
+                    user = %account.name,
+                    file = %path.display(),
+                    line = n + 1,
+                    "authorized_keys line skipped: {reason}"
+                ),
+            }
+        }
+        keys
     }
 
     /// Whether `name` may log in at all: a host account allowed over FTP,
@@ -103,6 +166,64 @@ impl SystemStore {
     }
 }
 
+/// The text of `path` when OpenSSH's StrictModes would take it for the
+/// account `uid`: the file and the directories from it up to the home belong
+/// to `uid` or root and are writable by no one else; the file is a regular
+/// file, not a symbolic link, and at most [`MAX_AUTHORIZED_KEYS_BYTES`]
+/// long. `Ok(None)` when there is no file.
+fn read_owned_file(path: &Path, uid: u32) -> Result<Option<String>, String> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("it is a symbolic link".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    check_owner_and_mode(&path.display().to_string(), &meta, uid)?;
+    // `~/.ssh` and the home.
+    for dir in path.ancestors().skip(1).take(2) {
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        check_owner_and_mode(&dir.display().to_string(), &meta, uid)?;
+    }
+    if meta.len() > MAX_AUTHORIZED_KEYS_BYTES {
+        return Err(format!(
+            "it is longer than {MAX_AUTHORIZED_KEYS_BYTES} bytes"
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_AUTHORIZED_KEYS_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(text))
+}
+
+/// StrictModes: owned by the account or root, writable by neither group nor
+/// others.
+fn check_owner_and_mode(what: &str, meta: &std::fs::Metadata, uid: u32) -> Result<(), String> {
+    if meta.uid() != uid && meta.uid() != 0 {
+        return Err(format!(
+            "bad ownership: {what} belongs to uid {}, not to the account or root",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "bad modes: {what} is writable by its group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 fn parse_passwd(line: &str) -> Option<HostAccount> {
     let f: Vec<&str> = line.split(':').collect();
     if f.len() < 7 || line.starts_with('#') {
@@ -127,9 +248,11 @@ impl AccountStore for SystemStore {
         let Some((account, hash)) = self.may_log_in(name)? else {
             return Ok(None);
         };
+        let authorized_keys = self.host_authorized_keys(&account);
         Ok(Some(AccountSettings {
             password_hash: hash,
             home: Some(account.home),
+            authorized_keys,
             ..Default::default()
         }))
     }
@@ -205,5 +328,98 @@ mod tests {
             );
         }
         assert_eq!(store.user_names().await.expect("names"), ["bob"]);
+    }
+
+    /// Made with `ssh-keygen -t ed25519 -C alice@laptop`.
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHOW7n+TV5zOQGr72zD3Uvxe2rkYTk+2qquNn7Hp9Cjv alice@laptop";
+    /// Made with `ssh-keygen -t rsa -b 1024`: too short.
+    const SHORT_RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC+JVQ6k65lWLa1WW15fE+nYi7EOJRSoq8V3uAZMqTw6cRBmw/MypZ1QS6K9IYH1zQTxv5TwKD0WdTW5hUS66kLsttqsQbKoGW99nthKWrBB0dILyBrEeAL59Iqntk4axDJYe5wWzgkv6+/vEqg0++nnsuzBDX3rOzrDyw5+YzAqQ== old@box";
+
+    /// A store with one host account, kim (our own uid), whose home is a
+    /// fresh directory holding `~/.ssh/authorized_keys` with `keys`.
+    fn kim(keys: &str) -> (SystemStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).expect("ssh dir");
+        std::fs::write(home.join(AUTHORIZED_KEYS_FILE), keys).expect("keys");
+        // Our own uid (the owner of what we just made), or as root (uid 0
+        // never logs in) an account's, to whom the home is handed.
+        let mut uid = std::fs::metadata(dir.path()).expect("meta").uid();
+        if uid == 0 {
+            uid = 4321;
+            for p in [&home, &home.join(".ssh"), &home.join(AUTHORIZED_KEYS_FILE)] {
+                std::os::unix::fs::chown(p, Some(uid), None).expect("chown");
+            }
+        }
+        std::fs::write(
+            dir.path().join("passwd"),
+            format!("kim:x:{uid}:{uid}::{}:/bin/sh\n", home.display()),
+        )
+        .expect("passwd");
+        std::fs::write(dir.path().join("shadow"), format!("kim:{HASH}:1::::::\n")).expect("shadow");
+        let store = SystemStore::new(
+            dir.path().join("passwd"),
+            dir.path().join("shadow"),
+            SystemAuth::Shadow,
+        );
+        (store, dir)
+    }
+
+    async fn keys_of(store: &SystemStore) -> Vec<String> {
+        let kim = store.user("kim").await.expect("lookup").expect("kim");
+        kim.authorized_keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn host_accounts_keys_are_read_as_openssh_strict_modes_allow() {
+        use std::os::unix::fs::PermissionsExt;
+        // Comments and blank lines pass; a line with options and a short RSA
+        // key are skipped, the rest taken.
+        let file = format!("# laptop\n\n{KEY}\nrestrict {KEY}\n{SHORT_RSA}\n");
+        let (store, dir) = kim(&file);
+        assert_eq!(keys_of(&store).await, [KEY]);
+        let home = dir.path().join("home");
+        let keys = home.join(AUTHORIZED_KEYS_FILE);
+
+        // Switched off: no keys.
+        let off = SystemStore::new(
+            dir.path().join("passwd"),
+            dir.path().join("shadow"),
+            SystemAuth::Shadow,
+        )
+        .reading_authorized_keys(false);
+        assert!(keys_of(&off).await.is_empty());
+
+        // Writable by others, at any of the three levels: no keys.
+        for (path, mode) in [(&keys, 0o600), (&home.join(".ssh"), 0o700), (&home, 0o755)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o020))
+                .expect("chmod");
+            assert!(
+                keys_of(&store).await.is_empty(),
+                "{} group-writable",
+                path.display()
+            );
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(keys_of(&store).await, [KEY]);
+        }
+
+        // A symbolic link to another file: not followed.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::rename(&keys, &elsewhere).expect("move");
+        std::os::unix::fs::symlink(&elsewhere, &keys).expect("symlink");
+        assert!(keys_of(&store).await.is_empty());
+        std::fs::remove_file(&keys).expect("unlink");
+        // No file: no keys, and the account still signs in by password.
+        assert!(keys_of(&store).await.is_empty());
+
+        // Root's file is taken (as OpenSSH does); another account's is not
+        // (only root can hand it over).
+        if std::fs::metadata(dir.path()).expect("meta").uid() == 0 {
+            std::fs::rename(&elsewhere, &keys).expect("move back");
+            std::os::unix::fs::chown(&keys, Some(0), None).expect("chown");
+            assert_eq!(keys_of(&store).await, [KEY]);
+            std::os::unix::fs::chown(&keys, Some(4322), None).expect("chown");
+            assert!(keys_of(&store).await.is_empty());
+        }
     }
 }

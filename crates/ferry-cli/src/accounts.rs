@@ -65,16 +65,19 @@ impl Accounts {
             }
         };
         if config.accounts.system_users {
-            stores.push(Arc::new(SystemStore::new(
-                config.accounts.system_passwd_file.clone(),
-                config.accounts.system_shadow_file.clone(),
-                match config.accounts.system_auth {
-                    ferry_config::SystemAuth::Shadow => ferry_accounts::SystemAuth::Shadow,
-                    ferry_config::SystemAuth::Pam => {
-                        ferry_accounts::SystemAuth::Pam(config.accounts.pam_service.clone())
-                    }
-                },
-            )));
+            stores.push(Arc::new(
+                SystemStore::new(
+                    config.accounts.system_passwd_file.clone(),
+                    config.accounts.system_shadow_file.clone(),
+                    match config.accounts.system_auth {
+                        ferry_config::SystemAuth::Shadow => ferry_accounts::SystemAuth::Shadow,
+                        ferry_config::SystemAuth::Pam => {
+                            ferry_accounts::SystemAuth::Pam(config.accounts.pam_service.clone())
+                        }
+                    },
+                )
+                .reading_authorized_keys(config.accounts.system_authorized_keys),
+            ));
         }
         let authenticator = Authenticator::new(stores, &config.anonymous)?
             .with_login_cache(config.accounts.login_cache.0);

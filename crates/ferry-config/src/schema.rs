@@ -155,6 +155,9 @@ pub struct AccountsSection {
     pub system_auth: SystemAuth,
     /// The PAM service (`/etc/pam.d/NAME`) with `system_auth = "pam"`.
     pub pam_service: String,
+    /// Whether host accounts may sign in over SFTP with the keys of their own
+    /// `~/.ssh/authorized_keys` (checked as OpenSSH's StrictModes does).
+    pub system_authorized_keys: bool,
     /// How long a successful password check is remembered, so a returning user
     /// logs in without another argon2 run ("0s": never).
     pub login_cache: HumanDuration,
@@ -179,6 +182,7 @@ impl Default for AccountsSection {
             system_shadow_file: PathBuf::from("/etc/shadow"),
             system_auth: SystemAuth::Shadow,
             pam_service: "ferry".to_owned(),
+            system_authorized_keys: true,
             login_cache: HumanDuration(Duration::from_secs(900)),
             timeout: HumanDuration(Duration::from_secs(5)),
             recount_after: HumanDuration(Duration::from_secs(300)),

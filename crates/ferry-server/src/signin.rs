@@ -132,15 +132,21 @@ pub async fn sign_in(
                 .authenticate_from(user, password, Some(remote.ip()))
                 .await
         }
-        Credential::PublicKey(key) => opts.accounts.authenticate_key(user, key).await,
+        Credential::PublicKey(key) => {
+            opts.accounts
+                .authenticate_key_from(user, key, Some(remote.ip()))
+                .await
+        }
     };
     let account = match checked {
         Ok(a) => a,
         Err(e) => {
             warn!(session, %remote, user = %user, reason = %e, "login failed");
             match e {
-                AuthError::UnknownUser | AuthError::WrongPassword | AuthError::KeyNotAuthorized => {
-                }
+                AuthError::UnknownUser
+                | AuthError::WrongPassword
+                | AuthError::KeyNotAuthorized
+                | AuthError::AccountRefused => {}
                 // Not the client's doing, and not for long (one hopes): a
                 // temporary refusal, which clients retry, rather than one that
                 // reads as a wrong password.

@@ -705,3 +705,142 @@ fn system_users_log_in_with_the_host_password() {
     let r = c.cmd("RETR ../secret");
     assert_eq!(code(&r), "550", "{r}");
 }
+
+/// Host accounts over SFTP with the keys of their own
+/// `~/.ssh/authorized_keys` (root only: the home must belong to the account,
+/// and uid 0 never logs in): OpenSSH's `sftp` signs in with the key and
+/// uploads into the host home as the account; a `~/.ssh` others may write to
+/// gets the key refused, with the reason in the server's log; with
+/// `system_auth = "pam"`, PAM's account step decides after the key, as
+/// OpenSSH runs it.
+#[test]
+fn system_users_sign_in_over_sftp_with_their_own_authorized_keys() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: handing a home to another uid needs root (CI runs as root)");
+        return;
+    }
+    let keys = tempfile::tempdir().expect("keys");
+    crate::sftp_client::ssh_keygen(&keys.path().join("kim"), "ed25519", "");
+    crate::sftp_client::ssh_keygen(&keys.path().join("other"), "ed25519", "");
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    std::fs::write(w.join("note.txt"), "from a host account's key").expect("note");
+    // A server of host accounts: hostkim (uid 4343) with her key in her home.
+    let serve = |auth: &str| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let home = d.join("home/hostkim");
+        std::fs::create_dir_all(home.join(".ssh")).expect("home");
+        std::fs::copy(
+            keys.path().join("kim.pub"),
+            home.join(".ssh/authorized_keys"),
+        )
+        .expect("authorized_keys");
+        for p in [
+            &home,
+            &home.join(".ssh"),
+            &home.join(".ssh/authorized_keys"),
+        ] {
+            std::os::unix::fs::chown(p, Some(4343), Some(4343)).expect("chown");
+        }
+        std::fs::write(
+            d.join("passwd"),
+            format!("hostkim:x:4343:4343::{}:/bin/sh\n", home.display()),
+        )
+        .expect("passwd");
+        std::fs::write(
+            d.join("shadow"),
+            format!("hostkim:{}:1::::::\n", hash_of("host-pw")),
+        )
+        .expect("shadow");
+        std::fs::write(
+            d.join("ferry.toml"),
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:0\"]\n[sftp]\nlisten = [\"127.0.0.1:0\"]\n\
+                 [accounts]\nstore = \"config\"\nsystem_users = true\n\
+                 system_passwd_file = \"passwd\"\nsystem_shadow_file = \"shadow\"\n{auth}"
+            ),
+        )
+        .expect("config");
+        serve_in(dir)
+    };
+    let sftp = |server: &FerryServer, key: &str, batch: &str| {
+        crate::sftp::openssh_sftp_as(
+            crate::sftp::sftp_addr(server),
+            "hostkim",
+            crate::sftp::SshAuth::Key(&keys.path().join(key)),
+            w,
+            batch,
+        )
+    };
+
+    let server = serve("");
+    let out = sftp(&server, "kim", "put note.txt\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = server.dir.path().join("home/hostkim/note.txt");
+    assert_eq!(
+        std::fs::read_to_string(&stored).expect("stored in the host home"),
+        "from a host account's key"
+    );
+    assert_eq!(std::fs::metadata(&stored).expect("meta").uid(), 4343);
+    // Someone else's key is declined.
+    assert!(!sftp(&server, "other", "ls\n").status.success());
+    // ~/.ssh writable by the group: the file is not trusted, and the log
+    // says why.
+    let ssh_dir = server.dir.path().join("home/hostkim/.ssh");
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+    assert!(!sftp(&server, "kim", "ls\n").status.success());
+    server.wait_for_log("bad modes");
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    assert!(sftp(&server, "kim", "ls\n").status.success());
+    drop(server);
+
+    // Switched off: the key is not read.
+    let server = serve("system_authorized_keys = false\n");
+    assert!(!sftp(&server, "kim", "ls\n").status.success());
+    drop(server);
+
+    // PAM: no password passes its authentication (pam_deny), and the key
+    // login still goes through its account step.
+    let name = format!("ferry-keys-{}", std::process::id());
+    let auth = "auth requisite pam_deny.so\n";
+    let service = PamService::write(&name, &format!("{auth}account required pam_permit.so\n"));
+    let server = serve(&format!(
+        "system_auth = \"pam\"\npam_service = \"{}\"\n",
+        service.name
+    ));
+    assert!(
+        sftp(&server, "kim", "ls\n").status.success(),
+        "account step permits"
+    );
+    std::fs::write(
+        Path::new("/etc/pam.d").join(&service.name),
+        format!("{auth}account required pam_deny.so\n"),
+    )
+    .expect("rewrite");
+    assert!(
+        !sftp(&server, "kim", "ls\n").status.success(),
+        "signed in although PAM's account step refuses"
+    );
+}
+
+/// A sha512-crypt hash of `password`, made by openssl.
+fn hash_of(password: &str) -> String {
+    crate::support::run_ok(
+        std::process::Command::new("openssl").args([
+            "passwd",
+            "-6",
+            "-salt",
+            "ferrysalt",
+            password,
+        ]),
+        Duration::from_secs(20),
+    )
+    .trim()
+    .to_owned()
+}
