@@ -467,8 +467,23 @@ impl Drop for SshAgent {
 }
 
 /// A script that prints `answer`, for SSH_ASKPASS.
+/// An SSH_ASKPASS program that answers `answer` and notes each prompt it is
+/// given in `path`.prompts.
 fn askpass(path: &Path, answer: &str) -> PathBuf {
-    std::fs::write(path, format!("#!/bin/sh\necho '{answer}'\n")).expect("askpass");
+    askpass_script(path, &format!("echo '{answer}'"))
+}
+
+/// An SSH_ASKPASS program that runs `answer` (shell), noting each prompt in
+/// `path`.prompts.
+fn askpass_script(path: &Path, answer: &str) -> PathBuf {
+    std::fs::write(
+        path,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}.prompts'\n{answer}\n",
+            path.display()
+        ),
+    )
+    .expect("askpass");
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .expect("chmod");
     path.to_owned()
@@ -573,6 +588,32 @@ fn client_over_sftp_signs_in_with_an_agent_and_with_passphrases() {
         out.status.code() == Some(1) && stderr(&out).contains("cannot decrypt"),
         "{}",
         stderr(&out)
+    );
+    // Asked three times, as OpenSSH's NumberOfPasswordPrompts.
+    let prompts = |script: &Path| {
+        std::fs::read_to_string(format!("{}.prompts", script.display())).unwrap_or_default()
+    };
+    assert_eq!(prompts(&wrong).lines().count(), 3, "{}", prompts(&wrong));
+    // A mistyped passphrase, then the right one.
+    let second = askpass_script(
+        &w.join("second.sh"),
+        &format!(
+            "if [ -e '{0}' ]; then echo 'open sesame'; else touch '{0}'; echo 'abracadabra'; fi",
+            w.join("asked-once").display()
+        ),
+    );
+    let out = ferry(
+        &["-i", &locked],
+        &[
+            ("SSH_ASKPASS", &second),
+            ("SSH_ASKPASS_REQUIRE", Path::new("force")),
+        ],
+    );
+    assert!(lists(&out), "right at the second try: {}", stderr(&out));
+    let asked = prompts(&second);
+    assert!(
+        asked.lines().count() == 2 && asked.contains("Bad passphrase, try again"),
+        "{asked}"
     );
     let out = ferry(&["-i", &locked], &[]);
     assert!(

@@ -277,9 +277,23 @@ async fn agent_identities(agent: &mut Agent) -> Vec<(PublicKey, String)> {
     }
 }
 
+/// How many times a key's passphrase is asked before the key is given up,
+/// as OpenSSH's `NumberOfPasswordPrompts`.
+const PASSPHRASE_ATTEMPTS: u32 = 3;
+
+/// Why an encrypted key file cannot be used without a passphrase.
+fn no_passphrase(path: &Path) -> String {
+    format!(
+        "{} is encrypted with a passphrase and none was given: add it to ssh-agent (ssh-add), \
+         or run ferry on a terminal or with SSH_ASKPASS",
+        path.display()
+    )
+}
+
 /// Reads a key file into a signer: as it is, through the agent when the file
 /// is encrypted and the agent holds it, or decrypted with a passphrase asked
-/// for. `Ok(None)`: a default key that cannot be used, skipped.
+/// for (again after a wrong one, [`PASSPHRASE_ATTEMPTS`] times in all).
+/// `Ok(None)`: a default key that cannot be used, skipped.
 fn read_key(
     path: &Path,
     explicit: bool,
@@ -304,28 +318,28 @@ fn read_key(
             {
                 return Ok(Some(Signer::Agent(public)));
             }
-            let asked = options
-                .ask_password
-                .as_ref()
-                .and_then(|ask| ask.ask(&format!("Passphrase for key {}: ", path.display())));
-            match asked {
-                Some(passphrase) if !passphrase.is_empty() => {
-                    match russh::keys::load_secret_key(path, Some(&passphrase)) {
-                        Ok(key) => key,
-                        Err(e) => {
-                            return Err(format!(
-                                "cannot decrypt {} with that passphrase: {e}",
-                                path.display()
-                            ));
-                        }
+            let Some(ask) = options.ask_password.as_ref() else {
+                return refuse(no_passphrase(path));
+            };
+            let mut prompt = format!("Passphrase for key {}: ", path.display());
+            let mut attempt = 1;
+            loop {
+                let passphrase = match ask.ask(&prompt) {
+                    Some(p) if !p.is_empty() => p,
+                    _ => return refuse(no_passphrase(path)),
+                };
+                match russh::keys::load_secret_key(path, Some(&passphrase)) {
+                    Ok(key) => break key,
+                    Err(e) if attempt >= PASSPHRASE_ATTEMPTS => {
+                        return Err(format!(
+                            "cannot decrypt {} with the passphrases given ({attempt} tries): {e}",
+                            path.display()
+                        ));
                     }
-                }
-                _ => {
-                    return refuse(format!(
-                        "{} is encrypted with a passphrase and none was given: add it to \
-                         ssh-agent (ssh-add), or run ferry on a terminal or with SSH_ASKPASS",
-                        path.display()
-                    ));
+                    Err(_) => {
+                        attempt += 1;
+                        prompt = format!("Bad passphrase, try again for {}: ", path.display());
+                    }
                 }
             }
         }
