@@ -13,7 +13,7 @@ use ferry_server::tls::TlsContext;
 use ferry_server::{Server, ServerOptions};
 use ferry_storage::StorageBackend;
 use ferry_storage::local::LocalDisk;
-use ferry_storage::object::{ObjectStorage, S3Settings};
+use ferry_storage::object::{BucketProblem, ObjectStorage, S3Settings};
 
 use crate::accounts::Accounts;
 
@@ -73,6 +73,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Err(e) = tokio::signal::unix::signal(file_size_signal) {
             eprintln!("ferry: cannot catch SIGXFSZ ({e}): a write past `ulimit -f` would stop the server");
         }
+        check_bucket(&config).await?;
         let accounts = Accounts::open(&config, path.as_deref()).await?;
         let users = accounts.user_count().await?;
         let mut opts = ServerOptions::from_config(&config, storage, accounts.authenticator.clone());
@@ -185,18 +186,61 @@ pub fn open_storage(config: &ferry_config::Config) -> anyhow::Result<Arc<dyn Sto
                 .with_context(|| format!("cannot create the storage root {}", s.root.display()))?,
         ),
         StorageBackendKind::S3 => {
-            let settings = S3Settings {
-                bucket: s.bucket.clone().unwrap_or_default(),
-                endpoint: s.endpoint.clone(),
-                region: s.region.clone(),
-                prefix: s.prefix.clone(),
-                credentials: s.access_key_id.clone().zip(s.secret_access_key.clone()),
-                timeout: S3_REQUEST_TIMEOUT,
-            };
-            Arc::new(ObjectStorage::s3(&settings).context("[storage] backend = \"s3\"")?)
+            Arc::new(ObjectStorage::s3(&s3_settings(config)).context("[storage] backend = \"s3\"")?)
         }
     })
 }
+
+/// `[storage]`'s bucket, endpoint and credentials.
+fn s3_settings(config: &ferry_config::Config) -> S3Settings {
+    let s = &config.storage;
+    S3Settings {
+        bucket: s.bucket.clone().unwrap_or_default(),
+        endpoint: s.endpoint.clone(),
+        region: s.region.clone(),
+        prefix: s.prefix.clone(),
+        credentials: s.access_key_id.clone().zip(s.secret_access_key.clone()),
+        timeout: S3_REQUEST_TIMEOUT,
+    }
+}
+
+/// With `backend = "s3"`, asks the bucket for its first keys before serving:
+/// a bucket that does not exist or refuses the credentials stops the start
+/// with the reason; a storage service that cannot be reached is only warned
+/// about (it may be back in a moment; logins are answered 421 meanwhile).
+async fn check_bucket(config: &ferry_config::Config) -> anyhow::Result<()> {
+    if config.storage.backend != StorageBackendKind::S3 {
+        return Ok(());
+    }
+    let settings = s3_settings(config);
+    let bucket = ObjectStorage::s3(&settings).context("[storage] backend = \"s3\"")?;
+    let place = format!(
+        "S3 bucket {} at {}",
+        settings.bucket,
+        settings.endpoint.as_deref().unwrap_or("AWS")
+    );
+    let probe = tokio::time::timeout(BUCKET_PROBE_TIMEOUT, bucket.probe()).await;
+    let probe = probe.unwrap_or_else(|_| {
+        Err(BucketProblem::Unreachable(format!(
+            "no answer within {} s",
+            BUCKET_PROBE_TIMEOUT.as_secs()
+        )))
+    });
+    match probe {
+        Ok(()) => Ok(()),
+        Err(BucketProblem::Unreachable(why)) => {
+            eprintln!(
+                "ferry: warning: the {place} cannot be reached yet ({why}); logins are refused with 421 until it can"
+            );
+            Ok(())
+        }
+        Err(problem) => Err(anyhow::anyhow!("[storage] the {place}: {problem}")),
+    }
+}
+
+/// How long the start waits for the bucket's first answer before it warns
+/// and serves.
+const BUCKET_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long one request to the bucket may take, its retries included.
 const S3_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -79,6 +79,74 @@ pub struct S3Settings {
     pub timeout: Duration,
 }
 
+/// What [`ObjectStorage::probe`] found wrong with the bucket.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketProblem {
+    /// The bucket does not exist (S3's `NoSuchBucket`).
+    #[error("the bucket does not exist: {0}")]
+    Missing(String),
+    /// The credentials are refused (`AccessDenied`, `InvalidAccessKeyId`,
+    /// `SignatureDoesNotMatch`, or a 401 or 403).
+    #[error("the bucket refuses these credentials: {0}")]
+    Refused(String),
+    /// The storage service could not be reached or failed: perhaps for a
+    /// moment, so the server starts and logins are answered 421 meanwhile.
+    #[error("the storage service cannot be reached: {0}")]
+    Unreachable(String),
+}
+
+impl BucketProblem {
+    /// Sorts a failed listing. `object_store` hands a listing's failure
+    /// over as a generic error whose text holds S3's answer, so the S3 error
+    /// code (`<Code>NoSuchBucket</Code>`, a stable part of S3's API) decides,
+    /// else the HTTP status.
+    fn of(e: object_store::Error) -> Self {
+        let text = e.to_string();
+        let code = s3_error_code(&text);
+        let shown = match code {
+            Some((code, message)) => format!("{code}: {message}"),
+            None => text.clone(),
+        };
+        match (&e, code.map(|(c, _)| c)) {
+            (object_store::Error::NotFound { .. }, _) | (_, Some("NoSuchBucket")) => {
+                BucketProblem::Missing(shown)
+            }
+            (
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+                _,
+            )
+            | (
+                _,
+                Some(
+                    "AccessDenied"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "InvalidToken"
+                    | "AllAccessDisabled",
+                ),
+            ) => BucketProblem::Refused(shown),
+            _ if text.contains("status code: 401") || text.contains("status code: 403") => {
+                BucketProblem::Refused(shown)
+            }
+            _ => BucketProblem::Unreachable(shown),
+        }
+    }
+}
+
+/// The `<Code>` and `<Message>` of an S3 error document (REST API, "Error
+/// responses") found in `text`.
+fn s3_error_code(text: &str) -> Option<(&str, &str)> {
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let len = text[start..].find(close)?;
+        Some(&text[start..start + len])
+    };
+    let code = between("<Code>", "</Code>")?;
+    Some((code, between("<Message>", "</Message>").unwrap_or("")))
+}
+
 /// An S3-compatible bucket holding the homes under a key prefix.
 #[derive(Debug, Clone)]
 pub struct ObjectStorage {
@@ -119,6 +187,23 @@ impl ObjectStorage {
             StorageError::Io(io::Error::other(format!("the S3 bucket's settings: {e}")))
         })?;
         Ok(Self::new(Arc::new(store), &settings.prefix))
+    }
+
+    /// Asks the bucket for the first keys under the prefix, as `ferry serve`
+    /// does at start: a bucket that does not exist or refuses the
+    /// credentials is a mistake in the configuration, told at once rather
+    /// than at the first login.
+    pub async fn probe(&self) -> Result<(), BucketProblem> {
+        let prefix = Key::from_iter(self.prefix.iter().map(String::as_str));
+        let first = self
+            .store
+            .list((!prefix.as_ref().is_empty()).then_some(&prefix))
+            .next()
+            .await;
+        match first {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(BucketProblem::of(e)),
+        }
     }
 
     /// Any object store (tests use `object_store`'s in-memory one).
@@ -685,6 +770,41 @@ mod tests {
     use super::*;
     use crate::conformance::{self, names, put, read_all as get, vp as p};
     use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn a_bucket_probe_tells_mistakes_from_outages() {
+        // As object_store hands over a failed listing: S3's answer in the text.
+        let listing = |answer: &str| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(io::Error::other(format!(
+                "Error performing list request: Server returned non-2xx status code: {answer}"
+            ))),
+        };
+        let missing = BucketProblem::of(listing(
+            "404 Not Found: <?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>",
+        ));
+        assert!(
+            matches!(&missing, BucketProblem::Missing(m) if m == "NoSuchBucket: The specified bucket does not exist"),
+            "{missing:?}"
+        );
+        for answer in [
+            "403 Forbidden: <Error><Code>InvalidAccessKeyId</Code><Message>no such key</Message></Error>",
+            "403 Forbidden: ",
+        ] {
+            let refused = BucketProblem::of(listing(answer));
+            assert!(matches!(refused, BucketProblem::Refused(_)), "{refused:?}");
+        }
+        for answer in [
+            "503 Service Unavailable: <Error><Code>SlowDown</Code><Message>later</Message></Error>",
+            "error sending request: connection refused",
+        ] {
+            let away = BucketProblem::of(listing(answer));
+            assert!(matches!(away, BucketProblem::Unreachable(_)), "{away:?}");
+        }
+        // A bucket that answers: nothing to say.
+        let storage = ObjectStorage::new(Arc::new(InMemory::new()), "site");
+        assert!(storage.probe().await.is_ok());
+    }
 
     async fn home() -> (Arc<InMemory>, Arc<dyn Storage>) {
         let memory = Arc::new(InMemory::new());

@@ -327,4 +327,74 @@ fn files_live_in_an_s3_bucket() {
         "{}",
         lost.log()
     );
+    // ... and the start said so, but served.
+    assert!(
+        lost.log().contains("cannot be reached yet"),
+        "{}",
+        lost.log()
+    );
+
+    // A bucket that does not exist is a mistake in the configuration:
+    // `ferry serve` stops at start and names it.
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        s3.config().replace(
+            &format!("bucket = \"{}\"", s3.bucket),
+            "bucket = \"no-such-bucket\"",
+        ),
+    )
+    .expect("config");
+    let out = run(
+        Command::new(crate::support::ferry_bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && said.contains("S3 bucket no-such-bucket")
+            && said.contains("does not exist"),
+        "{said}"
+    );
+}
+
+/// SFTP over the bucket: OpenSSH's `sftp` uploads (a file of three parts),
+/// lists, downloads, renames and makes and removes a directory; what it wrote
+/// is in the bucket under the prefix and the home, byte for byte.
+#[test]
+fn sftp_files_live_in_an_s3_bucket() {
+    let s3 = MotoS3::start();
+    let server = FerryServer::start_with(&(s3.config() + "\n[sftp]\nlisten = [\"127.0.0.1:0\"]\n"));
+    let addr = crate::sftp::sftp_addr(&server);
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    let big = random_bytes(20 << 20, 11);
+    std::fs::write(w.join("big.bin"), &big).expect("file");
+    let out = crate::sftp::openssh_sftp_as(
+        addr,
+        "alice",
+        crate::sftp::SshAuth::Password("pw"),
+        w,
+        "put big.bin\nls -l\nget big.bin back.bin\nrename big.bin moved.bin\nmkdir made\nmkdir gone\nrmdir gone\n",
+    );
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("big.bin"), "ls -l: {said}");
+    let back = std::fs::read(w.join("back.bin")).expect("downloaded");
+    assert!(back == big, "the download differs: {} bytes", back.len());
+    let keys = s3.keys("site/ftp/alice/");
+    assert!(
+        keys.contains(&"site/ftp/alice/moved.bin".to_owned())
+            && !keys.contains(&"site/ftp/alice/big.bin".to_owned()),
+        "{keys:?}"
+    );
+    assert!(s3.object("site/ftp/alice/moved.bin") == big);
+    assert!(
+        keys.iter().any(|k| k.starts_with("site/ftp/alice/made/"))
+            && !keys.iter().any(|k| k.starts_with("site/ftp/alice/gone/")),
+        "{keys:?}"
+    );
 }
