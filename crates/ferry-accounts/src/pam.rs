@@ -205,35 +205,14 @@ unsafe fn free_responses(out: *mut PamResponse, filled: usize) {
     }
 }
 
-/// Whether PAM's `service` accepts `password` for `user` connecting from
-/// `remote_host` (PAM_RHOST, for pam_access and the modules' logs):
-/// authentication, then the account's own checks (expired,
-/// locked, outside its hours). Blocks for as long as the modules take: call it
-/// off the async workers.
-pub fn authenticate(
-    service: &str,
-    user: &str,
-    password: &str,
-    remote_host: Option<&str>,
-) -> Result<bool, PamError> {
-    transaction(service, user, Some(password), remote_host)
-}
-
-/// Whether PAM's account step (`pam_acct_mgmt`: expired, locked, outside its
-/// hours, pam_access) lets `user` in from `remote_host`, for a sign-in whose
-/// credential was checked elsewhere (an SSH key), as OpenSSH runs it after a
-/// key login. Blocks: call it off the async workers.
-pub fn account_allowed(
-    service: &str,
-    user: &str,
-    remote_host: Option<&str>,
-) -> Result<bool, PamError> {
-    transaction(service, user, None, remote_host)
-}
-
-/// One PAM transaction: authentication with `password` when given, then the
-/// account step.
-fn transaction(
+/// Whether PAM's `service` lets `user` in from `remote_host` (PAM_RHOST, for
+/// pam_access and the modules' logs): authentication with `password` when
+/// one is given, then the account's own checks (`pam_acct_mgmt`: expired,
+/// locked, outside its hours). Without a password only the account step runs,
+/// for a sign-in whose credential was checked elsewhere (an SSH key), as
+/// OpenSSH runs it after a key login. Blocks for as long as the modules take:
+/// call it off the async workers.
+pub fn check(
     service: &str,
     user: &str,
     password: Option<&str>,

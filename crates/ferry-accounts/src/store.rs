@@ -249,6 +249,32 @@ impl VerifierThreads {
     }
 }
 
+/// Asks PAM's `service` about `name` (crate::pam::check) on the verifier
+/// threads: with `password`, authentication and the account step; without,
+/// the account step alone. A module or its backend failing is a store error.
+async fn ask_pam(
+    service: &str,
+    name: &str,
+    password: Option<&str>,
+    from: Option<std::net::IpAddr>,
+) -> Result<bool, AuthError> {
+    let (svc, n, p) = (
+        service.to_owned(),
+        name.to_owned(),
+        password.map(str::to_owned),
+    );
+    let rhost = from.map(|ip| ip.to_string());
+    verifier_threads()
+        .run(move || crate::pam::check(&svc, &n, p.as_deref(), rhost.as_deref()))
+        .await?
+        .map_err(|e| {
+            AuthError::Store(StoreError::Backend {
+                store: format!("PAM service {service}"),
+                message: e.message,
+            })
+        })
+}
+
 fn verifier_threads() -> &'static VerifierThreads {
     static THREADS: std::sync::OnceLock<VerifierThreads> = std::sync::OnceLock::new();
     THREADS.get_or_init(|| {
@@ -387,18 +413,7 @@ impl Authenticator {
         if let Some((settings, host, PasswordCheck::Pam(service))) = user {
             // PAM decides (and keeps its own failure delays); nothing is cached,
             // so an account PAM locks or expires is refused at once.
-            let (svc, n, p) = (service.clone(), name.to_owned(), password.to_owned());
-            let rhost = from.map(|ip| ip.to_string());
-            let accepted = verifier_threads()
-                .run(move || crate::pam::authenticate(&svc, &n, &p, rhost.as_deref()))
-                .await?
-                .map_err(|e| {
-                    AuthError::Store(StoreError::Backend {
-                        store: format!("PAM service {service}"),
-                        message: e.message,
-                    })
-                })?;
-            if !accepted {
+            if !ask_pam(&service, name, Some(password), from).await? {
                 return Err(AuthError::WrongPassword);
             }
             return self.resolve(name, &settings, host).await;
@@ -458,21 +473,10 @@ impl Authenticator {
         if !user.authorized_keys.iter().any(|k| k.blob() == key) {
             return Err(AuthError::KeyNotAuthorized);
         }
-        if let PasswordCheck::Pam(service) = check {
-            let (svc, n) = (service.clone(), name.to_owned());
-            let rhost = from.map(|ip| ip.to_string());
-            let allowed = verifier_threads()
-                .run(move || crate::pam::account_allowed(&svc, &n, rhost.as_deref()))
-                .await?
-                .map_err(|e| {
-                    AuthError::Store(StoreError::Backend {
-                        store: format!("PAM service {service}"),
-                        message: e.message,
-                    })
-                })?;
-            if !allowed {
-                return Err(AuthError::AccountRefused);
-            }
+        if let PasswordCheck::Pam(service) = check
+            && !ask_pam(&service, name, None, from).await?
+        {
+            return Err(AuthError::AccountRefused);
         }
         self.resolve(name, &user, host).await
     }
@@ -607,26 +611,19 @@ mod tests {
             ("alice", "/alice".into())
         );
         // Another key, another user's key, users without keys, anonymous.
-        assert!(
-            !auth
-                .key_authorized("alice", &other_blob)
-                .await
-                .expect("store")
-        );
-        assert!(matches!(
-            auth.authenticate_key("alice", &other_blob).await,
-            Err(AuthError::KeyNotAuthorized)
-        ));
-        assert!(
-            !auth
-                .key_authorized("bob", &alice_blob)
-                .await
-                .expect("store")
-        );
-        assert!(matches!(
-            auth.authenticate_key("bob", &alice_blob).await,
-            Err(AuthError::KeyNotAuthorized)
-        ));
+        for (user, blob) in [("alice", &other_blob), ("bob", &alice_blob)] {
+            assert!(
+                !auth.key_authorized(user, blob).await.expect("store"),
+                "{user}"
+            );
+            assert!(
+                matches!(
+                    auth.authenticate_key(user, blob).await,
+                    Err(AuthError::KeyNotAuthorized)
+                ),
+                "{user}"
+            );
+        }
         assert!(
             !auth
                 .key_authorized("anonymous", &alice_blob)

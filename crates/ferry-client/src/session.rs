@@ -40,8 +40,8 @@ pub struct ConnectOptions {
     /// SFTP: which host keys are trusted.
     pub host_key_check: HostKeyCheck,
     /// SFTP: private key files to offer (`--identity`), and only those; empty:
-    /// the keys of the SSH agent at `SSH_AUTH_SOCK`, then `~/.ssh/id_ed25519`
-    /// and `~/.ssh/id_ecdsa` where they exist.
+    /// the keys of the SSH agent at `SSH_AUTH_SOCK`, then `~/.ssh/id_ed25519`,
+    /// `~/.ssh/id_ecdsa` and `~/.ssh/id_rsa` where they exist.
     pub identities: Vec<PathBuf>,
     /// SFTP: asks for a password when neither a known password nor a key was
     /// accepted, and for the passphrase of an encrypted key file the agent

@@ -3,7 +3,8 @@
 //! `ls -l` lines, a request with a body uploads), over SSH.
 //!
 //! Credentials: the URL's, else the password manager's, else ~/.netrc, then the
-//! user's keys (`~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`); the user defaults to
+//! user's keys (an SSH agent's, then `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`,
+//! `~/.ssh/id_rsa`); the user defaults to
 //! the local one, as with OpenSSH. The host key is checked against
 //! `~/.ssh/known_hosts` unless the opener is [`insecure`] or was given another
 //! check ([`OpenerBuilder::host_key_check`]). A refusal is

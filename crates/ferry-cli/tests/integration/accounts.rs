@@ -454,14 +454,23 @@ impl Drop for PamService {
     }
 }
 
+/// Whether the tests run as root, which `what` needs; says it is skipped
+/// otherwise (CI runs as root).
+fn running_as_root(what: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: {what} needs root (CI runs as root)");
+    }
+    root
+}
+
 /// Host accounts checked by PAM (`system_auth = "pam"`): the test's own PAM
 /// service runs pam_exec with a script that accepts one password, so libpam,
 /// ferry's conversation with it and a real module decide; then the account
 /// step (pam_deny) refuses the same password.
 #[test]
 fn system_users_log_in_through_pam() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: writing /etc/pam.d needs root (CI runs as root)");
+    if !running_as_root("writing /etc/pam.d") {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
@@ -615,22 +624,7 @@ fn system_users_log_in_with_the_host_password() {
     if root {
         std::os::unix::fs::chown(&home, Some(uid), Some(gid)).expect("chown home");
     }
-    let sha512 = String::from_utf8(
-        crate::support::run_ok(
-            std::process::Command::new("openssl").args([
-                "passwd",
-                "-6",
-                "-salt",
-                "ferrysalt",
-                "host-pw",
-            ]),
-            std::time::Duration::from_secs(20),
-        )
-        .into_bytes(),
-    )
-    .expect("utf8")
-    .trim()
-    .to_owned();
+    let sha512 = sha512_crypt("host-pw");
     // yescrypt, Debian's default for /etc/shadow, made by the host's own
     // libxcrypt as passwd(1) would.
     let yescrypt = crate::support::run_ok(
@@ -716,8 +710,7 @@ fn system_users_log_in_with_the_host_password() {
 #[test]
 fn system_users_sign_in_over_sftp_with_their_own_authorized_keys() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: handing a home to another uid needs root (CI runs as root)");
+    if !running_as_root("handing a home to another uid") {
         return;
     }
     let keys = tempfile::tempdir().expect("keys");
@@ -751,7 +744,7 @@ fn system_users_sign_in_over_sftp_with_their_own_authorized_keys() {
         .expect("passwd");
         std::fs::write(
             d.join("shadow"),
-            format!("hostkim:{}:1::::::\n", hash_of("host-pw")),
+            format!("hostkim:{}:1::::::\n", sha512_crypt("host-pw")),
         )
         .expect("shadow");
         std::fs::write(
@@ -829,8 +822,9 @@ fn system_users_sign_in_over_sftp_with_their_own_authorized_keys() {
     );
 }
 
-/// A sha512-crypt hash of `password`, made by openssl.
-fn hash_of(password: &str) -> String {
+/// A sha512-crypt hash of `password` (`$6$`, as /etc/shadow holds), made by
+/// openssl.
+fn sha512_crypt(password: &str) -> String {
     crate::support::run_ok(
         std::process::Command::new("openssl").args([
             "passwd",

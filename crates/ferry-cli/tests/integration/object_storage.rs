@@ -379,8 +379,7 @@ fn sftp_files_live_in_an_s3_bucket() {
         w,
         "put big.bin\nls -l\nget big.bin back.bin\nrename big.bin moved.bin\nmkdir made\nmkdir gone\nrmdir gone\n",
     );
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let said = crate::sftp::text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("big.bin"), "ls -l: {said}");
     let back = std::fs::read(w.join("back.bin")).expect("downloaded");

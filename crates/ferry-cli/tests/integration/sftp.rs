@@ -145,7 +145,8 @@ fn openssh_sftp_command(
     sftp
 }
 
-fn text(out: &Output) -> String {
+/// A program's standard output and error, together.
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -564,18 +565,21 @@ authorized_keys = ["{}"]
 
     // ferry's own client, with -i.
     let fp = host_fingerprint(&server);
-    let kim_key = key("kim").display().to_string();
-    let listed = client_ok(
-        w,
-        &[
-            "ls",
-            "-i",
-            &kim_key,
-            "--pin",
-            &fp,
-            &format!("sftp://kim@{addr}/"),
-        ],
-    );
+    let ferry_ls_with_key = |user: &str, name: &str| {
+        let key = key(name).display().to_string();
+        client_ok(
+            w,
+            &[
+                "ls",
+                "-i",
+                &key,
+                "--pin",
+                &fp,
+                &format!("sftp://{user}@{addr}/"),
+            ],
+        )
+    };
+    let listed = ferry_ls_with_key("kim", "kim");
     assert!(listed.contains("note.txt"), "{listed}");
 
     // The audit log names the key that signed in, as ssh-keygen -l does.
@@ -627,18 +631,7 @@ authorized_keys = ["{}"]
         "kim signed in with an ssh-rsa (SHA-1) signature:\n{}",
         text(&out)
     );
-    let kim2_key = key("kim2").display().to_string();
-    let listed = client_ok(
-        w,
-        &[
-            "ls",
-            "-i",
-            &kim2_key,
-            "--pin",
-            &fp,
-            &format!("sftp://kim@{addr}/"),
-        ],
-    );
+    let listed = ferry_ls_with_key("kim", "kim2");
     assert!(listed.contains("note.txt"), "{listed}");
     let show = ferry_ok(server.dir.path(), &["user", "show", "kim"], "");
     assert!(show.contains(&public("kim2")), "{show}");

@@ -10,7 +10,7 @@
 //!
 //! - `auth`: signing in: the password when one is known, then keys (the
 //!   `--identity` files, else an SSH agent's keys and `~/.ssh/id_ed25519`,
-//!   `~/.ssh/id_ecdsa`; an encrypted file through the agent or a passphrase
+//!   `~/.ssh/id_ecdsa`, `~/.ssh/id_rsa`; an encrypted file through the agent or a passphrase
 //!   asked for), then a password asked through [`ConnectOptions::ask_password`].
 //!
 //! Paths are as SFTP servers take them: absolute, or relative to the login
