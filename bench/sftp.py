@@ -10,6 +10,8 @@ row, so only figures of one run are compared):
   client upload:   `ferry put` vs `sftp put`, both to sshd
   server download: OpenSSH `sftp get` from ferry serve vs from sshd
   server upload:   OpenSSH `sftp put` to ferry serve vs to sshd
+and the same four with --small-files files of 4 KiB in one session (files/s):
+`ferry mirror` against `sftp get -R` / `put -R` for the client rows.
 Needs /usr/sbin/sshd (openssh-server), sftp and ssh-keygen (openssh-client).
 """
 
@@ -56,6 +58,7 @@ def main():
     ap.add_argument("--bin", default="target/release")
     ap.add_argument("--size-mib", type=int, default=512)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--small-files", type=int, default=1000)
     args = ap.parse_args()
     ferry = os.path.abspath(os.path.join(args.bin, "ferry"))
     work = tempfile.mkdtemp(prefix="ferry-sftp-bench-")
@@ -101,6 +104,14 @@ def main():
             for _ in range(args.size_mib):
                 f.write(chunk)
         shutil.copy(src, f"{d}/local.bin")
+        small = f"{data_dir}/small"
+        os.makedirs(small)
+        os.makedirs(f"{d}/local_small")
+        for i in range(args.small_files):
+            blob = os.urandom(4096)
+            for where in (small, f"{d}/local_small"):
+                with open(f"{where}/f{i:05}", "wb") as f:
+                    f.write(blob)
         size = os.path.getsize(src)
         user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
 
@@ -128,6 +139,14 @@ def main():
             for p in (f"{d}/got.bin", f"{data_dir}/up.bin"):
                 if os.path.exists(p):
                     os.remove(p)
+            for p in (f"{d}/got_small", f"{data_dir}/up_small"):
+                shutil.rmtree(p, ignore_errors=True)
+
+        def count_small(where):
+            # A row that moved fewer files than it should is a broken run.
+            n = len(os.listdir(where))
+            if n != args.small_files:
+                sys.exit(f"{where}: {n} files, expected {args.small_files}")
 
         rows = [
             ("client download (from sshd)",
@@ -143,17 +162,49 @@ def main():
              lambda: openssh(ferry_port, "bench", "put local.bin up.bin\n", key=False),
              lambda: openssh(sshd_port, user, f"put local.bin {data_dir}/up.bin\n")),
         ]
-        print(f"SFTP, {args.size_mib} MiB, median of {args.runs} runs, MB/s (ratio to OpenSSH)")
-        print(f"{'row':34} {'ferry':>8} {'OpenSSH':>8} {'ratio':>6}")
-        for name, ours, theirs in rows:
-            a, b = [], []
-            for _ in range(args.runs):
-                clean()
-                a.append(size / ours() / 1e6)
-                clean()
-                b.append(size / theirs() / 1e6)
-            ma, mb = statistics.median(a), statistics.median(b)
-            print(f"{name:34} {ma:8.0f} {mb:8.0f} {ma / mb:6.2f}")
+        def then(run, where):
+            def timed_and_counted():
+                took = run()
+                count_small(where)
+                return took
+            return timed_and_counted
+
+        got_small, up_small = f"{d}/got_small", f"{data_dir}/up_small"
+        n = args.small_files
+        small_rows = [
+            (f"client download, {n} x 4 KiB (from sshd)",
+             then(lambda: timed([ferry, "mirror", *ferry_opts, f"{sshd_url}/small", "got_small"],
+                                cwd=d), got_small),
+             then(lambda: openssh(sshd_port, user, f"get -R {small} got_small\n"), got_small)),
+            (f"client upload, {n} x 4 KiB (to sshd)",
+             then(lambda: timed([ferry, "mirror", *ferry_opts, "local_small",
+                                 f"{sshd_url}/up_small"], cwd=d), up_small),
+             then(lambda: openssh(sshd_port, user, f"put -R local_small {up_small}\n"), up_small)),
+            (f"server download, {n} x 4 KiB (OpenSSH sftp)",
+             then(lambda: openssh(ferry_port, "bench", "get -R small got_small\n", key=False),
+                  got_small),
+             then(lambda: openssh(sshd_port, user, f"get -R {small} got_small\n"), got_small)),
+            (f"server upload, {n} x 4 KiB (OpenSSH sftp)",
+             then(lambda: openssh(ferry_port, "bench", "put -R local_small up_small\n",
+                                  key=False), up_small),
+             then(lambda: openssh(sshd_port, user, f"put -R local_small {up_small}\n"), up_small)),
+        ]
+
+        def table(title, unit, rows, amount):
+            print(f"SFTP, {title}, median of {args.runs} runs, {unit} (ratio to OpenSSH)")
+            print(f"{'row':44} {'ferry':>8} {'OpenSSH':>8} {'ratio':>6}")
+            for name, ours, theirs in rows:
+                a, b = [], []
+                for _ in range(args.runs):
+                    clean()
+                    a.append(amount / ours())
+                    clean()
+                    b.append(amount / theirs())
+                ma, mb = statistics.median(a), statistics.median(b)
+                print(f"{name:44} {ma:8.0f} {mb:8.0f} {ma / mb:6.2f}", flush=True)
+
+        table(f"{args.size_mib} MiB", "MB/s", rows, size / 1e6)
+        table("small files", "files/s", small_rows, n)
     finally:
         for p in procs:
             p.terminate()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SFTP side by side: ferry's client and server next to OpenSSH's sftp and sshd.
-#   bench/sftp.sh [--size-mib N] [--runs N]     (release build; ~3 min)
+#   bench/sftp.sh [--size-mib N] [--runs N] [--small-files N]   (release build; ~5 min)
 # See bench/sftp.py and docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -41,6 +41,15 @@ pub struct TransferSettings {
     pub rate: Option<RateLimit>,
     /// TYPE A instead of TYPE I (the shell's `ascii`): sizes are not compared.
     pub ascii: bool,
+    /// Downloads are not flushed to disk one by one: a batch (`mirror`,
+    /// `get -r`) flushes its file systems once at its end
+    /// ([`sync_file_systems`]). Each file is still renamed into place only
+    /// when complete.
+    pub sync_at_end: bool,
+    /// Copies take their source's modification time: a download the remote
+    /// file's, an upload the local file's (`mirror`, whose next run compares
+    /// them).
+    pub keep_times: bool,
 }
 
 /// Told how a transfer advances; the command line draws progress bars with it.
@@ -110,12 +119,83 @@ async fn read_state(dest: &Path) -> Option<FileState> {
     serde_json::from_str(&text).ok()
 }
 
-async fn write_state(dest: &Path, state: &FileState) -> Result<()> {
-    let path = state_path(dest);
-    let text = serde_json::to_string(state).unwrap_or_default();
-    tokio::fs::write(&path, text)
+/// Opens the file a download is written into, positioned at `offset`
+/// (truncated when it starts from 0), after recording the source's state in
+/// the state file `record` names. One trip to the blocking pool: on their
+/// own, these steps cost a small file more than its bytes.
+async fn open_working(
+    working: &Path,
+    offset: u64,
+    record: Option<(PathBuf, FileState)>,
+) -> Result<std::fs::File> {
+    let working = working.to_owned();
+    blocking(move || {
+        use std::io::Seek;
+        if let Some((path, state)) = record {
+            let text = serde_json::to_string(&state).unwrap_or_default();
+            std::fs::write(&path, text).map_err(|e| ClientError::local(path, e))?;
+        }
+        let local = |e| ClientError::local(&working, e);
+        let mut file = std::fs::File::options()
+            .create(true)
+            .write(true)
+            .truncate(offset == 0)
+            .open(&working)
+            .map_err(local)?;
+        file.seek(std::io::SeekFrom::Start(offset)).map_err(local)?;
+        Ok(file)
+    })
+    .await
+}
+
+/// Closes the file a download was written into, after giving it `modified`
+/// and flushing it to disk if asked: one trip to the blocking pool, none
+/// when there is nothing to do.
+async fn close_working(
+    file: std::fs::File,
+    working: &Path,
+    modified: Option<time::OffsetDateTime>,
+    sync: bool,
+) -> Result<()> {
+    if modified.is_none() && !sync {
+        return Ok(());
+    }
+    let working = working.to_owned();
+    blocking(move || {
+        let local = |e| ClientError::local(&working, e);
+        if let Some(t) = modified {
+            file.set_modified(t.into()).map_err(local)?;
+        }
+        if sync {
+            file.sync_all().map_err(local)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Puts a complete download in place: `working` renamed to `dest` (unless
+/// it is `dest`, continued with `-c`) and the state file removed. One trip
+/// to the blocking pool.
+async fn publish(working: &Path, dest: &Path) -> Result<()> {
+    let (working, dest) = (working.to_owned(), dest.to_owned());
+    blocking(move || {
+        if working != dest {
+            std::fs::rename(&working, &dest).map_err(|e| ClientError::local(&dest, e))?;
+        }
+        let _ = std::fs::remove_file(state_path(&dest));
+        Ok(())
+    })
+    .await
+}
+
+/// Runs local file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ClientError::local(path, e))
+        .map_err(|e| ClientError::Io(std::io::Error::other(e)))?
 }
 
 async fn local_len(path: &Path) -> Result<Option<u64>> {
@@ -124,15 +204,6 @@ async fn local_len(path: &Path) -> Result<Option<u64>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ClientError::local(path, e)),
     }
-}
-
-/// The remote file's size and modification time.
-pub async fn remote_state(session: &mut RemoteSession, path: &str) -> Result<Option<FileState>> {
-    let Some(size) = session.size(path).await? else {
-        return Ok(None);
-    };
-    let modified = session.modified(path).await?;
-    Ok(Some(FileState { size, modified }))
 }
 
 /// Checks that bytes `0..len` of `local` are those of `remote` on the server, where
@@ -207,18 +278,21 @@ pub async fn download_file(
     let state = if settings.ascii {
         None
     } else {
-        remote_state(session, remote).await?
+        session.file_state(remote).await?
     };
     let part = partial_path(dest);
     // What is already here: a partial file, or (with -c) a file under the real
     // name left by another program.
-    let (working, partial) = match (settings.resume, local_len(&part).await?) {
-        (true, Some(n)) => (part.clone(), n),
-        (true, None) => match local_len(dest).await? {
-            Some(n) => (dest.to_owned(), n),
-            None => (part.clone(), 0),
-        },
-        (false, _) => (part.clone(), 0),
+    let (working, partial) = if settings.resume {
+        match local_len(&part).await? {
+            Some(n) => (part.clone(), n),
+            None => match local_len(dest).await? {
+                Some(n) => (dest.to_owned(), n),
+                None => (part.clone(), 0),
+            },
+        }
+    } else {
+        (part.clone(), 0)
     };
     let recorded = if working == part && partial > 0 {
         read_state(dest).await
@@ -258,47 +332,37 @@ pub async fn download_file(
         // leaves no partial file behind.
         let mut download = session.download(remote, offset).await?;
         if let Some(s) = &state {
-            write_state(dest, s).await?;
+            download.stop_at(s.size);
         }
-        let local = |e| ClientError::local(&working, e);
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(offset == 0)
-            .open(&working)
-            .await;
-        let mut file = match file {
+        let record = state.map(|s| (state_path(dest), s));
+        let file = match open_working(&working, offset, record).await {
             Ok(f) => f,
             Err(e) => {
                 let _ = download.abort().await;
-                return Err(local(e));
+                return Err(e);
             }
         };
         // TYPE I over plain TCP with no rate limit: the kernel moves the
         // bytes on a thread of their own (crate::zero_copy).
-        if !settings.ascii
+        let file = if !settings.ascii
             && settings.rate.is_none()
             && let RemoteDownload::Ftp(plain) = &mut download
             && plain.is_plain()
         {
-            let into = file.into_std().await;
             let moved =
-                zero_copy::receive_into_file(plain, &working, into, offset, None, progress).await;
+                zero_copy::receive_into_file(plain, &working, file, offset, None, progress).await;
             bytes = moved.bytes;
-            file = tokio::fs::File::from_std(moved.end?);
+            moved.end?
         } else {
-            bytes = receive_through_buffer(
-                &mut download,
-                &mut file,
-                &working,
-                offset,
-                settings,
-                progress,
-            )
-            .await?;
-        }
-        file.sync_all().await.map_err(local)?;
-        drop(file);
+            let mut file = tokio::fs::File::from_std(file);
+            bytes = receive_through_buffer(&mut download, &mut file, &working, settings, progress)
+                .await?;
+            file.into_std().await
+        };
+        let modified = state
+            .and_then(|s| s.modified)
+            .filter(|_| settings.keep_times);
+        close_working(file, &working, modified, !settings.sync_at_end).await?;
         download.finish().await?;
     }
     let size = offset + bytes;
@@ -318,12 +382,7 @@ pub async fn download_file(
     } else {
         None
     };
-    if working != dest {
-        tokio::fs::rename(&working, dest)
-            .await
-            .map_err(|e| ClientError::local(dest, e))?;
-    }
-    let _ = tokio::fs::remove_file(state_path(dest)).await;
+    publish(&working, dest).await?;
     Ok(TransferReport {
         upload: false,
         remote: remote.to_owned(),
@@ -344,14 +403,10 @@ async fn receive_through_buffer(
     download: &mut RemoteDownload<'_>,
     file: &mut tokio::fs::File,
     working: &Path,
-    offset: u64,
     settings: &TransferSettings,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let local = |e| ClientError::local(working, e);
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(local)?;
     let mut bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
     // TYPE A: CRLF on the wire, LF here (RFC 959 §3.1.1.1).
@@ -386,6 +441,23 @@ async fn receive_through_buffer(
     Ok(bytes)
 }
 
+/// Opens a local file to upload, with its size and modification time: one
+/// trip to the blocking pool.
+async fn open_source(path: &Path) -> Result<(std::fs::File, FileState)> {
+    let path = path.to_owned();
+    blocking(move || {
+        let local = |e| ClientError::local(&path, e);
+        let file = std::fs::File::open(&path).map_err(local)?;
+        let meta = file.metadata().map_err(local)?;
+        let state = FileState {
+            size: meta.len(),
+            modified: meta.modified().ok().map(time::OffsetDateTime::from),
+        };
+        Ok((file, state))
+    })
+    .await
+}
+
 /// The local file's size and modification time.
 pub async fn local_state(path: &Path) -> Result<FileState> {
     let meta = tokio::fs::metadata(path)
@@ -412,7 +484,7 @@ pub async fn upload_file(
 ) -> Result<TransferReport> {
     let started = Instant::now();
     session.set_binary(!settings.ascii).await?;
-    let source = local_state(local).await?;
+    let (file, source) = open_source(local).await?;
     let mut prefix_checked = false;
     let offset = if settings.resume && !settings.ascii {
         let there = match session.size(remote).await {
@@ -443,8 +515,12 @@ pub async fn upload_file(
     progress.begin(Some(source.size), offset);
     let mut bytes = 0u64;
     if offset < source.size || offset == 0 {
-        let local_err = |e| ClientError::local(local, e);
-        let mut file = tokio::fs::File::open(local).await.map_err(local_err)?;
+        let mut file = file;
+        if offset > 0 {
+            // Moves the file position only: no disk access to wait for.
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
+                .map_err(|e| ClientError::local(local, e))?;
+        }
         let mode = if offset > 0 {
             UploadMode::Append
         } else {
@@ -458,15 +534,23 @@ pub async fn upload_file(
             && let RemoteUpload::Ftp(plain) = &mut upload
             && plain.is_plain()
         {
-            let from = file.into_std().await;
-            let moved = zero_copy::send_from_file(plain, local, from, offset, progress).await;
+            let moved = zero_copy::send_from_file(plain, local, file, offset, progress).await;
             bytes = moved.bytes;
             moved.end?;
         } else {
-            bytes = send_through_buffer(&mut upload, &mut file, local, offset, settings, progress)
-                .await?;
+            let mut file = tokio::fs::File::from_std(file);
+            bytes = send_through_buffer(&mut upload, &mut file, local, settings, progress).await?;
         }
+        let time = source.modified.filter(|_| settings.keep_times);
+        let set_at_close = time.is_some_and(|t| upload.set_time_at_close(t));
         upload.finish().await?;
+        // Over FTP, MFMT once the file is stored. A server that cannot set
+        // times leaves the time of the upload.
+        if let Some(t) = time
+            && !set_at_close
+        {
+            let _ = session.set_modified(remote, t).await;
+        }
     }
     let size = offset + bytes;
     let verified = if settings.verify && !settings.ascii {
@@ -494,14 +578,10 @@ async fn send_through_buffer(
     upload: &mut RemoteUpload<'_>,
     file: &mut tokio::fs::File,
     local: &Path,
-    offset: u64,
     settings: &TransferSettings,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let local_err = |e| ClientError::local(local, e);
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(local_err)?;
     let mut bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
     // TYPE A: LF here, CRLF on the wire.
@@ -535,6 +615,30 @@ pub struct Remote {
     /// Server and credentials (the path is not used).
     pub url: FtpUrl,
     pub options: ConnectOptions,
+}
+
+/// Flushes the file systems that hold `paths` to disk, each once (syncfs):
+/// the end of a batch of downloads made with [`TransferSettings::sync_at_end`],
+/// which is one flush where a flush per file costs a small file more than its
+/// transfer.
+pub async fn sync_file_systems(paths: Vec<PathBuf>) -> Result<()> {
+    blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        let mut done = std::collections::HashSet::new();
+        for path in paths {
+            let file = std::fs::File::open(&path).map_err(|e| ClientError::local(&path, e))?;
+            let device = file
+                .metadata()
+                .map_err(|e| ClientError::local(&path, e))?
+                .dev();
+            if done.insert(device) {
+                rustix::fs::syncfs(&file)
+                    .map_err(|e| ClientError::local(&path, std::io::Error::from(e)))?;
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 impl Remote {
@@ -630,12 +734,17 @@ impl Worker {
         settings: &TransferSettings,
         progress: &dyn Progress,
     ) -> Result<TransferReport> {
-        let first = local_state(local).await?;
+        // What a retry checks the file against, when there can be one.
+        let first = if self.retries > 0 {
+            Some(local_state(local).await?)
+        } else {
+            None
+        };
         let mut tries = 0;
         loop {
             let mut s = settings.clone();
             s.resume |= tries > 0;
-            let recorded = (tries > 0).then_some(first);
+            let recorded = first.filter(|_| tries > 0);
             let result = match self.session().await {
                 Ok(session) => upload_file(session, local, remote, &s, recorded, progress).await,
                 Err(e) => Err(e),
@@ -671,7 +780,7 @@ where
 {
     let started = Instant::now();
     let mut first = remote.open().await?;
-    let Some(state) = remote_state(&mut first, path).await? else {
+    let Some(state) = first.file_state(path).await? else {
         return Err(ClientError::Unsupported(
             "the server does not report file sizes (SIZE), so the file cannot be split".to_owned(),
         ));

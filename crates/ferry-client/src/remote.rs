@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::checksum::Checksum;
 use crate::error::{ClientError, Result};
 use crate::listing::RemoteEntry;
+use crate::resume::FileState;
 use crate::session::{ConnectOptions, FtpSession};
 use crate::sftp::{SftpDownload, SftpSession, SftpUpload};
 use crate::transfer::{Download, Upload, UploadMode};
@@ -134,6 +135,21 @@ impl RemoteSession {
         }
     }
 
+    /// A file's size and modification time (FTP: SIZE and MDTM, SFTP: one
+    /// STAT); `None` when the server tells no size.
+    pub async fn file_state(&mut self, path: &str) -> Result<Option<FileState>> {
+        match self {
+            RemoteSession::Ftp(s) => {
+                let Some(size) = s.size(path).await? else {
+                    return Ok(None);
+                };
+                let modified = s.modified(path).await?;
+                Ok(Some(FileState { size, modified }))
+            }
+            RemoteSession::Sftp(s) => s.file_state(path).await,
+        }
+    }
+
     /// Sets the modification time; `Ok(false)` when the server cannot.
     pub async fn set_modified(&mut self, path: &str, when: OffsetDateTime) -> Result<bool> {
         match self {
@@ -239,11 +255,24 @@ impl RemoteDownload<'_> {
         }
     }
 
+    /// Ends the download at byte `end`, the file's size when it began (SFTP,
+    /// where the client finds the end by asking past it:
+    /// [`SftpDownload::stop_at`]). FTP reads to the end of the data
+    /// connection, which the server marks.
+    pub fn stop_at(&mut self, end: u64) {
+        if let RemoteDownload::Sftp(d) = self {
+            d.stop_at(end);
+        }
+    }
+
     /// The transfer completed: the server's confirmation.
     pub async fn finish(self) -> Result<()> {
         match self {
             RemoteDownload::Ftp(d) => d.finish().await.map(drop),
-            RemoteDownload::Sftp(d) => d.finish().await,
+            RemoteDownload::Sftp(d) => {
+                d.finish();
+                Ok(())
+            }
         }
     }
 
@@ -251,7 +280,10 @@ impl RemoteDownload<'_> {
     pub async fn abort(self) -> Result<()> {
         match self {
             RemoteDownload::Ftp(d) => d.abort().await,
-            RemoteDownload::Sftp(d) => d.finish().await,
+            RemoteDownload::Sftp(d) => {
+                d.finish();
+                Ok(())
+            }
         }
     }
 }
@@ -268,6 +300,20 @@ impl RemoteUpload<'_> {
         match self {
             RemoteUpload::Ftp(u) => u.write_chunk(bytes).await,
             RemoteUpload::Sftp(u) => u.write_chunk(bytes).await,
+        }
+    }
+
+    /// Asks that the file be given the modification time `when` as it is
+    /// closed (SFTP: an FSETSTAT sent behind the last WRITE, answered before
+    /// the CLOSE is sent, so it costs no round trip of its own). `false` over
+    /// FTP, where the time is set once the file is stored (MFMT).
+    pub fn set_time_at_close(&mut self, when: OffsetDateTime) -> bool {
+        match self {
+            RemoteUpload::Ftp(_) => false,
+            RemoteUpload::Sftp(u) => {
+                u.set_time_at_close(when);
+                true
+            }
         }
     }
 

@@ -1,11 +1,13 @@
 //! `ferry ls`, `get`, `put`, `rm`, `mkdir`, `rmdir`, `mv`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
-use ferry_client::files::{Remote, TransferSettings, Worker, download_segmented};
+use ferry_client::files::{
+    Remote, TransferSettings, Worker, download_segmented, sync_file_systems,
+};
 use ferry_client::mirror::{remote_join, walk_local, walk_remote};
 use ferry_client::{ClientError, EntryKind, RemoteSession};
 
@@ -126,7 +128,8 @@ impl Job {
 
 /// Runs `jobs` on `parallel` connections (the first one `first`, when given);
 /// true when all succeeded. Each connection is a [`Worker`]: it reconnects and
-/// resumes after a drop.
+/// resumes after a drop. Downloads of a batch are flushed to disk once, at
+/// its end ([`TransferSettings::sync_at_end`]).
 pub async fn run_jobs(
     remote: &Remote,
     mut first: Option<RemoteSession>,
@@ -136,6 +139,19 @@ pub async fn run_jobs(
     retries: u32,
     reporter: Arc<Reporter>,
 ) -> bool {
+    let download_dirs: BTreeSet<PathBuf> = jobs
+        .iter()
+        .filter_map(|job| match job {
+            Job::Get { local, .. } => Some(match local.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+                _ => PathBuf::from("."),
+            }),
+            Job::Put { .. } => None,
+        })
+        .collect();
+    let mut settings = settings.clone();
+    settings.sync_at_end = jobs.len() > 1 && !download_dirs.is_empty();
+    let settings = &settings;
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..parallel.max(1) {
@@ -175,6 +191,15 @@ pub async fn run_jobs(
         });
     }
     while tasks.join_next().await.is_some() {}
+    if settings.sync_at_end
+        && let Err(e) = sync_file_systems(download_dirs.into_iter().collect()).await
+    {
+        reporter.failed(
+            None,
+            "flushing the downloads to disk",
+            &anyhow::Error::new(e),
+        );
+    }
     reporter.finish()
 }
 

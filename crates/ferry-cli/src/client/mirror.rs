@@ -13,6 +13,7 @@ use ferry_client::mirror::{
 use super::commands::{Job, mkdir_p, run_jobs};
 use super::progress::Reporter;
 use super::{ConnectArgs, TransferArgs, runtime};
+use ferry_client::files::TransferSettings;
 
 #[derive(Debug, clap::Args)]
 pub struct MirrorArgs {
@@ -48,7 +49,11 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
     };
     let (remote, url) = args.connect.resolve(url_text)?;
     let local_root = PathBuf::from(local_text);
-    let settings = args.transfer.settings();
+    let settings = TransferSettings {
+        // The next run compares times: each copy takes its source's.
+        keep_times: true,
+        ..args.transfer.settings()
+    };
     let options = MirrorOptions {
         delete: args.delete,
         newer_only: args.newer_only,
@@ -88,7 +93,7 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
             }
             return Ok(true);
         }
-        let times: HashMap<&str, &TreeEntry> =
+        let sources: HashMap<&str, &TreeEntry> =
             source.iter().map(|e| (e.path.as_str(), e)).collect();
         let mut jobs = Vec::new();
         let mut total = 0;
@@ -106,7 +111,7 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
                     }
                 }
                 MirrorAction::Copy(p) => {
-                    total += times.get(p.as_str()).map_or(0, |e| e.size);
+                    total += sources.get(p.as_str()).map_or(0, |e| e.size);
                     let (local, remote_path) = (local_root.join(p), remote_join(&remote_root, p));
                     jobs.push(if download {
                         Job::Get {
@@ -121,12 +126,15 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
                     });
                 }
                 delete if jobs.is_empty() => {
-                    remove(&mut session, download, &local_root, &remote_root, delete).await?
+                    if download {
+                        remove_local(&local_root, delete)?;
+                    } else {
+                        remove_remote(&mut session, &remote_root, delete).await?;
+                    }
                 }
                 delete => deletes_after.push(delete.clone()),
             }
         }
-        let copies: Vec<Job> = jobs.clone();
         let reporter = Arc::new(Reporter::new(
             args.transfer.quiet,
             args.transfer.json,
@@ -143,37 +151,22 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<bool> {
             reporter,
         )
         .await;
-        let mut session = remote.open().await?;
-        // Give each copy the source's time, so the next run finds it current.
-        for job in &copies {
-            match job {
-                Job::Get { remote: r, local } => {
-                    let rel = r
-                        .strip_prefix(&remote_root)
-                        .unwrap_or(r)
-                        .trim_start_matches('/');
-                    if let Some(t) = times.get(rel).and_then(|e| e.modified)
-                        && let Ok(f) = std::fs::File::options().write(true).open(local)
-                    {
-                        let _ = f.set_modified(t.into());
-                    }
-                }
-                Job::Put { local, remote: r } => {
-                    let rel = local
-                        .strip_prefix(&local_root)
-                        .ok()
-                        .and_then(|p| p.to_str())
-                        .unwrap_or("");
-                    if let Some(t) = times.get(rel).and_then(|e| e.modified) {
-                        let _ = session.set_modified(r, t).await;
-                    }
-                }
+        // Deletions on the server wait for the copies; the first session
+        // went to the workers.
+        let mut session = if download || deletes_after.is_empty() {
+            None
+        } else {
+            Some(remote.open().await?)
+        };
+        for delete in &deletes_after {
+            match session.as_mut() {
+                Some(session) => remove_remote(session, &remote_root, delete).await?,
+                None => remove_local(&local_root, delete)?,
             }
         }
-        for delete in &deletes_after {
-            remove(&mut session, download, &local_root, &remote_root, delete).await?;
+        if let Some(session) = session {
+            let _ = session.quit().await;
         }
-        let _ = session.quit().await;
         Ok(ok)
     })
 }
@@ -187,39 +180,41 @@ fn describe(step: &MirrorAction) -> String {
     }
 }
 
-async fn remove(
+/// Carries out a deletion of the plan in the local copy. A directory replaced
+/// by a file goes with its contents; what is already gone (removed with its
+/// directory) is not an error.
+fn remove_local(local_root: &std::path::Path, step: &MirrorAction) -> anyhow::Result<()> {
+    let gone = |r: std::io::Result<()>, path: PathBuf| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| path.display().to_string())
+        }
+        _ => Ok(()),
+    };
+    match step {
+        MirrorAction::DeleteFile(p) => {
+            let f = local_root.join(p);
+            gone(std::fs::remove_file(&f), f)?;
+        }
+        MirrorAction::DeleteDir(p) => {
+            let d = local_root.join(p);
+            gone(std::fs::remove_dir_all(&d), d)?;
+        }
+        _ => return Ok(()),
+    }
+    println!("{}", describe(step));
+    Ok(())
+}
+
+/// Carries out a deletion of the plan on the server.
+async fn remove_remote(
     session: &mut ferry_client::RemoteSession,
-    download: bool,
-    local_root: &std::path::Path,
     remote_root: &str,
     step: &MirrorAction,
 ) -> anyhow::Result<()> {
-    match (step, download) {
-        // A directory replaced by a file goes with its contents; what is already
-        // gone (removed with its directory) is not an error.
-        (MirrorAction::DeleteFile(p), true) => {
-            let f = local_root.join(p);
-            match std::fs::remove_file(&f) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| f.display().to_string());
-                }
-                _ => {}
-            }
-        }
-        (MirrorAction::DeleteDir(p), true) => {
-            let d = local_root.join(p);
-            match std::fs::remove_dir_all(&d) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| d.display().to_string());
-                }
-                _ => {}
-            }
-        }
-        (MirrorAction::DeleteFile(p), false) => {
-            session.delete(&remote_join(remote_root, p)).await?
-        }
-        (MirrorAction::DeleteDir(p), false) => session.rmdir(&remote_join(remote_root, p)).await?,
-        _ => {}
+    match step {
+        MirrorAction::DeleteFile(p) => session.delete(&remote_join(remote_root, p)).await?,
+        MirrorAction::DeleteDir(p) => session.rmdir(&remote_join(remote_root, p)).await?,
+        _ => return Ok(()),
     }
     println!("{}", describe(step));
     Ok(())

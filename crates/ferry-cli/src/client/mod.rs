@@ -114,7 +114,7 @@ impl TransferArgs {
             resume: self.resume,
             verify: self.verify,
             rate: self.limit_rate.map(|r| RateLimit::new(r.0)),
-            ascii: false,
+            ..TransferSettings::default()
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::peers::PeerServer;
 use crate::support::{
-    ALICE_PASSWORD, FerryServer, ferry_bin, free_port, random_bytes, run, standard_config,
+    ALICE_PASSWORD, FerryServer, ferry_bin, files_under, free_port, mtimes_of, random_bytes, run,
+    set_mtime, standard_config,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -632,26 +633,10 @@ fn continue_resumes_only_what_is_safe() {
 }
 
 fn tree_of(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).expect("read_dir") {
-            let e = e.expect("entry");
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(root)
-                    .expect("under root")
-                    .display()
-                    .to_string();
-                out.push((rel, std::fs::read(&p).expect("read")));
-            }
-        }
-    }
-    out.sort();
-    out
+    files_under(root)
+        .into_iter()
+        .map(|(rel, p)| (rel, std::fs::read(&p).expect("read")))
+        .collect()
 }
 
 fn transferred(json: &str) -> usize {
@@ -672,7 +657,10 @@ fn mirror_a_thousand_files_both_ways() {
         for f in 0..100 {
             let len = (d * 100 + f) * 7 % 3000;
             let bytes = random_bytes(len, (d * 100 + f) as u64);
-            std::fs::write(site.join(format!("d{d}/f{f}.dat")), bytes).expect("write");
+            let path = site.join(format!("d{d}/f{f}.dat"));
+            std::fs::write(&path, bytes).expect("write");
+            // Times in the past, each its own: copies must take them.
+            set_mtime(&path, 1_600_000_000 + (d * 100 + f) as u64 * 61);
         }
     }
     let url = format!(
@@ -683,6 +671,10 @@ fn mirror_a_thousand_files_both_ways() {
     assert_eq!(transferred(&up), 1000);
     let on_server = server.files().join("alice/site");
     assert_eq!(tree_of(&on_server), tree_of(&site));
+    assert!(
+        mtimes_of(&on_server) == mtimes_of(&site),
+        "MFMT gave the source's times"
+    );
     assert_eq!(
         transferred(&client_ok(w, &["mirror", "site", &url, "--json"])),
         0,
@@ -692,6 +684,10 @@ fn mirror_a_thousand_files_both_ways() {
     let down = client_ok(w, &["mirror", &url, "copy", "--parallel", "4", "--json"]);
     assert_eq!(transferred(&down), 1000);
     assert_eq!(tree_of(&w.join("copy")), tree_of(&site));
+    assert!(
+        mtimes_of(&w.join("copy")) == mtimes_of(&site),
+        "downloads took the times"
+    );
     assert_eq!(
         transferred(&client_ok(w, &["mirror", &url, "copy", "--json"])),
         0,

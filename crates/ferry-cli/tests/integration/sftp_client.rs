@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::client::{args, client, client_ok, everyday, with};
 use crate::sftp::{config, sftp_addr};
-use crate::support::{FerryServer, ferry_bin, ferry_in, free_port, random_bytes, run};
+use crate::support::{
+    FerryServer, ferry_bin, ferry_in, free_port, mtimes_of, random_bytes, run, set_mtime,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -82,6 +84,11 @@ fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
 
     // The everyday commands, checked on the server's disk.
     everyday(&base, &extra, &server.files().join("alice"), "sftp-ferry");
+    // Mirrored up and back: ferry's server applies the FSETSTAT sent
+    // before the CLOSE once the CLOSE commits the upload.
+    mirror_up_and_back(w, &base, &server.files().join("alice/mirrored"), |a| {
+        sftp_ok(a);
+    });
 
     // A key that changed is refused even when learning is allowed.
     let other = w.join("other_known_hosts");
@@ -334,20 +341,11 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
         .expect("left by everyday");
     assert!(copied == original, "get -r of a directory URL");
 
-    // Mirror a tree up and back down.
-    for (i, name) in ["m/a.txt", "m/sub/b.bin"].iter().enumerate() {
-        let p = w.join(name);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&p, random_bytes(5_000 * (i + 1), i as u64)).expect("write");
-    }
-    sshd_ok(&["mirror", "-q", "m", &format!("{base}/mirrored")]);
-    sshd_ok(&["mirror", "-q", &format!("{base}/mirrored"), "back"]);
-    for name in ["a.txt", "sub/b.bin"] {
-        let original = std::fs::read(w.join("m").join(name)).expect("original");
-        let there = std::fs::read(remote.path().join("mirrored").join(name)).expect("up");
-        let back = std::fs::read(w.join("back").join(name)).expect("down");
-        assert!(there == original && back == original, "{name}");
-    }
+    // Mirror a tree up and back down: bytes and times (OpenSSH's server
+    // takes the FSETSTAT sent behind the last WRITE).
+    mirror_up_and_back(w, &base, &remote.path().join("mirrored"), |a| {
+        sshd_ok(a);
+    });
 
     // A name that is not UTF-8 on the server: that file fails with the
     // server's answer and leaves nothing here; the others still arrive.
@@ -410,6 +408,33 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
         out.status.code() == Some(1) && stderr(&out).contains("encrypted with a passphrase"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Mirrors a small tree of files with past times from `w/m` to
+/// `{base}/mirrored` (`there` on disk) and back into `w/back`, through
+/// `ferry`; checks bytes and modification times at both ends.
+fn mirror_up_and_back(w: &Path, base: &str, there: &Path, ferry: impl Fn(&[&str])) {
+    for (i, name) in ["m/a.txt", "m/sub/b.bin", "m/empty"].iter().enumerate() {
+        let p = w.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, random_bytes(5_000 * i, i as u64)).expect("write");
+        set_mtime(&p, 1_500_000_000 + 3_600 * i as u64);
+    }
+    ferry(&["mirror", "-q", "m", &format!("{base}/mirrored")]);
+    ferry(&["mirror", "-q", &format!("{base}/mirrored"), "back"]);
+    for name in ["a.txt", "sub/b.bin", "empty"] {
+        let original = std::fs::read(w.join("m").join(name)).expect("original");
+        let up = std::fs::read(there.join(name)).expect("up");
+        let back = std::fs::read(w.join("back").join(name)).expect("down");
+        assert!(up == original && back == original, "{name}");
+    }
+    let times = mtimes_of(&w.join("m"));
+    assert_eq!(mtimes_of(there), times, "uploads took the local times");
+    assert_eq!(
+        mtimes_of(&w.join("back")),
+        times,
+        "downloads took the remote times"
     );
 }
 

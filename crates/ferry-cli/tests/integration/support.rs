@@ -508,6 +508,56 @@ pub fn tcp_from(source: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(TcpStream::from(fd))
 }
 
+/// The files under `root` (recursively), each by its path relative to
+/// `root`, sorted.
+pub fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .display()
+                    .to_string();
+                out.push((rel, p));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Gives the file at `path` the modification time `secs` after the epoch.
+pub fn set_mtime(path: &Path, secs: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs)))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Every file's modification time under `root` (whole seconds after the
+/// epoch), by path relative to `root`.
+pub fn mtimes_of(root: &Path) -> Vec<(String, u64)> {
+    files_under(root)
+        .into_iter()
+        .map(|(rel, p)| {
+            let t = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .expect("mtime")
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs();
+            (rel, t)
+        })
+        .collect()
+}
+
 /// A fresh random file of `len` bytes.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed

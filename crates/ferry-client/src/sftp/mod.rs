@@ -35,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::error::{ClientError, Result};
 use crate::listing::{EntryKind, RemoteEntry, mode_string};
+use crate::resume::FileState;
 use crate::session::ConnectOptions;
 use crate::stream::connect_tcp;
 use crate::transfer::UploadMode;
@@ -315,6 +316,26 @@ impl SftpSession {
     /// The size of a file. A directory is refused, as FTP's SIZE refuses one
     /// (`get -r` tells files from directories by it).
     pub async fn size(&self, path: &str) -> Result<Option<u64>> {
+        Ok(self.file_attributes(path).await?.size)
+    }
+
+    /// The modification time of a file.
+    pub async fn modified(&self, path: &str) -> Result<Option<OffsetDateTime>> {
+        Ok(modified(&self.stat(path).await?))
+    }
+
+    /// A file's size and modification time from one STAT (FTP needs SIZE
+    /// and MDTM); `None` when the server tells no size.
+    pub async fn file_state(&self, path: &str) -> Result<Option<FileState>> {
+        let attrs = self.file_attributes(path).await?;
+        Ok(attrs.size.map(|size| FileState {
+            size,
+            modified: modified(&attrs),
+        }))
+    }
+
+    /// STAT of a file; a directory is refused.
+    async fn file_attributes(&self, path: &str) -> Result<FileAttributes> {
         let attrs = self.stat(path).await?;
         if attrs.is_dir() {
             return Err(ClientError::Sftp {
@@ -324,30 +345,15 @@ impl SftpSession {
                 message: "is a directory, not a file".to_owned(),
             });
         }
-        Ok(attrs.size)
-    }
-
-    /// The modification time of a file.
-    pub async fn modified(&self, path: &str) -> Result<Option<OffsetDateTime>> {
-        Ok(self
-            .stat(path)
-            .await?
-            .mtime
-            .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::from(t)).ok()))
+        Ok(attrs)
     }
 
     /// Sets the modification time (SETSTAT; the access time too, since v3
     /// sets both together).
     pub async fn set_modified(&self, path: &str, when: OffsetDateTime) -> Result<bool> {
         let full = self.resolve(path);
-        let t = u32::try_from(when.unix_timestamp()).unwrap_or(0);
-        let attrs = FileAttributes {
-            atime: Some(t),
-            mtime: Some(t),
-            ..FileAttributes::empty()
-        };
         self.sftp
-            .set_metadata(full.as_str(), attrs)
+            .set_metadata(full.as_str(), times(when))
             .await
             .map_err(|e| self.refused("SETSTAT", &full, e))?;
         Ok(true)
@@ -398,7 +404,11 @@ impl SftpSession {
     /// Opens a file for reading from `offset` on.
     pub async fn download(&self, path: &str, offset: u64) -> Result<SftpDownload> {
         let file = self.open_at(path, OpenFlags::READ, offset, "READ").await?;
-        Ok(SftpDownload { file })
+        Ok(SftpDownload {
+            file,
+            position: offset,
+            end: None,
+        })
     }
 
     /// Opens a file for writing: replaced, appended to (its current end), or
@@ -422,7 +432,10 @@ impl SftpSession {
             }
         };
         let file = self.open_at(path, flags, offset, "WRITE").await?;
-        Ok(SftpUpload { file })
+        Ok(SftpUpload {
+            file,
+            time_at_close: None,
+        })
     }
 
     /// OPEN with `flags`, positioned at `offset` for the READs or WRITEs
@@ -528,22 +541,50 @@ impl Transfer {
 #[derive(Debug)]
 pub struct SftpDownload {
     file: Transfer,
+    /// The offset of the next byte.
+    position: u64,
+    /// Where the file ends by the size STAT gave ([`Self::stop_at`]).
+    end: Option<u64>,
 }
 
 impl SftpDownload {
-    /// The next bytes; 0 at the end of the file.
+    /// The next bytes; 0 at the end of the file (or at [`Self::stop_at`]).
     pub async fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let want = match self.end {
+            Some(end) if self.position >= end => return Ok(0),
+            Some(end) => {
+                usize::try_from(end - self.position).map_or(buf.len(), |n| n.min(buf.len()))
+            }
+            None => buf.len(),
+        };
         let t = &mut self.file;
-        match tokio::time::timeout(t.timeout, t.file.read(buf)).await {
-            Ok(Ok(n)) => Ok(n),
+        match tokio::time::timeout(t.timeout, t.file.read(&mut buf[..want])).await {
+            Ok(Ok(n)) => {
+                self.position += n as u64;
+                Ok(n)
+            }
             Ok(Err(e)) => Err(t.failed("READ", e)),
             Err(_) => Err(t.failed("READ", io::ErrorKind::TimedOut.into())),
         }
     }
 
-    /// Closes the file.
-    pub async fn finish(self) -> Result<()> {
-        self.file.close("CLOSE").await
+    /// Ends the download at byte `end`, the size STAT gave when it began:
+    /// the file is downloaded as it was described, without READs past its
+    /// end to find it (russh-sftp sends 32 at once, and the answer is one
+    /// more round trip: for a small file, a third of its time). A file that
+    /// grows meanwhile is copied as far as that size; one that shrinks ends
+    /// short, which the caller's size check reports.
+    pub fn stop_at(&mut self, end: u64) {
+        self.end = Some(end);
+    }
+
+    /// Closes the file without waiting for the server's answer: a read
+    /// handle's CLOSE reports nothing the download needs (its bytes are in
+    /// and the end of the file was read), and the round trip would be a
+    /// small file's largest cost. russh-sftp sends the CLOSE when its file is
+    /// dropped; the answer is matched and discarded as it comes.
+    pub fn finish(self) {
+        drop(self.file);
     }
 }
 
@@ -551,6 +592,8 @@ impl SftpDownload {
 #[derive(Debug)]
 pub struct SftpUpload {
     file: Transfer,
+    /// The modification time to give the file as it is closed.
+    time_at_close: Option<OffsetDateTime>,
 }
 
 impl SftpUpload {
@@ -564,11 +607,45 @@ impl SftpUpload {
         }
     }
 
+    /// Gives the file the modification time `when` before it is closed.
+    pub fn set_time_at_close(&mut self, when: OffsetDateTime) {
+        self.time_at_close = Some(when);
+    }
+
     /// Waits for every write to be confirmed, then closes the file: the
     /// upload is complete only when this succeeds.
+    ///
+    /// A time to set goes first as FSETSTAT: sent behind the WRITEs, it is
+    /// answered once the server has taken them all (servers answer in
+    /// order), so the CLOSE follows at once. ferry's server applies it when
+    /// the CLOSE commits the upload, OpenSSH's to the open file, which no
+    /// later write changes. A server that refuses it leaves the time of the
+    /// upload; the upload itself is judged by its WRITEs and CLOSE.
     pub async fn finish(self) -> Result<()> {
+        if let Some(when) = self.time_at_close {
+            let set = self.file.file.set_metadata(times(when));
+            let _ = tokio::time::timeout(self.file.timeout, set).await;
+        }
         self.file.close("WRITE").await
     }
+}
+
+/// Attributes that set the modification time (and the access time: version
+/// 3 sets both together).
+fn times(when: OffsetDateTime) -> FileAttributes {
+    let t = u32::try_from(when.unix_timestamp()).unwrap_or(0);
+    FileAttributes {
+        atime: Some(t),
+        mtime: Some(t),
+        ..FileAttributes::empty()
+    }
+}
+
+/// The modification time in a file's attributes.
+fn modified(attrs: &FileAttributes) -> Option<OffsetDateTime> {
+    attrs
+        .mtime
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::from(t)).ok())
 }
 
 /// A directory entry from SFTP attributes.
@@ -582,9 +659,7 @@ fn entry(name: String, attrs: &FileAttributes) -> RemoteEntry {
     };
     let mut e = RemoteEntry::new(name, kind);
     e.size = attrs.size;
-    e.modified = attrs
-        .mtime
-        .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::from(t)).ok());
+    e.modified = modified(attrs);
     e.permissions = attrs.permissions.map(|m| mode_string(m & 0o7777));
     e
 }
