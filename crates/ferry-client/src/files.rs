@@ -448,11 +448,7 @@ async fn open_source(path: &Path) -> Result<(std::fs::File, FileState)> {
     blocking(move || {
         let local = |e| ClientError::local(&path, e);
         let file = std::fs::File::open(&path).map_err(local)?;
-        let meta = file.metadata().map_err(local)?;
-        let state = FileState {
-            size: meta.len(),
-            modified: meta.modified().ok().map(time::OffsetDateTime::from),
-        };
+        let state = state_of(&file.metadata().map_err(local)?);
         Ok((file, state))
     })
     .await
@@ -463,11 +459,15 @@ pub async fn local_state(path: &Path) -> Result<FileState> {
     let meta = tokio::fs::metadata(path)
         .await
         .map_err(|e| ClientError::local(path, e))?;
-    let modified = meta.modified().ok().map(time::OffsetDateTime::from);
-    Ok(FileState {
+    Ok(state_of(&meta))
+}
+
+/// A local file's size and modification time, from its metadata.
+fn state_of(meta: &std::fs::Metadata) -> FileState {
+    FileState {
         size: meta.len(),
-        modified,
-    })
+        modified: meta.modified().ok().map(time::OffsetDateTime::from),
+    }
 }
 
 /// Uploads `local` to `remote`. With `settings.resume`, continues a shorter

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{FerryServer, python_script, random_bytes, run, run_ok};
+use crate::support::{FerryServer, files_under, python_script, random_bytes, run, run_ok};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -155,26 +155,13 @@ fn write_tree(root: &Path, files: usize) {
 
 /// Every file under `a` is under `b` with the same bytes, and the counts match.
 fn assert_same_tree(a: &Path, b: &Path) {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for entry in std::fs::read_dir(dir).expect("read_dir") {
-            let p = entry.expect("entry").path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p
-                    .strip_prefix(root)
-                    .expect("prefix")
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((rel, std::fs::read(&p).expect("read")));
-            }
-        }
-    }
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    walk(a, a, &mut x);
-    walk(b, b, &mut y);
-    x.sort();
-    y.sort();
+    let contents = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        files_under(root)
+            .into_iter()
+            .map(|(rel, p)| (rel, std::fs::read(&p).expect("read")))
+            .collect()
+    };
+    let (x, y) = (contents(a), contents(b));
     assert_eq!(x.len(), y.len(), "file counts differ");
     for (l, r) in x.iter().zip(&y) {
         assert_eq!(l.0, r.0);

@@ -415,10 +415,11 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
 /// `{base}/mirrored` (`there` on disk) and back into `w/back`, through
 /// `ferry`; checks bytes and modification times at both ends.
 fn mirror_up_and_back(w: &Path, base: &str, there: &Path, ferry: impl Fn(&[&str])) {
-    for (i, name) in ["m/a.txt", "m/sub/b.bin", "m/empty"].iter().enumerate() {
+    let files = [("m/a.txt", 5_000), ("m/sub/b.bin", 10_000), ("m/empty", 0)];
+    for (i, (name, len)) in files.into_iter().enumerate() {
         let p = w.join(name);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&p, random_bytes(5_000 * i, i as u64)).expect("write");
+        std::fs::write(&p, random_bytes(len, i as u64)).expect("write");
         set_mtime(&p, 1_500_000_000 + 3_600 * i as u64);
     }
     ferry(&["mirror", "-q", "m", &format!("{base}/mirrored")]);
