@@ -329,10 +329,9 @@ fn postgres_outage_refuses_logins_for_a_while_and_loses_nothing() {
     // Replacing keep.txt needs quota, which the database keeps.
     assert_eq!(upload(&mut erin, "keep.txt", &vec![1u8; 3 << 20]), "451");
     assert_eq!(std::fs::read(&kept).expect("kept"), b"version 1");
-    assert!(
-        server.log().contains("accounts.timeout"),
-        "the log says what to look at"
-    );
+    // The log says what to look at (read from stderr by another thread: it
+    // may arrive just after the reply).
+    server.wait_for_log("accounts.timeout");
 
     pg.restart();
     assert_eq!(login_code(&server, "erin", "pw"), "230");
