@@ -17,6 +17,10 @@ pub enum StorageError {
     /// A file was needed and a directory was found.
     #[error("is a directory")]
     IsADirectory,
+    /// A file was needed and a device, a FIFO or a socket was found: none of
+    /// them is read or written (a FIFO's open would wait for a writer).
+    #[error("not a regular file")]
+    NotARegularFile,
     /// The directory to remove still has entries.
     #[error("directory not empty")]
     DirectoryNotEmpty,

@@ -11,6 +11,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod error;
+pub mod host_file;
 pub mod local;
 pub mod object;
 pub mod path;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::StorageError;
+pub use host_file::{HostFile, PositionedReader};
 pub use path::{PathError, VirtualPath};
 
 /// What an entry is.
@@ -112,13 +114,6 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     }
 }
 
-/// A host file opened for zero-copy sending, with its size when it was opened.
-#[derive(Debug)]
-pub struct HostFile {
-    pub file: std::fs::File,
-    pub size: u64,
-}
-
 /// A byte stream being read from a file.
 pub type FileReader = Box<dyn AsyncRead + Send + Unpin>;
 
@@ -129,8 +124,9 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn list(&self, path: &VirtualPath) -> Result<Box<dyn DirStream>, StorageError>;
     /// Opens a file for reading from `offset` (REST).
     async fn read(&self, path: &VirtualPath, offset: u64) -> Result<FileReader, StorageError>;
-    /// Opens a file as a host file, for zero-copy sending (`sendfile`). Backends
-    /// whose files are not host files answer `None`, and callers use
+    /// Opens a file as a host file, for zero-copy sending (`sendfile`) or
+    /// reads at any offset ([`HostFile::into_positioned`]). Backends whose
+    /// files are not host files answer `None`, and callers use
     /// [`Storage::read`].
     async fn open_host_file(&self, path: &VirtualPath) -> Result<Option<HostFile>, StorageError> {
         let _ = path;

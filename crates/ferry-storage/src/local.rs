@@ -14,7 +14,14 @@
 //! temporary file of a server killed mid-upload is removed by a later listing
 //! of its directory, a day after it was last written ([`ABANDONED_UPLOAD_AGE`]).
 //!
-//! File system calls block, so each runs on tokio's blocking pool.
+//! Calls that read or write data, or change a directory, can wait on the
+//! disk, so each runs on tokio's blocking pool. Lookups run inline on the
+//! async worker: `metadata` and the open of `open_host_file` (a path walk and
+//! an `fstat`, answered from the kernel's dentry and inode caches, as nginx
+//! opens files in its event loop); a trip to the pool and back costs two
+//! thread wake-ups, more than the lookup itself. Host files' data is read
+//! through [`crate::PositionedReader`], which waits on the disk only on the
+//! pool.
 
 use std::collections::HashMap;
 use std::io::{self, Seek, SeekFrom};
@@ -191,6 +198,22 @@ fn open_beneath(dir: &impl AsFd, rel: &str, flags: OFlags) -> Result<OwnedFd, St
     }
 }
 
+/// Opens a regular file below `home` for reading. The open does not wait
+/// (`O_NONBLOCK`: a FIFO's open would wait for a writer, on an async worker
+/// at that); anything but a regular file is refused, and the descriptor is
+/// made blocking again for the reads.
+fn open_regular_file(home: &OwnedFd, path: &VirtualPath) -> Result<(OwnedFd, Stat), StorageError> {
+    let fd = open_beneath(home, path.relative(), OFlags::RDONLY | OFlags::NONBLOCK)?;
+    let st = rustix::fs::fstat(&fd)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Directory => return Err(StorageError::IsADirectory),
+        _ => return Err(StorageError::NotARegularFile),
+    }
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty())?;
+    Ok((fd, st))
+}
+
 /// Opens the parent of `path` as a directory and returns it with the final name.
 fn open_parent<'p>(
     home: &OwnedFd,
@@ -204,7 +227,7 @@ fn open_parent<'p>(
     Ok((fd, name))
 }
 
-fn metadata_of(st: &Stat) -> Metadata {
+pub(crate) fn metadata_of(st: &Stat) -> Metadata {
     let kind = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => FileKind::File,
         FileType::Directory => FileKind::Dir,
@@ -232,9 +255,9 @@ fn stat_beneath(home: &OwnedFd, path: &VirtualPath) -> Result<Metadata, StorageE
 #[async_trait]
 impl Storage for LocalHome {
     async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, StorageError> {
-        let home = self.dir.clone();
-        let path = path.clone();
-        blocking(move || stat_beneath(&home, &path)).await
+        // Inline on the async worker, as `open_host_file`'s open: a lookup
+        // and an fstat are answered from the dentry and inode caches.
+        stat_beneath(&self.dir, path)
     }
 
     async fn list(&self, path: &VirtualPath) -> Result<Box<dyn DirStream>, StorageError> {
@@ -257,11 +280,7 @@ impl Storage for LocalHome {
         let home = self.dir.clone();
         let path = path.clone();
         let file = blocking(move || {
-            let fd = open_beneath(&home, path.relative(), OFlags::RDONLY)?;
-            let st = rustix::fs::fstat(&fd)?;
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                return Err(StorageError::IsADirectory);
-            }
+            let (fd, _) = open_regular_file(&home, &path)?;
             let mut file = std::fs::File::from(fd);
             if offset > 0 {
                 file.seek(SeekFrom::Start(offset))?;
@@ -277,11 +296,7 @@ impl Storage for LocalHome {
         // and an fstat are answered from the kernel's dentry and inode caches
         // (nginx opens files in its event loop the same way), and the trip to
         // a pool thread and back cost more than the open itself (docs/benchmarks.md).
-        let fd = open_beneath(&*self.dir, path.relative(), OFlags::RDONLY)?;
-        let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            return Err(StorageError::IsADirectory);
-        }
+        let (fd, st) = open_regular_file(&self.dir, path)?;
         Ok(Some(HostFile {
             file: std::fs::File::from(fd),
             size: st.st_size.try_into().unwrap_or(0),
@@ -609,23 +624,26 @@ impl LocalUpload {
 impl Upload for LocalUpload {
     async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
         use tokio::io::AsyncWriteExt;
+        // The last write is usually done by now (the client waited for its
+        // answer before it closed); the size and the rename are then one
+        // trip to the blocking pool.
         self.file.flush().await?;
-        let size = self.file.metadata().await?.len();
+        let file = self.file.as_fd().try_clone_to_owned()?;
         self.finished = true;
-        if let Some(temp) = self.temp.take() {
-            let parent = self.parent.clone();
-            let name = self.name.clone();
-            blocking(move || {
+        let (parent, name, temp) = (self.parent.clone(), self.name.clone(), self.temp.take());
+        blocking(move || {
+            let size = u64::try_from(rustix::fs::fstat(&file)?.st_size).unwrap_or(0);
+            if let Some(temp) = temp {
                 rustix::fs::renameat(&*parent, temp.as_str(), &*parent, name.as_str()).map_err(
                     |e| {
                         let _ = rustix::fs::unlinkat(&*parent, temp.as_str(), AtFlags::empty());
                         StorageError::from(e)
                     },
-                )
-            })
-            .await?;
-        }
-        Ok(size)
+                )?;
+            }
+            Ok(size)
+        })
+        .await
     }
 
     async fn discard(mut self: Box<Self>) {

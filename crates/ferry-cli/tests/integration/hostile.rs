@@ -199,6 +199,39 @@ fn paths_cannot_escape_the_home() {
     );
 }
 
+/// A FIFO, a socket or a device in a home is not a file to send: its open
+/// would wait for a writer (on a worker of the server's runtime, for the
+/// downloads that open inline), or read without end.
+#[test]
+fn special_files_are_refused_not_waited_on() {
+    let server = FerryServer::start();
+    let home = server.files().join("alice");
+    let made = std::process::Command::new("mkfifo")
+        .arg(home.join("pipe"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let mut c = alice(&server);
+    // Binary (sendfile's path, which opens on the async worker) and ASCII
+    // (the stream's path, on the blocking pool).
+    for kind in ["I", "A"] {
+        assert_eq!(code(&c.cmd(&format!("TYPE {kind}"))), "200");
+        let _data = c.pasv_data();
+        let r = c.cmd("RETR pipe");
+        assert_eq!(code(&r), "550", "TYPE {kind} RETR of a FIFO: {r}");
+        assert!(r.contains("Not a regular file"), "{r}");
+    }
+    // The session and the server still serve.
+    std::fs::write(home.join("after.txt"), b"still here").expect("write");
+    assert_eq!(code(&c.cmd("TYPE I")), "200");
+    let mut data = c.pasv_data();
+    assert_eq!(code(&c.cmd("RETR after.txt")), "150");
+    let mut body = Vec::new();
+    data.read_to_end(&mut body).expect("retr");
+    assert_eq!(body, b"still here");
+    assert_eq!(code(&c.reply()), "226");
+}
+
 #[test]
 fn clients_that_vanish_mid_transfer() {
     let server = FerryServer::start();

@@ -164,6 +164,16 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     // A partial copy on the server, for reput (resume by appending).
     std::fs::write(server.files().join("alice/part.bin"), &big[..1_000_000]).expect("part");
 
+    // A partial local copy, for reget (reads from an offset).
+    std::fs::write(work.path().join("reget.bin"), &big[..1_234_567]).expect("partial");
+    // A FIFO in the home: refused at OPEN, not waited on (the `-` lets the
+    // batch go on).
+    let made = Command::new("mkfifo")
+        .arg(server.files().join("alice/pipe"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo failed");
+
     // OpenSSH sftp: upload, listing, directories, rename, download, resume.
     let out = openssh_sftp(
         addr,
@@ -171,7 +181,8 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
         "secret",
         work.path(),
         "put big.bin\nls -l\nmkdir d\nrename big.bin d/moved.bin\nls -l d\n\
-         get d/moved.bin back.bin\nreput big.bin part.bin\nput big.bin gone.bin\nrm gone.bin\n\
+         get d/moved.bin back.bin\nreget d/moved.bin reget.bin\n-get pipe pipe.bin\n\
+         reput big.bin part.bin\nput big.bin gone.bin\nrm gone.bin\n\
          mkdir empty\nrmdir empty\n",
     );
     let said = text(&out);
@@ -182,6 +193,17 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     assert!(stored == big, "uploaded {} bytes", stored.len());
     let back = std::fs::read(work.path().join("back.bin")).expect("downloaded");
     assert!(back == big, "downloaded {} bytes", back.len());
+    let resumed = std::fs::read(work.path().join("reget.bin")).expect("reget");
+    assert!(resumed == big, "reget to {} bytes", resumed.len());
+    // OpenSSH prints the status code's name, not the server's message.
+    assert!(
+        said.contains("remote open \"/pipe\": Failure"),
+        "the FIFO's open is refused:\n{said}"
+    );
+    assert!(
+        !work.path().join("pipe.bin").exists(),
+        "nothing was downloaded from the FIFO"
+    );
     let resumed = std::fs::read(server.files().join("alice/part.bin")).expect("resumed");
     assert!(resumed == big, "resumed to {} bytes", resumed.len());
     assert!(!server.files().join("alice/gone.bin").exists());

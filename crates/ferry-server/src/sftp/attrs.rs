@@ -54,7 +54,14 @@ impl SftpSession {
 
     pub(super) async fn fstat(&mut self, id: u32, handle: &str) -> Answer {
         let path = self.handle_path(handle)?;
-        let meta = self.metadata(&path).await?;
+        let open = match self.handles.get_mut(handle) {
+            Some(OpenHandle::File(f)) => f.open_metadata(),
+            _ => None,
+        };
+        let meta = match open {
+            Some(m) => m.map_err(|e| SessionError::storage(&path, e))?,
+            None => self.metadata(&path).await?,
+        };
         Ok(Packet::Attrs(Attrs {
             id,
             attrs: attributes(&meta),

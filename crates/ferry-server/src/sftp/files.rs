@@ -1,8 +1,11 @@
 //! Files: SSH_FXP_OPEN, READ, WRITE, CLOSE (draft-ietf-secsh-filexfer-02
 //! §6.3, §6.4).
 //!
-//! Reads are random access: a READ at another offset than the last one ended
-//! reopens the file there. Writes go through the same [`Upload`] as FTP's
+//! Reads are random access. A host file (local storage) is opened at OPEN and
+//! read at each READ's offset, cached pages on the async worker and the rest
+//! on the blocking pool ([`PositionedReader`]); FSTAT asks the open file.
+//! Other backends' files are opened as a stream at the first READ, and a READ
+//! at another offset than the last one ended reopens the stream there. Writes go through the same [`Upload`] as FTP's
 //! STOR, so they are sequential: each WRITE continues where the last one
 //! ended (every common client writes front to back). What the open asks
 //! decides the upload:
@@ -22,7 +25,9 @@
 use std::time::Instant;
 
 use ferry_accounts::Permission;
-use ferry_storage::{FileReader, StorageError, Upload, VirtualPath, WriteMode};
+use ferry_storage::{
+    FileReader, Metadata, PositionedReader, StorageError, Upload, VirtualPath, WriteMode,
+};
 use russh_sftp::protocol::{Data, FileAttributes, Handle, OpenFlags, Packet, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -53,14 +58,29 @@ impl FileHandle {
     pub(super) fn set_after_commit(&mut self, attrs: FileAttributes) {
         self.after_commit = Some(attrs);
     }
+
+    /// The open file's metadata, where the handle holds a host file (`None`:
+    /// ask the storage by path).
+    pub(super) fn open_metadata(&self) -> Option<Result<Metadata, StorageError>> {
+        match &self.access {
+            Access::Read(Reading::HostFile(file)) => Some(file.metadata()),
+            _ => None,
+        }
+    }
 }
 
 enum Access {
-    Read {
-        /// The stream and the offset it is at.
-        reader: Option<(u64, FileReader)>,
-    },
+    Read(Reading),
     Write(Box<Writing>),
+}
+
+/// A file open for reading.
+enum Reading {
+    /// A host file, open since OPEN, read at any offset.
+    HostFile(PositionedReader),
+    /// Another backend's stream, opened at the first READ, and the offset it
+    /// is at.
+    Stream(Option<(u64, FileReader)>),
 }
 
 /// An upload through a handle.
@@ -95,11 +115,7 @@ impl SftpSession {
             Access::Write(Box::new(self.open_for_writing(&path, flags).await?))
         } else {
             self.check(Permission::Download, &path)?;
-            let meta = self.metadata(&path).await?;
-            if meta.is_dir() {
-                return Err(SessionError::storage(&path, StorageError::IsADirectory).into());
-            }
-            Access::Read { reader: None }
+            Access::Read(self.open_for_reading(&path).await?)
         };
         let handle = self.add_handle(OpenHandle::File(Box::new(FileHandle {
             path,
@@ -109,6 +125,22 @@ impl SftpSession {
             after_commit: None,
         })))?;
         Ok(Packet::Handle(Handle { id: o.id, handle }))
+    }
+
+    async fn open_for_reading(&self, path: &VirtualPath) -> Result<Reading, SftpFailure> {
+        let storage = &self.user.storage;
+        let host_file = storage
+            .open_host_file(path)
+            .await
+            .map_err(|e| SessionError::storage(path, e))?;
+        if let Some(file) = host_file {
+            return Ok(Reading::HostFile(file.into_positioned()));
+        }
+        let meta = self.metadata(path).await?;
+        if meta.is_dir() {
+            return Err(SessionError::storage(path, StorageError::IsADirectory).into());
+        }
+        Ok(Reading::Stream(None))
     }
 
     async fn open_for_writing(
@@ -195,44 +227,65 @@ impl SftpSession {
         offset: u64,
         len: u32,
     ) -> Result<Vec<u8>, SftpFailure> {
-        let Access::Read { reader } = &mut file.access else {
-            return Err(SftpFailure::failure("the file was opened for writing"));
+        let want = len.min(super::session::MAX_READ) as usize;
+        let data = match &mut file.access {
+            Access::Read(Reading::HostFile(host)) => host
+                .read_at(offset, want)
+                .await
+                .map_err(|e| SessionError::storage(&file.path, e))?,
+            Access::Read(Reading::Stream(reader)) => {
+                self.read_stream(&file.path, reader, offset, want).await?
+            }
+            Access::Write(_) => {
+                return Err(SftpFailure::failure("the file was opened for writing"));
+            }
         };
+        if data.is_empty() {
+            return Err(eof());
+        }
+        if let Some(rate) = &self.user.ticket.state.download {
+            rate.wait_for(data.len()).await;
+        }
+        file.moved += data.len() as u64;
+        Ok(data)
+    }
+
+    /// Reads a stream from `offset`, opening it there unless it is there
+    /// already; empty at the end of the file.
+    async fn read_stream(
+        &self,
+        path: &VirtualPath,
+        reader: &mut Option<(u64, FileReader)>,
+        offset: u64,
+        want: usize,
+    ) -> Result<Vec<u8>, SftpFailure> {
         let reopen = !matches!(reader, Some((at, _)) if *at == offset);
         if reopen {
             *reader = None;
-            let stream = match self.user.storage.read(&file.path, offset).await {
+            let stream = match self.user.storage.read(path, offset).await {
                 Ok(s) => s,
-                Err(StorageError::OffsetBeyondEnd { .. }) => return Err(eof()),
-                Err(e) => return Err(SessionError::storage(&file.path, e).into()),
+                Err(StorageError::OffsetBeyondEnd { .. }) => return Ok(Vec::new()),
+                Err(e) => return Err(SessionError::storage(path, e).into()),
             };
             *reader = Some((offset, stream));
         }
         let Some((at, stream)) = reader.as_mut() else {
-            return Err(eof());
+            return Ok(Vec::new());
         };
-        let want = len.min(super::session::MAX_READ) as usize;
         let mut buf = vec![0u8; want];
         let mut filled = 0;
         while filled < want {
             let n = stream
                 .read(&mut buf[filled..])
                 .await
-                .map_err(|e| SessionError::storage(&file.path, e.into()))?;
+                .map_err(|e| SessionError::storage(path, e.into()))?;
             if n == 0 {
                 break;
             }
             filled += n;
         }
-        if filled == 0 {
-            return Err(eof());
-        }
         buf.truncate(filled);
-        if let Some(rate) = &self.user.ticket.state.download {
-            rate.wait_for(filled).await;
-        }
         *at += filled as u64;
-        file.moved += filled as u64;
         Ok(buf)
     }
 
@@ -334,7 +387,7 @@ impl SftpSession {
             after_commit,
         } = file;
         let (direction, result) = match access {
-            Access::Read { .. } => ('o', Ok(())),
+            Access::Read(_) => ('o', Ok(())),
             Access::Write(writing) => {
                 let Writing { upload, failed, .. } = *writing;
                 let result = match (failed, upload) {

@@ -399,6 +399,11 @@ impl UsageCount {
     /// (less what the upload reserved).
     async fn record(self) {
         let now = self.storage.metadata(&self.path).await.ok().map(|m| m.size);
+        self.record_size(now).await;
+    }
+
+    /// Records the difference to `now`, the size stored now (`None`: no file).
+    async fn record_size(self, now: Option<u64>) {
         let size = |s: Option<u64>| i64::try_from(s.unwrap_or(0)).unwrap_or(i64::MAX);
         let bytes = size(now) - size(self.old_size);
         let files = i64::from(now.is_some()) - i64::from(self.old_size.is_some());
@@ -485,12 +490,22 @@ impl std::fmt::Debug for CountedUpload {
 
 #[async_trait]
 impl Upload for CountedUpload {
-    async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
-        self.end(|u| u.commit()).await.unwrap_or_else(|| {
-            Err(StorageError::Io(std::io::Error::other(
+    /// A committed upload's file is at its path with the size the commit
+    /// answers: the count takes it from there rather than from a lookup.
+    async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
+        let Some(inner) = self.inner.take() else {
+            return Err(StorageError::Io(std::io::Error::other(
                 "the upload has ended",
-            )))
-        })
+            )));
+        };
+        let result = inner.commit().await;
+        if let Some(count) = self.count.take() {
+            match &result {
+                Ok(size) => count.record_size(Some(*size)).await,
+                Err(_) => count.record().await,
+            }
+        }
+        result
     }
 
     async fn abort(self: Box<Self>) {
