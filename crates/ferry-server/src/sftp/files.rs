@@ -5,10 +5,11 @@
 //! read at each READ's offset, cached pages on the async worker and the rest
 //! on the blocking pool ([`PositionedReader`]); FSTAT asks the open file.
 //! Other backends' files are opened as a stream at the first READ, and a READ
-//! at another offset than the last one ended reopens the stream there. Writes go through the same [`Upload`] as FTP's
-//! STOR, so they are sequential: each WRITE continues where the last one
-//! ended (every common client writes front to back). What the open asks
-//! decides the upload:
+//! at another offset than the last one ended reopens the stream there.
+//!
+//! Writes go through the same [`Upload`] as FTP's STOR, so they are
+//! sequential: each WRITE continues where the last one ended (every common
+//! client writes front to back). What the open asks decides the upload:
 //!
 //! - `CREAT|TRUNC`, or a file that does not exist yet: a replacement (STOR),
 //!   visible whole at CLOSE; a failed or dropped one leaves the old file.
