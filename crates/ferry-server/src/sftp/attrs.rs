@@ -19,11 +19,17 @@ use crate::error::SessionError;
 /// What SFTP tells of an entry: size, type and mode bits, times. No owner:
 /// ferry's users are not host users (`ls -l` shows the long names of
 /// READDIR, which say `ftp`).
+///
+/// A FIFO, socket or device gets no type bits: it is not a regular file, and
+/// a client that sees that skips it (OpenSSH's `get`: "not a regular file";
+/// `get -R` goes on with the rest) instead of failing at OPEN, which refuses
+/// it anyway.
 pub(crate) fn attributes(m: &Metadata) -> FileAttributes {
     let kind = match m.kind {
         FileKind::Dir => 0o040000,
         FileKind::Symlink => 0o120000,
-        FileKind::File | FileKind::Other => 0o100000,
+        FileKind::File => 0o100000,
+        FileKind::Other => 0,
     };
     let secs = m
         .modified

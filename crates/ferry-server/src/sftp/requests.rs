@@ -151,6 +151,43 @@ async fn writes_go_front_to_back_and_reads_anywhere() {
 }
 
 #[tokio::test]
+async fn special_files_are_not_regular_files_and_are_not_opened() {
+    let (mut s, dir) = session("").await;
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("alice/pipe"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let stat = s
+        .handle_packet(body(Packet::Stat(Stat {
+            id: 2,
+            path: "/pipe".into(),
+        })))
+        .await;
+    let Packet::Attrs(attrs) = stat else {
+        panic!("expected attributes, got {stat:?}");
+    };
+    let mode = attrs.attrs.permissions.expect("permissions");
+    assert_eq!(mode & 0o170000, 0, "no file type: {mode:o}");
+    let on_disk = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("alice/pipe"))
+            .expect("fifo")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o7777, on_disk & 0o7777, "its permission bits");
+    // OPEN answers at once rather than waiting for a writer.
+    let opened = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        open(&mut s, 3, "/pipe", OpenFlags::READ),
+    )
+    .await
+    .expect("OPEN of a FIFO answered");
+    let (id, code, why) = status_of(&opened);
+    assert_eq!((id, code), (3, StatusCode::Failure), "{why}");
+    assert!(why.contains("not a regular file"), "{why}");
+}
+
+#[tokio::test]
 async fn hostile_names_are_refused_with_the_request_id() {
     let (mut s, dir) = session("").await;
     std::fs::write(dir.path().join("secret"), b"outside").expect("write");
