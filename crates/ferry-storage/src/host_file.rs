@@ -27,12 +27,6 @@ pub struct HostFile {
 }
 
 impl HostFile {
-    /// The open file's metadata: an `fstat`, answered from its inode without
-    /// waiting on the disk.
-    pub fn metadata(&self) -> Result<Metadata, StorageError> {
-        Ok(crate::local::metadata_of(&rustix::fs::fstat(&self.file)?))
-    }
-
     /// A reader of the file at any offset.
     pub fn into_positioned(self) -> PositionedReader {
         PositionedReader {
@@ -57,7 +51,8 @@ pub struct PositionedReader {
 }
 
 impl PositionedReader {
-    /// The open file's metadata (see [`HostFile::metadata`]).
+    /// The open file's metadata: an `fstat`, answered from its inode without
+    /// waiting on the disk.
     pub fn metadata(&self) -> Result<Metadata, StorageError> {
         Ok(crate::local::metadata_of(&rustix::fs::fstat(&*self.file)?))
     }

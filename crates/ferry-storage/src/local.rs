@@ -255,8 +255,7 @@ fn stat_beneath(home: &OwnedFd, path: &VirtualPath) -> Result<Metadata, StorageE
 #[async_trait]
 impl Storage for LocalHome {
     async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, StorageError> {
-        // Inline on the async worker, as `open_host_file`'s open: a lookup
-        // and an fstat are answered from the dentry and inode caches.
+        // Inline: a lookup (module docs).
         stat_beneath(&self.dir, path)
     }
 
@@ -292,10 +291,7 @@ impl Storage for LocalHome {
     }
 
     async fn open_host_file(&self, path: &VirtualPath) -> Result<Option<HostFile>, StorageError> {
-        // Inline on the async worker, not through the blocking pool: an open
-        // and an fstat are answered from the kernel's dentry and inode caches
-        // (nginx opens files in its event loop the same way), and the trip to
-        // a pool thread and back cost more than the open itself (docs/benchmarks.md).
+        // Inline: a lookup (module docs; measured in docs/benchmarks.md).
         let (fd, st) = open_regular_file(&self.dir, path)?;
         Ok(Some(HostFile {
             file: std::fs::File::from(fd),
@@ -632,16 +628,20 @@ impl Upload for LocalUpload {
         self.finished = true;
         let (parent, name, temp) = (self.parent.clone(), self.name.clone(), self.temp.take());
         blocking(move || {
-            let size = u64::try_from(rustix::fs::fstat(&file)?.st_size).unwrap_or(0);
-            if let Some(temp) = temp {
-                rustix::fs::renameat(&*parent, temp.as_str(), &*parent, name.as_str()).map_err(
-                    |e| {
-                        let _ = rustix::fs::unlinkat(&*parent, temp.as_str(), AtFlags::empty());
-                        StorageError::from(e)
-                    },
-                )?;
+            let published = rustix::fs::fstat(&file).and_then(|st| {
+                if let Some(temp) = &temp {
+                    rustix::fs::renameat(&*parent, temp.as_str(), &*parent, name.as_str())?;
+                }
+                Ok(u64::try_from(st.st_size).unwrap_or(0))
+            });
+            if published.is_err()
+                && let Some(temp) = &temp
+            {
+                // Not published: the old file (or none) stays, as after a
+                // failed upload, and the temporary file goes.
+                let _ = rustix::fs::unlinkat(&*parent, temp.as_str(), AtFlags::empty());
             }
-            Ok(size)
+            Ok(published?)
         })
         .await
     }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::{ALICE_PASSWORD, FerryServer, RawControl, random_bytes};
+use crate::support::{ALICE_PASSWORD, FerryServer, RawControl, make_fifo, random_bytes};
 
 fn alice(server: &FerryServer) -> RawControl {
     RawControl::login(server, "alice", ALICE_PASSWORD)
@@ -176,12 +176,7 @@ fn paths_cannot_escape_the_home() {
     names.sort();
     assert_eq!(names, ["mine.txt", "ok-link"]);
     // A link that stays inside works.
-    let mut data = c.pasv_data();
-    assert_eq!(code(&c.cmd("RETR ok-link")), "150");
-    let mut body = Vec::new();
-    data.read_to_end(&mut body).expect("retr");
-    assert_eq!(body, b"mine");
-    assert_eq!(code(&c.reply()), "226");
+    assert_eq!(c.retr("ok-link"), b"mine");
     // Names too long for any file system.
     assert_eq!(code(&c.cmd(&format!("MKD {}", "n".repeat(256)))), "550");
     assert_eq!(code(&c.cmd(&format!("CWD {}", "a/".repeat(2100)))), "500");
@@ -206,11 +201,7 @@ fn paths_cannot_escape_the_home() {
 fn special_files_are_refused_not_waited_on() {
     let server = FerryServer::start();
     let home = server.files().join("alice");
-    let made = std::process::Command::new("mkfifo")
-        .arg(home.join("pipe"))
-        .status()
-        .expect("mkfifo");
-    assert!(made.success(), "mkfifo failed");
+    make_fifo(&home.join("pipe"));
     let mut c = alice(&server);
     // Binary (sendfile's path, which opens on the async worker) and ASCII
     // (the stream's path, on the blocking pool).
@@ -224,12 +215,7 @@ fn special_files_are_refused_not_waited_on() {
     // The session and the server still serve.
     std::fs::write(home.join("after.txt"), b"still here").expect("write");
     assert_eq!(code(&c.cmd("TYPE I")), "200");
-    let mut data = c.pasv_data();
-    assert_eq!(code(&c.cmd("RETR after.txt")), "150");
-    let mut body = Vec::new();
-    data.read_to_end(&mut body).expect("retr");
-    assert_eq!(body, b"still here");
-    assert_eq!(code(&c.reply()), "226");
+    assert_eq!(c.retr("after.txt"), b"still here");
 }
 
 #[test]

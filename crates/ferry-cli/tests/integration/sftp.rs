@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::client::{client, client_ok};
 use crate::sftp_client::{host_fingerprint, ssh_keygen};
-use crate::support::{FerryServer, RawControl, curl, ferry_ok, hash, random_bytes, run, serve_in};
+use crate::support::{
+    FerryServer, RawControl, curl, ferry_ok, hash, make_fifo, random_bytes, run, serve_in,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -169,11 +171,7 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     // A FIFO in the home: not a regular file by its attributes, so OpenSSH
     // does not open it (ferry would refuse the OPEN: sftp::requests tests;
     // the `-` lets the batch go on).
-    let made = Command::new("mkfifo")
-        .arg(server.files().join("alice/pipe"))
-        .status()
-        .expect("mkfifo");
-    assert!(made.success(), "mkfifo failed");
+    make_fifo(&server.files().join("alice/pipe"));
 
     // OpenSSH sftp: upload, listing, directories, rename, download, resume.
     let out = openssh_sftp(

@@ -497,6 +497,25 @@ impl RawControl {
         let addr = SocketAddr::new(self.writer.peer_addr().expect("peer").ip(), port);
         TcpStream::connect(addr).expect("data connect")
     }
+
+    /// RETR over a passive data connection that must succeed (150, then
+    /// 226): the file's bytes.
+    pub fn retr(&mut self, name: &str) -> Vec<u8> {
+        let mut data = self.pasv_data();
+        let r = self.cmd(&format!("RETR {name}"));
+        assert_eq!(r.get(..3), Some("150"), "RETR {name}: {r}");
+        let mut body = Vec::new();
+        data.read_to_end(&mut body).expect("retr");
+        let r = self.reply();
+        assert_eq!(r.get(..3), Some("226"), "RETR {name} ended: {r}");
+        body
+    }
+}
+
+/// Makes a FIFO at `path` (a special file a server must not wait on).
+pub fn make_fifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {} failed", path.display());
 }
 
 /// A TCP connection to `to` from a chosen loopback source address.
