@@ -178,9 +178,17 @@ fn check_config(path: Option<&Path>) -> anyhow::Result<()> {
         .iter()
         .map(ToString::to_string)
         .collect();
+    let counted = |n: usize, what: &str| {
+        if n == 1 {
+            format!("1 {what}")
+        } else {
+            format!("{n} {what}s")
+        }
+    };
     println!(
-        "{source}: OK ({users} users, {} groups in the file, accounts in {}, listening on {})",
-        config.groups.len(),
+        "{source}: OK ({}, {} in the file, accounts in {}, listening on {})",
+        counted(users, "user"),
+        counted(config.groups.len(), "group"),
         config.accounts.store,
         listen.join(", ")
     );

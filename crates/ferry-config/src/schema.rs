@@ -66,6 +66,9 @@ pub struct ServerSection {
     /// The TCP congestion control of data connections whose two ends are on
     /// this host (a loopback address), where there is no link to pace for.
     pub loopback_congestion_control: CongestionControl,
+    /// Listings of directories with at most this many entries are sent in
+    /// name order; larger ones in the storage's order (0: never sorted).
+    pub listing_sort_limit: usize,
 }
 
 impl Default for ServerSection {
@@ -84,6 +87,7 @@ impl Default for ServerSection {
             sendfile: true,
             max_blocking_transfers: 256,
             loopback_congestion_control: CongestionControl::cubic(),
+            listing_sort_limit: 10_000,
         }
     }
 }

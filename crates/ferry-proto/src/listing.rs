@@ -12,7 +12,9 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink,
-    Other,
+    /// A FIFO, socket or device, by its `ls -l` type letter (`p`, `s`, `b`,
+    /// `c`, or `?` for a type the system did not name).
+    Special(char),
 }
 
 /// One directory entry, as the listings need it.
@@ -38,7 +40,8 @@ pub fn format_list_line(entry: &ListEntry<'_>, now: OffsetDateTime, out: &mut Ve
     let kind = match entry.kind {
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'l',
-        EntryKind::File | EntryKind::Other => '-',
+        EntryKind::File => '-',
+        EntryKind::Special(letter) => letter,
     };
     let mut perms = String::with_capacity(10);
     perms.push(kind);
@@ -174,7 +177,7 @@ pub fn format_mlsx(
             (_, EntryKind::Dir) => "dir",
             (_, EntryKind::File) => "file",
             (_, EntryKind::Symlink) => "OS.unix=symlink",
-            (_, EntryKind::Other) => "OS.unix=special",
+            (_, EntryKind::Special(_)) => "OS.unix=special",
         };
         let _ = write!(out, "type={t};");
     }
@@ -221,11 +224,13 @@ mod tests {
         let mut out = Vec::new();
         format_list_line(&entry("a b.txt", EntryKind::File, recent), now, &mut out);
         format_list_line(&entry("-dash", EntryKind::Dir, old), now, &mut out);
+        format_list_line(&entry("fifo", EntryKind::Special('p'), old), now, &mut out);
         let text = String::from_utf8(out).expect("utf8");
         assert_eq!(
             text,
             "-rw-r--r--    1 ftp      ftp              1234 Nov  1 08:30 a b.txt\r\n\
-             drw-r--r--    1 ftp      ftp              1234 Jan  5  2020 -dash\r\n"
+             drw-r--r--    1 ftp      ftp              1234 Jan  5  2020 -dash\r\n\
+             prw-r--r--    1 ftp      ftp              1234 Jan  5  2020 fifo\r\n"
         );
     }
 

@@ -38,6 +38,9 @@ pub struct ServerOptions {
     pub loopback_congestion: crate::congestion::LoopbackCongestion,
     /// The places for transfers that run as a blocking loop.
     pub blocking_slots: Arc<BlockingSlots>,
+    /// Directories of at most this many entries are listed in name order
+    /// (`ferry_storage::in_name_order`); 0 never sorts.
+    pub listing_sort_limit: usize,
     pub allow_active_mode: bool,
     pub allow_foreign_data_address: bool,
     pub storage: Arc<dyn StorageBackend>,
@@ -100,6 +103,7 @@ impl ServerOptions {
                 &s.loopback_congestion_control,
             ),
             blocking_slots: BlockingSlots::new(s.max_blocking_transfers),
+            listing_sort_limit: s.listing_sort_limit,
             allow_active_mode: config.security.allow_active_mode,
             allow_foreign_data_address: config.security.allow_foreign_data_address,
             storage,

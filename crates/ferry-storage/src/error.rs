@@ -92,6 +92,8 @@ fn from_errno(code: i32, e: io::Error) -> StorageError {
         Errno::NOSPC | Errno::DQUOT | Errno::FBIG => StorageError::NoSpace,
         Errno::NAMETOOLONG => StorageError::NameTooLong,
         Errno::INVAL => StorageError::Invalid("the file system refused the operation"),
+        // What opening a socket answers (or a device with no driver behind it).
+        Errno::NXIO => StorageError::NotARegularFile,
         _ => StorageError::Io(e),
     }
 }

@@ -13,6 +13,7 @@ mod conformance;
 pub mod error;
 pub mod host_file;
 pub mod local;
+mod name_order;
 pub mod object;
 pub mod path;
 
@@ -25,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::StorageError;
 pub use host_file::{HostFile, PositionedReader};
+pub use name_order::in_name_order;
 pub use path::{PathError, VirtualPath};
 
 /// What an entry is.
@@ -34,7 +36,20 @@ pub enum FileKind {
     Dir,
     /// A symbolic link whose target is not reachable from the home.
     Symlink,
-    Other,
+    /// A FIFO, socket or device: listed, never opened
+    /// ([`StorageError::NotARegularFile`]).
+    Special(SpecialFile),
+}
+
+/// Which kind of special file an entry is, as `ls -l` tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialFile {
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+    /// A type the system did not name.
+    Unknown,
 }
 
 /// What a backend knows of one file or directory.
@@ -188,7 +203,7 @@ pub async fn measure(storage: &dyn Storage) -> Result<(u64, u64), StorageError> 
                         bytes += entry.metadata.size;
                         files += 1;
                     }
-                    FileKind::Symlink | FileKind::Other => {}
+                    FileKind::Symlink | FileKind::Special(_) => {}
                 }
             }
         }

@@ -37,8 +37,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Sta
 use tokio::io::AsyncWrite;
 
 use crate::{
-    DirEntry, DirStream, FileKind, FileReader, HostFile, Metadata, Storage, StorageBackend,
-    StorageError, Upload, VirtualPath, WriteMode,
+    DirEntry, DirStream, FileKind, FileReader, HostFile, Metadata, SpecialFile, Storage,
+    StorageBackend, StorageError, Upload, VirtualPath, WriteMode,
 };
 
 /// Names of uploads in progress start with this; listings hide them.
@@ -232,7 +232,11 @@ pub(crate) fn metadata_of(st: &Stat) -> Metadata {
         FileType::RegularFile => FileKind::File,
         FileType::Directory => FileKind::Dir,
         FileType::Symlink => FileKind::Symlink,
-        _ => FileKind::Other,
+        FileType::Fifo => FileKind::Special(SpecialFile::Fifo),
+        FileType::Socket => FileKind::Special(SpecialFile::Socket),
+        FileType::BlockDevice => FileKind::Special(SpecialFile::BlockDevice),
+        FileType::CharacterDevice => FileKind::Special(SpecialFile::CharDevice),
+        FileType::Unknown => FileKind::Special(SpecialFile::Unknown),
     };
     let secs = u64::try_from(st.st_mtime).unwrap_or(0);
     let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);

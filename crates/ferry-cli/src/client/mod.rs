@@ -232,6 +232,16 @@ pub fn basename(path: &str) -> &str {
         .unwrap_or(path)
 }
 
+/// Human time: `0.12s`, or `3.9ms` below a hundredth of a second, where two
+/// decimals of a second would read `0.00s`.
+pub fn human_seconds(seconds: f64) -> String {
+    if seconds < 0.01 {
+        format!("{:.1}ms", seconds * 1000.0)
+    } else {
+        format!("{seconds:.2}s")
+    }
+}
+
 /// Human size: 1.5 MiB.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -245,5 +255,21 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{human_bytes, human_seconds};
+
+    #[test]
+    fn sizes_and_times_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(human_seconds(0.123), "0.12s");
+        assert_eq!(human_seconds(12.0), "12.00s");
+        // Two decimals of a second would say 0.00s.
+        assert_eq!(human_seconds(0.0039), "3.9ms");
+        assert_eq!(human_seconds(0.0), "0.0ms");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ferry_client::files::{Progress, TransferReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::human_bytes;
+use super::{human_bytes, human_seconds};
 
 /// Collects outcomes and draws progress for one command.
 #[derive(Debug)]
@@ -182,11 +182,11 @@ impl Reporter {
             println!("{summary}");
         } else if outcome.files.len() + outcome.failed.len() > 1 {
             let line = format!(
-                "{} transferred, {} failed, {} in {:.2}s",
+                "{} transferred, {} failed, {} in {}",
                 outcome.files.len(),
                 outcome.failed.len(),
                 human_bytes(bytes),
-                seconds
+                human_seconds(seconds)
             );
             match &self.bars {
                 Some(m) => {
@@ -212,9 +212,9 @@ fn describe(r: &TransferReport) -> String {
         (r.remote.clone(), r.local.display().to_string())
     };
     let mut line = format!(
-        "{from} -> {to}: {} in {:.2}s ({}/s)",
+        "{from} -> {to}: {} in {} ({}/s)",
         human_bytes(r.bytes),
-        r.seconds,
+        human_seconds(r.seconds),
         human_bytes(rate)
     );
     if r.resumed_from > 0 {

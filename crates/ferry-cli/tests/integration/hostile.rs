@@ -212,6 +212,29 @@ fn special_files_are_refused_not_waited_on() {
         assert_eq!(code(&r), "550", "TYPE {kind} RETR of a FIFO: {r}");
         assert!(r.contains("Not a regular file"), "{r}");
     }
+    // A socket is refused too; listings show both for what they are.
+    let _socket = std::os::unix::net::UnixListener::bind(home.join("sock")).expect("socket");
+    let _data = c.pasv_data();
+    let r = c.cmd("RETR sock");
+    assert_eq!(code(&r), "550", "RETR of a socket: {r}");
+    assert_eq!(code(&c.cmd("TYPE I")), "200");
+    let list = String::from_utf8(c.receive("LIST")).expect("utf-8");
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{list}"))
+            .to_owned()
+    };
+    assert!(line("pipe").starts_with("prw-"), "{list}");
+    assert!(line("sock").starts_with('s'), "{list}");
+    let mlsd = String::from_utf8(c.receive("MLSD")).expect("utf-8");
+    for name in ["pipe", "sock"] {
+        assert!(
+            mlsd.lines()
+                .any(|l| l.ends_with(&format!(" {name}")) && l.contains("type=OS.unix=special;")),
+            "{mlsd}"
+        );
+    }
     // The session and the server still serve.
     std::fs::write(home.join("after.txt"), b"still here").expect("write");
     assert_eq!(code(&c.cmd("TYPE I")), "200");

@@ -76,7 +76,7 @@ fn check_config_names_key_and_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (2 users, 1 groups"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (2 users, 1 group in the file"));
 }
 
 #[test]
@@ -390,6 +390,91 @@ fn listing_100k_entries_streams() {
     assert!(
         grown_kib < 4096,
         "peak memory grew by {grown_kib} KiB while listing"
+    );
+}
+
+/// Names in an order that no file system lists them in by itself: neither
+/// sorted, nor reversed, nor by a hash of the name alone.
+const SHUFFLED: [&str; 12] = [
+    "m.txt", "B.txt", "z", "a b.txt", "é.txt", "a", "Zeta", "ab", ".dot", "0", "a.txt", "mm",
+];
+
+/// The names of `ls`-style lines, or of MLSD lines (after the facts).
+fn listed_names(text: &str, mlsd: bool) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            if mlsd {
+                l.split_once(' ').map_or("", |(_, n)| n).to_owned()
+            } else {
+                // `ls -l`: the name follows the 8th field (the time or year).
+                let mut rest = l;
+                for _ in 0..8 {
+                    rest = rest.trim_start_matches(' ');
+                    rest = rest.split_once(' ').map_or("", |(_, r)| r);
+                }
+                rest.trim_start_matches(' ').to_owned()
+            }
+        })
+        .collect()
+}
+
+/// LIST, NLST, MLSD and STAT list a directory in name order (byte order, as
+/// vsftpd and `LC_ALL=C ls`), not in the order the disk keeps it; over
+/// `server.listing_sort_limit` entries, in the disk's order.
+#[test]
+fn listings_come_in_name_order() {
+    let fill = |dir: &std::path::Path| {
+        std::fs::create_dir(dir).expect("mkdir");
+        for name in SHUFFLED {
+            std::fs::write(dir.join(name), name).expect("create");
+        }
+        let on_disk: Vec<String> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        let mut sorted = on_disk.clone();
+        sorted.sort();
+        // Otherwise this test could not tell sorting from the disk's order.
+        assert_ne!(on_disk, sorted, "the file system lists in name order");
+        (on_disk, sorted)
+    };
+    let server = FerryServer::start();
+    let (_, sorted) = fill(&server.files().join("alice/mixed"));
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let nlst = String::from_utf8(c.receive("NLST mixed")).expect("utf-8");
+    assert_eq!(nlst.lines().collect::<Vec<_>>(), sorted, "NLST");
+    let list = String::from_utf8(c.receive("LIST mixed")).expect("utf-8");
+    assert_eq!(listed_names(&list, false), sorted, "LIST:\n{list}");
+    let mlsd = String::from_utf8(c.receive("MLSD mixed")).expect("utf-8");
+    assert_eq!(listed_names(&mlsd, true), sorted, "MLSD:\n{mlsd}");
+    let stat = c.cmd("STAT mixed");
+    let inner: String = stat
+        .lines()
+        .filter(|l| l.starts_with(' '))
+        .map(|l| format!("{}\n", &l[1..]))
+        .collect();
+    assert_eq!(listed_names(&inner, false), sorted, "STAT:\n{stat}");
+    // What curl shows for a directory URL.
+    let url = format!("ftp://127.0.0.1:{}/mixed/", server.port());
+    let by_curl = run(
+        &mut curl(&["--user", "alice:alice-pw", "--list-only"], url),
+        Duration::from_secs(60),
+    );
+    assert!(by_curl.status.success(), "curl: {by_curl:?}");
+    let by_curl = String::from_utf8_lossy(&by_curl.stdout).into_owned();
+    assert_eq!(by_curl.lines().collect::<Vec<_>>(), sorted, "curl");
+    drop(c);
+    drop(server);
+
+    // A directory over the limit comes in the disk's order, whole.
+    let server = FerryServer::start_with(&standard_config("listing_sort_limit = 5"));
+    let (on_disk, _) = fill(&server.files().join("alice/mixed"));
+    let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
+    let nlst = String::from_utf8(c.receive("NLST mixed")).expect("utf-8");
+    assert_eq!(
+        nlst.lines().collect::<Vec<_>>(),
+        on_disk,
+        "NLST over the limit"
     );
 }
 

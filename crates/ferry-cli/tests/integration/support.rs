@@ -501,13 +501,20 @@ impl RawControl {
     /// RETR over a passive data connection that must succeed (150, then
     /// 226): the file's bytes.
     pub fn retr(&mut self, name: &str) -> Vec<u8> {
+        self.receive(&format!("RETR {name}"))
+    }
+
+    /// A command that sends data to the client (RETR, LIST, NLST, MLSD) over
+    /// a passive data connection, which must succeed (150, then 226): the
+    /// bytes it sent.
+    pub fn receive(&mut self, command: &str) -> Vec<u8> {
         let mut data = self.pasv_data();
-        let r = self.cmd(&format!("RETR {name}"));
-        assert_eq!(r.get(..3), Some("150"), "RETR {name}: {r}");
+        let r = self.cmd(command);
+        assert_eq!(r.get(..3), Some("150"), "{command}: {r}");
         let mut body = Vec::new();
-        data.read_to_end(&mut body).expect("retr");
+        data.read_to_end(&mut body).expect("data");
         let r = self.reply();
-        assert_eq!(r.get(..3), Some("226"), "RETR {name} ended: {r}");
+        assert_eq!(r.get(..3), Some("226"), "{command} ended: {r}");
         body
     }
 }

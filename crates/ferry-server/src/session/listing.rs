@@ -3,7 +3,9 @@
 //! connection).
 //!
 //! Listings stream: entries are read from storage in batches and written out as
-//! they come, so a directory of any size lists in bounded memory. Every entry is
+//! they come, so a directory of any size lists in bounded memory. A directory
+//! of up to `server.listing_sort_limit` entries is listed in name order
+//! (`ferry_storage::in_name_order`), a larger one in the storage's order. Every entry is
 //! shown, dot files included, whatever `ls` options the client sends. The last
 //! component of a LIST/NLST path may hold `*` and `?` wildcards.
 
@@ -13,7 +15,7 @@ use ferry_accounts::{AccessRules, Permission};
 use ferry_proto::Reply;
 use ferry_proto::command::{ListArgs, PathArg};
 use ferry_proto::listing::{self, EntryKind, ListEntry, MlstFacts, MlsxRole};
-use ferry_storage::{DirStream, FileKind, Metadata, StorageError, VirtualPath};
+use ferry_storage::{DirStream, FileKind, Metadata, SpecialFile, StorageError, VirtualPath};
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -51,7 +53,13 @@ pub(crate) fn list_entry<'a>(name: &'a str, m: &Metadata) -> ListEntry<'a> {
             FileKind::File => EntryKind::File,
             FileKind::Dir => EntryKind::Dir,
             FileKind::Symlink => EntryKind::Symlink,
-            FileKind::Other => EntryKind::Other,
+            FileKind::Special(s) => EntryKind::Special(match s {
+                SpecialFile::Fifo => 'p',
+                SpecialFile::Socket => 's',
+                SpecialFile::BlockDevice => 'b',
+                SpecialFile::CharDevice => 'c',
+                SpecialFile::Unknown => '?',
+            }),
         },
         size: m.size,
         modified: OffsetDateTime::from(m.modified),
@@ -138,6 +146,20 @@ fn format_entry(
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// The entries of the directory `dir`, in name order unless there are
+    /// more than `server.listing_sort_limit`.
+    async fn open_listing(&self, dir: &VirtualPath) -> Result<Box<dyn DirStream>, SessionError> {
+        let stream = self
+            .storage()?
+            .list(dir)
+            .await
+            .map_err(|e| SessionError::storage(dir, e))?;
+        Ok(ferry_storage::in_name_order(
+            stream,
+            self.opts.listing_sort_limit,
+        ))
+    }
+
     /// Works out what a LIST/NLST/STAT path names, checks the policy, and opens it.
     async fn listing_target(&self, path_arg: Option<&PathArg>) -> Result<Target, SessionError> {
         let path = match path_arg {
@@ -148,11 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if name.contains(['*', '?']) {
             let dir = path.parent().unwrap_or_else(VirtualPath::root);
             self.check(Permission::List, &dir)?;
-            let stream = self
-                .storage()?
-                .list(&dir)
-                .await
-                .map_err(|e| SessionError::storage(&dir, e))?;
+            let stream = self.open_listing(&dir).await?;
             return Ok(Target::Dir {
                 stream,
                 dir,
@@ -162,11 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.check(Permission::List, &path)?;
         let meta = self.metadata(&path).await?;
         if meta.is_dir() {
-            let stream = self
-                .storage()?
-                .list(&path)
-                .await
-                .map_err(|e| SessionError::storage(&path, e))?;
+            let stream = self.open_listing(&path).await?;
             Ok(Target::Dir {
                 stream,
                 dir: path,
@@ -202,11 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !meta.is_dir() {
             return Err(SessionError::storage(&path, StorageError::NotADirectory));
         }
-        let stream = self
-            .storage()?
-            .list(&path)
-            .await
-            .map_err(|e| SessionError::storage(&path, e))?;
+        let stream = self.open_listing(&path).await?;
         self.start_listing(
             Target::Dir {
                 stream,

@@ -29,7 +29,7 @@ pub(crate) fn attributes(m: &Metadata) -> FileAttributes {
         FileKind::Dir => 0o040000,
         FileKind::Symlink => 0o120000,
         FileKind::File => 0o100000,
-        FileKind::Other => 0,
+        FileKind::Special(_) => 0,
     };
     let secs = m
         .modified
