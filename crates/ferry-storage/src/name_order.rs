@@ -10,8 +10,8 @@
 //! memory in proportion to the directory (issue 7's target (h)). So only a
 //! directory of up to `limit` entries is sorted; one that turns out to be
 //! larger is sent in the backend's order, starting with the entries already
-//! read, and never holds more than `limit` entries (about 100 bytes each)
-//! plus one batch.
+//! read, and never holds more than `limit` entries (about 220 bytes each
+//! with their names and the vector's slack) plus one batch.
 
 use async_trait::async_trait;
 

@@ -5,7 +5,8 @@
 //! Listings stream: entries are read from storage in batches and written out as
 //! they come, so a directory of any size lists in bounded memory. A directory
 //! of up to `server.listing_sort_limit` entries is listed in name order
-//! (`ferry_storage::in_name_order`), a larger one in the storage's order. Every entry is
+//! (`ferry_storage::in_name_order`) by LIST, NLST and STAT, a larger one in
+//! the storage's order; MLSD, for programs, always in the storage's order. Every entry is
 //! shown, dot files included, whatever `ls` options the client sends. The last
 //! component of a LIST/NLST path may hold `*` and `?` wildcards.
 
@@ -146,22 +147,34 @@ fn format_entry(
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    /// The entries of the directory `dir`, in name order unless there are
-    /// more than `server.listing_sort_limit`.
-    async fn open_listing(&self, dir: &VirtualPath) -> Result<Box<dyn DirStream>, SessionError> {
+    /// The entries of the directory `dir` for a listing in `format`: for
+    /// people (LIST, NLST, STAT) in name order unless there are more than
+    /// `server.listing_sort_limit`; for programs (MLSD, whose order RFC 3659
+    /// leaves open and whose clients sort) as the storage keeps them.
+    async fn open_listing(
+        &self,
+        dir: &VirtualPath,
+        format: ListFormat,
+    ) -> Result<Box<dyn DirStream>, SessionError> {
         let stream = self
             .storage()?
             .list(dir)
             .await
             .map_err(|e| SessionError::storage(dir, e))?;
-        Ok(ferry_storage::in_name_order(
-            stream,
-            self.opts.listing_sort_limit,
-        ))
+        Ok(match format {
+            ListFormat::Long | ListFormat::Names => {
+                ferry_storage::in_name_order(stream, self.opts.listing_sort_limit)
+            }
+            ListFormat::Facts => stream,
+        })
     }
 
     /// Works out what a LIST/NLST/STAT path names, checks the policy, and opens it.
-    async fn listing_target(&self, path_arg: Option<&PathArg>) -> Result<Target, SessionError> {
+    async fn listing_target(
+        &self,
+        path_arg: Option<&PathArg>,
+        format: ListFormat,
+    ) -> Result<Target, SessionError> {
         let path = match path_arg {
             Some(a) => self.resolve(a)?,
             None => self.cwd.clone(),
@@ -170,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if name.contains(['*', '?']) {
             let dir = path.parent().unwrap_or_else(VirtualPath::root);
             self.check(Permission::List, &dir)?;
-            let stream = self.open_listing(&dir).await?;
+            let stream = self.open_listing(&dir, format).await?;
             return Ok(Target::Dir {
                 stream,
                 dir,
@@ -180,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.check(Permission::List, &path)?;
         let meta = self.metadata(&path).await?;
         if meta.is_dir() {
-            let stream = self.open_listing(&path).await?;
+            let stream = self.open_listing(&path, format).await?;
             Ok(Target::Dir {
                 stream,
                 dir: path,
@@ -199,7 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         args: ListArgs,
         format: ListFormat,
     ) -> Result<TransferStep, SessionError> {
-        let target = self.listing_target(args.path.as_ref()).await?;
+        let target = self.listing_target(args.path.as_ref(), format).await?;
         self.start_listing(target, format)
     }
 
@@ -216,7 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !meta.is_dir() {
             return Err(SessionError::storage(&path, StorageError::NotADirectory));
         }
-        let stream = self.open_listing(&path).await?;
+        let stream = self.open_listing(&path, ListFormat::Facts).await?;
         self.start_listing(
             Target::Dir {
                 stream,
@@ -280,7 +293,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// STAT with a path: the listing, over the control connection (213).
     pub(super) async fn cmd_stat_path(&mut self, args: ListArgs) -> Result<(), SessionError> {
-        let target = self.listing_target(args.path.as_ref()).await?;
+        let target = self
+            .listing_target(args.path.as_ref(), ListFormat::Long)
+            .await?;
         let now = OffsetDateTime::from((self.opts.clock)());
         let shown = args
             .path
