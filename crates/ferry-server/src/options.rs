@@ -38,8 +38,8 @@ pub struct ServerOptions {
     pub loopback_congestion: crate::congestion::LoopbackCongestion,
     /// The places for transfers that run as a blocking loop.
     pub blocking_slots: Arc<BlockingSlots>,
-    /// Directories of at most this many entries are listed in name order
-    /// (`ferry_storage::in_name_order`); 0 never sorts.
+    /// LIST, NLST and STAT list directories of at most this many entries in
+    /// name order (`ferry_storage::in_name_order`); 0 never sorts.
     pub listing_sort_limit: usize,
     pub allow_active_mode: bool,
     pub allow_foreign_data_address: bool,

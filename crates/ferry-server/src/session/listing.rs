@@ -3,10 +3,10 @@
 //! connection).
 //!
 //! Listings stream: entries are read from storage in batches and written out as
-//! they come, so a directory of any size lists in bounded memory. A directory
-//! of up to `server.listing_sort_limit` entries is listed in name order
-//! (`ferry_storage::in_name_order`) by LIST, NLST and STAT, a larger one in
-//! the storage's order; MLSD, for programs, always in the storage's order. Every entry is
+//! they come, so a directory of any size lists in bounded memory. LIST, NLST
+//! and STAT list a directory of up to `server.listing_sort_limit` entries in
+//! name order (`ferry_storage::in_name_order`), a larger one in the storage's
+//! order; MLSD, for programs, always in the storage's order. Every entry is
 //! shown, dot files included, whatever `ls` options the client sends. The last
 //! component of a LIST/NLST path may hold `*` and `?` wildcards.
 
