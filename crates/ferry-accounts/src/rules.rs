@@ -150,9 +150,13 @@ struct RuleAt {
 }
 
 /// The resolved permission rules of one account.
+///
+/// Every session holds its account's rules, so they are kept compact: a
+/// slice sorted by path (a few rules take a few hundred bytes; a `BTreeMap`
+/// node took ~900 bytes even for one).
 #[derive(Debug, Clone, Default)]
 pub struct AccessRules {
-    by_path: BTreeMap<VirtualPath, RuleAt>,
+    by_path: Box<[(VirtualPath, RuleAt)]>,
 }
 
 impl AccessRules {
@@ -162,44 +166,48 @@ impl AccessRules {
         user: &PermissionTable,
         groups: impl IntoIterator<Item = (&'a str, &'a PermissionTable)>,
     ) -> Result<Self, ferry_storage::PathError> {
-        let mut rules = AccessRules::default();
+        let mut by_path: BTreeMap<VirtualPath, RuleAt> = BTreeMap::new();
         for (path, words) in user {
-            let at = rules
-                .by_path
+            let at = by_path
                 .entry(VirtualPath::parse_absolute(path)?)
                 .or_default();
             at.user = Some(PermissionSet::from_words(words));
         }
         for (group, table) in groups {
             for (path, words) in table {
-                let at = rules
-                    .by_path
+                let at = by_path
                     .entry(VirtualPath::parse_absolute(path)?)
                     .or_default();
                 at.groups.push(group.to_owned());
                 at.group_union = at.group_union.union(PermissionSet::from_words(words));
             }
         }
-        if rules.by_path.is_empty() {
-            rules = Self::builtin(
+        if by_path.is_empty() {
+            return Ok(Self::builtin(
                 "a user with no rules (full access to the home)",
                 PermissionSet::ALL,
-            );
+            ));
         }
-        Ok(rules)
+        Ok(AccessRules {
+            by_path: by_path.into_iter().collect(),
+        })
     }
 
     /// A single built-in rule at `/`.
     pub fn builtin(why: &'static str, perms: PermissionSet) -> Self {
-        let mut by_path = BTreeMap::new();
-        by_path.insert(
-            VirtualPath::root(),
-            RuleAt {
-                builtin: Some((why, perms)),
-                ..RuleAt::default()
-            },
-        );
-        AccessRules { by_path }
+        let at = RuleAt {
+            builtin: Some((why, perms)),
+            ..RuleAt::default()
+        };
+        AccessRules {
+            by_path: Box::new([(VirtualPath::root(), at)]),
+        }
+    }
+
+    /// The rule set at exactly `path`.
+    fn rule_at(&self, path: &VirtualPath) -> Option<&RuleAt> {
+        let i = self.by_path.binary_search_by(|(p, _)| p.cmp(path)).ok()?;
+        self.by_path.get(i).map(|(_, at)| at)
     }
 
     /// Decides whether `action` is allowed on `path` (relative to the home).
@@ -207,7 +215,7 @@ impl AccessRules {
         // The longest matching prefix: walk from the path up to the root.
         let mut candidate = Some(path.clone());
         while let Some(p) = candidate {
-            if let Some(at) = self.by_path.get(&p) {
+            if let Some(at) = self.rule_at(&p) {
                 let (source, granted) = if let Some(user) = at.user {
                     (RuleSource::User, user)
                 } else if !at.groups.is_empty() {

@@ -35,6 +35,7 @@ pub struct ServeArgs {
 const FILE_SYSTEM_THREADS: usize = 256;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    ferry_server::allocator::return_large_blocks();
     let (mut config, path) = crate::load_config(args.config.as_deref())?;
     if !args.listen.is_empty() {
         config.server.listen = args.listen;

@@ -12,6 +12,7 @@
 //!   SSH with the same accounts, storage and policy.
 
 pub mod activity;
+pub mod allocator;
 pub mod bans;
 pub mod congestion;
 pub mod control;

@@ -392,7 +392,12 @@ impl RawControl {
     }
 
     pub fn connect(server: &FerryServer) -> Self {
-        let (raw, banner) = Self::greeted(TcpStream::connect(server.addr).expect("connect"));
+        Self::connect_to(server.addr)
+    }
+
+    /// Connects to a server by its address (from another thread).
+    pub fn connect_to(addr: SocketAddr) -> Self {
+        let (raw, banner) = Self::greeted(TcpStream::connect(addr).expect("connect"));
         assert!(banner.starts_with("220"), "banner: {banner}");
         raw
     }

@@ -249,14 +249,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     None => break,
                 },
             };
-            let step = self.handle_line(&line).await;
+            // Commands and transfers run boxed: the session's future
+            // keeps only what an idle session waits with (benchmark (g)).
+            let step = Box::pin(self.handle_line(&line)).await;
             let sent = match step {
                 Step::Reply(r) => self.control.send(&r).await,
                 Step::Close(r) => {
                     let _ = self.control.send(&r).await;
                     break;
                 }
-                Step::Transfer(t) => match self.run_transfer(t).await {
+                Step::Transfer(t) => match Box::pin(self.run_transfer(t)).await {
                     TransferEnd::Continue => Ok(()),
                     TransferEnd::ControlClosed => break,
                 },
@@ -264,7 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     if self.control.send(&r).await.is_err() {
                         break;
                     }
-                    match self.control.start_tls(tls.acceptor()).await {
+                    match Box::pin(self.control.start_tls(tls.acceptor())).await {
                         Ok(()) => {
                             self.tls = Some(tls);
                             Ok(())
