@@ -157,6 +157,87 @@ pub(crate) fn text(out: &Output) -> String {
 }
 
 #[test]
+fn posix_rename_replaces_files_not_directories_and_asks_for_overwrite() {
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    let home = server.files().join("alice");
+    std::fs::create_dir_all(home.join("dir")).expect("mkdir");
+    std::fs::write(home.join("a.txt"), "new").expect("a");
+    std::fs::write(home.join("b.txt"), "old").expect("b");
+    std::fs::write(home.join("c.txt"), "kept").expect("c");
+    std::fs::write(home.join("x.txt"), "from openssh").expect("x");
+    std::fs::write(home.join("y.txt"), "replaced by openssh").expect("y");
+    std::fs::create_dir_all(server.files().join("bob")).expect("bob");
+    std::fs::write(server.files().join("bob/r.txt"), "read only").expect("r");
+    // paramiko, Python's SSH library: posix_rename sends the extension.
+    let script = r#"
+import sys, paramiko
+def session(user):
+    t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+    t.connect(username=user, password="secret")
+    return paramiko.SFTPClient.from_transport(t)
+s = session("alice")
+s.posix_rename("a.txt", "b.txt")
+print("replaced:", s.open("b.txt").read().decode())
+for attempt in [lambda: s.posix_rename("b.txt", "dir"), lambda: s.rename("b.txt", "c.txt")]:
+    try:
+        attempt()
+        print("renamed over an existing name")
+    except IOError as e:
+        print("refused:", e)
+bob = session("bob")
+try:
+    bob.posix_rename("r.txt", "s.txt")
+    print("bob renamed")
+except IOError as e:
+    print("bob refused:", e)
+print("done")
+"#;
+    let out = run(
+        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
+        LIMIT,
+    );
+    let said = text(&out);
+    assert!(out.status.success() && said.contains("done"), "{said}");
+    assert!(said.contains("replaced: new"), "{said}");
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("refused:")).count(),
+        2,
+        "a directory and plain RENAME's existing name are kept:\n{said}"
+    );
+    assert!(said.contains("bob refused:"), "{said}");
+    assert!(!home.join("a.txt").exists(), "the source is gone");
+    assert_eq!(
+        std::fs::read_to_string(home.join("c.txt")).expect("c"),
+        "kept"
+    );
+    assert!(home.join("dir").is_dir(), "the directory stays");
+    assert!(
+        server.files().join("bob/r.txt").exists(),
+        "bob's file stays"
+    );
+
+    // OpenSSH's sftp renames through the extension when it is offered.
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = openssh_sftp(addr, "alice", "secret", work.path(), "rename x.txt y.txt\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(home.join("y.txt")).expect("y"),
+        "from openssh"
+    );
+    // Both renames are in the audit log.
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|l| l.contains("\"RENAME\"") && l.contains("\"code\":0"))
+            .count(),
+        2,
+        "{audit}"
+    );
+}
+
+#[test]
 fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     let server = FerryServer::start_with(&config());
     let addr = sftp_addr(&server);

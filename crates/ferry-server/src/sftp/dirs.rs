@@ -3,7 +3,8 @@
 //!
 //! A directory is read in the storage's batches, so a directory of any size
 //! lists in bounded memory. RENAME refuses an existing target, as version 3
-//! asks (FTP's RNTO replaces a file).
+//! asks; posix-rename@openssh.com (`extensions.rs`) replaces a file, as
+//! FTP's RNTO does.
 
 use ferry_accounts::Permission;
 use ferry_storage::{DirStream, StorageError, VirtualPath};
@@ -121,7 +122,10 @@ impl SftpSession {
         ok(id)
     }
 
-    pub(super) async fn rename(&mut self, id: u32, old: &str, new: &str) -> Answer {
+    /// RENAME, or with `replace` posix-rename@openssh.com: a file at the
+    /// new name is replaced, as FTP's RNTO does (the `overwrite`
+    /// permission); a directory there is never replaced.
+    pub(super) async fn rename(&mut self, id: u32, old: &str, new: &str, replace: bool) -> Answer {
         let from = self.resolve(old)?;
         let to = self.resolve(new)?;
         self.check(Permission::Rename, &from)?;
@@ -132,14 +136,21 @@ impl SftpSession {
             .check_file_name(&to.to_string())
             .map_err(SessionError::FileNameRefused)?;
         self.metadata(&from).await?;
-        if self.existing(&to).await?.is_some() {
-            return Err(SessionError::storage(&to, StorageError::AlreadyExists).into());
+        let replaced = self.existing(&to).await?;
+        if let Some(existing) = &replaced {
+            if !replace || existing.is_dir() {
+                return Err(SessionError::storage(&to, StorageError::AlreadyExists).into());
+            }
+            self.check(Permission::Overwrite, &to)?;
         }
         self.user
             .storage
             .rename(&from, &to)
             .await
             .map_err(|e| SessionError::storage(&to, e))?;
+        if let Some(old) = replaced {
+            self.record_usage(-(old.size as i64), -1).await;
+        }
         ok(id)
     }
 }

@@ -15,6 +15,7 @@
 
 mod attrs;
 mod dirs;
+mod extensions;
 mod files;
 pub mod session;
 pub mod ssh;

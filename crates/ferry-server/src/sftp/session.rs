@@ -8,6 +8,7 @@
 //! | `files.rs` | OPEN, READ, WRITE, CLOSE (§6.3, §6.4) |
 //! | `dirs.rs` | OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, RENAME (§6.5–§6.7) |
 //! | `attrs.rs` | STAT, LSTAT, FSTAT, SETSTAT, FSETSTAT, REALPATH (§6.8–§6.10) |
+//! | `extensions.rs` | EXTENDED (§8): limits@openssh.com, posix-rename@openssh.com |
 //!
 //! Every path goes through [`VirtualPath::resolve`] from the home (`/` is the
 //! home, as over FTP), every action through the same permission rules, file
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_accounts::Permission;
 use ferry_storage::{Metadata, StorageError, VirtualPath};
-use russh_sftp::protocol::{Packet, Status, StatusCode, Version};
+use russh_sftp::protocol::{Packet, Status, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -205,17 +206,17 @@ impl std::fmt::Debug for SftpSession {
 }
 
 /// What a request's audit record names.
-struct Audited {
-    verb: &'static str,
+pub(super) struct Audited {
+    pub(super) verb: &'static str,
     /// The request's argument as sent.
-    arg: String,
+    pub(super) arg: String,
     /// The path it acted on, as sent.
-    path: Option<String>,
+    pub(super) path: Option<String>,
 }
 
 impl Audited {
     /// A request on one path.
-    fn on(verb: &'static str, path: &str) -> Option<Audited> {
+    pub(super) fn on(verb: &'static str, path: &str) -> Option<Audited> {
         Some(Audited {
             verb,
             arg: path.to_owned(),
@@ -304,7 +305,7 @@ impl SftpSession {
                 client_version = init.version,
                 "SFTP started"
             );
-            return Packet::Version(Version::new());
+            return Packet::Version(super::extensions::version());
         }
         if !self.initialized {
             return status(id, StatusCode::BadMessage, "send SSH_FXP_INIT first");
@@ -362,7 +363,7 @@ impl SftpSession {
                     arg: format!("{} {}", r.oldpath, r.newpath),
                     path: Some(r.oldpath.clone()),
                 };
-                let answer = self.rename(r.id, &r.oldpath, &r.newpath).await;
+                let answer = self.rename(r.id, &r.oldpath, &r.newpath, false).await;
                 (Some(audited), answer)
             }
             Packet::Stat(s) => (None, self.stat(s.id, &s.path).await),
@@ -388,13 +389,7 @@ impl SftpSession {
                 Audited::on("SYMLINK", &s.linkpath),
                 Err(SftpFailure::unsupported("symbolic links are not offered")),
             ),
-            Packet::Extended(e) => (
-                None,
-                Err(SftpFailure::unsupported(format!(
-                    "extension {} is not offered",
-                    e.request
-                ))),
-            ),
+            Packet::Extended(e) => self.extended(e).await,
             _ => (
                 None,
                 Err(SftpFailure::new(
