@@ -8,7 +8,7 @@
 //! takes 19 MiB. So every verification after the first left its memory in
 //! the arena of the thread that ran it, and the arenas fragmented: 100
 //! parallel first logins left ~180 MB resident for good (docs/benchmarks.md
-//! § "Memory after a burst of first logins").
+//! § "Idle sessions and a burst of first logins").
 //!
 //! Setting the thresholds turns the adjustment off: blocks of 4 MiB or more
 //! (a password hash's memory: argon2, yescrypt; nothing on a transfer's path

@@ -240,11 +240,13 @@ fn admit(stream: TcpStream, remote: SocketAddr, ctx: &AcceptContext) {
 
 /// One admitted connection, served until it ends or `hard_stop`.
 ///
-/// Each protocol's future is boxed. A task takes the size of its future for
-/// as long as it lives, and a future is as large as the largest it may hold:
-/// inline, the SSH connection's (tens of KiB: russh's state) would make
-/// every idle FTP session carry the room of one (32 KiB per session instead
-/// of 7, benchmark (g)). `the_task_of_an_ftp_session_stays_small` holds this.
+/// Each protocol's future is boxed. A task keeps the room of its future's
+/// largest state for as long as it lives: inline, the FTP session, the
+/// implicit-FTPS handshake and the SSH connection made a 6 KiB task for
+/// every idle session, about 4 KiB of it states an idle session is not in
+/// (benchmark (g), docs/benchmarks.md § "Idle sessions and a burst of first
+/// logins"). `tests::the_futures_of_an_idle_ftp_session_stay_small` holds
+/// this.
 async fn serve_connection(
     stream: TcpStream,
     peer: Peer,
