@@ -355,9 +355,9 @@ mod tests {
     /// An idle FTP session keeps two futures allocated: its connection's
     /// task and, boxed inside it, the session's. Benchmark (g) holds an idle
     /// session under 8 KiB in all; before they were boxed, the task alone
-    /// took ~6 KiB (the session, implicit TLS's handshake and a whole SSH
-    /// connection inline), and the session's future 4 KiB (every command's
-    /// and transfer's future inline).
+    /// took ~6 KiB (the FTP session, implicit TLS's handshake and the SSH
+    /// connection's future inline), and the session's future 4 KiB (every
+    /// command's and transfer's future inline).
     #[tokio::test]
     async fn the_futures_of_an_idle_ftp_session_stay_small() {
         let dir = tempfile::tempdir().expect("tmp");

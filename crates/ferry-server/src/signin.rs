@@ -14,10 +14,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ferry_accounts::{Account, AccountKind, AuthError, Usage};
-use ferry_storage::{Storage, StorageError};
+use ferry_accounts::{Account, AccountKind, AuthError, Permission, Usage};
+use ferry_storage::{Storage, StorageError, VirtualPath};
 use tracing::{info, warn};
 
+use crate::error::SessionError;
 use crate::options::ServerOptions;
 use crate::users::SessionTicket;
 
@@ -46,6 +47,58 @@ impl SignedIn {
                 path: path.clone(),
                 decision,
             }),
+        }
+    }
+
+    /// Renames `from` to `to`, the same way for FTP's RNTO and SFTP's
+    /// RENAME and posix-rename: the `rename` permission at both names and
+    /// the file-name rules at the new one. A file already at `to` is
+    /// replaced only when `replace` is asked and `overwrite` is allowed
+    /// there, and its size and count leave the quota's usage; a directory
+    /// there is never replaced.
+    pub async fn rename(
+        &self,
+        opts: &ServerOptions,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        replace: bool,
+    ) -> Result<(), SessionError> {
+        self.check(Permission::Rename, from)?;
+        self.check(Permission::Rename, to)?;
+        self.account
+            .limits
+            .check_file_name(&to.to_string())
+            .map_err(SessionError::FileNameRefused)?;
+        self.storage
+            .metadata(from)
+            .await
+            .map_err(|e| SessionError::storage(from, e))?;
+        let replaced = match self.storage.metadata(to).await {
+            Ok(m) => Some(m),
+            Err(StorageError::NotFound) => None,
+            Err(e) => return Err(SessionError::storage(to, e)),
+        };
+        if let Some(existing) = &replaced {
+            if !replace || existing.is_dir() {
+                return Err(SessionError::storage(to, StorageError::AlreadyExists));
+            }
+            self.check(Permission::Overwrite, to)?;
+        }
+        self.storage
+            .rename(from, to)
+            .await
+            .map_err(|e| SessionError::storage(to, e))?;
+        if let Some(old) = replaced {
+            self.record_usage(opts, -(old.size as i64), -1).await;
+        }
+        Ok(())
+    }
+
+    /// Records a change of stored bytes and files for quota usage; a ledger
+    /// that cannot record is logged, not fatal (the next recount mends it).
+    pub async fn record_usage(&self, opts: &ServerOptions, bytes: i64, files: i64) {
+        if let Err(e) = opts.ledger.add(&self.account.name, bytes, files).await {
+            warn!(user = %self.account.name, error = %e, "quota usage not recorded");
         }
     }
 }

@@ -75,26 +75,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) -> Result<Reply, SessionError> {
         let from = from.ok_or(SessionError::BadSequence("send RNFR first"))?;
         let to = self.resolve(arg)?;
-        self.check(Permission::Rename, &to)?;
         self.logged_in()?
-            .account
-            .limits
-            .check_file_name(&to.to_string())
-            .map_err(SessionError::FileNameRefused)?;
-        let replaced = self.exists(&to).await?;
-        if let Some(existing) = &replaced {
-            if existing.is_dir() {
-                return Err(SessionError::storage(&to, StorageError::AlreadyExists));
-            }
-            self.check(Permission::Overwrite, &to)?;
-        }
-        self.storage()?
-            .rename(&from, &to)
-            .await
-            .map_err(|e| SessionError::storage(&to, e))?;
-        if let Some(old) = replaced {
-            self.record_usage(-(old.size as i64), -1).await;
-        }
+            .rename(&self.opts, &from, &to, true)
+            .await?;
         Ok(Reply::new(250, format!("Renamed {from} to {to}.")))
     }
 

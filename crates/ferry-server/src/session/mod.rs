@@ -900,10 +900,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Whether a path exists (errors other than "not found" are failures).
     /// Records a change of stored bytes and files for quota usage.
     async fn record_usage(&self, bytes: i64, files: i64) {
-        if let Ok(l) = self.logged_in()
-            && let Err(e) = self.opts.ledger.add(&l.account.name, bytes, files).await
-        {
-            tracing::warn!(session = self.peer.id, error = %e, "quota usage not recorded");
+        if let Ok(l) = self.logged_in() {
+            l.record_usage(&self.opts, bytes, files).await;
         }
     }
 

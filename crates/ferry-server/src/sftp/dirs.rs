@@ -122,35 +122,12 @@ impl SftpSession {
         ok(id)
     }
 
-    /// RENAME, or with `replace` posix-rename@openssh.com: a file at the
-    /// new name is replaced, as FTP's RNTO does (the `overwrite`
-    /// permission); a directory there is never replaced.
+    /// RENAME, or with `replace` posix-rename@openssh.com (which replaces
+    /// a file at the new name, as FTP's RNTO does): `SignedIn::rename`.
     pub(super) async fn rename(&mut self, id: u32, old: &str, new: &str, replace: bool) -> Answer {
         let from = self.resolve(old)?;
         let to = self.resolve(new)?;
-        self.check(Permission::Rename, &from)?;
-        self.check(Permission::Rename, &to)?;
-        self.user
-            .account
-            .limits
-            .check_file_name(&to.to_string())
-            .map_err(SessionError::FileNameRefused)?;
-        self.metadata(&from).await?;
-        let replaced = self.existing(&to).await?;
-        if let Some(existing) = &replaced {
-            if !replace || existing.is_dir() {
-                return Err(SessionError::storage(&to, StorageError::AlreadyExists).into());
-            }
-            self.check(Permission::Overwrite, &to)?;
-        }
-        self.user
-            .storage
-            .rename(&from, &to)
-            .await
-            .map_err(|e| SessionError::storage(&to, e))?;
-        if let Some(old) = replaced {
-            self.record_usage(-(old.size as i64), -1).await;
-        }
+        self.user.rename(&self.opts, &from, &to, replace).await?;
         ok(id)
     }
 }

@@ -468,14 +468,7 @@ impl SftpSession {
 
     /// Records a change of stored bytes and files for quota usage.
     pub(super) async fn record_usage(&self, bytes: i64, files: i64) {
-        if let Err(e) = self
-            .opts
-            .ledger
-            .add(&self.user.account.name, bytes, files)
-            .await
-        {
-            warn!(session = self.peer.id, error = %e, "quota usage not recorded");
-        }
+        self.user.record_usage(&self.opts, bytes, files).await;
     }
 
     /// A path in the user's view as a path from the storage root.
