@@ -55,7 +55,8 @@ impl SignedIn {
     /// the file-name rules at the new one. A file already at `to` is
     /// replaced only when `replace` is asked and `overwrite` is allowed
     /// there, and its size and count leave the quota's usage; a directory
-    /// there is never replaced.
+    /// there is never replaced. A file renamed onto its own name stays as
+    /// it is (and in the usage).
     pub async fn rename(
         &self,
         opts: &ServerOptions,
@@ -81,6 +82,11 @@ impl SignedIn {
         if let Some(existing) = &replaced {
             if !replace || existing.is_dir() {
                 return Err(SessionError::storage(to, StorageError::AlreadyExists));
+            }
+            if from == to {
+                // Nothing moves and nothing is replaced: the file stays in
+                // the quota's usage.
+                return Ok(());
             }
             self.check(Permission::Overwrite, to)?;
         }

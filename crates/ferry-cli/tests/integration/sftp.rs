@@ -238,6 +238,61 @@ print("done")
 }
 
 #[test]
+fn renaming_a_file_onto_itself_keeps_its_quota_usage() {
+    // carol's quota is 100 KiB. A rename that "replaces" the file with
+    // itself must not take the file out of her usage, or she could store
+    // without bound.
+    use std::io::Write;
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    let mut c = RawControl::login(&server, "carol", "secret");
+    let mut stor = |c: &mut RawControl, name: &str, len: usize| {
+        let mut d = c.pasv_data();
+        let r = c.cmd(&format!("STOR {name}"));
+        assert!(r.starts_with("150"), "{r}");
+        let _ = d.write_all(&random_bytes(len, len as u64));
+        drop(d);
+        c.reply()
+    };
+    let r = stor(&mut c, "a.bin", 80 * 1024);
+    assert!(r.starts_with("226"), "{r}");
+    assert!(c.cmd("RNFR a.bin").starts_with("350"));
+    let r = c.cmd("RNTO a.bin");
+    assert!(r.starts_with("250"), "{r}");
+    let r = stor(&mut c, "b.bin", 40 * 1024);
+    assert!(r.starts_with("552"), "80 + 40 KiB is over 100 KiB: {r}");
+    drop(c);
+
+    // The same over SFTP's posix-rename.
+    let script = r#"
+import io, sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="carol", password="secret")
+s = paramiko.SFTPClient.from_transport(t)
+s.posix_rename("a.bin", "a.bin")
+try:
+    s.putfo(io.BytesIO(b"x" * 40 * 1024), "c.bin")
+    print("stored over the quota")
+except IOError as e:
+    print("refused:", e)
+"#;
+    let out = run(
+        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
+        LIMIT,
+    );
+    let said = text(&out);
+    assert!(said.contains("refused:"), "{said}");
+    assert_eq!(
+        std::fs::metadata(server.files().join("carol/a.bin"))
+            .expect("a.bin")
+            .len(),
+        80 * 1024
+    );
+    assert!(!server.files().join("carol/b.bin").exists());
+    assert!(!server.files().join("carol/c.bin").exists());
+}
+
+#[test]
 fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     let server = FerryServer::start_with(&config());
     let addr = sftp_addr(&server);
