@@ -246,7 +246,7 @@ fn renaming_a_file_onto_itself_keeps_its_quota_usage() {
     let server = FerryServer::start_with(&config());
     let addr = sftp_addr(&server);
     let mut c = RawControl::login(&server, "carol", "secret");
-    let mut stor = |c: &mut RawControl, name: &str, len: usize| {
+    let stor = |c: &mut RawControl, name: &str, len: usize| {
         let mut d = c.pasv_data();
         let r = c.cmd(&format!("STOR {name}"));
         assert!(r.starts_with("150"), "{r}");
