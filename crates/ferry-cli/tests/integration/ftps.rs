@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::{
-    ALICE_PASSWORD, FerryServer, RawControl, RecordingProxy, curl, random_bytes, run, run_ok,
-    standard_config,
+    ALICE_PASSWORD, FerryServer, RawControl, RecordingProxy, curl, free_port, random_bytes, run,
+    run_ok, standard_config,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -329,14 +329,14 @@ fn recorded_traffic_shows_no_secrets_under_tls() {
     for tls in [true, false] {
         // The server listens on 127.0.0.2 with one passive port; the proxy listens
         // on 127.0.0.1 with the same ports and connects from 127.0.0.1.
-        let port = loop {
-            let p = std::net::TcpListener::bind("127.0.0.1:0")
-                .expect("probe")
-                .local_addr()
-                .expect("addr")
-                .port();
-            if std::net::TcpListener::bind(("127.0.0.2", p)).is_ok() {
-                break p;
+        // The 127.0.0.1 side stays bound from here on: the data relay takes it.
+        let (data_listener, port) = loop {
+            let p = free_port();
+            if let (Ok(listener), Ok(_)) = (
+                std::net::TcpListener::bind(("127.0.0.1", p)),
+                std::net::TcpListener::bind(("127.0.0.2", p)),
+            ) {
+                break (listener, p);
             }
         };
         let config = standard_config(&format!(
@@ -346,13 +346,13 @@ fn recorded_traffic_shows_no_secrets_under_tls() {
         let server = FerryServer::start_with(&config);
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let control = RecordingProxy::start(
-            "127.0.0.1:0".parse().expect("addr"),
+            std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind"),
             server.addr,
             [127, 0, 0, 1],
             recorded.clone(),
         );
         let _data = RecordingProxy::start(
-            SocketAddr::from(([127, 0, 0, 1], port)),
+            data_listener,
             SocketAddr::from(([127, 0, 0, 2], port)),
             [127, 0, 0, 1],
             recorded.clone(),

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    ALICE_PASSWORD, FerryServer, RawControl, curl, ferry_bin, random_bytes, run, standard_config,
+    ALICE_PASSWORD, FerryServer, RawControl, curl, ferry_bin, free_port, random_bytes, run,
+    standard_config,
 };
 
 fn code(reply: &str) -> &str {
@@ -528,10 +529,8 @@ fn json_logs() {
 
 #[test]
 fn passive_ports_and_public_address() {
-    // A range of free ports, found by asking the kernel for one.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-    let first = probe.local_addr().expect("addr").port().min(65_000);
-    drop(probe);
+    // A range of ports outside the ephemeral range, its first one free.
+    let first = free_port();
     let last = first + 20;
     let server = FerryServer::start_with(&standard_config(&format!(
         "passive_ports = \"{first}-{last}\"\npublic_address = \"203.0.113.7\""
@@ -569,9 +568,7 @@ fn passive_ports_and_public_address() {
 /// transfer runs while the first one's is still going.
 #[test]
 fn a_one_port_passive_range_serves_two_transfers_at_once() {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-    let port = probe.local_addr().expect("addr").port();
-    drop(probe);
+    let port = free_port();
     let server = FerryServer::start_with(&standard_config(&format!(
         "passive_ports = \"{port}-{port}\""
     )));

@@ -672,11 +672,7 @@ impl PgServer {
             ]),
             Duration::from_secs(120),
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("probe")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = free_port();
         let mut pg = PgServer {
             child: None,
             bin,
@@ -838,14 +834,15 @@ pub struct RecordingProxy {
 }
 
 impl RecordingProxy {
-    /// Relays `listen` (port 0 for any) to `target`, connecting from `source_ip`.
+    /// Relays what `listener` accepts to `target`, connecting from `source_ip`.
+    /// The caller binds the listener, so a port chosen in advance stays held
+    /// until the relay owns it (no other test's connection can take it between).
     pub fn start(
-        listen: SocketAddr,
+        listener: std::net::TcpListener,
         target: SocketAddr,
         source_ip: [u8; 4],
         recorded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     ) -> Self {
-        let listener = std::net::TcpListener::bind(listen).expect("proxy bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -898,10 +895,36 @@ impl Drop for RecordingProxy {
 }
 
 /// A loopback port that was free a moment ago, for servers that must come back
-/// on the same address after a restart.
+/// on the same address after a restart, and for peers that bind a port of
+/// their own choosing.
+///
+/// The port lies below the kernel's ephemeral range, so no connection made by
+/// a test running alongside can take it as its local port before the server
+/// binds it (a port from `bind(…:0)` could be). Each call hands out a
+/// different port; the walk starts at an offset taken from the process id so
+/// that two test processes rarely meet.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const LOW: u32 = 10_000;
+    if ephemeral_low < LOW + 1_000 {
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+    }
+    let span = ephemeral_low - LOW;
+    let start = std::process::id() * 7919 % span;
+    for _ in 0..span {
+        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("ports below the ephemeral range fit u16");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {ephemeral_low}");
 }
