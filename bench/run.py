@@ -463,6 +463,9 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--only", default="abcdefghi",
                     help="the workloads to run, by letter (default all: abcdefghi); e.g. --only ad")
+    ap.add_argument("--compare", default=None, metavar="DIR",
+                    help="also run the ferry server built in DIR (e.g. an older commit's target/release) as "
+                         "'ferry-compare', interleaved with the others in the same run: an A/B of two builds")
     ap.add_argument("--servers", default=None,
                     help="comma-separated servers to run (default all: ferry,ferry-baseline,vsftpd,proftpd,pure-ftpd)")
     a = ap.parse_args()
@@ -496,8 +499,12 @@ def run_workloads(a, scale, bindir, started, stolen_before, memory):
         (["ferry", "vsftpd"] if a.smoke else ["ferry", "ferry-baseline", "vsftpd", "proftpd", "pure-ftpd"])
     if "ferry" not in chosen:
         chosen.insert(0, "ferry")
+    if a.compare:
+        chosen.append("ferry-compare")
     starters = {
         "ferry": lambda: start_ferry(bindir, tmp),
+        # The same configuration from another build; the client stays this one's.
+        "ferry-compare": lambda: start_ferry(os.path.abspath(a.compare), tmp, "ferry-compare"),
         "ferry-baseline": lambda: start_ferry(bindir, tmp, "ferry-baseline", baseline=True),
         "vsftpd": lambda: start_vsftpd(tmp),
         "proftpd": lambda: start_proftpd(tmp),
@@ -626,14 +633,19 @@ def run_workloads(a, scale, bindir, started, stolen_before, memory):
             # As for (a) and (b): first the blocking 1 MiB reader and writer
             # (rustls, TLS 1.2, AES-128-GCM where the server prefers it), then
             # curl, which spends most of its core on small reads and polls.
-            # The downloads run as many times as (a): with three runs each,
-            # three full runs of the same code gave 3.35×, 3.41× and 1.82×
-            # (ferry's runs 991–1,449 MB/s in the last, vsftpd's 587–780;
-            # session 12). The uploads, at 3–4× and five seconds a run for
-            # vsftpd, keep three.
+            # The reader decrypts each record in place, in its 1 MiB buffer:
+            # rustls's own reader copies every record twice and was, at 92%
+            # of its core, what set ferry's pace (session 23); it stays as
+            # the second row, with three runs. The in-place downloads run as
+            # many times as (a): with three runs each, three full runs of the
+            # same code gave 3.35×, 3.41× and 1.82× (session 12). The uploads,
+            # at 3–4× and five seconds a run for vsftpd, keep three.
+            table.add("(c) FTPS PROT P download %s (1 MiB reads, decrypted in place)" % size_label, "MB/s", interleaved_median(
+                lambda s: tls(s) and bench_tool(bindir, "download", "--tls", "--in-place", "--url", s.url("big.bin"))["mb_s"],
+                transfer_runs))
             table.add("(c) FTPS PROT P download %s (1 MiB reads, rustls)" % size_label, "MB/s", interleaved_median(
                 lambda s: tls(s) and bench_tool(bindir, "download", "--tls", "--url", s.url("big.bin"))["mb_s"],
-                transfer_runs))
+                runs))
             table.add("(c) FTPS PROT P download %s (curl)" % size_label, "MB/s", interleaved_median(lambda s: tls(s) and curl_speed(
                 s, ["--ssl-reqd", "-k", "-o", "/dev/null", s.url("big.bin")]), transfer_runs))
             table.add("(c) FTPS PROT P upload %s (1 MiB writes, rustls)" % size_label, "MB/s", interleaved_median(
