@@ -258,8 +258,8 @@ mod tests {
     fn serve(body: Vec<u8>, truncate: bool) -> (u16, std::thread::JoinHandle<bool>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-            .expect("certificate");
+        let cert =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
         let key = rustls_pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
             .expect("key");
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

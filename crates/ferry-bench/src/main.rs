@@ -347,11 +347,18 @@ fn small_files(url: &str, count: usize) -> anyhow::Result<serde_json::Value> {
 
 async fn concurrent(url: &str, sessions: usize) -> anyhow::Result<serde_json::Value> {
     let url = FtpUrl::parse(url)?;
+    // A session not connected within 10 s counts as failed: a server whose
+    // listen backlog drops SYNs (vsftpd's 32) would otherwise hold every run
+    // for the kernel's SYN retries, 31 s, and the harness past its 15 minutes.
+    let options = ConnectOptions {
+        connect_timeout: Duration::from_secs(10),
+        ..options()
+    };
     let start = Instant::now();
     let tasks = (0..sessions).map(|_| {
-        let url = url.clone();
+        let (url, options) = (url.clone(), options.clone());
         tokio::spawn(async move {
-            let mut s = FtpSession::open(&url, &options()).await?;
+            let mut s = FtpSession::open(&url, &options).await?;
             let mut d = s.download(&url.path, 0).await?;
             let mut buf = vec![0u8; 64 * 1024];
             let mut n_total = 0u64;
