@@ -50,9 +50,10 @@ pub struct InPlaceTlsReader {
     rx_seq: u64,
     encrypter: Box<dyn MessageEncrypter>,
     tx_seq: u64,
-    /// Application data that arrived with the handshake's last records and
-    /// that rustls decrypted there (rare: the server speaks first only
-    /// after the client's Finished).
+    /// Application data that arrived in the same reads as the handshake's
+    /// last records, which rustls decrypted itself (in a full handshake the
+    /// server's first data can follow its Finished; a resumed one ends with
+    /// the client's Finished, so nothing can).
     early: Vec<u8>,
 }
 
@@ -202,6 +203,8 @@ impl InPlaceTlsReader {
     fn complete_record(&self) -> Option<(ContentType, ProtocolVersion, usize)> {
         let header = self.buf.get(self.start..self.start + 5)?;
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        // A record over TLS's limit is taken whole only to fail its
+        // decryption, with a clear error (it fits in the buffer).
         if self.filled - self.start < 5 + len {
             return None;
         }

@@ -30,23 +30,13 @@ fn upload(c: &mut RawControl, path: &str, data: &[u8]) -> String {
     code(&c.reply()).to_owned()
 }
 
-/// The server's resident memory, KiB.
-fn resident_kib(server: &FerryServer) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn a_burst_of_first_logins_leaves_no_password_memory_behind() {
     // Each argon2id verification takes 19 MiB. The C allocator used to keep
     // it after the first one: a burst of first logins left tens of MiB in
     // the arenas of the threads that verified (180 MB after 100).
     let server = FerryServer::start();
-    let before = resident_kib(&server);
+    let before = server.memory_kib("VmRSS");
     let logins: Vec<_> = (0..16)
         .map(|_| {
             let addr = server.addr;
@@ -63,7 +53,7 @@ fn a_burst_of_first_logins_leaves_no_password_memory_behind() {
         .into_iter()
         .map(|t| t.join().expect("login thread"))
         .collect();
-    let after = resident_kib(&server);
+    let after = server.memory_kib("VmRSS");
     let grown = after.saturating_sub(before);
     assert!(
         grown < 12 * 1024,

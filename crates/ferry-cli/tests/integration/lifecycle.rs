@@ -360,28 +360,19 @@ fn listing_100k_entries_streams() {
         std::fs::File::create(dir.join(format!("entry-with-a-longish-name-{i:06}.dat")))
             .expect("create");
     }
-    let rss = |pid: u32| -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .expect("VmHWM")
-    };
     let mut c = RawControl::login(&server, "alice", ALICE_PASSWORD);
     // Warm up: one small listing, so that buffers and threads exist already.
     let mut data = c.pasv_data();
     c.cmd("LIST /");
     std::io::copy(&mut data, &mut std::io::sink()).expect("drain");
     c.reply();
-    let before = rss(server.pid());
+    let before = server.memory_kib("VmHWM");
     for cmd in ["LIST many", "MLSD many", "NLST many"] {
         let text = String::from_utf8(c.receive(cmd)).expect("utf-8");
         assert_eq!(text.lines().count(), 100_000, "{cmd}");
         assert!(text.len() > 3_000_000, "{cmd} is {} bytes", text.len());
     }
-    let grown_kib = rss(server.pid()).saturating_sub(before);
+    let grown_kib = server.memory_kib("VmHWM").saturating_sub(before);
     // A listing held in memory would be ~5-9 MB per command; streaming keeps the
     // peak to a few batches, and LIST's and NLST's first 10,000 entries
     // (`server.listing_sort_limit`, gathered to be sorted: ~1.5 MiB).

@@ -280,6 +280,18 @@ impl FerryServer {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
+
+    /// A memory figure of the server process from `/proc/PID/status`, in
+    /// KiB: `VmRSS` (resident now), `VmHWM` (the peak), ...
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
+    }
 }
 
 impl Drop for FerryServer {
@@ -918,9 +930,11 @@ pub fn free_port() -> u16 {
             .expect("a free port");
     }
     let span = ephemeral_low - LOW;
-    let start = std::process::id() * 7919 % span;
+    // In u64: a process id times the step passes u32 for ids above ~540,000.
+    let start = u64::from(std::process::id()) * 7919 % u64::from(span);
     for _ in 0..span {
-        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let step = u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = u64::from(LOW) + (start + step) % u64::from(span);
         let port = u16::try_from(port).expect("ports below the ephemeral range fit u16");
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
