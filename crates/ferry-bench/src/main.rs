@@ -675,7 +675,11 @@ async fn idle(url: &str, sessions: usize, pid: u32) -> anyhow::Result<serde_json
     }
     let user = url.user.clone().unwrap_or_else(|| "anonymous".to_owned());
     let pass = url.password.clone().unwrap_or_default();
-    for chunk in (0..sessions).collect::<Vec<_>>().chunks(100) {
+    // 25 logins at a time: what is measured is the memory of sessions at
+    // rest, not a burst. A forking peer's accept queue overflows under larger
+    // bursts (vsftpd lost 229 of 500 at 100 at a time, each loss waiting out
+    // the timeout below, which made (g) the harness's slowest workload).
+    for chunk in (0..sessions).collect::<Vec<_>>().chunks(25) {
         let logins = chunk.iter().map(|_| {
             let (host, port, user, pass) = (url.host.clone(), url.port, user.clone(), pass.clone());
             let login = async move {

@@ -76,6 +76,28 @@ impl LocalDisk {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// `home`'s shared descriptor if the directory exists: found by a
+    /// lookup, which runs inline (module docs), so that a login whose home
+    /// is there already (every login but a user's first) makes no trip to
+    /// the blocking pool. `None` if the lookup fails for any reason; the
+    /// caller then takes the full way, which makes what is missing and
+    /// reports what is wrong.
+    fn open_existing_home(&self, home: &VirtualPath) -> Option<Arc<OwnedFd>> {
+        let root = rustix::fs::open(
+            &self.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        // Component by component, as the full way walks (a symlink must stay
+        // below the directory it is in, not only below the root).
+        let mut dir = root;
+        for name in home.components() {
+            dir = open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY).ok()?;
+        }
+        share_home(&self.homes, home.to_string(), dir).ok()
+    }
 }
 
 #[async_trait]
@@ -94,6 +116,15 @@ impl StorageBackend for LocalDisk {
         create: bool,
         owner: Option<(u32, u32)>,
     ) -> Result<Arc<dyn Storage>, StorageError> {
+        // A home that exists needs no directory made: a lookup finds it.
+        // A first login, a missing home or a failing lookup take the full
+        // way on the blocking pool.
+        if let Some(dir) = self.open_existing_home(home) {
+            return Ok(Arc::new(LocalHome {
+                dir,
+                owner: owner.map(Owner::from),
+            }));
+        }
         let root = self.root.clone();
         let home = home.clone();
         let homes = self.homes.clone();
@@ -768,6 +799,59 @@ mod tests {
         assert!(weak.upgrade().is_some(), "c still holds the new one");
         drop(c);
         assert!(weak.upgrade().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_existing_home_is_found_by_a_lookup_and_shared() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let disk = LocalDisk::new(dir.path().join("root")).expect("root");
+        let u = dir.path().join("root/u");
+        assert!(disk.open_existing_home(&vp("/u")).is_none(), "not made yet");
+        let first = disk.open_home(&vp("/u"), true).await.expect("first");
+        let held = disk
+            .open_existing_home(&vp("/u"))
+            .expect("made by the first");
+        let again = disk.open_existing_home(&vp("/u")).expect("again");
+        assert!(Arc::ptr_eq(&held, &again), "one descriptor, shared");
+        // Replaced under the same name: the lookup finds the new directory,
+        // and a new session writes into it.
+        std::fs::rename(&u, dir.path().join("root/old")).expect("rename");
+        std::fs::create_dir(&u).expect("new home");
+        let replaced = disk.open_existing_home(&vp("/u")).expect("the new one");
+        assert!(
+            !Arc::ptr_eq(&held, &replaced),
+            "a replaced home is opened afresh"
+        );
+        let second = disk.open_home(&vp("/u"), true).await.expect("second");
+        let mut up = second
+            .write(&vp("/f"), WriteMode::Replace)
+            .await
+            .expect("write");
+        tokio::io::AsyncWriteExt::write_all(&mut up, b"new")
+            .await
+            .expect("data");
+        up.commit().await.expect("commit");
+        assert_eq!(std::fs::read(u.join("f")).expect("in the new home"), b"new");
+        assert!(!dir.path().join("root/old/f").exists());
+        // Removed while sessions still hold it: not found, and made again by
+        // the next login.
+        drop((first, held, again, replaced));
+        std::fs::remove_dir_all(&u).expect("remove");
+        assert!(disk.open_existing_home(&vp("/u")).is_none(), "removed");
+        let third = disk.open_home(&vp("/u"), true).await.expect("third");
+        assert!(u.is_dir(), "made again");
+        drop((second, third));
+        // A file where the home should be is refused by the full way.
+        std::fs::write(dir.path().join("root/w"), b"x").expect("file");
+        assert!(disk.open_existing_home(&vp("/w")).is_none());
+        assert!(disk.open_home(&vp("/w"), true).await.is_err());
+        // A home that is a symlink out of its parent directory is refused
+        // both ways, though it stays below the root.
+        std::fs::create_dir_all(dir.path().join("root/other/x")).expect("other");
+        std::fs::create_dir(dir.path().join("root/homes")).expect("homes");
+        std::os::unix::fs::symlink("../other/x", dir.path().join("root/homes/x")).expect("link");
+        assert!(disk.open_existing_home(&vp("/homes/x")).is_none());
+        assert!(disk.open_home(&vp("/homes/x"), false).await.is_err());
     }
 
     #[tokio::test]
