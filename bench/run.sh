@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: ferry next to vsftpd, ProFTPD and Pure-FTPd on loopback.
-#   bench/run.sh            the full run (release build, 3 runs per figure, 9 for (a), (b), the FTPS downloads and (d); ~12 min)
+#   bench/run.sh            the full run (release build, 3 runs per figure, 9 for (a), (b), the FTPS download by the in-place reader and (d); ~13 min)
 #   bench/run.sh --smoke    small sizes, ferry and vsftpd, one run (CI keeps it working)
 # Extra arguments go to bench/run.py (--runs N, --out FILE). See docs/benchmarks.md.
 set -euo pipefail

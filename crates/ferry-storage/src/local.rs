@@ -16,10 +16,11 @@
 //!
 //! Calls that read or write data, or change a directory, can wait on the
 //! disk, so each runs on tokio's blocking pool. Lookups run inline on the
-//! async worker: `metadata` and the open of `open_host_file` (a path walk and
-//! an `fstat`, answered from the kernel's dentry and inode caches, as nginx
-//! opens files in its event loop); a trip to the pool and back costs two
-//! thread wake-ups, more than the lookup itself. Host files' data is read
+//! async worker: `metadata`, the open of `open_host_file`, and finding a
+//! home that exists at login (a path walk and an `fstat`, answered from the
+//! kernel's dentry and inode caches, as nginx opens files in its event
+//! loop); a trip to the pool and back costs two thread wake-ups, more than
+//! the lookup itself. Host files' data is read
 //! through [`crate::PositionedReader`], which waits on the disk only on the
 //! pool.
 
