@@ -158,6 +158,74 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
     async fn set_modified(&self, path: &VirtualPath, time: SystemTime) -> Result<(), StorageError>;
     async fn set_mode(&self, path: &VirtualPath, mode: u32) -> Result<(), StorageError>;
+    /// The size of the file system `path` lies on and what of it is free, as
+    /// `statvfs(3)` tells it (SFTP's `statvfs@openssh.com`: `df` in
+    /// OpenSSH's `sftp`). Backends that have no such figure (object
+    /// storage) answer [`StorageError::Unsupported`].
+    async fn space(&self, path: &VirtualPath) -> Result<Space, StorageError> {
+        let _ = path;
+        Err(StorageError::Unsupported(
+            "this storage has no file system size",
+        ))
+    }
+}
+
+/// A file system's size and free space, in `statvfs(3)`'s terms: sizes in
+/// units of `fragment_size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// The preferred size of a transfer (`f_bsize`).
+    pub block_size: u64,
+    /// The unit of the block counts (`f_frsize`).
+    pub fragment_size: u64,
+    /// Blocks in all (`f_blocks`).
+    pub blocks: u64,
+    /// Blocks free (`f_bfree`).
+    pub blocks_free: u64,
+    /// Blocks free to an unprivileged user (`f_bavail`).
+    pub blocks_available: u64,
+    /// Files (inodes) in all (`f_files`).
+    pub files: u64,
+    /// Files free (`f_ffree`).
+    pub files_free: u64,
+    /// Files free to an unprivileged user (`f_favail`).
+    pub files_available: u64,
+    /// The file system's id (`f_fsid`).
+    pub filesystem_id: u64,
+    /// Mounted read-only (`ST_RDONLY`).
+    pub read_only: bool,
+    /// Mounted without set-user-id (`ST_NOSUID`).
+    pub no_setuid: bool,
+    /// The longest file name (`f_namemax`).
+    pub max_name_length: u64,
+}
+
+impl Space {
+    /// The figures as a user with a quota sees them: no more in all than
+    /// the quota (`quota_bytes`, `quota_files`), and no more free than the
+    /// quota leaves after `used` (bytes, files). The file system's own
+    /// figures stay where they are smaller.
+    pub fn within_quota(
+        mut self,
+        quota_bytes: Option<u64>,
+        quota_files: Option<u64>,
+        used: (u64, u64),
+    ) -> Space {
+        if let Some(q) = quota_bytes {
+            let unit = self.fragment_size.max(1);
+            let (all, left) = (q / unit, q.saturating_sub(used.0) / unit);
+            self.blocks = self.blocks.min(all);
+            self.blocks_free = self.blocks_free.min(left);
+            self.blocks_available = self.blocks_available.min(left);
+        }
+        if let Some(q) = quota_files {
+            let left = q.saturating_sub(used.1);
+            self.files = self.files.min(q);
+            self.files_free = self.files_free.min(left);
+            self.files_available = self.files_available.min(left);
+        }
+        self
+    }
 }
 
 /// A storage backend: hands out views rooted at a user's home.
@@ -209,4 +277,53 @@ pub async fn measure(storage: &dyn Storage) -> Result<(u64, u64), StorageError> 
         }
     }
     Ok((bytes, files))
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::Space;
+
+    fn disk() -> Space {
+        Space {
+            block_size: 4096,
+            fragment_size: 1024,
+            blocks: 1_000_000,
+            blocks_free: 600_000,
+            blocks_available: 550_000,
+            files: 10_000,
+            files_free: 9_000,
+            files_available: 9_000,
+            filesystem_id: 7,
+            read_only: false,
+            no_setuid: true,
+            max_name_length: 255,
+        }
+    }
+
+    #[test]
+    fn a_quota_bounds_the_size_and_what_is_free() {
+        // 100 KiB quota, 30 KiB used: 100 blocks in all, 70 free.
+        let s = disk().within_quota(Some(100 * 1024), None, (30 * 1024, 3));
+        assert_eq!((s.blocks, s.blocks_free, s.blocks_available), (100, 70, 70));
+        assert_eq!(s.files, 10_000, "no file quota: the disk's count");
+        // Over the quota: nothing free, never negative.
+        let s = disk().within_quota(Some(1024), Some(5), (4096, 9));
+        assert_eq!((s.blocks, s.blocks_free, s.blocks_available), (1, 0, 0));
+        assert_eq!((s.files, s.files_free, s.files_available), (5, 0, 0));
+        // A quota larger than the disk leaves the disk's figures.
+        let s = disk().within_quota(Some(u64::MAX), Some(u64::MAX), (0, 0));
+        assert_eq!(s, disk());
+        // No quota: unchanged.
+        assert_eq!(disk().within_quota(None, None, (5, 5)), disk());
+    }
+
+    #[test]
+    fn a_zero_fragment_size_does_not_divide_by_zero() {
+        let s = Space {
+            fragment_size: 0,
+            ..disk()
+        }
+        .within_quota(Some(10), None, (0, 0));
+        assert_eq!(s.blocks, 10);
+    }
 }

@@ -38,7 +38,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Sta
 use tokio::io::AsyncWrite;
 
 use crate::{
-    DirEntry, DirStream, FileKind, FileReader, HostFile, Metadata, SpecialFile, Storage,
+    DirEntry, DirStream, FileKind, FileReader, HostFile, Metadata, Space, SpecialFile, Storage,
     StorageBackend, StorageError, Upload, VirtualPath, WriteMode,
 };
 
@@ -293,6 +293,31 @@ impl Storage for LocalHome {
     async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, StorageError> {
         // Inline: a lookup (module docs).
         stat_beneath(&self.dir, path)
+    }
+
+    async fn space(&self, path: &VirtualPath) -> Result<Space, StorageError> {
+        // On the pool: a network file system may take its time to answer.
+        let home = self.dir.clone();
+        let path = path.clone();
+        blocking(move || {
+            let fd = open_beneath(&home, path.relative(), OFlags::PATH)?;
+            let st = rustix::fs::fstatvfs(&fd)?;
+            Ok(Space {
+                block_size: st.f_bsize,
+                fragment_size: st.f_frsize,
+                blocks: st.f_blocks,
+                blocks_free: st.f_bfree,
+                blocks_available: st.f_bavail,
+                files: st.f_files,
+                files_free: st.f_ffree,
+                files_available: st.f_favail,
+                filesystem_id: st.f_fsid,
+                read_only: st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
+                no_setuid: st.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID),
+                max_name_length: st.f_namemax,
+            })
+        })
+        .await
     }
 
     async fn list(&self, path: &VirtualPath) -> Result<Box<dyn DirStream>, StorageError> {
@@ -853,6 +878,28 @@ mod tests {
         std::os::unix::fs::symlink("../other/x", dir.path().join("root/homes/x")).expect("link");
         assert!(disk.open_existing_home(&vp("/homes/x")).is_none());
         assert!(disk.open_home(&vp("/homes/x"), false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn space_is_the_file_system_of_the_path() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = home(&dir).await;
+        let space = s.space(&vp("/")).await.expect("space");
+        let st = rustix::fs::statvfs(dir.path()).expect("statvfs");
+        assert_eq!(
+            (
+                space.fragment_size,
+                space.blocks,
+                space.files,
+                space.filesystem_id
+            ),
+            (st.f_frsize, st.f_blocks, st.f_files, st.f_fsid)
+        );
+        assert!(space.blocks_available <= space.blocks && space.max_name_length > 0);
+        assert!(matches!(
+            s.space(&vp("/missing")).await,
+            Err(StorageError::NotFound)
+        ));
     }
 
     #[tokio::test]

@@ -292,6 +292,76 @@ except IOError as e:
     assert!(!server.files().join("carol/c.bin").exists());
 }
 
+/// The figures of OpenSSH `sftp`'s `df` (KiB): size, used, available.
+fn df_figures(said: &str) -> (u64, u64, u64) {
+    let mut lines = said.lines().skip_while(|l| !l.contains("Avail"));
+    let figures: Vec<u64> = lines
+        .nth(1)
+        .unwrap_or_else(|| panic!("no df figures in:\n{said}"))
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match figures[..] {
+        [size, used, avail, ..] => (size, used, avail),
+        _ => panic!("df figures missing in:\n{said}"),
+    }
+}
+
+#[test]
+fn df_shows_the_file_system_within_a_users_quota() {
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    std::fs::create_dir_all(server.files().join("alice")).expect("alice");
+    std::fs::create_dir_all(server.files().join("carol")).expect("carol");
+    // Measured into carol's usage at her first login.
+    std::fs::write(
+        server.files().join("carol/old.bin"),
+        random_bytes(30 * 1024, 24),
+    )
+    .expect("old");
+    let stat = run(
+        Command::new("stat")
+            .args(["-f", "-c", "%S %b"])
+            .arg(server.files()),
+        LIMIT,
+    );
+    let fs: Vec<u64> = text(&stat)
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [unit, blocks] = fs[..] else {
+        panic!("stat -f: {}", text(&stat));
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+
+    let out = openssh_sftp(addr, "alice", "secret", work.path(), "df\n");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let (size, used, avail) = df_figures(&said);
+    assert_eq!(
+        size,
+        unit * blocks / 1024,
+        "the file system's size:\n{said}"
+    );
+    assert!(used + avail <= size && avail > 0, "{said}");
+
+    // carol's quota is 100 KiB and she stores 30: the quota is the size.
+    let out = openssh_sftp(addr, "carol", "secret", work.path(), "df\n");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let (size, used, avail) = df_figures(&said);
+    assert_eq!(size, 100 * 1024 / unit * unit / 1024, "{said}");
+    assert_eq!(avail, 70 * 1024 / unit * unit / 1024, "{said}");
+    assert_eq!(used, size - avail, "{said}");
+
+    // A path that is not there is an error (which OpenSSH's `df` does not
+    // print), not figures.
+    let out = openssh_sftp(addr, "alice", "secret", work.path(), "df /missing\n");
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(!said.contains("Avail"), "{said}");
+}
+
 #[test]
 fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     let server = FerryServer::start_with(&config());
@@ -481,8 +551,23 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
     assert!(!out.status.success());
     assert!(text(&out).contains("Permission denied"), "{}", text(&out));
 
-    // The audit log and the xferlog name SFTP's actions.
-    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+    // The audit log and the xferlog name SFTP's actions. The log's thread
+    // writes them in order, the failed login last: once it is there, so is
+    // everything before it (it can land after the client has exited).
+    let failed_login = |l: &str| {
+        l.contains(r#""protocol":"sftp""#)
+            && l.contains(r#""command":"LOGIN""#)
+            && l.contains(r#""user":"alice""#)
+            && l.contains(r#""code":3"#)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+        if audit.lines().any(failed_login) || std::time::Instant::now() > deadline {
+            break audit;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let sftp_lines: Vec<&str> = audit
         .lines()
         .filter(|l| l.contains(r#""protocol":"sftp""#))
@@ -503,9 +588,7 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
         );
     }
     assert!(
-        sftp_lines.iter().any(|l| l.contains(r#""command":"LOGIN""#)
-            && l.contains(r#""user":"alice""#)
-            && l.contains(r#""code":3"#)),
+        sftp_lines.iter().any(|l| failed_login(l)),
         "the failed login is recorded:\n{audit}"
     );
     let xferlog = std::fs::read_to_string(server.dir.path().join("xferlog")).expect("xferlog");

@@ -5,16 +5,26 @@
 //! |---|---|
 //! | `limits@openssh.com` | tells the client the largest packet, READ and WRITE the server takes and how many handles it keeps; OpenSSH's `sftp` (8.7 and later) then sends READs and WRITEs of up to 255 KiB instead of 32 KiB |
 //! | `posix-rename@openssh.com` | a rename that replaces a file at the new name, as FTP's RNTO (the `overwrite` permission); OpenSSH's `sftp` uses it for `rename`, rclone and paramiko for moves |
+//! | `statvfs@openssh.com` | the size and free space of the file system a path is on (`df` in OpenSSH's `sftp`, `rclone about`), no more than a user's quota leaves; the path must be listable |
 //!
 //! Any other extension is answered `SSH_FX_OP_UNSUPPORTED`.
 
+use ferry_accounts::Permission;
+use ferry_storage::{Space, StorageError};
 use russh_sftp::protocol::{Extended, ExtendedReply, Packet, StatusCode, Version};
+
+use crate::error::SessionError;
 
 use super::session::{Answer, Audited, MAX_HANDLES, MAX_PACKET, MAX_READ, SftpSession};
 use super::status::SftpFailure;
 
 const LIMITS: &str = "limits@openssh.com";
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
+const STATVFS: &str = "statvfs@openssh.com";
+
+/// statvfs@openssh.com's flags (OpenSSH's PROTOCOL, §4.4).
+const ST_RDONLY: u64 = 0x1;
+const ST_NOSUID: u64 = 0x2;
 
 /// The largest WRITE taken: what fits in [`MAX_PACKET`] with its header
 /// (type, id, a handle of up to 256 bytes, offset, length).
@@ -27,6 +37,8 @@ pub(super) fn version() -> Version {
     for name in [LIMITS, POSIX_RENAME] {
         v.extensions.insert(name.to_owned(), "1".to_owned());
     }
+    // OpenSSH offers statvfs at version "2", and its client checks for it.
+    v.extensions.insert(STATVFS.to_owned(), "2".to_owned());
     v
 }
 
@@ -47,6 +59,10 @@ impl SftpSession {
                 };
                 (Some(audited), self.rename(e.id, &old, &new, true).await)
             }
+            STATVFS => match one_string(&e.data) {
+                Ok(path) => (None, self.statvfs(e.id, &path).await),
+                Err(f) => (None, Err(f)),
+            },
             other => (
                 None,
                 Err(SftpFailure::unsupported(format!(
@@ -55,6 +71,63 @@ impl SftpSession {
             ),
         }
     }
+}
+
+impl SftpSession {
+    /// statvfs@openssh.com: the file system's figures, within the user's
+    /// quota when there is one.
+    async fn statvfs(&self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        self.check(Permission::List, &path)?;
+        let space = self
+            .user
+            .storage
+            .space(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        let limits = &self.user.account.limits;
+        let quota_bytes = limits.quota_bytes.as_ref().map(|q| q.value);
+        let quota_files = limits.quota_files.as_ref().map(|q| q.value);
+        if quota_bytes.is_none() && quota_files.is_none() {
+            return Ok(statvfs_reply(id, &space));
+        }
+        let used = self
+            .opts
+            .ledger
+            .get(&self.user.account.name)
+            .await
+            .map_err(|e| {
+                SessionError::storage(
+                    &path,
+                    StorageError::Io(std::io::Error::other(e.to_string())),
+                )
+            })?
+            .unwrap_or_default();
+        let space = space.within_quota(quota_bytes, quota_files, (used.bytes, used.files));
+        Ok(statvfs_reply(id, &space))
+    }
+}
+
+/// statvfs@openssh.com's reply: eleven uint64s, in `struct statvfs`'s order.
+fn statvfs_reply(id: u32, s: &Space) -> Packet {
+    let flags = if s.read_only { ST_RDONLY } else { 0 } | if s.no_setuid { ST_NOSUID } else { 0 };
+    let mut data = Vec::with_capacity(88);
+    for n in [
+        s.block_size,
+        s.fragment_size,
+        s.blocks,
+        s.blocks_free,
+        s.blocks_available,
+        s.files,
+        s.files_free,
+        s.files_available,
+        s.filesystem_id,
+        flags,
+        s.max_name_length,
+    ] {
+        data.extend_from_slice(&n.to_be_bytes());
+    }
+    Packet::ExtendedReply(ExtendedReply { id, data })
 }
 
 /// limits@openssh.com's reply: four uint64s.
@@ -66,23 +139,35 @@ fn limits(id: u32) -> Packet {
     Packet::ExtendedReply(ExtendedReply { id, data })
 }
 
-/// Two SSH strings (uint32 length, then the bytes), UTF-8, and nothing after.
-fn two_strings(data: &[u8]) -> Result<(String, String), SftpFailure> {
-    let malformed = || SftpFailure::new(StatusCode::BadMessage, "malformed extension request");
-    let mut rest = data;
-    let mut next = || -> Result<String, SftpFailure> {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(malformed)?;
-        let len = u32::from_be_bytes(*len) as usize;
-        let (text, tail) = tail.split_at_checked(len).ok_or_else(malformed)?;
-        rest = tail;
-        String::from_utf8(text.to_vec())
-            .map_err(|_| SftpFailure::new(StatusCode::BadMessage, "file names must be UTF-8"))
-    };
-    let names = (next()?, next()?);
-    if !rest.is_empty() {
-        return Err(malformed());
+fn malformed() -> SftpFailure {
+    SftpFailure::new(StatusCode::BadMessage, "malformed extension request")
+}
+
+/// An SSH string (uint32 length, then the bytes), UTF-8, and what follows it.
+fn take_string(data: &[u8]) -> Result<(String, &[u8]), SftpFailure> {
+    let (len, tail) = data.split_first_chunk::<4>().ok_or_else(malformed)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let (text, rest) = tail.split_at_checked(len).ok_or_else(malformed)?;
+    let text = String::from_utf8(text.to_vec())
+        .map_err(|_| SftpFailure::new(StatusCode::BadMessage, "file names must be UTF-8"))?;
+    Ok((text, rest))
+}
+
+/// One SSH string and nothing after.
+fn one_string(data: &[u8]) -> Result<String, SftpFailure> {
+    match take_string(data)? {
+        (text, []) => Ok(text),
+        _ => Err(malformed()),
     }
-    Ok(names)
+}
+
+/// Two SSH strings and nothing after.
+fn two_strings(data: &[u8]) -> Result<(String, String), SftpFailure> {
+    let (first, rest) = take_string(data)?;
+    match take_string(rest)? {
+        (second, []) => Ok((first, second)),
+        _ => Err(malformed()),
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +235,58 @@ mod tests {
             v.extensions.get(POSIX_RENAME).map(String::as_str),
             Some("1")
         );
+        assert_eq!(v.extensions.get(STATVFS).map(String::as_str), Some("2"));
+    }
+
+    #[test]
+    fn one_string_is_read_and_anything_else_is_refused() {
+        assert_eq!(one_string(&ssh_string(b"/d")).expect("one"), "/d");
+        let bad_message = |data: &[u8]| match one_string(data) {
+            Err(f) => f.code == StatusCode::BadMessage,
+            Ok(_) => false,
+        };
+        let mut two = ssh_string(b"/a");
+        two.extend(ssh_string(b"/b"));
+        assert!(bad_message(&two), "a second string");
+        assert!(bad_message(&[0, 0, 0, 3, b'/']), "a length past the end");
+        assert!(bad_message(&ssh_string(b"\xc3")), "not UTF-8");
+        assert!(bad_message(&[0, 0]), "a short length");
+    }
+
+    #[test]
+    fn statvfs_replies_in_struct_statvfs_order() {
+        let space = Space {
+            block_size: 1,
+            fragment_size: 2,
+            blocks: 3,
+            blocks_free: 4,
+            blocks_available: 5,
+            files: 6,
+            files_free: 7,
+            files_available: 8,
+            filesystem_id: 9,
+            read_only: true,
+            no_setuid: true,
+            max_name_length: 255,
+        };
+        let Packet::ExtendedReply(r) = statvfs_reply(3, &space) else {
+            panic!("not an extended reply");
+        };
+        assert_eq!(r.id, 3);
+        let n: Vec<u64> = r
+            .data
+            .chunks(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        assert_eq!(n, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 255]);
+        let writable = Space {
+            read_only: false,
+            no_setuid: false,
+            ..space
+        };
+        let Packet::ExtendedReply(r) = statvfs_reply(3, &writable) else {
+            panic!("not an extended reply");
+        };
+        assert_eq!(r.data[72..80], [0u8; 8], "no flags");
     }
 }
