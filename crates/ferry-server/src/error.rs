@@ -68,6 +68,13 @@ impl SessionError {
         }
     }
 
+    /// Quota usage could not be read from its ledger while acting on
+    /// `path`: a failure of where the user's data is kept, answered as any
+    /// other storage failure.
+    pub fn usage_unreadable(path: &VirtualPath, e: &ferry_accounts::StoreError) -> Self {
+        Self::storage(path, StorageError::Io(std::io::Error::other(e.to_string())))
+    }
+
     /// The reply for this failure.
     pub fn reply(&self) -> Reply {
         match self {

@@ -85,20 +85,30 @@ impl LocalDisk {
     /// caller then takes the full way, which makes what is missing and
     /// reports what is wrong.
     fn open_existing_home(&self, home: &VirtualPath) -> Option<Arc<OwnedFd>> {
-        let root = rustix::fs::open(
-            &self.root,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
-        // Component by component, as the full way walks (a symlink must stay
-        // below the directory it is in, not only below the root).
-        let mut dir = root;
-        for name in home.components() {
-            dir = open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY).ok()?;
-        }
+        let dir = walk_to_home(&self.root, home, false).ok()?;
         share_home(&self.homes, home.to_string(), dir).ok()
     }
+}
+
+/// Opens `home` below `root`, component by component (a symlink must stay
+/// below the directory it is in, not only below the root); with `create`,
+/// each missing component is made on the way.
+fn walk_to_home(root: &Path, home: &VirtualPath, create: bool) -> Result<OwnedFd, StorageError> {
+    let mut dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for name in home.components() {
+        if create {
+            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        dir = open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY)?;
+    }
+    Ok(dir)
 }
 
 #[async_trait]
@@ -120,37 +130,21 @@ impl StorageBackend for LocalDisk {
         // A home that exists needs no directory made: a lookup finds it.
         // A first login, a missing home or a failing lookup take the full
         // way on the blocking pool.
-        if let Some(dir) = self.open_existing_home(home) {
-            return Ok(Arc::new(LocalHome {
-                dir,
-                owner: owner.map(Owner::from),
-            }));
-        }
-        let root = self.root.clone();
-        let home = home.clone();
-        let homes = self.homes.clone();
-        blocking(move || {
-            let root_fd = rustix::fs::open(
-                &root,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let mut dir = root_fd;
-            for name in home.components() {
-                if create {
-                    match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                dir = open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY)?;
+        let dir = match self.open_existing_home(home) {
+            Some(dir) => dir,
+            None => {
+                let (root, home, homes) = (self.root.clone(), home.clone(), self.homes.clone());
+                blocking(move || {
+                    let dir = walk_to_home(&root, &home, create)?;
+                    share_home(&homes, home.to_string(), dir)
+                })
+                .await?
             }
-            Ok(Arc::new(LocalHome {
-                dir: share_home(&homes, home.to_string(), dir)?,
-                owner: owner.map(Owner::from),
-            }) as Arc<dyn Storage>)
-        })
-        .await
+        };
+        Ok(Arc::new(LocalHome {
+            dir,
+            owner: owner.map(Owner::from),
+        }))
     }
 }
 

@@ -5,12 +5,12 @@
 //! |---|---|
 //! | `limits@openssh.com` | tells the client the largest packet, READ and WRITE the server takes and how many handles it keeps; OpenSSH's `sftp` (8.7 and later) then sends READs and WRITEs of up to 255 KiB instead of 32 KiB |
 //! | `posix-rename@openssh.com` | a rename that replaces a file at the new name, as FTP's RNTO (the `overwrite` permission); OpenSSH's `sftp` uses it for `rename`, rclone and paramiko for moves |
-//! | `statvfs@openssh.com` | the size and free space of the file system a path is on (`df` in OpenSSH's `sftp`, `rclone about`), no more than a user's quota leaves; the path must be listable |
+//! | `statvfs@openssh.com` | the size and free space of the file system a path is on (`df` in OpenSSH's `sftp`; rclone's `about`), no more than a user's quota leaves; the path must be listable |
 //!
 //! Any other extension is answered `SSH_FX_OP_UNSUPPORTED`.
 
 use ferry_accounts::Permission;
-use ferry_storage::{Space, StorageError};
+use ferry_storage::Space;
 use russh_sftp::protocol::{Extended, ExtendedReply, Packet, StatusCode, Version};
 
 use crate::error::SessionError;
@@ -96,12 +96,7 @@ impl SftpSession {
             .ledger
             .get(&self.user.account.name)
             .await
-            .map_err(|e| {
-                SessionError::storage(
-                    &path,
-                    StorageError::Io(std::io::Error::other(e.to_string())),
-                )
-            })?
+            .map_err(|e| SessionError::usage_unreadable(&path, &e))?
             .unwrap_or_default();
         let space = space.within_quota(quota_bytes, quota_files, (used.bytes, used.files));
         Ok(statvfs_reply(id, &space))
@@ -174,6 +169,13 @@ fn two_strings(data: &[u8]) -> Result<(String, String), SftpFailure> {
 mod tests {
     use super::*;
 
+    /// A reply's data as the uint64s it holds.
+    fn u64s(data: &[u8]) -> Vec<u64> {
+        data.chunks(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    }
+
     fn ssh_string(s: &[u8]) -> Vec<u8> {
         let mut v = (s.len() as u32).to_be_bytes().to_vec();
         v.extend_from_slice(s);
@@ -211,11 +213,7 @@ mod tests {
             panic!("not an extended reply");
         };
         assert_eq!(r.id, 7);
-        let n: Vec<u64> = r
-            .data
-            .chunks(8)
-            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-            .collect();
+        let n = u64s(&r.data);
         assert_eq!(
             n,
             vec![
@@ -273,11 +271,7 @@ mod tests {
             panic!("not an extended reply");
         };
         assert_eq!(r.id, 3);
-        let n: Vec<u64> = r
-            .data
-            .chunks(8)
-            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-            .collect();
+        let n = u64s(&r.data);
         assert_eq!(n, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 3, 255]);
         let writable = Space {
             read_only: false,

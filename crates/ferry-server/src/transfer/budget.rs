@@ -82,10 +82,7 @@ impl UploadBudget {
             return Ok(UploadBudget::new(fixed, None));
         }
         let unavailable = |e: ferry_accounts::StoreError| {
-            SessionError::storage(
-                &VirtualPath::root(),
-                ferry_storage::StorageError::Io(std::io::Error::other(e.to_string())),
-            )
+            SessionError::usage_unreadable(&VirtualPath::root(), &e)
         };
         let ledger = &opts.ledger;
         let usage = ledger
