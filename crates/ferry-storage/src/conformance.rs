@@ -117,6 +117,47 @@ pub async fn failed_uploads_lose_nothing_stored(s: &dyn Storage) {
     assert_eq!(read_all(s, "/old", 0).await, b"precly");
 }
 
+/// An upload made durable on the way (SFTP's fsync@openssh.com) is an
+/// upload like any other: a replacement stays invisible until its commit, an
+/// append commits what came before and after the sync, and a sync after
+/// nothing new is harmless.
+pub async fn synced_uploads_commit_whole(s: &dyn Storage) {
+    put(s, "/synced", WriteMode::Replace, b"old").await;
+    let mut up = unfinished(s, "/synced", b"new ").await;
+    up.sync().await.expect("sync");
+    assert_eq!(read_all(s, "/synced", 0).await, b"old", "not yet committed");
+    up.write_all(b"bytes").await.expect("write_all");
+    up.sync().await.expect("sync again");
+    up.sync().await.expect("sync with nothing new");
+    assert_eq!(up.commit().await.expect("commit"), 9);
+    assert_eq!(read_all(s, "/synced", 0).await, b"new bytes");
+
+    let mut up = s
+        .write(&vp("/synced"), WriteMode::Append)
+        .await
+        .expect("append");
+    up.write_all(b", more").await.expect("write_all");
+    up.sync().await.expect("sync");
+    assert_eq!(up.commit().await.expect("commit"), 15);
+    assert_eq!(read_all(s, "/synced", 0).await, b"new bytes, more");
+
+    let mut up = s
+        .write(&vp("/fresh"), WriteMode::CreateNew)
+        .await
+        .expect("create");
+    up.sync().await.expect("sync before any byte");
+    up.write_all(b"f").await.expect("write_all");
+    up.sync().await.expect("sync");
+    assert_eq!(up.commit().await.expect("commit"), 1);
+    assert_eq!(read_all(s, "/fresh", 0).await, b"f");
+
+    // Synced, then failed: the old file stays, as after any failure.
+    let mut up = unfinished(s, "/synced", b"lost").await;
+    up.sync().await.expect("sync");
+    up.abort().await;
+    assert_eq!(read_all(s, "/synced", 0).await, b"new bytes, more");
+}
+
 /// MKD, RMD, RNFR/RNTO and DELE, and their refusals.
 pub async fn directories_and_renames(s: &dyn Storage) {
     s.create_dir(&vp("/d")).await.expect("mkdir");

@@ -117,6 +117,13 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     /// Ends the upload and removes what it wrote to a new or replacement file, as
     /// when it went over a quota. Bytes written in place (APPE, REST+STOR) stay.
     async fn discard(self: Box<Self>);
+    /// Makes the bytes written so far durable, and the commit too: once
+    /// [`Upload::commit`] has answered, the file survives a crash under its
+    /// name (SFTP's fsync@openssh.com, OpenSSH's `put -f`). Without it a
+    /// commit is as durable as the backend makes it by itself: on local disk,
+    /// the kernel writes the file back in its own time, as every FTP server
+    /// leaves it. A failure leaves the upload to be aborted.
+    async fn sync(&mut self) -> Result<(), StorageError>;
     /// The file being written, when it is a host file (a second handle on it,
     /// at its current position). A plain binary upload then writes into it
     /// from a blocking loop, reporting the bytes through [`Upload::wrote`]. Backends whose files are not host files answer `None`.

@@ -572,6 +572,9 @@ struct LocalUpload {
     /// Bytes accepted so far; a failed new upload that received none leaves no file.
     written: u64,
     finished: bool,
+    /// Set by [`Upload::sync`]: the commit writes the directory's entry to
+    /// disk too.
+    durable: bool,
 }
 
 impl LocalUpload {
@@ -653,6 +656,7 @@ impl LocalUpload {
             temp,
             written: 0,
             finished: false,
+            durable: false,
         })
     }
 
@@ -682,10 +686,26 @@ impl Upload for LocalUpload {
         let file = self.file.as_fd().try_clone_to_owned()?;
         self.finished = true;
         let (parent, name, temp) = (self.parent.clone(), self.name.clone(), self.temp.take());
+        let durable = self.durable;
         blocking(move || {
             let published = rustix::fs::fstat(&file).and_then(|st| {
+                if durable {
+                    // Bytes written since the sync.
+                    rustix::fs::fsync(&file)?;
+                }
                 if let Some(temp) = &temp {
                     rustix::fs::renameat(&*parent, temp.as_str(), &*parent, name.as_str())?;
+                }
+                if durable {
+                    // The name: the directory's entry (a rename, or a file
+                    // created in place) is on disk once the directory is.
+                    let dir = rustix::fs::openat(
+                        &*parent,
+                        ".",
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?;
+                    rustix::fs::fsync(&dir)?;
                 }
                 Ok(u64::try_from(st.st_size).unwrap_or(0))
             });
@@ -705,6 +725,14 @@ impl Upload for LocalUpload {
         use tokio::io::AsyncWriteExt;
         let _ = self.file.flush().await;
         self.remove_temp();
+    }
+
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await?;
+        let file = self.file.as_fd().try_clone_to_owned()?;
+        self.durable = true;
+        blocking(move || Ok(rustix::fs::fsync(&file)?)).await
     }
 
     fn host_file(&self) -> Option<std::io::Result<std::fs::File>> {
@@ -900,6 +928,19 @@ mod tests {
     async fn write_read_resume_append() {
         let dir = tempfile::tempdir().expect("tmp");
         conformance::write_read_resume_append(&*home(&dir).await).await;
+    }
+
+    #[tokio::test]
+    async fn synced_uploads_commit_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        conformance::synced_uploads_commit_whole(&*home(&dir).await).await;
+        // The synced replacement's temporary file was renamed, not left.
+        let mut on_disk: Vec<_> = std::fs::read_dir(dir.path().join("root/u"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, ["fresh", "synced"]);
     }
 
     #[tokio::test]

@@ -744,6 +744,14 @@ impl Upload for ObjectUpload {
             self.cancel().await;
         }
     }
+
+    /// An object exists only once completed, and the store answers the
+    /// completion once the object is stored durably (S3: across devices):
+    /// the commit is durable by itself. Parts already sent are waited for,
+    /// so that their failure shows here.
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        self.writer()?.flush().await.map_err(StorageError::Io)
+    }
 }
 
 impl Drop for ObjectUpload {
@@ -826,6 +834,11 @@ mod tests {
     #[tokio::test]
     async fn directories_and_renames() {
         conformance::directories_and_renames(&*home().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn synced_uploads_commit_whole() {
+        conformance::synced_uploads_commit_whole(&*home().await.1).await;
     }
 
     #[tokio::test]

@@ -375,10 +375,53 @@ fn sftp_files_live_in_an_s3_bucket() {
         "alice",
         crate::sftp::SshAuth::Password("pw"),
         w,
-        "put big.bin\nls -l\nget big.bin back.bin\nrename big.bin moved.bin\nmkdir made\nmkdir gone\nrmdir gone\n",
+        "put big.bin\nls -l\nget big.bin back.bin\nrename big.bin moved.bin\nmkdir made\nmkdir gone\nrmdir gone\n\
+         put -f big.bin synced.bin\n-df\n",
     );
     let said = crate::sftp::text(&out);
     assert!(out.status.success(), "{said}");
+    // A bucket has no file system size: statvfs is unsupported (OpenSSH's
+    // `df` prints nothing then, so paramiko asks); fsync of an upload in
+    // progress waits for its parts, and the commit is durable by itself.
+    let script = r#"
+import sys, paramiko
+from paramiko.sftp import CMD_EXTENDED
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="alice", password="pw")
+s = paramiko.SFTPClient.from_transport(t)
+try:
+    s._request(CMD_EXTENDED, "statvfs@openssh.com", ".")
+    print("statvfs answered")
+except IOError as e:
+    print("statvfs refused:", e)
+f = s.open("mid.bin", "w")
+f.set_pipelined(True)
+f.write(b"x" * (9 << 20))
+s._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)
+f.write(b"end")
+f.close()
+print("done")
+"#;
+    let paramiko = run(
+        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
+        Duration::from_secs(60),
+    );
+    let asked = crate::sftp::text(&paramiko);
+    assert!(
+        paramiko.status.success() && asked.contains("done"),
+        "{asked}"
+    );
+    assert!(
+        asked.contains("statvfs refused:") && asked.contains("no file system size"),
+        "{asked}"
+    );
+    let mid = s3.object("site/ftp/alice/mid.bin");
+    assert!(
+        mid.len() == (9 << 20) + 3 && mid.ends_with(b"xend"),
+        "mid.bin: {} bytes",
+        mid.len()
+    );
+    assert!(s3.object("site/ftp/alice/synced.bin") == big);
     assert!(said.contains("big.bin"), "ls -l: {said}");
     let back = std::fs::read(w.join("back.bin")).expect("downloaded");
     assert!(back == big, "the download differs: {} bytes", back.len());

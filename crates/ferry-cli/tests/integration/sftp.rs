@@ -38,7 +38,7 @@ home = "/alice"
 name = "bob"
 password_hash = "{pw}"
 home = "/bob"
-permissions = {{ "/" = ["list", "download"] }}
+permissions = {{ "/" = ["list", "download"], "/sealed" = ["download"] }}
 
 [[users]]
 name = "carol"
@@ -292,6 +292,19 @@ except IOError as e:
     assert!(!server.files().join("carol/c.bin").exists());
 }
 
+/// The audit log once `done` holds for it, or after ten seconds: the log's
+/// thread may write a record after the client that caused it has exited.
+fn audit_once(server: &FerryServer, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+        if done(&audit) || std::time::Instant::now() > deadline {
+            return audit;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The figures of OpenSSH `sftp`'s `df` (KiB): size, used, available.
 fn df_figures(said: &str) -> (u64, u64, u64) {
     let mut lines = said.lines().skip_while(|l| !l.contains("Avail"));
@@ -355,11 +368,152 @@ fn df_shows_the_file_system_within_a_users_quota() {
     assert_eq!(used, size - avail, "{said}");
 
     // A path that is not there is an error (which OpenSSH's `df` does not
-    // print), not figures.
+    // print), not figures; so is one the user may not list (bob may only
+    // download in /sealed), as STAT would be.
     let out = openssh_sftp(addr, "alice", "secret", work.path(), "df /missing\n");
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(!said.contains("Avail"), "{said}");
+    std::fs::create_dir_all(server.files().join("bob/sealed")).expect("sealed");
+    let out = openssh_sftp(addr, "bob", "secret", work.path(), "df /\n");
+    assert!(out.status.success(), "bob lists /: {}", text(&out));
+    let out = openssh_sftp(addr, "bob", "secret", work.path(), "df /sealed\n");
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(!said.contains("Avail"), "{said}");
+}
+
+#[test]
+fn fsync_makes_uploads_durable_and_fstatvfs_answers_for_handles() {
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    let home = server.files().join("alice");
+    std::fs::create_dir_all(&home).expect("alice");
+    std::fs::create_dir_all(server.files().join("carol")).expect("carol");
+    std::fs::write(home.join("read.txt"), "read me").expect("read.txt");
+    let work = tempfile::tempdir().expect("tempdir");
+    let data = random_bytes(300_000, 31);
+    std::fs::write(work.path().join("data.bin"), &data).expect("data");
+
+    // OpenSSH's `put -f` sends fsync@openssh.com before its CLOSE when the
+    // server offers it (and says nothing when it does not): the audit log
+    // shows whether it came.
+    let out = openssh_sftp(
+        addr,
+        "alice",
+        "secret",
+        work.path(),
+        "put -f data.bin synced.bin\nput data.bin plain.bin\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["synced.bin", "plain.bin"] {
+        let stored = std::fs::read(home.join(name)).expect("stored");
+        assert!(stored == data, "{name}: {} bytes", stored.len());
+    }
+
+    // paramiko: fsync on a handle mid-upload, on a read handle, on a
+    // directory's and on none; fstatvfs on a file's and a directory's
+    // handle against statvfs of the path; carol's quota in fstatvfs.
+    let script = r#"
+import struct, sys, paramiko
+from paramiko.sftp import CMD_EXTENDED, CMD_OPENDIR, CMD_CLOSE
+def session(user):
+    t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+    t.connect(username=user, password="secret")
+    return paramiko.SFTPClient.from_transport(t)
+def ext(s, name, arg):
+    t, msg = s._request(CMD_EXTENDED, name, arg)
+    return msg
+def vfs(msg):
+    return struct.unpack(">11Q", msg.get_remainder()[:88])
+def attempt(label, f):
+    try:
+        f()
+        print(label, "ok")
+    except IOError as e:
+        print(label, "refused:", e)
+s = session("alice")
+f = s.open("mid.bin", "w")
+f.write(b"first ")
+attempt("fsync mid-upload", lambda: ext(s, "fsync@openssh.com", f.handle))
+f.write(b"second")
+f.close()
+print("mid.bin:", s.open("mid.bin").read().decode())
+r = s.open("read.txt")
+attempt("fsync read handle", lambda: ext(s, "fsync@openssh.com", r.handle))
+t, msg = s._request(CMD_OPENDIR, ".")
+d = msg.get_binary()
+attempt("fsync dir handle", lambda: ext(s, "fsync@openssh.com", d))
+attempt("fsync no handle", lambda: ext(s, "fsync@openssh.com", b"nonesuch"))
+attempt("fstatvfs no handle", lambda: ext(s, "fstatvfs@openssh.com", b"nonesuch"))
+by_path = vfs(ext(s, "statvfs@openssh.com", "."))
+for label, h in [("file", r.handle), ("dir", d)]:
+    got = vfs(ext(s, "fstatvfs@openssh.com", h))
+    # Block size, fragment size, blocks, files, file system id, flags,
+    # name length: the same file system as the path's.
+    same = [got[i] == by_path[i] for i in (0, 1, 2, 5, 8, 9, 10)]
+    print("fstatvfs", label, "same" if all(same) else "differs: %r %r" % (got, by_path))
+s._request(CMD_CLOSE, d)
+r.close()
+c = session("carol")
+w = c.open("q.bin", "w")
+got = vfs(ext(c, "fstatvfs@openssh.com", w.handle))
+print("carol size", got[1] * got[2])
+w.close()
+print("done")
+"#;
+    let out = run(
+        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
+        LIMIT,
+    );
+    let said = text(&out);
+    assert!(out.status.success() && said.contains("done"), "{said}");
+    for expected in [
+        "fsync mid-upload ok",
+        "mid.bin: first second",
+        "fsync read handle ok",
+        "fsync dir handle refused:",
+        "fsync no handle refused:",
+        "fstatvfs no handle refused:",
+        "fstatvfs file same",
+        "fstatvfs dir same",
+    ] {
+        assert!(said.contains(expected), "{expected:?} in:\n{said}");
+    }
+    let carol: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("carol size "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no carol size in:\n{said}"));
+    assert!(
+        carol <= 100 * 1024 && carol > 90 * 1024,
+        "carol's quota of 100 KiB is her file system's size: {carol}"
+    );
+
+    // The audit log: one FSYNC for `put -f`, none for plain `put`, and
+    // paramiko's four (two answered OK, two refused).
+    let fsync = r#""command":"FSYNC""#;
+    let audit = audit_once(&server, |audit| audit.matches(fsync).count() >= 5);
+    let fsyncs: Vec<&str> = audit.lines().filter(|l| l.contains(fsync)).collect();
+    assert_eq!(fsyncs.len(), 5, "{audit}");
+    assert!(
+        fsyncs
+            .iter()
+            .any(|l| l.contains("synced.bin") && l.contains("\"code\":0")),
+        "{audit}"
+    );
+    assert!(!fsyncs.iter().any(|l| l.contains("plain.bin")), "{audit}");
+    assert!(
+        fsyncs
+            .iter()
+            .any(|l| l.contains("mid.bin") && l.contains("\"code\":0")),
+        "{audit}"
+    );
+    assert_eq!(
+        fsyncs.iter().filter(|l| l.contains("\"code\":4")).count(),
+        2,
+        "the directory's handle and none: {audit}"
+    );
 }
 
 #[test]
@@ -560,14 +714,7 @@ fn openssh_sftp_and_curl_share_accounts_files_and_rules_with_ftp() {
             && l.contains(r#""user":"alice""#)
             && l.contains(r#""code":3"#)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let audit = loop {
-        let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
-        if audit.lines().any(failed_login) || std::time::Instant::now() > deadline {
-            break audit;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let audit = audit_once(&server, |audit| audit.lines().any(failed_login));
     let sftp_lines: Vec<&str> = audit
         .lines()
         .filter(|l| l.contains(r#""protocol":"sftp""#))

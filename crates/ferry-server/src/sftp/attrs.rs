@@ -170,4 +170,20 @@ impl SftpSession {
             ))),
         }
     }
+
+    /// Where an open file or listing is, for fstatvfs@openssh.com: its
+    /// path, or for a file being written its directory (a new file or a
+    /// replacement is not under its name until CLOSE).
+    pub(super) fn open_path(&mut self, handle: &str) -> Result<VirtualPath, SftpFailure> {
+        match self.handles.get_mut(handle) {
+            Some(OpenHandle::File(f)) if f.is_writing() => {
+                Ok(f.path.parent().unwrap_or_else(VirtualPath::root))
+            }
+            Some(OpenHandle::File(f)) => Ok(f.path.clone()),
+            Some(OpenHandle::Dir(d)) => Ok(d.path().clone()),
+            None => Err(SftpFailure::failure(format!(
+                "no open file or directory with handle {handle:?}"
+            ))),
+        }
+    }
 }

@@ -21,6 +21,13 @@ pub(crate) struct DirHandle {
     stream: Box<dyn DirStream>,
 }
 
+impl DirHandle {
+    /// The directory being listed.
+    pub(super) fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+}
+
 impl SftpSession {
     pub(super) async fn opendir(&mut self, id: u32, text: &str) -> Answer {
         let path = self.resolve(text)?;

@@ -6,11 +6,13 @@
 //! | `limits@openssh.com` | tells the client the largest packet, READ and WRITE the server takes and how many handles it keeps; OpenSSH's `sftp` (8.7 and later) then sends READs and WRITEs of up to 255 KiB instead of 32 KiB |
 //! | `posix-rename@openssh.com` | a rename that replaces a file at the new name, as FTP's RNTO (the `overwrite` permission); OpenSSH's `sftp` uses it for `rename`, rclone and paramiko for moves |
 //! | `statvfs@openssh.com` | the size and free space of the file system a path is on (`df` in OpenSSH's `sftp`; rclone's `about`), no more than a user's quota leaves; the path must be listable |
+//! | `fstatvfs@openssh.com` | the same for an open handle's path (sshfs's `statfs`) |
+//! | `fsync@openssh.com` | makes what a write handle wrote durable, and its commit at CLOSE (OpenSSH's `put -f`, sshfs's `fsync`); a read handle has nothing to make durable |
 //!
 //! Any other extension is answered `SSH_FX_OP_UNSUPPORTED`.
 
 use ferry_accounts::Permission;
-use ferry_storage::Space;
+use ferry_storage::{Space, VirtualPath};
 use russh_sftp::protocol::{Extended, ExtendedReply, Packet, StatusCode, Version};
 
 use crate::error::SessionError;
@@ -21,6 +23,8 @@ use super::status::SftpFailure;
 const LIMITS: &str = "limits@openssh.com";
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 const STATVFS: &str = "statvfs@openssh.com";
+const FSTATVFS: &str = "fstatvfs@openssh.com";
+const FSYNC: &str = "fsync@openssh.com";
 
 /// statvfs@openssh.com's flags (OpenSSH's PROTOCOL, §4.4).
 const ST_RDONLY: u64 = 0x1;
@@ -34,11 +38,14 @@ const _: () = assert!(MAX_WRITE + 1 + 4 + 4 + 256 + 8 + 4 <= MAX_PACKET);
 /// SSH_FXP_VERSION with the extensions offered (each at version "1").
 pub(super) fn version() -> Version {
     let mut v = Version::new();
-    for name in [LIMITS, POSIX_RENAME] {
+    for name in [LIMITS, POSIX_RENAME, FSYNC] {
         v.extensions.insert(name.to_owned(), "1".to_owned());
     }
-    // OpenSSH offers statvfs at version "2", and its client checks for it.
-    v.extensions.insert(STATVFS.to_owned(), "2".to_owned());
+    // OpenSSH offers the statvfs pair at version "2", and its client checks
+    // for it.
+    for name in [STATVFS, FSTATVFS] {
+        v.extensions.insert(name.to_owned(), "2".to_owned());
+    }
     v
 }
 
@@ -59,8 +66,18 @@ impl SftpSession {
                 };
                 (Some(audited), self.rename(e.id, &old, &new, true).await)
             }
-            STATVFS => match one_string(&e.data) {
-                Ok(path) => (None, self.statvfs(e.id, &path).await),
+            STATVFS | FSTATVFS => {
+                let path = one_string(&e.data).and_then(|arg| match e.request.as_str() {
+                    STATVFS => self.resolve(&arg),
+                    _ => self.open_path(&arg),
+                });
+                match path {
+                    Ok(path) => (None, self.statvfs(e.id, &path).await),
+                    Err(f) => (None, Err(f)),
+                }
+            }
+            FSYNC => match one_string(&e.data) {
+                Ok(handle) => self.fsync(e.id, &handle).await,
                 Err(f) => (None, Err(f)),
             },
             other => (
@@ -74,17 +91,16 @@ impl SftpSession {
 }
 
 impl SftpSession {
-    /// statvfs@openssh.com: the file system's figures, within the user's
-    /// quota when there is one.
-    async fn statvfs(&self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
-        self.check(Permission::List, &path)?;
+    /// statvfs@openssh.com (and fstatvfs's, for a handle's path): the file
+    /// system's figures, within the user's quota when there is one.
+    async fn statvfs(&self, id: u32, path: &VirtualPath) -> Answer {
+        self.check(Permission::List, path)?;
         let space = self
             .user
             .storage
-            .space(&path)
+            .space(path)
             .await
-            .map_err(|e| SessionError::storage(&path, e))?;
+            .map_err(|e| SessionError::storage(path, e))?;
         let limits = &self.user.account.limits;
         let quota_bytes = limits.quota_bytes.as_ref().map(|q| q.value);
         let quota_files = limits.quota_files.as_ref().map(|q| q.value);
@@ -96,7 +112,7 @@ impl SftpSession {
             .ledger
             .get(&self.user.account.name)
             .await
-            .map_err(|e| SessionError::usage_unreadable(&path, &e))?
+            .map_err(|e| SessionError::usage_unreadable(path, &e))?
             .unwrap_or_default();
         let space = space.within_quota(quota_bytes, quota_files, (used.bytes, used.files));
         Ok(statvfs_reply(id, &space))
@@ -234,6 +250,8 @@ mod tests {
             Some("1")
         );
         assert_eq!(v.extensions.get(STATVFS).map(String::as_str), Some("2"));
+        assert_eq!(v.extensions.get(FSTATVFS).map(String::as_str), Some("2"));
+        assert_eq!(v.extensions.get(FSYNC).map(String::as_str), Some("1"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use ferry_storage::{
 use russh_sftp::protocol::{Data, FileAttributes, Handle, OpenFlags, Packet, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::session::{Answer, OpenHandle, SftpSession, ok};
+use super::session::{Answer, Audited, OpenHandle, SftpSession, ok};
 use super::status::SftpFailure;
 use crate::activity::XferRecord;
 use crate::error::SessionError;
@@ -366,6 +366,27 @@ impl SftpSession {
         Ok(())
     }
 
+    /// fsync@openssh.com: makes what the handle wrote durable, and its
+    /// commit at CLOSE ([`Upload::sync`]). A read handle, or a write handle
+    /// that has not written yet, has nothing to make durable. A failure ends
+    /// the upload as a failed WRITE does.
+    pub(super) async fn fsync(&mut self, id: u32, handle: &str) -> (Option<Audited>, Answer) {
+        let mut audited = Audited {
+            verb: "FSYNC",
+            arg: handle.to_owned(),
+            path: None,
+        };
+        let mut file = match self.take_file(handle) {
+            Ok(file) => file,
+            Err(f) => return (Some(audited), Err(f)),
+        };
+        audited.path = Some(file.path.to_string());
+        let result = sync_writes(&mut file).await;
+        self.handles
+            .put_back(handle.to_owned(), OpenHandle::File(file));
+        (Some(audited), result.and_then(|()| ok(id)))
+    }
+
     pub(super) async fn close(&mut self, id: u32, handle: &str) -> Answer {
         let ended = match self.handles.take(handle) {
             Some(OpenHandle::File(file)) => self.end_file(*file, true).await,
@@ -438,6 +459,24 @@ impl SftpSession {
         }
         result
     }
+}
+
+/// Makes what a file handle wrote durable (fsync@openssh.com).
+async fn sync_writes(file: &mut FileHandle) -> Result<(), SftpFailure> {
+    let Access::Write(writing) = &mut file.access else {
+        return Ok(());
+    };
+    if let Some(failed) = &writing.failed {
+        return Err(failed.clone());
+    }
+    let Some(upload) = writing.upload.as_mut() else {
+        return Ok(());
+    };
+    if let Err(e) = upload.sync().await {
+        let failure = SessionError::storage(&file.path, e).into();
+        return Err(fail_upload(writing, failure, false).await);
+    }
+    Ok(())
 }
 
 /// Ends a failed upload: over a limit it is discarded (`over_limit`), as

@@ -8,7 +8,7 @@
 //! | `files.rs` | OPEN, READ, WRITE, CLOSE (§6.3, §6.4) |
 //! | `dirs.rs` | OPENDIR, READDIR, REMOVE, MKDIR, RMDIR, RENAME (§6.5–§6.7) |
 //! | `attrs.rs` | STAT, LSTAT, FSTAT, SETSTAT, FSETSTAT, REALPATH (§6.8–§6.10) |
-//! | `extensions.rs` | EXTENDED (§8): limits@openssh.com, posix-rename@openssh.com, statvfs@openssh.com |
+//! | `extensions.rs` | EXTENDED (§8): limits@openssh.com, posix-rename@openssh.com, statvfs@openssh.com, fstatvfs@openssh.com, fsync@openssh.com |
 //!
 //! Every path goes through [`VirtualPath::resolve`] from the home (`/` is the
 //! home, as over FTP), every action through the same permission rules, file

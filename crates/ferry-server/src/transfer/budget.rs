@@ -513,6 +513,15 @@ impl Upload for CountedUpload {
         self.end(|u| u.discard()).await;
     }
 
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        match self.inner.as_mut() {
+            Some(inner) => inner.sync().await,
+            None => Err(StorageError::Io(std::io::Error::other(
+                "the upload has ended",
+            ))),
+        }
+    }
+
     fn host_file(&self) -> Option<std::io::Result<std::fs::File>> {
         self.inner.as_ref()?.host_file()
     }
