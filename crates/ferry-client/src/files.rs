@@ -41,10 +41,13 @@ pub struct TransferSettings {
     pub rate: Option<RateLimit>,
     /// TYPE A instead of TYPE I (the shell's `ascii`): sizes are not compared.
     pub ascii: bool,
-    /// Downloads are not flushed to disk one by one: a batch (`mirror`,
-    /// `get -r`) flushes its file systems once at its end
-    /// ([`sync_file_systems`]). Each file is still renamed into place only
-    /// when complete.
+    /// A batch (`mirror`, `get -r`, `put -r`, several files): files are not
+    /// flushed to disk one by one. Its downloads' file systems are flushed
+    /// once at its end ([`sync_file_systems`]; each file is still renamed
+    /// into place only when complete), and its uploads are not asked to be
+    /// flushed. A single download is flushed before its rename, and a
+    /// single upload over SFTP asks the server to flush it
+    /// (fsync@openssh.com, where offered).
     pub sync_at_end: bool,
     /// Copies take their source's modification time: a download the remote
     /// file's, an upload the local file's (`mirror`, whose next run compares
@@ -543,6 +546,9 @@ pub async fn upload_file(
         }
         let time = source.modified.filter(|_| settings.keep_times);
         let set_at_close = time.is_some_and(|t| upload.set_time_at_close(t));
+        if !settings.sync_at_end {
+            upload.ask_durable();
+        }
         upload.finish().await?;
         // Over FTP, MFMT once the file is stored. A server that cannot set
         // times leaves the time of the upload.

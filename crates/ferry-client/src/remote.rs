@@ -317,6 +317,15 @@ impl RemoteUpload<'_> {
         }
     }
 
+    /// Asks the server to have the file on its disk once the upload is
+    /// complete: over SFTP fsync@openssh.com before the CLOSE, where the
+    /// server offers it. FTP has no such command; nothing is sent.
+    pub fn ask_durable(&mut self) {
+        if let RemoteUpload::Sftp(u) = self {
+            u.ask_durable();
+        }
+    }
+
     /// The upload is complete only when this succeeds.
     pub async fn finish(self) -> Result<()> {
         match self {

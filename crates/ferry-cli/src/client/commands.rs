@@ -129,7 +129,8 @@ impl Job {
 /// Runs `jobs` on `parallel` connections (the first one `first`, when given);
 /// true when all succeeded. Each connection is a [`Worker`]: it reconnects and
 /// resumes after a drop. Downloads of a batch are flushed to disk once, at
-/// its end ([`TransferSettings::sync_at_end`]).
+/// its end, and its uploads are not asked to be flushed one by one
+/// ([`TransferSettings::sync_at_end`]).
 pub async fn run_jobs(
     remote: &Remote,
     mut first: Option<RemoteSession>,
@@ -150,7 +151,7 @@ pub async fn run_jobs(
         })
         .collect();
     let mut settings = settings.clone();
-    settings.sync_at_end = jobs.len() > 1 && !download_dirs.is_empty();
+    settings.sync_at_end = jobs.len() > 1;
     let settings = &settings;
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -192,6 +193,7 @@ pub async fn run_jobs(
     }
     while tasks.join_next().await.is_some() {}
     if settings.sync_at_end
+        && !download_dirs.is_empty()
         && let Err(e) = sync_file_systems(download_dirs.into_iter().collect()).await
     {
         reporter.failed(

@@ -294,7 +294,7 @@ except IOError as e:
 
 /// The audit log once `done` holds for it, or after ten seconds: the log's
 /// thread may write a record after the client that caused it has exited.
-fn audit_once(server: &FerryServer, done: impl Fn(&str) -> bool) -> String {
+pub(crate) fn audit_once(server: &FerryServer, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");

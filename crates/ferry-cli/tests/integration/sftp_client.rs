@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::{args, client, client_ok, everyday, with};
-use crate::sftp::{config, sftp_addr};
+use crate::sftp::{audit_once, config, sftp_addr};
 use crate::support::{
     FerryServer, ferry_bin, ferry_in, free_port, mtimes_of, random_bytes, run, set_mtime,
 };
@@ -130,6 +130,37 @@ fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
     assert!(out.contains("resumed at byte 900000"), "{out}");
     let up = std::fs::read(server.files().join("alice/up.bin")).expect("uploaded");
     assert!(up == big, "resumed upload: {} bytes", up.len());
+
+    // A single upload asks the server to flush it to disk (fsync@openssh.com,
+    // as a single download is flushed here); the files of a batch are not
+    // asked one by one. The server's audit log shows which were.
+    std::fs::write(w.join("one.bin"), &big[..1000]).expect("write");
+    std::fs::write(w.join("two.bin"), &big[..2000]).expect("write");
+    sftp_ok(&["put", "one.bin", &format!("{base}/single.bin")]);
+    sftp_ok(&["put", "one.bin", "two.bin", &format!("{base}/batch/")]);
+    assert!(server.files().join("alice/batch/two.bin").exists());
+    let fsync = r#""command":"FSYNC""#;
+    // The batch's CLOSEs come after any FSYNC it sent.
+    let closed = |a: &str, name: &str| {
+        a.lines()
+            .any(|l| l.contains(r#""command":"CLOSE""#) && l.contains(name))
+    };
+    let audit = audit_once(&server, |a| {
+        closed(a, "/single.bin") && closed(a, "batch/one.bin") && closed(a, "batch/two.bin")
+    });
+    let synced: Vec<&str> = audit.lines().filter(|l| l.contains(fsync)).collect();
+    for name in ["/up.bin", "/single.bin"] {
+        assert!(
+            synced
+                .iter()
+                .any(|l| l.contains(name) && l.contains(r#""code":0"#)),
+            "{name} flushed: {audit}"
+        );
+    }
+    assert!(
+        !synced.iter().any(|l| l.contains("batch/")),
+        "a batch's files are not flushed one by one: {audit}"
+    );
 
     // Refusals keep the account's rules: wrong password, read-only, quota.
     let out = sftp(&["ls", &format!("sftp://alice:wrong@{addr}/")]);

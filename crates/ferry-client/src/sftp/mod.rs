@@ -435,6 +435,7 @@ impl SftpSession {
         Ok(SftpUpload {
             file,
             time_at_close: None,
+            durable: false,
         })
     }
 
@@ -594,6 +595,8 @@ pub struct SftpUpload {
     file: Transfer,
     /// The modification time to give the file as it is closed.
     time_at_close: Option<OffsetDateTime>,
+    /// Ask the server to flush the file to disk before it is closed.
+    durable: bool,
 }
 
 impl SftpUpload {
@@ -612,6 +615,12 @@ impl SftpUpload {
         self.time_at_close = Some(when);
     }
 
+    /// Asks the server to flush the file to disk before it is closed
+    /// (fsync@openssh.com, as OpenSSH's `put -f`), when it offers that.
+    pub fn ask_durable(&mut self) {
+        self.durable = true;
+    }
+
     /// Waits for every write to be confirmed, then closes the file: the
     /// upload is complete only when this succeeds.
     ///
@@ -626,7 +635,19 @@ impl SftpUpload {
             let set = self.file.file.set_metadata(times(when));
             let _ = tokio::time::timeout(self.file.timeout, set).await;
         }
-        self.file.close("WRITE").await
+        let mut file = self.file;
+        if self.durable {
+            // russh-sftp's flush waits for the WRITEs' answers, then sends
+            // fsync@openssh.com when the server offers it (and nothing
+            // otherwise). A failure fails the upload: the file may not be
+            // on the server's disk as asked.
+            match tokio::time::timeout(file.timeout, file.file.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(file.failed("FSYNC", e)),
+                Err(_) => return Err(file.failed("FSYNC", io::ErrorKind::TimedOut.into())),
+            }
+        }
+        file.close("WRITE").await
     }
 }
 
