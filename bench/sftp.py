@@ -6,8 +6,9 @@ ferry's SFTP server next to OpenSSH's sshd (internal-sftp), in one run.
 
 Rows (MB/s, median of --runs; each ratio is to the OpenSSH figure of the same
 row, so only figures of one run are compared):
-  client download: `ferry get sftp://...` vs `sftp get`, both from sshd
-  client upload:   `ferry put` vs `sftp put`, both to sshd
+  client download: `ferry get sftp://...` vs `sftp get -f`, both from sshd
+  client upload:   `ferry put` vs `sftp put -f`, both to sshd
+  (-f: each flushes the file to disk, as a single ferry get and put do)
   server download: OpenSSH `sftp get` from ferry serve vs from sshd
   server upload:   OpenSSH `sftp put` to ferry serve vs to sshd
 and the same four with --small-files files of 4 KiB in one session (files/s):
@@ -148,13 +149,16 @@ def main():
             if n != args.small_files:
                 sys.exit(f"{where}: {n} files, expected {args.small_files}")
 
+        # A single `ferry get` flushes the file to disk and a single `ferry
+        # put` asks the server to (fsync@openssh.com): `sftp` is asked for the
+        # same with -f, so that both clients do the same work.
         rows = [
             ("client download (from sshd)",
              lambda: timed([ferry, "get", *ferry_opts, f"{sshd_url}/big.bin", "got.bin"], cwd=d),
-             lambda: openssh(sshd_port, user, f"get {src} got.bin\n")),
+             lambda: openssh(sshd_port, user, f"get -f {src} got.bin\n")),
             ("client upload (to sshd)",
              lambda: timed([ferry, "put", *ferry_opts, "local.bin", f"{sshd_url}/up.bin"], cwd=d),
-             lambda: openssh(sshd_port, user, f"put local.bin {data_dir}/up.bin\n")),
+             lambda: openssh(sshd_port, user, f"put -f local.bin {data_dir}/up.bin\n")),
             ("server download (OpenSSH sftp)",
              lambda: openssh(ferry_port, "bench", "get big.bin got.bin\n", key=False),
              lambda: openssh(sshd_port, user, f"get {src} got.bin\n")),

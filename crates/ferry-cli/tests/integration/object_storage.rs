@@ -402,15 +402,7 @@ f.write(b"end")
 f.close()
 print("done")
 "#;
-    let paramiko = run(
-        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
-        Duration::from_secs(60),
-    );
-    let asked = crate::sftp::text(&paramiko);
-    assert!(
-        paramiko.status.success() && asked.contains("done"),
-        "{asked}"
-    );
+    let asked = crate::sftp::paramiko(addr, script);
     assert!(
         asked.contains("statvfs refused:") && asked.contains("no file system size"),
         "{asked}"

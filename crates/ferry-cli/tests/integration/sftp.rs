@@ -193,12 +193,7 @@ except IOError as e:
     print("bob refused:", e)
 print("done")
 "#;
-    let out = run(
-        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
-        LIMIT,
-    );
-    let said = text(&out);
-    assert!(out.status.success() && said.contains("done"), "{said}");
+    let said = paramiko(addr, script);
     assert!(said.contains("replaced: new"), "{said}");
     assert_eq!(
         said.lines().filter(|l| l.starts_with("refused:")).count(),
@@ -275,12 +270,9 @@ try:
     print("stored over the quota")
 except IOError as e:
     print("refused:", e)
+print("done")
 "#;
-    let out = run(
-        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
-        LIMIT,
-    );
-    let said = text(&out);
+    let said = paramiko(addr, script);
     assert!(said.contains("refused:"), "{said}");
     assert_eq!(
         std::fs::metadata(server.files().join("carol/a.bin"))
@@ -290,6 +282,19 @@ except IOError as e:
     );
     assert!(!server.files().join("carol/b.bin").exists());
     assert!(!server.files().join("carol/c.bin").exists());
+}
+
+/// Runs a Python script (paramiko) with the SFTP port as its argument;
+/// answers what it printed once it ran to its end (its last line prints
+/// `done`).
+pub(crate) fn paramiko(addr: SocketAddr, script: &str) -> String {
+    let out = run(
+        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
+        LIMIT,
+    );
+    let said = text(&out);
+    assert!(out.status.success() && said.contains("done"), "{said}");
+    said
 }
 
 /// The audit log once `done` holds for it, or after ten seconds: the log's
@@ -384,6 +389,42 @@ fn df_shows_the_file_system_within_a_users_quota() {
 }
 
 #[test]
+fn openssh_moves_large_files_with_its_whole_pipeline() {
+    // OpenSSH's sftp keeps 64 requests of up to 255 KiB in flight (the
+    // sizes limits@openssh.com allows). russh hands a channel's incoming
+    // data to the SFTP task through a queue of 100 messages, which its
+    // notices of the client's window adjustments fill too; a task that read
+    // requests only between replies let that queue fill while a reply waited
+    // for the client's window, and the connection stopped for good (every
+    // download of 256 MiB stopped at about 30 MB).
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    let home = server.files().join("alice");
+    std::fs::create_dir_all(&home).expect("alice");
+    let big = random_bytes(64 << 20, 41);
+    std::fs::write(home.join("big.bin"), &big).expect("big");
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::write(work.path().join("up.bin"), &big).expect("up");
+    let out = openssh_sftp(
+        addr,
+        "alice",
+        "secret",
+        work.path(),
+        "get big.bin got.bin\nput up.bin up.bin\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let got = std::fs::read(work.path().join("got.bin")).expect("got");
+    assert!(
+        got == big,
+        "downloaded {} of {} bytes",
+        got.len(),
+        big.len()
+    );
+    let up = std::fs::read(home.join("up.bin")).expect("uploaded");
+    assert!(up == big, "uploaded {} of {} bytes", up.len(), big.len());
+}
+
+#[test]
 fn fsync_makes_uploads_durable_and_fstatvfs_answers_for_handles() {
     let server = FerryServer::start_with(&config());
     let addr = sftp_addr(&server);
@@ -462,12 +503,7 @@ print("carol size", got[1] * got[2])
 w.close()
 print("done")
 "#;
-    let out = run(
-        Command::new("python3").args(["-c", script, &addr.port().to_string()]),
-        LIMIT,
-    );
-    let said = text(&out);
-    assert!(out.status.success() && said.contains("done"), "{said}");
+    let said = paramiko(addr, script);
     for expected in [
         "fsync mid-upload ok",
         "mid.bin: first second",

@@ -1,7 +1,9 @@
 //! One SFTP channel's requests (draft-ietf-secsh-filexfer-02, version 3).
 //!
-//! [`SftpSession`] reads one packet at a time, answers it, and keeps the open
-//! handles. Each request family lives in its own file:
+//! [`SftpSession`] answers one request at a time, in order, and keeps the
+//! open handles; the channel's requests are read as they come, while a reply
+//! is on its way (see [`SftpSession::run`]). Each request family lives in its
+//! own file:
 //!
 //! | file | requests |
 //! |---|---|
@@ -26,6 +28,7 @@ use ferry_accounts::Permission;
 use ferry_storage::{Metadata, StorageError, VirtualPath};
 use russh_sftp::protocol::{Packet, Status, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -45,6 +48,13 @@ pub const MAX_PACKET: u32 = 256 * 1024 + 1024;
 
 /// The most a READ answers at once.
 pub const MAX_READ: u32 = 256 * 1024;
+
+/// The most request bytes a channel holds read and not yet answered: 160,000
+/// READs or 32 WRITEs of 256 KiB. Past it the channel stops reading until
+/// requests are answered, which holds the client back through SSH's flow
+/// control. OpenSSH keeps 64 requests in flight.
+const QUEUED_REQUEST_BYTES: usize = 8 << 20;
+const _: () = assert!(MAX_PACKET as usize <= QUEUED_REQUEST_BYTES);
 
 /// The most handles one channel keeps open.
 pub const MAX_HANDLES: usize = 64;
@@ -205,6 +215,35 @@ impl std::fmt::Debug for SftpSession {
     }
 }
 
+/// Reads a channel's requests (without their lengths) into `queue`, each
+/// holding its size of `room`, until the client ends the channel or sends a
+/// length out of bounds.
+async fn read_requests<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    queue: mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>,
+    room: Arc<Semaphore>,
+    session: u64,
+) {
+    while let Ok(len) = reader.read_u32().await {
+        if len == 0 || len > MAX_PACKET {
+            warn!(
+                session,
+                len, "SFTP packet length out of bounds: closing the channel"
+            );
+            return;
+        }
+        let Ok(held) = room.clone().acquire_many_owned(len).await else {
+            return;
+        };
+        let mut buf = vec![0u8; len as usize];
+        if reader.read_exact(&mut buf).await.is_err()
+            || queue.send((Bytes::from(buf), held)).is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// What a request's audit record names.
 pub(super) struct Audited {
     pub(super) verb: &'static str,
@@ -248,31 +287,47 @@ impl SftpSession {
 
     /// Serves the channel until the client closes it or breaks the protocol.
     /// Open uploads end as after a failure (see `ferry_storage::Upload`).
-    pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut stream: S) {
-        while let Ok(len) = stream.read_u32().await {
-            if len == 0 || len > MAX_PACKET {
-                warn!(
-                    session = self.peer.id,
-                    len, "SFTP packet length out of bounds: closing the channel"
-                );
-                break;
-            }
-            let mut buf = vec![0u8; len as usize];
-            if stream.read_exact(&mut buf).await.is_err() {
-                break;
-            }
-            let reply = self.handle_packet(Bytes::from(buf)).await;
-            let bytes = match Bytes::try_from(reply) {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(session = self.peer.id, error = %e, "cannot encode an SFTP reply");
-                    break;
+    ///
+    /// Requests are read as they come, while replies are written: russh
+    /// hands a channel's incoming data over through a queue of 100 messages,
+    /// which its notices of the client's window adjustments fill too, and
+    /// its connection stops reading the socket while that queue is full. A
+    /// channel that read only between replies left it full while a reply
+    /// waited for the client's window, which the client opens by a message
+    /// the connection then never read: with OpenSSH's 64 READs of 255 KiB in
+    /// flight, every large download stopped for good. What is read waits
+    /// here, up to [`QUEUED_REQUEST_BYTES`].
+    pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(mut self, stream: S) {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let room = Arc::new(Semaphore::new(QUEUED_REQUEST_BYTES));
+        let (queue, mut requests) = mpsc::unbounded_channel();
+        {
+            let read = read_requests(&mut reader, queue, room, self.peer.id);
+            let answer = async {
+                while let Some((request, held)) = requests.recv().await {
+                    let reply = self.handle_packet(request).await;
+                    drop(held);
+                    let bytes = match Bytes::try_from(reply) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            warn!(session = self.peer.id, error = %e, "cannot encode an SFTP reply");
+                            break;
+                        }
+                    };
+                    if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+                        break;
+                    }
+                    self.handles.reply_sent();
                 }
             };
-            if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
-                break;
+            tokio::pin!(read, answer);
+            tokio::select! {
+                // A reply could not be sent: nothing more will be.
+                () = &mut answer => {}
+                // The client is done sending (or broke the protocol): what it
+                // sent before is answered.
+                () = &mut read => answer.await,
             }
-            self.handles.reply_sent();
         }
         self.close_all().await;
         debug!(session = self.peer.id, "SFTP channel ended");
