@@ -699,6 +699,9 @@ impl Upload for LocalUpload {
                 if durable {
                     // The name: the directory's entry (a rename, or a file
                     // created in place) is on disk once the directory is.
+                    // Failing here, the file is under its name already and
+                    // the commit answers the failure: the client asked for
+                    // a durability that cannot be promised.
                     let dir = rustix::fs::openat(
                         &*parent,
                         ".",

@@ -66,16 +66,22 @@ impl SftpSession {
                 };
                 (Some(audited), self.rename(e.id, &old, &new, true).await)
             }
-            STATVFS | FSTATVFS => {
-                let path = one_string(&e.data).and_then(|arg| match e.request.as_str() {
-                    STATVFS => self.resolve(&arg),
-                    _ => self.open_path(&arg),
-                });
-                match path {
-                    Ok(path) => (None, self.statvfs(e.id, &path).await),
-                    Err(f) => (None, Err(f)),
+            STATVFS => (
+                None,
+                async {
+                    let path = self.resolve(&one_string(&e.data)?)?;
+                    self.statvfs(e.id, &path).await
                 }
-            }
+                .await,
+            ),
+            FSTATVFS => (
+                None,
+                async {
+                    let path = self.open_path(&one_string(&e.data)?)?;
+                    self.statvfs(e.id, &path).await
+                }
+                .await,
+            ),
             FSYNC => match one_string(&e.data) {
                 Ok(handle) => self.fsync(e.id, &handle).await,
                 Err(f) => (None, Err(f)),

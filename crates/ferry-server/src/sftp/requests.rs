@@ -296,6 +296,80 @@ async fn an_overlong_packet_closes_the_channel() {
     run.await.expect("ended");
 }
 
+#[tokio::test]
+async fn a_client_that_does_not_read_replies_is_held_back_and_then_answered() {
+    // Requests are read while replies wait to be written (OpenSSH keeps 64
+    // in flight), but only up to QUEUED_REQUEST_BYTES: a client that sends
+    // and never reads is held back there, not buffered without end. Once it
+    // reads, every request is answered.
+    use super::session::{MAX_PACKET, QUEUED_REQUEST_BYTES};
+    let (s, _dir) = session("").await;
+    // Room for about one reply: the channel's writer is stuck at once.
+    let (client, server) = tokio::io::duplex(64);
+    let run = tokio::spawn(s.run(server));
+    let (mut replies, mut requests) = tokio::io::split(client);
+    // Requests of the largest size, of a type no version 3 client sends
+    // (200): each is answered SSH_FX_OP_UNSUPPORTED.
+    let len = MAX_PACKET as usize;
+    let mut packet = (MAX_PACKET).to_be_bytes().to_vec();
+    packet.push(200);
+    packet.resize(4 + len, 0);
+    let mut sent = 0usize;
+    let stalled = loop {
+        let at = sent % packet.len();
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            requests.write(&packet[at..]),
+        )
+        .await
+        {
+            Ok(Ok(n)) => sent += n,
+            Ok(Err(e)) => panic!("the channel closed: {e}"),
+            Err(_) => break sent,
+        }
+        assert!(
+            sent <= 4 * QUEUED_REQUEST_BYTES,
+            "{sent} bytes taken from a client that reads nothing"
+        );
+    };
+    assert!(
+        stalled >= QUEUED_REQUEST_BYTES && stalled <= QUEUED_REQUEST_BYTES + 4 * (len + 4),
+        "held back after {stalled} bytes, the queue holds {QUEUED_REQUEST_BYTES}"
+    );
+    // The client reads now: the rest of its last packet goes through, and
+    // every packet gets its answer.
+    let reading = tokio::spawn(async move {
+        let mut all = Vec::new();
+        replies.read_to_end(&mut all).await.expect("replies");
+        all
+    });
+    let rest = (packet.len() - stalled % packet.len()) % packet.len();
+    let at = stalled % packet.len();
+    requests
+        .write_all(&packet[at..at + rest])
+        .await
+        .expect("the rest");
+    requests.shutdown().await.expect("eof");
+    run.await.expect("ended");
+    let all = reading.await.expect("read");
+    let mut answers = 0;
+    let mut at = 0;
+    while at + 4 <= all.len() {
+        let n = u32::from_be_bytes([all[at], all[at + 1], all[at + 2], all[at + 3]]) as usize;
+        let reply = Packet::try_from(&mut Bytes::copy_from_slice(&all[at + 4..at + 4 + n]))
+            .expect("a reply");
+        assert_eq!(status_of(&reply).1, StatusCode::OpUnsupported);
+        answers += 1;
+        at += 4 + n;
+    }
+    assert_eq!(at, all.len(), "whole replies only");
+    assert_eq!(
+        answers,
+        (stalled + rest) / packet.len(),
+        "one answer per request"
+    );
+}
+
 /// A graceful stop: files open when the server starts to stop finish, new
 /// OPEN and OPENDIR are refused, and the connection is drained once the last
 /// handle closes (or the channel ends with handles open).

@@ -53,7 +53,7 @@ pub const MAX_READ: u32 = 256 * 1024;
 /// READs or 32 WRITEs of 256 KiB. Past it the channel stops reading until
 /// requests are answered, which holds the client back through SSH's flow
 /// control. OpenSSH keeps 64 requests in flight.
-const QUEUED_REQUEST_BYTES: usize = 8 << 20;
+pub(super) const QUEUED_REQUEST_BYTES: usize = 8 << 20;
 const _: () = assert!(MAX_PACKET as usize <= QUEUED_REQUEST_BYTES);
 
 /// The most handles one channel keeps open.

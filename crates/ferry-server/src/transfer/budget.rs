@@ -514,12 +514,7 @@ impl Upload for CountedUpload {
     }
 
     async fn sync(&mut self) -> Result<(), StorageError> {
-        match self.inner.as_mut() {
-            Some(inner) => inner.sync().await,
-            None => Err(StorageError::Io(std::io::Error::other(
-                "the upload has ended",
-            ))),
-        }
+        self.inner()?.sync().await
     }
 
     fn host_file(&self) -> Option<std::io::Result<std::fs::File>> {
