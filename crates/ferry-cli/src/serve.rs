@@ -113,6 +113,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let sftp = ferry_server::sftp::SftpContext::new(
                 config.sftp.host_key.as_deref(),
                 Path::new("./ferry-data/ssh"),
+                &config.sftp.authentication,
                 config.server.idle_timeout.0,
             )
             .context("[sftp]")?;

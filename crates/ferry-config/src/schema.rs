@@ -316,7 +316,7 @@ impl Default for TlsSection {
 
 /// `[sftp]`: SFTP over SSH (the SSH File Transfer Protocol, version 3), with
 /// the same accounts, homes, permissions, limits and logs as FTP.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SftpSection {
     /// SSH listeners; none (SFTP off) by default.
@@ -325,6 +325,52 @@ pub struct SftpSection {
     /// Without one, an Ed25519 key is generated once in `./ferry-data/ssh`
     /// and kept.
     pub host_key: Option<PathBuf>,
+    /// The ways users may sign in over SSH; all three by default.
+    pub authentication: Vec<SshAuthMethod>,
+}
+
+impl Default for SftpSection {
+    fn default() -> Self {
+        SftpSection {
+            listen: Vec::new(),
+            host_key: None,
+            authentication: SshAuthMethod::ALL.to_vec(),
+        }
+    }
+}
+
+/// An SSH authentication method the server offers (`sftp.authentication`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SshAuthMethod {
+    /// RFC 4252 §7: one of the user's `authorized_keys`.
+    #[serde(rename = "publickey")]
+    PublicKey,
+    /// RFC 4252 §8: the user's password.
+    #[serde(rename = "password")]
+    Password,
+    /// RFC 4256: the user's password, asked as the answer to one prompt
+    /// (what clients such as WinSCP and PuTTY try first, and what servers
+    /// that check passwords through PAM offer).
+    #[serde(rename = "keyboard-interactive")]
+    KeyboardInteractive,
+}
+
+impl SshAuthMethod {
+    /// Every method, in the order of the default.
+    pub const ALL: [SshAuthMethod; 3] = [
+        SshAuthMethod::PublicKey,
+        SshAuthMethod::Password,
+        SshAuthMethod::KeyboardInteractive,
+    ];
+
+    /// The method's name on the wire (RFC 4252 §5).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SshAuthMethod::PublicKey => "publickey",
+            SshAuthMethod::Password => "password",
+            SshAuthMethod::KeyboardInteractive => "keyboard-interactive",
+        }
+    }
 }
 
 /// `accounts.system_auth`.
@@ -682,6 +728,12 @@ impl Config {
                 .at_key("storage.secret_access_key"));
             }
         }
+        if self.sftp.authentication.is_empty() {
+            return Err(ConfigError::new(
+                "at least one method is needed: \"publickey\", \"password\" or \"keyboard-interactive\"",
+            )
+            .at_key("sftp.authentication"));
+        }
         if self.accounts.timeout.0.is_zero() {
             return Err(ConfigError::new("must be more than 0s, for example \"5s\"")
                 .at_key("accounts.timeout"));
@@ -886,6 +938,27 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
         assert_eq!(e.key.as_deref(), Some("accounts.pam_service"));
         let e = err("[accounts]\nsystem_auth = \"ldap\"\n");
         assert_eq!(e.key.as_deref(), Some("accounts.system_auth"));
+    }
+
+    #[test]
+    fn ssh_sign_in_methods_default_to_all_three_and_cannot_be_none() {
+        let c = Config::parse("").expect("empty");
+        assert_eq!(c.sftp.authentication, SshAuthMethod::ALL.to_vec());
+        let c = Config::parse("[sftp]\nauthentication = [\"publickey\"]\n").expect("keys only");
+        assert_eq!(c.sftp.authentication, vec![SshAuthMethod::PublicKey]);
+        let c =
+            Config::parse("[sftp]\nauthentication = [\"keyboard-interactive\", \"publickey\"]\n")
+                .expect("two");
+        assert_eq!(
+            c.sftp.authentication,
+            vec![SshAuthMethod::KeyboardInteractive, SshAuthMethod::PublicKey]
+        );
+        let e = err("[sftp]\nauthentication = []\n");
+        assert_eq!(e.key.as_deref(), Some("sftp.authentication"));
+        assert!(e.message.contains("at least one method"), "{e}");
+        let e = err("[sftp]\nauthentication = [\"hostbased\"]\n");
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("keyboard-interactive"), "{e}");
     }
 
     #[test]

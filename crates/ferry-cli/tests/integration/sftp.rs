@@ -61,8 +61,12 @@ pub(crate) fn sftp_addr(server: &FerryServer) -> SocketAddr {
 /// How OpenSSH's `sftp` signs in.
 #[derive(Clone, Copy)]
 pub(crate) enum SshAuth<'a> {
-    /// This password (given through SSH_ASKPASS), no keys.
+    /// This password (given through SSH_ASKPASS) by the `password` method,
+    /// no keys.
     Password(&'a str),
+    /// This password as the answer to keyboard-interactive's questions (also
+    /// through SSH_ASKPASS), no keys.
+    KeyboardInteractive(&'a str),
     /// This private key file only: no agent, no password.
     Key(&'a Path),
     /// The same, signing only with this algorithm (`ssh-rsa`: SHA-1).
@@ -105,7 +109,7 @@ fn openssh_sftp_command(
         "-oUserKnownHostsFile=/dev/null",
     ]);
     match auth {
-        SshAuth::Password(password) => {
+        SshAuth::Password(password) | SshAuth::KeyboardInteractive(password) => {
             let askpass = dir.join("askpass.sh");
             std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).expect("askpass");
             std::fs::set_permissions(
@@ -123,6 +127,12 @@ fn openssh_sftp_command(
                     "-oPubkeyAuthentication=no",
                     "-oNumberOfPasswordPrompts=1",
                 ]);
+            sftp.arg(match auth {
+                SshAuth::KeyboardInteractive(_) => {
+                    "-oPreferredAuthentications=keyboard-interactive"
+                }
+                _ => "-oPreferredAuthentications=password",
+            });
         }
         SshAuth::Key(key) | SshAuth::KeySignedAs(key, _) => {
             sftp.args([
@@ -861,6 +871,111 @@ fn ssh_connections_that_do_not_speak_or_sign_in_are_closed() {
 /// Public-key sign-in: `authorized_keys` in the configuration file and in the
 /// account database (`ferry user add --authorized-keys FILE`, `ferry user set
 /// NAME authorized_keys=@FILE`), used by OpenSSH's `sftp` and ferry's client.
+/// `sftp.authentication`'s methods, the server's side and the client's:
+/// OpenSSH answers keyboard-interactive's question with the password, and a
+/// method not offered is declined without a check; ferry's client turns to
+/// keyboard-interactive where the password method is not offered.
+#[test]
+fn users_sign_in_by_keyboard_interactive_and_only_by_the_methods_offered() {
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    let by_question = |addr, password| {
+        openssh_sftp_as(
+            addr,
+            "alice",
+            SshAuth::KeyboardInteractive(password),
+            w,
+            "ls\n",
+        )
+    };
+
+    // Every method (the default): keyboard-interactive signs in, and the
+    // audit log says how; a wrong answer is a failed login.
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    let out = by_question(addr, "secret");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = by_question(addr, "wrong");
+    assert!(!out.status.success(), "signed in with a wrong answer");
+    let login = |code: &'static str| {
+        move |l: &str| {
+            l.contains(r#""command":"LOGIN""#)
+                && l.contains(r#""user":"alice""#)
+                && l.contains(r#""arg":"keyboard-interactive"#)
+                && l.contains(code)
+        }
+    };
+    let audit = audit_once(&server, |a| a.lines().any(login(r#""code":3"#)));
+    assert!(audit.lines().any(login(r#""code":0"#)), "{audit}");
+    assert!(audit.lines().any(login(r#""code":3"#)), "{audit}");
+    drop(server);
+
+    // Keyboard-interactive and keys only: the right password by the
+    // password method is declined, and OpenSSH is told what is offered.
+    let only = config().replace(
+        "[sftp]\n",
+        "[sftp]\nauthentication = [\"keyboard-interactive\", \"publickey\"]\n",
+    );
+    let server = FerryServer::start_with(&only);
+    let addr = sftp_addr(&server);
+    let out = openssh_sftp(addr, "alice", "secret", w, "ls\n");
+    assert!(!out.status.success(), "signed in by the password method");
+    assert!(
+        text(&out).contains("Permission denied (keyboard-interactive,publickey)"),
+        "{}",
+        text(&out)
+    );
+    let out = by_question(addr, "secret");
+    assert!(out.status.success(), "{}", text(&out));
+
+    // ferry's client: the password from the URL goes by keyboard-interactive.
+    let fp = host_fingerprint(&server);
+    std::fs::create_dir_all(server.files().join("alice")).expect("home");
+    std::fs::write(server.files().join("alice/asked.txt"), "by question").expect("file");
+    let url = |password: &str| format!("sftp://alice:{password}@{addr}/");
+    let listed = client_ok(w, &["ls", "--pin", &fp, &url("secret")]);
+    assert!(listed.contains("asked.txt"), "{listed}");
+    let out = client(w, &["ls", "--pin", &fp, &url("wrong")]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "listed with a wrong password");
+    assert!(
+        said.contains("tried keyboard-interactive")
+            && said.contains("the server accepts: keyboard-interactive, publickey"),
+        "{said}"
+    );
+    drop(server);
+
+    // Keys only: no password is tried at all.
+    let keys_only = config().replace("[sftp]\n", "[sftp]\nauthentication = [\"publickey\"]\n");
+    let server = FerryServer::start_with(&keys_only);
+    let addr = sftp_addr(&server);
+    for out in [
+        openssh_sftp(addr, "alice", "secret", w, "ls\n"),
+        by_question(addr, "secret"),
+    ] {
+        assert!(
+            !out.status.success() && text(&out).contains("Permission denied (publickey)"),
+            "{}",
+            text(&out)
+        );
+    }
+    let fp = host_fingerprint(&server);
+    let out = client(
+        w,
+        &["ls", "--pin", &fp, &format!("sftp://alice:secret@{addr}/")],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("the server accepts: publickey"),
+        "{said}"
+    );
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).unwrap_or_default();
+    assert!(
+        !audit.contains(r#""command":"LOGIN""#),
+        "a password was checked:\n{audit}"
+    );
+}
+
 #[test]
 fn users_sign_in_over_sftp_with_their_authorized_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -957,7 +1072,7 @@ authorized_keys = ["{}"]
         let out = with_key(user, other, "put note.txt refused.txt\n");
         assert!(!out.status.success(), "{user} signed in with {other}'s key");
         assert!(
-            text(&out).contains("Permission denied (publickey,password)"),
+            text(&out).contains("Permission denied (publickey,password,keyboard-interactive)"),
             "{user} with {other}'s key:\n{}",
             text(&out)
         );

@@ -9,6 +9,13 @@
 //!    exist;
 //! 3. a password asked through [`ConnectOptions::ask_password`].
 //!
+//! A password goes by the `password` method; a server that does not take
+//! that method but takes `keyboard-interactive` (RFC 4256: sshd checking
+//! passwords through PAM, ferry with `sftp.authentication` so set) is given
+//! it as the answer to its first question that is not echoed. Any other
+//! question (a one-time code) is asked of the person, as OpenSSH does; with
+//! nobody to ask, the sign-in fails and says what the server asked.
+//!
 //! A key file encrypted with a passphrase is signed with by the agent when the
 //! agent holds it (`ssh-add`), else decrypted with a passphrase asked through
 //! the same prompt; with nobody to ask, a named key is an error and a default
@@ -24,7 +31,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::client;
+use russh::MethodKind;
+use russh::client::{self, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::public::KeyData;
@@ -104,13 +112,11 @@ pub(super) async fn authenticate(
             }
         }
     };
-    if let Some(password) = &url.password
-        && note(
-            try_password(ssh, user, password).await?,
-            "password".to_owned(),
-        )
-    {
-        return Ok(());
+    if let Some(password) = &url.password {
+        let (result, method) = try_password(ssh, user, password, options).await?;
+        if note(result, method.to_owned()) {
+            return Ok(());
+        }
     }
 
     let mut agent = connect_agent().await;
@@ -207,12 +213,11 @@ pub(super) async fn authenticate(
     if url.password.is_none()
         && let Some(ask) = &options.ask_password
         && let Some(password) = ask.ask(&format!("Password for {user}@{}: ", url.host))
-        && note(
-            try_password(ssh, user, &password).await?,
-            "password".to_owned(),
-        )
     {
-        return Ok(());
+        let (result, method) = try_password(ssh, user, &password, options).await?;
+        if note(result, method.to_owned()) {
+            return Ok(());
+        }
     }
     let mut tried = if tried.is_empty() {
         "no password and no key to offer".to_owned()
@@ -232,15 +237,97 @@ pub(super) async fn authenticate(
     ))
 }
 
-/// One password attempt.
+/// One password attempt: by the `password` method, or by
+/// `keyboard-interactive` where the server's refusal lists only that one of
+/// the two. Also says which method decided.
 async fn try_password(
     ssh: &mut client::Handle<SshPeer>,
     user: &str,
     password: &str,
-) -> Result<client::AuthResult, String> {
-    ssh.authenticate_password(user, password)
+    options: &ConnectOptions,
+) -> Result<(client::AuthResult, &'static str), String> {
+    let result = ssh
+        .authenticate_password(user, password)
         .await
-        .map_err(broke_off)
+        .map_err(broke_off)?;
+    match &result {
+        client::AuthResult::Failure {
+            remaining_methods, ..
+        } if !remaining_methods.contains(&MethodKind::Password)
+            && remaining_methods.contains(&MethodKind::KeyboardInteractive) =>
+        {
+            let result = keyboard_interactive(ssh, user, password, options).await?;
+            Ok((result, "keyboard-interactive"))
+        }
+        _ => Ok((result, "password")),
+    }
+}
+
+/// How many rounds of questions keyboard-interactive may take before the
+/// client gives up on a server that keeps asking (PAM stacks ask one or
+/// two; sshd sends an empty round after the last).
+const KEYBOARD_INTERACTIVE_ROUNDS: usize = 8;
+
+/// Keyboard-interactive sign-in (RFC 4256): `password` answers the first
+/// question that is not echoed, the person is asked any other (through
+/// [`ConnectOptions::ask_password`]; an error when nobody can be asked).
+async fn keyboard_interactive(
+    ssh: &mut client::Handle<SshPeer>,
+    user: &str,
+    password: &str,
+    options: &ConnectOptions,
+) -> Result<client::AuthResult, String> {
+    let mut reply = ssh
+        .authenticate_keyboard_interactive_start(user, None)
+        .await
+        .map_err(broke_off)?;
+    let mut password = Some(password);
+    for _ in 0..KEYBOARD_INTERACTIVE_ROUNDS {
+        let prompts = match reply {
+            KeyboardInteractiveAuthResponse::Success => return Ok(client::AuthResult::Success),
+            KeyboardInteractiveAuthResponse::Failure {
+                remaining_methods,
+                partial_success,
+            } => {
+                return Ok(client::AuthResult::Failure {
+                    remaining_methods,
+                    partial_success,
+                });
+            }
+            KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => prompts,
+        };
+        let mut answers = Vec::with_capacity(prompts.len());
+        for prompt in prompts {
+            if !prompt.echo
+                && let Some(known) = password.take()
+            {
+                answers.push(known.to_owned());
+                continue;
+            }
+            let asked = options
+                .ask_password
+                .as_ref()
+                .and_then(|ask| ask.ask(&prompt.prompt));
+            match asked {
+                Some(answer) => answers.push(answer),
+                None => {
+                    return Err(format!(
+                        "the server asks {:?} (keyboard-interactive) and nobody can answer: \
+                         run ferry on a terminal or with SSH_ASKPASS",
+                        prompt.prompt.trim()
+                    ));
+                }
+            }
+        }
+        reply = ssh
+            .authenticate_keyboard_interactive_respond(answers)
+            .await
+            .map_err(broke_off)?;
+    }
+    Err(format!(
+        "the server asked more than {KEYBOARD_INTERACTIVE_ROUNDS} rounds of questions \
+         (keyboard-interactive): giving up"
+    ))
 }
 
 /// The SSH connection failed during authentication.

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_config::SshAuthMethod;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::{MethodKind, MethodSet, SshId};
@@ -40,9 +41,12 @@ pub enum SftpSetupError {
     StoreKey { path: String, reason: String },
 }
 
-/// The SSH server's settings: the host key and russh's configuration.
+/// The SSH server's settings: the host key, the sign-in methods offered and
+/// russh's configuration.
 pub struct SftpContext {
     pub(crate) config: Arc<russh::server::Config>,
+    /// The authentication methods offered (`sftp.authentication`).
+    pub(crate) methods: MethodSet,
     fingerprint: String,
 }
 
@@ -59,11 +63,12 @@ pub const GENERATED_KEY: &str = "ssh_host_ed25519_key";
 
 impl SftpContext {
     /// The host key from `host_key`, or else the one generated once in
-    /// `generated_dir` (made, with an Ed25519 key, on first use); sessions
-    /// idle for `idle_timeout` are closed.
+    /// `generated_dir` (made, with an Ed25519 key, on first use); users sign
+    /// in by `methods`; sessions idle for `idle_timeout` are closed.
     pub fn new(
         host_key: Option<&Path>,
         generated_dir: &Path,
+        methods: &[SshAuthMethod],
         idle_timeout: Duration,
     ) -> Result<Self, SftpSetupError> {
         let key = match host_key {
@@ -89,9 +94,19 @@ impl SftpContext {
             });
         }
         let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
+        let methods = MethodSet::from(
+            &methods
+                .iter()
+                .map(|m| match m {
+                    SshAuthMethod::PublicKey => MethodKind::PublicKey,
+                    SshAuthMethod::Password => MethodKind::Password,
+                    SshAuthMethod::KeyboardInteractive => MethodKind::KeyboardInteractive,
+                })
+                .collect::<Vec<_>>()[..],
+        );
         let config = russh::server::Config {
             server_id: SshId::Standard(concat!("SSH-2.0-ferry_", env!("CARGO_PKG_VERSION")).into()),
-            methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+            methods: methods.clone(),
             // Failed passwords are slowed down by the ban list, as over FTP.
             auth_rejection_time: Duration::ZERO,
             auth_rejection_time_initial: Some(Duration::ZERO),
@@ -107,6 +122,7 @@ impl SftpContext {
         };
         Ok(SftpContext {
             config: Arc::new(config),
+            methods,
             fingerprint,
         })
     }
@@ -168,8 +184,20 @@ mod tests {
     #[test]
     fn a_generated_host_key_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = SftpContext::new(None, dir.path(), Duration::from_secs(60)).expect("new key");
-        let again = SftpContext::new(None, dir.path(), Duration::from_secs(60)).expect("kept key");
+        let first = SftpContext::new(
+            None,
+            dir.path(),
+            &SshAuthMethod::ALL,
+            Duration::from_secs(60),
+        )
+        .expect("new key");
+        let again = SftpContext::new(
+            None,
+            dir.path(),
+            &SshAuthMethod::ALL,
+            Duration::from_secs(60),
+        )
+        .expect("kept key");
         assert_eq!(first.fingerprint(), again.fingerprint());
         assert!(
             first.fingerprint().starts_with("SHA256:"),
@@ -183,7 +211,13 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let other = tempfile::tempdir().expect("tempdir");
-        let fresh = SftpContext::new(None, other.path(), Duration::from_secs(60)).expect("new key");
+        let fresh = SftpContext::new(
+            None,
+            other.path(),
+            &SshAuthMethod::ALL,
+            Duration::from_secs(60),
+        )
+        .expect("new key");
         assert_ne!(first.fingerprint(), fresh.fingerprint());
     }
 
@@ -192,8 +226,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
         std::fs::write(&path, "not a key").expect("write");
-        let err = SftpContext::new(Some(&path), dir.path(), Duration::from_secs(60))
-            .expect_err("refused");
+        let err = SftpContext::new(
+            Some(&path),
+            dir.path(),
+            &SshAuthMethod::ALL,
+            Duration::from_secs(60),
+        )
+        .expect_err("refused");
         assert!(err.to_string().contains("key"), "{err}");
         assert!(matches!(err, SftpSetupError::HostKey { .. }));
     }
@@ -209,13 +248,24 @@ mod tests {
             .status()
             .expect("ssh-keygen");
         assert!(made.success());
-        let err = SftpContext::new(Some(&path), dir.path(), Duration::from_secs(60))
-            .expect_err("refused");
+        let err = SftpContext::new(
+            Some(&path),
+            dir.path(),
+            &SshAuthMethod::ALL,
+            Duration::from_secs(60),
+        )
+        .expect_err("refused");
         assert!(
             err.to_string().contains("RSA host keys are not used"),
             "{err}"
         );
-        let ctx = SftpContext::new(None, dir.path(), Duration::from_secs(60)).expect("ed25519");
+        let ctx = SftpContext::new(
+            None,
+            dir.path(),
+            &SshAuthMethod::ALL,
+            Duration::from_secs(60),
+        )
+        .expect("ed25519");
         let listed: Vec<String> = ctx
             .config
             .preferred

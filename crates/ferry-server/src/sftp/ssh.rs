@@ -1,9 +1,12 @@
 //! The SSH side of an SFTP connection (RFC 4252 public-key and password
-//! authentication, RFC 4254 session channels and the `sftp` subsystem), on
-//! russh.
+//! authentication, RFC 4256 keyboard-interactive authentication, RFC 4254
+//! session channels and the `sftp` subsystem), on russh.
 //!
 //! A login is FTP's sign-in (`crate::signin`), with a password or with one of
-//! the user's `authorized_keys`. A key the client only offers (before it
+//! the user's `authorized_keys`, by the methods `sftp.authentication` offers
+//! (a request by another is declined without a check). Keyboard-interactive
+//! asks one question, `Password: `, and takes its answer as the password.
+//! A key the client only offers (before it
 //! proves it holds it) and that is not listed is declined without counting as
 //! a failed login: clients offer every key they have. A refusal that closes
 //! an FTP connection (a ban, too many sessions, an unreachable account
@@ -11,6 +14,7 @@
 //! try again. A connection that has not signed in within `login_timeout` is
 //! closed. Shell, exec and port forwarding are refused.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +63,8 @@ pub struct SshConnection {
     opened_channels: usize,
     /// The handles the connection's SFTP channels hold open.
     handles: Arc<OpenHandles>,
+    /// The authentication methods offered (`sftp.authentication`).
+    methods: MethodSet,
 }
 
 impl std::fmt::Debug for SshConnection {
@@ -90,6 +96,7 @@ pub async fn serve(
         channels: HashMap::new(),
         opened_channels: 0,
         handles: handles.clone(),
+        methods: ctx.methods.clone(),
     };
     let running = match russh::server::run_stream(ctx.config.clone(), stream, handler).await {
         Ok(r) => r,
@@ -142,7 +149,9 @@ impl Drop for DisconnectOnDrop {
 }
 
 impl SshConnection {
-    /// One login attempt; `how` names a public key for the audit log.
+    /// One login attempt; `how` names for the audit log how a login that is
+    /// not by the password method was made (a public key, or
+    /// keyboard-interactive).
     async fn sign_in(
         &mut self,
         user: &str,
@@ -150,7 +159,7 @@ impl SshConnection {
         how: Option<&str>,
     ) -> Result<Auth, SshError> {
         if self.user.is_some() {
-            return Ok(try_again());
+            return Ok(self.try_again());
         }
         match sign_in(&self.opts, self.peer.id, self.peer.remote, user, credential).await {
             Ok(signed_in) => {
@@ -164,7 +173,7 @@ impl SshConnection {
                 if refusal.closes_connection() {
                     return Err(SshError::Refused(refusal));
                 }
-                Ok(try_again())
+                Ok(self.try_again())
             }
         }
     }
@@ -197,13 +206,34 @@ impl SshConnection {
     }
 }
 
-/// Declines one attempt; the client may go on with a key or a password.
-fn try_again() -> Auth {
-    Auth::Reject {
-        proceed_with_methods: Some(MethodSet::from(
-            &[MethodKind::PublicKey, MethodKind::Password][..],
-        )),
-        partial_success: false,
+impl SshConnection {
+    /// Whether `sftp.authentication` offers `method`.
+    fn offers(&self, method: MethodKind) -> bool {
+        self.methods.contains(&method)
+    }
+
+    /// Declines one attempt; the client may go on with any method offered.
+    fn try_again(&self) -> Auth {
+        Auth::Reject {
+            proceed_with_methods: Some(self.methods.clone()),
+            partial_success: false,
+        }
+    }
+}
+
+/// What the audit log says of a keyboard-interactive login.
+const KEYBOARD_INTERACTIVE: &str = "keyboard-interactive";
+
+/// Keyboard-interactive's one question (RFC 4256 §3.2), not echoed; its
+/// answer is the password. "Password: " as sshd asks it through PAM, so that
+/// clients which recognise the prompt (lftp, curl, WinSCP) answer it with
+/// the password they were given.
+fn password_prompt() -> Auth {
+    static PROMPTS: [(Cow<'static, str>, bool); 1] = [(Cow::Borrowed("Password: "), false)];
+    Auth::Partial {
+        name: Cow::Borrowed(""),
+        instructions: Cow::Borrowed(""),
+        prompts: Cow::Borrowed(&PROMPTS),
     }
 }
 
@@ -234,12 +264,43 @@ impl russh::server::Handler for SshConnection {
     type Error = SshError;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        Ok(try_again())
+        Ok(self.try_again())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if !self.offers(MethodKind::Password) {
+            return Ok(self.try_again());
+        }
         self.sign_in(user, Credential::Password(password), None)
             .await
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        if !self.offers(MethodKind::KeyboardInteractive) || self.user.is_some() {
+            return Ok(self.try_again());
+        }
+        let Some(mut answers) = response else {
+            return Ok(password_prompt());
+        };
+        // One question, so exactly one answer.
+        let (Some(answer), None) = (answers.next(), answers.next()) else {
+            debug!(session = self.peer.id, user = %user, "keyboard-interactive: not one answer to the one question");
+            return Ok(self.try_again());
+        };
+        // As FTP's PASS: bytes that are not UTF-8 are kept as replacement
+        // characters, which no stored password matches.
+        let password = String::from_utf8_lossy(&answer);
+        self.sign_in(
+            user,
+            Credential::Password(&password),
+            Some(KEYBOARD_INTERACTIVE),
+        )
+        .await
     }
 
     async fn auth_publickey_offered(
@@ -247,21 +308,24 @@ impl russh::server::Handler for SshConnection {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if !self.offers(MethodKind::PublicKey) {
+            return Ok(self.try_again());
+        }
         if signs_with_sha1(offer.algorithm) {
             debug!(session = self.peer.id, user = %user, "ssh-rsa (SHA-1) key offer declined");
-            return Ok(try_again());
+            return Ok(self.try_again());
         }
         let Some(blob) = key_blob(offer.public_key) else {
-            return Ok(try_again());
+            return Ok(self.try_again());
         };
         match self.opts.accounts.key_authorized(user, &blob).await {
             Ok(true) if self.user.is_none() => Ok(Auth::Accept),
-            Ok(_) => Ok(try_again()),
+            Ok(_) => Ok(self.try_again()),
             Err(e) => {
                 // Declined; the signed attempt or a password will meet the
                 // same store and say so.
                 warn!(session = self.peer.id, user = %user, error = %e, "cannot look up authorized keys");
-                Ok(try_again())
+                Ok(self.try_again())
             }
         }
     }
@@ -271,9 +335,10 @@ impl russh::server::Handler for SshConnection {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(blob) = key_blob(key.public_key).filter(|_| !signs_with_sha1(key.algorithm))
+        let Some(blob) = key_blob(key.public_key)
+            .filter(|_| self.offers(MethodKind::PublicKey) && !signs_with_sha1(key.algorithm))
         else {
-            return Ok(try_again());
+            return Ok(self.try_again());
         };
         let note = key_note(key.public_key);
         self.sign_in(user, Credential::PublicKey(&blob), Some(&note))
@@ -352,10 +417,14 @@ impl russh::server::Handler for SshConnection {
 mod tests {
     //! Sign-in over SSH in memory: russh's client against [`SshConnection`]
     //! on a duplex pipe, for what OpenSSH will not send (it follows
-    //! `server-sig-algs`): an RSA key signed with SHA-1.
+    //! `server-sig-algs`): an RSA key signed with SHA-1, keyboard-interactive
+    //! answers that do not fit the question, methods the server does not
+    //! offer.
 
     use std::sync::Arc;
 
+    use ferry_config::SshAuthMethod;
+    use russh::client::KeyboardInteractiveAuthResponse;
     use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
     use super::*;
@@ -387,21 +456,21 @@ mod tests {
         (key, public.trim().to_owned())
     }
 
-    /// alice, who lists `public`, signs in over a fresh connection with
-    /// `key` signed with `hash` (`None`: SHA-1 `ssh-rsa`).
-    async fn sign_in_with(
+    /// A fresh connection in memory to a server that offers `methods`,
+    /// where alice (password "pw", home "/") has the settings `alice`; the
+    /// server's task stops when the returned handle is dropped.
+    async fn connect(
         dir: &std::path::Path,
-        public: &str,
-        key: &PrivateKey,
-        hash: Option<HashAlg>,
-    ) -> bool {
-        let mut opts = crate::test_support::options_with_alice(
-            dir,
-            &format!("home = \"/\"\nauthorized_keys = [\"{public}\"]\n"),
-        );
-        let ctx = super::super::SftpContext::new(None, dir, std::time::Duration::from_secs(60))
-            .expect("host key");
+        alice: &str,
+        methods: &[SshAuthMethod],
+    ) -> (russh::client::Handle<AnyHostKey>, AbortOnDrop) {
+        let mut opts =
+            crate::test_support::options_with_alice(dir, &format!("home = \"/\"\n{alice}"));
+        let ctx =
+            super::super::SftpContext::new(None, dir, methods, std::time::Duration::from_secs(60))
+                .expect("host key");
         let config = ctx.config.clone();
+        let methods = ctx.methods.clone();
         opts.sftp = Some(Arc::new(ctx));
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
         let handler = SshConnection {
@@ -416,26 +485,160 @@ mod tests {
             channels: HashMap::new(),
             opened_channels: 0,
             handles: OpenHandles::new(CancellationToken::new()),
+            methods,
         };
         let server = tokio::spawn(async move {
             if let Ok(running) = russh::server::run_stream(config, server_end, handler).await {
                 let _ = running.await;
             }
         });
-        let mut ssh = russh::client::connect_stream(
+        let ssh = russh::client::connect_stream(
             Arc::new(russh::client::Config::default()),
             client_end,
             AnyHostKey,
         )
         .await
         .expect("handshake");
+        (ssh, AbortOnDrop(server))
+    }
+
+    /// Stops a server task when dropped.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    /// alice, who lists `public`, signs in over a fresh connection with
+    /// `key` signed with `hash` (`None`: SHA-1 `ssh-rsa`).
+    async fn sign_in_with(
+        dir: &std::path::Path,
+        public: &str,
+        key: &PrivateKey,
+        hash: Option<HashAlg>,
+    ) -> bool {
+        let (mut ssh, _server) = connect(
+            dir,
+            &format!("authorized_keys = [\"{public}\"]\n"),
+            &SshAuthMethod::ALL,
+        )
+        .await;
         let signed = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), hash);
         let result = ssh
             .authenticate_publickey("alice", signed)
             .await
             .expect("authentication answered");
-        server.abort();
         result.success()
+    }
+
+    /// The methods a refusal names, by their wire names.
+    fn names(methods: &MethodSet) -> Vec<&'static str> {
+        methods.iter().map(<&str>::from).collect()
+    }
+
+    /// The one question keyboard-interactive asks; its answer `answers`.
+    async fn answer_keyboard_interactive(
+        ssh: &mut russh::client::Handle<AnyHostKey>,
+        answers: Vec<String>,
+    ) -> KeyboardInteractiveAuthResponse {
+        match ssh
+            .authenticate_keyboard_interactive_start("alice", None)
+            .await
+            .expect("answered")
+        {
+            KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                assert_eq!(prompts.len(), 1, "{prompts:?}");
+                assert_eq!(prompts[0].prompt, "Password: ");
+                assert!(!prompts[0].echo, "the password would be echoed");
+            }
+            other => panic!("no question asked: {other:?}"),
+        }
+        ssh.authenticate_keyboard_interactive_respond(answers)
+            .await
+            .expect("answered")
+    }
+
+    #[tokio::test]
+    async fn keyboard_interactive_takes_the_password_as_the_one_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for answers in [
+            vec!["wrong".to_owned()],
+            vec![],
+            vec!["pw".to_owned(), "pw".to_owned()],
+        ] {
+            let (mut ssh, _server) = connect(dir.path(), "", &SshAuthMethod::ALL).await;
+            match answer_keyboard_interactive(&mut ssh, answers.clone()).await {
+                KeyboardInteractiveAuthResponse::Failure {
+                    remaining_methods, ..
+                } => assert_eq!(
+                    names(&remaining_methods),
+                    ["publickey", "password", "keyboard-interactive"]
+                ),
+                other => panic!("{answers:?} answered {other:?}"),
+            }
+        }
+        let (mut ssh, _server) = connect(dir.path(), "", &SshAuthMethod::ALL).await;
+        let answered = answer_keyboard_interactive(&mut ssh, vec!["pw".to_owned()]).await;
+        assert!(
+            matches!(answered, KeyboardInteractiveAuthResponse::Success),
+            "{answered:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_methods_offered_sign_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (key, public) = rsa_key(dir.path());
+        let keys = format!("authorized_keys = [\"{public}\"]\n");
+        let signed = || PrivateKeyWithHashAlg::new(Arc::new(key.clone()), Some(HashAlg::Sha512));
+
+        // Keys only: the right password by either method is declined, and
+        // the refusal names what is offered.
+        let (mut ssh, _server) = connect(dir.path(), &keys, &[SshAuthMethod::PublicKey]).await;
+        match ssh
+            .authenticate_password("alice", "pw")
+            .await
+            .expect("answered")
+        {
+            russh::client::AuthResult::Failure {
+                remaining_methods, ..
+            } => assert_eq!(names(&remaining_methods), ["publickey"]),
+            other => panic!("password: {other:?}"),
+        }
+        let answered = ssh
+            .authenticate_keyboard_interactive_start("alice", None)
+            .await
+            .expect("answered");
+        assert!(
+            matches!(answered, KeyboardInteractiveAuthResponse::Failure { .. }),
+            "{answered:?}"
+        );
+        let signed_in = ssh
+            .authenticate_publickey("alice", signed())
+            .await
+            .expect("answered");
+        assert!(signed_in.success(), "the key was refused");
+
+        // Keyboard-interactive only.
+        let only = [SshAuthMethod::KeyboardInteractive];
+        let (mut ssh, _server) = connect(dir.path(), &keys, &only).await;
+        let by_password = ssh
+            .authenticate_password("alice", "pw")
+            .await
+            .expect("answered");
+        assert!(!by_password.success(), "signed in by the password method");
+        let by_key = ssh
+            .authenticate_publickey("alice", signed())
+            .await
+            .expect("answered");
+        assert!(!by_key.success(), "signed in with a key");
+        let answered = answer_keyboard_interactive(&mut ssh, vec!["pw".to_owned()]).await;
+        assert!(
+            matches!(answered, KeyboardInteractiveAuthResponse::Success),
+            "{answered:?}"
+        );
     }
 
     #[tokio::test]
