@@ -1,4 +1,4 @@
-//! Real clients against ferry: ftplib, urllib, curl and lftp.
+//! Real clients against ferry: ftplib, urllib, curl, lftp, rclone and wget.
 
 use std::path::Path;
 use std::process::Command;
@@ -233,4 +233,133 @@ print("ipv6 OK")
             .len(),
         100_000
     );
+}
+
+/// rclone, over FTP and over SFTP, with `-v` (what it did goes to stderr),
+/// its configuration in `work`, one try per run.
+fn rclone(work: &Path, args: &[&str]) -> std::process::Output {
+    run(
+        Command::new("rclone")
+            .env("RCLONE_CONFIG", work.join("rclone.conf"))
+            .args(["-v", "--retries", "1", "--low-level-retries", "1"])
+            .args(args)
+            .current_dir(work),
+        MINUTE,
+    )
+}
+
+/// An rclone remote of ferry's server for `user` (password "secret"):
+/// `:ftp,…:` or `:sftp,…:` with the port and rclone's obscured password.
+fn rclone_remote(kind: &str, port: u16, user: &str, work: &Path) -> String {
+    let obscured = run_ok(
+        Command::new("rclone")
+            .env("RCLONE_CONFIG", work.join("rclone.conf"))
+            .args(["obscure", "secret"]),
+        MINUTE,
+    );
+    format!(
+        ":{kind},host=127.0.0.1,port={port},user={user},pass={}:",
+        obscured.trim()
+    )
+}
+
+/// rclone keeps a tree in sync over FTP and over SFTP (sizes and
+/// modification times round-trip, so a second sync moves nothing; a changed
+/// and a removed file are carried over), reads a quota as the space there
+/// is, and is refused past it; wget mirrors the tree back over FTP.
+#[test]
+fn rclone_syncs_trees_over_ftp_and_sftp_and_wget_mirrors_them() {
+    let server = FerryServer::start_with(&crate::sftp::config());
+    let sftp_port = crate::sftp::sftp_addr(&server).port();
+    let work = tempfile::tempdir().expect("tmp");
+    let w = work.path();
+    let local = w.join("local");
+    write_tree(&local, 200);
+    std::fs::write(local.join("large.bin"), random_bytes(3_000_000, 5)).expect("write");
+    let said = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let synced = |out: &std::process::Output| {
+        assert!(out.status.success(), "rclone failed:\n{}", said(out));
+        said(out)
+    };
+
+    for (kind, port, dir) in [
+        ("ftp", server.port(), "ftp-tree"),
+        ("sftp", sftp_port, "sftp-tree"),
+    ] {
+        let remote = format!("{}{dir}", rclone_remote(kind, port, "alice", w));
+        let local_s = local.display().to_string();
+        synced(&rclone(w, &["sync", &local_s, &remote]));
+        let stored = server.files().join("alice").join(dir);
+        assert_same_tree(&local, &stored);
+        // Sizes and times as rclone set them: nothing to do the second time.
+        let again = synced(&rclone(w, &["sync", &local_s, &remote]));
+        assert!(
+            again.contains("There was nothing to transfer"),
+            "{kind}:\n{again}"
+        );
+        // One file changed, one removed: exactly those are carried over.
+        std::fs::write(local.join("d1/e1/f1 x.txt"), format!("changed for {kind}")).expect("write");
+        let removed = files_under(&local)
+            .into_iter()
+            .find(|(rel, _)| rel.starts_with("d2/"))
+            .expect("a file under d2");
+        std::fs::remove_file(&removed.1).expect("remove");
+        let changed = synced(&rclone(w, &["sync", &local_s, &remote]));
+        assert!(
+            changed.contains("f1 x.txt: Copied (replaced existing)"),
+            "{kind}:\n{changed}"
+        );
+        assert!(changed.contains(": Deleted"), "{kind}:\n{changed}");
+        assert_same_tree(&local, &stored);
+        let checked = synced(&rclone(w, &["check", &local_s, &remote]));
+        assert!(
+            checked.contains("0 differences found"),
+            "{kind}:\n{checked}"
+        );
+    }
+
+    // carol's quota is 100 KiB: what rclone reads as the space (SFTP's
+    // statvfs), and an upload past it is refused over both protocols with
+    // nothing left behind.
+    let about = run_ok(
+        Command::new("rclone")
+            .env("RCLONE_CONFIG", w.join("rclone.conf"))
+            .args([
+                "about",
+                "--json",
+                &rclone_remote("sftp", sftp_port, "carol", w),
+            ]),
+        MINUTE,
+    );
+    assert!(about.contains("\"total\": 102400"), "{about}");
+    std::fs::write(w.join("big.bin"), random_bytes(200_000, 6)).expect("write");
+    for (kind, port) in [("ftp", server.port()), ("sftp", sftp_port)] {
+        let out = rclone(
+            w,
+            &["copy", "big.bin", &rclone_remote(kind, port, "carol", w)],
+        );
+        assert!(!out.status.success(), "{kind}: stored past the quota");
+        assert!(
+            said(&out).contains("quota_bytes"),
+            "{kind}:\n{}",
+            said(&out)
+        );
+    }
+    assert!(files_under(&server.files().join("carol")).is_empty());
+
+    // wget's recursive FTP download of what rclone stored over FTP (the
+    // local tree has lost a file since).
+    let mirror = w.join("wget");
+    std::fs::create_dir_all(&mirror).expect("mkdir");
+    run_ok(
+        Command::new("wget")
+            .args(["-q", "-r", "-np", "-nH", "--cut-dirs=1"])
+            .arg(format!(
+                "ftp://alice:secret@127.0.0.1:{}/ftp-tree/",
+                server.port()
+            ))
+            .current_dir(&mirror),
+        MINUTE,
+    );
+    assert_same_tree(&server.files().join("alice/ftp-tree"), &mirror);
 }
