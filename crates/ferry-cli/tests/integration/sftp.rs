@@ -166,6 +166,144 @@ pub(crate) fn text(out: &Output) -> String {
     )
 }
 
+/// A file system mounted with sshfs; unmounted when dropped.
+struct SshfsMount(std::path::PathBuf);
+
+impl Drop for SshfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount").arg("-u").arg(&self.0).status();
+    }
+}
+
+/// A file being written is found under its name by the channel writing it
+/// (sshfs looks it up right after OPEN, before CLOSE puts it there), a
+/// size cuts a file (sshfs's `truncate`), growing one is refused, and a
+/// write inside a file is refused with the file kept whole, rather than
+/// losing what follows it: paramiko on the wire, then sshfs as people use
+/// it.
+#[test]
+fn files_being_written_are_found_cut_and_never_lose_their_tails() {
+    let server = FerryServer::start_with(&config());
+    let addr = sftp_addr(&server);
+    let home = server.files().join("alice");
+    std::fs::create_dir_all(&home).expect("home");
+    for name in ["cut.txt", "part.txt", "keep.txt"] {
+        std::fs::write(home.join(name), "abcdef").expect("file");
+    }
+    std::fs::create_dir_all(server.files().join("bob")).expect("bob");
+    std::fs::write(server.files().join("bob/r.txt"), "read only").expect("r");
+    let script = r#"
+import sys, paramiko
+def session(user):
+    t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+    t.connect(username=user, password="secret")
+    return paramiko.SFTPClient.from_transport(t)
+s = session("alice")
+f = s.open("new.txt", "w")
+print("opened:", s.stat("new.txt").st_size, s.lstat("new.txt").st_size)
+f.write(b"hello")
+f.flush()
+print("written:", s.stat("new.txt").st_size, f.stat().st_size)
+f.close()
+s.truncate("cut.txt", 3)
+print("cut:", s.open("cut.txt").read().decode())
+for attempt in [lambda: s.truncate("cut.txt", 10), lambda: session("bob").truncate("r.txt", 1)]:
+    try:
+        attempt()
+        print("resized")
+    except IOError as e:
+        print("refused:", e)
+f = s.open("part.txt", "r+")
+f.truncate(2)
+print("to the writer:", f.stat().st_size)
+f.seek(2)
+f.write(b"XY")
+f.close()
+try:
+    f = s.open("keep.txt", "r+")
+    f.seek(1)
+    f.write(b"!")
+    f.close()
+    print("wrote inside")
+except IOError as e:
+    print("inside refused:", e)
+print("done")
+"#;
+    let said = paramiko(addr, script);
+    assert!(said.contains("opened: 0 0"), "{said}");
+    assert!(said.contains("written: 5 5"), "{said}");
+    assert!(said.contains("cut: abc"), "{said}");
+    assert_eq!(said.matches("refused:").count(), 3, "{said}");
+    assert!(said.contains("to the writer: 2"), "{said}");
+    assert!(said.contains("inside refused:"), "{said}");
+    let stored = |name: &str| std::fs::read_to_string(home.join(name)).expect("stored");
+    assert_eq!(stored("new.txt"), "hello");
+    assert_eq!(stored("cut.txt"), "abc");
+    assert_eq!(stored("part.txt"), "abXY");
+    assert_eq!(stored("keep.txt"), "abcdef", "the tail was lost");
+    assert_eq!(
+        std::fs::read_to_string(server.files().join("bob/r.txt")).expect("r"),
+        "read only"
+    );
+
+    // sshfs (FUSE, through OpenSSH's ssh) mounts alice's home.
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    let mnt = w.join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mnt");
+    let askpass = w.join("askpass.sh");
+    std::fs::write(&askpass, "#!/bin/sh\necho secret\n").expect("askpass");
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let mounted = run(
+        Command::new("sshfs")
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", "none")
+            .args(["-p", &addr.port().to_string()])
+            .arg(format!("alice@{}:/", addr.ip()))
+            .arg(&mnt)
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,PubkeyAuthentication=no",
+            ]),
+        LIMIT,
+    );
+    assert!(
+        mounted.status.success(),
+        "sshfs (.ci/run installs it; it needs /dev/fuse):\n{}",
+        text(&mounted)
+    );
+    let _mount = SshfsMount(mnt.clone());
+    let shell = |script: &str| {
+        run(
+            Command::new("sh").args(["-c", script]).current_dir(&mnt),
+            LIMIT,
+        )
+    };
+    let big = random_bytes(300_000, 9);
+    std::fs::write(w.join("big.bin"), &big).expect("big");
+    let out = shell(&format!(
+        "echo hello > made.txt && cat made.txt && cp {} copy.bin && \
+         printf abcdef > edit.txt && truncate -s 3 edit.txt && printf XY >> edit.txt && \
+         cat edit.txt && echo",
+        w.join("big.bin").display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("hello\nabcXY"), "{}", text(&out));
+    let out = shell("truncate -s 100 edit.txt");
+    assert!(!out.status.success(), "grew a file: {}", text(&out));
+    let out = shell("printf Z | dd of=edit.txt bs=1 seek=1 conv=notrunc");
+    assert!(!out.status.success(), "wrote inside a file: {}", text(&out));
+    assert_eq!(stored("made.txt"), "hello\n");
+    assert_eq!(stored("edit.txt"), "abcXY", "the tail was lost");
+    let copied = std::fs::read(home.join("copy.bin")).expect("copy");
+    assert!(copied == big, "copy.bin differs ({} bytes)", copied.len());
+}
+
 #[test]
 fn posix_rename_replaces_files_not_directories_and_asks_for_overwrite() {
     let server = FerryServer::start_with(&config());

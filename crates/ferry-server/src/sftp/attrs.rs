@@ -2,9 +2,16 @@
 //! FSETSTAT (§6.9), REALPATH (§6.10) of draft-ietf-secsh-filexfer-02.
 //!
 //! SETSTAT sets what FTP's MFMT and SITE CHMOD set: the modification time
-//! (the `overwrite` permission) and the mode bits (`chmod`). A size is
-//! accepted only when it is the file's size already (OpenSSH's `put` sends
-//! it), and owners are not offered: both answer `SSH_FX_OP_UNSUPPORTED`.
+//! (the `overwrite` permission) and the mode bits (`chmod`). A size (the
+//! `truncate` of sshfs) cuts a file, as REST and a STOR of nothing would
+//! (the `overwrite` permission); the file's own size is nothing to do
+//! (OpenSSH's `put` sends it). Growing a file and changing owners are not
+//! offered: `SSH_FX_OP_UNSUPPORTED`.
+//!
+//! A file this channel is writing is not under its name until CLOSE; to
+//! the channel writing it, STAT, LSTAT and FSTAT answer what it has
+//! written (sshfs looks the name up right after OPEN), and FSETSTAT's size
+//! starts its upload at that size.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -48,8 +55,14 @@ pub(crate) fn attributes(m: &Metadata) -> FileAttributes {
 }
 
 impl SftpSession {
+    /// STAT and LSTAT. A file this channel is writing answers as the writer
+    /// sees it (below) without a look at what is stored, so without the
+    /// `list` permission the writer's own upload needs no more than it had.
     pub(super) async fn stat(&mut self, id: u32, text: &str) -> Answer {
         let path = self.resolve(text)?;
+        if let Some(attrs) = self.being_written(&path) {
+            return Ok(Packet::Attrs(Attrs { id, attrs }));
+        }
         self.check(Permission::List, &path)?;
         let meta = self.metadata(&path).await?;
         Ok(Packet::Attrs(Attrs {
@@ -60,8 +73,14 @@ impl SftpSession {
 
     pub(super) async fn fstat(&mut self, id: u32, handle: &str) -> Answer {
         let path = self.handle_path(handle)?;
+        let now = (self.opts.clock)();
         let open = match self.handles.get_mut(handle) {
-            Some(OpenHandle::File(f)) => f.open_metadata(),
+            Some(OpenHandle::File(f)) => {
+                if let Some(attrs) = f.pending_attributes(now) {
+                    return Ok(Packet::Attrs(Attrs { id, attrs }));
+                }
+                f.open_metadata()
+            }
             _ => None,
         };
         let meta = match open {
@@ -94,8 +113,20 @@ impl SftpSession {
             && f.is_writing()
         {
             self.check_attributes(&path, &attrs)?;
+            if let Some(size) = attrs.size {
+                let Some(OpenHandle::File(mut file)) = self.handles.take(handle) else {
+                    return Err(SftpFailure::failure("the file was closed"));
+                };
+                let resized = self.resize_upload(&mut file, size).await;
+                self.handles
+                    .put_back(handle.to_owned(), OpenHandle::File(file));
+                resized?;
+            }
             if let Some(OpenHandle::File(f)) = self.handles.get_mut(handle) {
-                f.set_after_commit(attrs);
+                f.set_after_commit(FileAttributes {
+                    size: None,
+                    ..attrs
+                });
             }
             return ok(id);
         }
@@ -129,10 +160,17 @@ impl SftpSession {
         self.check_attributes(path, &attrs)?;
         if let Some(size) = attrs.size {
             let meta = self.metadata(path).await?;
-            if meta.size != size {
-                return Err(SftpFailure::unsupported(
-                    "changing a file's size is not offered",
-                ));
+            if size != meta.size && meta.is_dir() {
+                return Err(SftpFailure::unsupported("a directory has no size to set"));
+            }
+            if size > meta.size {
+                return Err(SftpFailure::unsupported(format!(
+                    "only cutting a file is offered, not growing it from {} to {size} bytes",
+                    meta.size
+                )));
+            }
+            if size < meta.size {
+                self.cut_stored_file(path, size, meta.size).await?;
             }
         }
         if let Some(mode) = attrs.permissions {
@@ -159,6 +197,21 @@ impl SftpSession {
             id,
             files: vec![File::dummy(path.to_string())],
         }))
+    }
+
+    /// The attributes of `path` as this channel is writing it, when one of
+    /// its handles holds an upload of it in progress: a new file or a
+    /// replacement is not under its name until CLOSE, and clients that
+    /// look up the name right after OPEN (sshfs, to learn the new file's
+    /// attributes) or while writing (`ls -l`, a `stat` through sshfs) find
+    /// the file they are writing.
+    fn being_written(&mut self, path: &VirtualPath) -> Option<FileAttributes> {
+        let now = (self.opts.clock)();
+        self.handles.files().find_map(|f| {
+            (&f.path == path)
+                .then(|| f.pending_attributes(now))
+                .flatten()
+        })
     }
 
     /// The path of an open file (FSTAT, FSETSTAT).

@@ -15,15 +15,18 @@
 //!   visible whole at CLOSE; a failed or dropped one leaves the old file.
 //!   `EXCL` makes it a new file only (STOU).
 //! - An existing file without `TRUNC`: the first WRITE decides. At the file's
-//!   end it appends (APPE, the `append` permission: OpenSSH's `reput`); inside
-//!   the file it keeps the bytes before the offset and writes from there on
-//!   (REST + STOR, the `overwrite` permission).
+//!   end it appends (APPE, the `append` permission: OpenSSH's `reput`).
+//!   Inside the file it is refused (`SSH_FX_OP_UNSUPPORTED`): an upload from
+//!   there would lose the bytes after what is written, which a client
+//!   writing in place expects kept. A size set first (FSETSTAT, sshfs's
+//!   `truncate`) starts the upload there, keeping the bytes before it (REST
+//!   + STOR, the `overwrite` permission).
 //!
 //! Permissions, file-name rules, `max_file_size`, quotas and `upload_rate` /
 //! `download_rate` apply as over FTP. A write over a limit ends the upload as
 //! FTP's 552 does and answers `SSH_FX_FAILURE` "exceeded storage allocation".
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_accounts::Permission;
 use ferry_storage::{
@@ -58,6 +61,39 @@ impl FileHandle {
 
     pub(super) fn set_after_commit(&mut self, attrs: FileAttributes) {
         self.after_commit = Some(attrs);
+    }
+
+    /// What a file being written looks like to the channel writing it,
+    /// before CLOSE puts it under its name: a regular file of the bytes it
+    /// holds so far (a resumed upload's kept prefix and what was written
+    /// after it), with the mode and time an FSETSTAT asked for, else a new
+    /// file's mode and `now`. `None` when the handle does not hold an
+    /// upload in progress (a read handle, a write handle before its first
+    /// WRITE decided the upload, a failed upload): the name shows what is
+    /// stored.
+    pub(super) fn pending_attributes(&self, now: SystemTime) -> Option<FileAttributes> {
+        let Access::Write(writing) = &self.access else {
+            return None;
+        };
+        if writing.upload.is_none() || writing.failed.is_some() {
+            return None;
+        }
+        let asked = self.after_commit.as_ref();
+        let mode = asked.and_then(|a| a.permissions).unwrap_or(0o644) & 0o7777;
+        let secs = asked.and_then(|a| a.mtime).unwrap_or_else(|| {
+            now.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        });
+        Some(FileAttributes {
+            size: Some(writing.next),
+            uid: None,
+            user: None,
+            gid: None,
+            group: None,
+            permissions: Some(0o100000 | mode),
+            atime: Some(secs),
+            mtime: Some(secs),
+        })
     }
 
     /// The open file's metadata, where the handle holds a host file (`None`:
@@ -191,6 +227,76 @@ impl SftpSession {
         Ok(writing)
     }
 
+    /// FSETSTAT with a size on a write handle (sshfs's `ftruncate`, and its
+    /// `truncate` through a handle it opens for it): the size the file has
+    /// for the writer already is nothing to do. Before the first WRITE a
+    /// smaller size starts the upload there, as a WRITE at that offset
+    /// would: from nothing (a replacement) at 0, else keeping the bytes
+    /// before it (the `overwrite` permission either way). Growing a file
+    /// (a hole) or cutting into what the handle wrote are not offered:
+    /// uploads are written front to back.
+    pub(super) async fn resize_upload(
+        &self,
+        file: &mut FileHandle,
+        size: u64,
+    ) -> Result<(), SftpFailure> {
+        let Access::Write(writing) = &mut file.access else {
+            return Err(SftpFailure::failure("the file was opened for reading"));
+        };
+        if let Some(failed) = &writing.failed {
+            return Err(failed.clone());
+        }
+        let current = match writing.upload {
+            Some(_) => writing.next,
+            None => writing.old_size.unwrap_or(0),
+        };
+        if size == current {
+            return Ok(());
+        }
+        if writing.upload.is_some() || size > current {
+            return Err(SftpFailure::unsupported(format!(
+                "a file being written cannot go from {current} to {size} bytes: \
+                 only a file not yet written to can be cut"
+            )));
+        }
+        self.check(Permission::Overwrite, &file.path)?;
+        let mode = match size {
+            0 => WriteMode::Replace,
+            offset => WriteMode::Resume { offset },
+        };
+        let (upload, budget) = self
+            .start_upload(&file.path, mode, writing.old_size)
+            .await?;
+        writing.upload = Some(upload);
+        writing.budget = budget;
+        writing.start = size;
+        writing.next = size;
+        Ok(())
+    }
+
+    /// SETSTAT with a size smaller than the stored file's (sshfs's
+    /// `truncate`): the file keeps its first `size` bytes, as an upload of
+    /// nothing after REST `size` (or a STOR of nothing at 0) leaves it, with
+    /// the `overwrite` permission, and the quota's usage follows.
+    pub(super) async fn cut_stored_file(
+        &self,
+        path: &VirtualPath,
+        size: u64,
+        stored: u64,
+    ) -> Result<(), SftpFailure> {
+        self.check(Permission::Overwrite, path)?;
+        let mode = match size {
+            0 => WriteMode::Replace,
+            offset => WriteMode::Resume { offset },
+        };
+        let (upload, _budget) = self.start_upload(path, mode, Some(stored)).await?;
+        upload
+            .commit()
+            .await
+            .map(|_| ())
+            .map_err(|e| SessionError::storage(path, e).into())
+    }
+
     async fn start_upload(
         &self,
         path: &VirtualPath,
@@ -313,9 +419,19 @@ impl SftpSession {
         if writing.upload.is_none() {
             // An existing file opened without TRUNC: the first write decides.
             let size = writing.old_size.unwrap_or(0);
+            // Inside the file, an upload would keep the bytes before the
+            // offset and lose those after what is written (REST + STOR),
+            // where a client writing in place (sshfs, `dd conv=notrunc`)
+            // expects them kept: refused, and nothing is lost.
             let (mode, action) = match offset {
                 o if o == size => (WriteMode::Append, Permission::Append),
-                o if o < size => (WriteMode::Resume { offset: o }, Permission::Overwrite),
+                o if o < size => {
+                    return Err(SftpFailure::unsupported(format!(
+                        "writing inside a file ({size} bytes) at {offset} is not offered: \
+                         open it with truncation to replace it, write at its end to append, \
+                         or cut it first (SETSTAT size)"
+                    )));
+                }
                 _ => {
                     return Err(SftpFailure::unsupported(format!(
                         "write at {offset} is past the end of the file ({size} bytes)"

@@ -190,6 +190,14 @@ impl HandleTable {
         self.map().get_mut(name)
     }
 
+    /// The open files.
+    pub(super) fn files(&mut self) -> impl Iterator<Item = &super::files::FileHandle> {
+        self.map().values().filter_map(|h| match h {
+            OpenHandle::File(f) => Some(&**f),
+            OpenHandle::Dir(_) => None,
+        })
+    }
+
     pub(super) fn names(&mut self) -> Vec<String> {
         self.map().keys().cloned().collect()
     }
