@@ -110,23 +110,13 @@ fn openssh_sftp_command(
     ]);
     match auth {
         SshAuth::Password(password) | SshAuth::KeyboardInteractive(password) => {
-            let askpass = dir.join("askpass.sh");
-            std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).expect("askpass");
-            std::fs::set_permissions(
-                &askpass,
-                std::os::unix::fs::PermissionsExt::from_mode(0o700),
-            )
-            .expect("chmod askpass");
-            sftp.env("SSH_ASKPASS", &askpass)
-                .env("SSH_ASKPASS_REQUIRE", "force")
-                .env("DISPLAY", "none")
-                .args([
-                    // -b turns BatchMode on, which forbids passwords; the
-                    // first value given wins.
-                    "-oBatchMode=no",
-                    "-oPubkeyAuthentication=no",
-                    "-oNumberOfPasswordPrompts=1",
-                ]);
+            answering_password(&mut sftp, dir, password).args([
+                // -b turns BatchMode on, which forbids passwords; the
+                // first value given wins.
+                "-oBatchMode=no",
+                "-oPubkeyAuthentication=no",
+                "-oNumberOfPasswordPrompts=1",
+            ]);
             sftp.arg(match auth {
                 SshAuth::KeyboardInteractive(_) => {
                     "-oPreferredAuthentications=keyboard-interactive"
@@ -155,6 +145,21 @@ fn openssh_sftp_command(
         &format!("{user}@{}", addr.ip()),
     ]);
     sftp
+}
+
+/// Makes OpenSSH (and what runs it: sftp, sshfs) answer every password
+/// prompt with `password`, through an SSH_ASKPASS script written in `dir`.
+fn answering_password<'a>(cmd: &'a mut Command, dir: &Path, password: &str) -> &'a mut Command {
+    let askpass = dir.join("askpass.sh");
+    std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).expect("askpass");
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod askpass");
+    cmd.env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", "none")
 }
 
 /// A program's standard output and error, together.
@@ -251,18 +256,8 @@ print("done")
     let w = work.path();
     let mnt = w.join("mnt");
     std::fs::create_dir_all(&mnt).expect("mnt");
-    let askpass = w.join("askpass.sh");
-    std::fs::write(&askpass, "#!/bin/sh\necho secret\n").expect("askpass");
-    std::fs::set_permissions(
-        &askpass,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .expect("chmod");
     let mounted = run(
-        Command::new("sshfs")
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", "none")
+        answering_password(&mut Command::new("sshfs"), w, "secret")
             .args(["-p", &addr.port().to_string()])
             .arg(format!("alice@{}:/", addr.ip()))
             .arg(&mnt)
@@ -960,27 +955,16 @@ fn ssh_connections_that_do_not_speak_or_sign_in_are_closed() {
     let _ = raw.read_to_end(&mut rest);
     // Shell and exec are refused; SFTP works on the same login.
     let work = tempfile::tempdir().expect("tempdir");
-    let askpass = work.path().join("askpass.sh");
-    std::fs::write(&askpass, "#!/bin/sh\necho secret\n").expect("askpass");
-    std::fs::set_permissions(
-        &askpass,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .expect("chmod");
     let exec = run(
-        Command::new("ssh")
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", "none")
-            .args([
-                "-oStrictHostKeyChecking=no",
-                "-oUserKnownHostsFile=/dev/null",
-                "-oPubkeyAuthentication=no",
-                "-p",
-                &addr.port().to_string(),
-                &format!("alice@{}", addr.ip()),
-                "cat /etc/passwd",
-            ]),
+        answering_password(&mut Command::new("ssh"), work.path(), "secret").args([
+            "-oStrictHostKeyChecking=no",
+            "-oUserKnownHostsFile=/dev/null",
+            "-oPubkeyAuthentication=no",
+            "-p",
+            &addr.port().to_string(),
+            &format!("alice@{}", addr.ip()),
+            "cat /etc/passwd",
+        ]),
         LIMIT,
     );
     assert!(!exec.status.success(), "exec ran:\n{}", text(&exec));

@@ -136,6 +136,15 @@ struct Writing {
     failed: Option<SftpFailure>,
 }
 
+/// The upload that keeps a file's first `size` bytes and goes on from
+/// there: a replacement at 0, else a resumption (REST + STOR).
+fn cut_at(size: u64) -> WriteMode {
+    match size {
+        0 => WriteMode::Replace,
+        offset => WriteMode::Resume { offset },
+    }
+}
+
 fn eof() -> SftpFailure {
     SftpFailure::new(StatusCode::Eof, "end of file")
 }
@@ -260,18 +269,8 @@ impl SftpSession {
             )));
         }
         self.check(Permission::Overwrite, &file.path)?;
-        let mode = match size {
-            0 => WriteMode::Replace,
-            offset => WriteMode::Resume { offset },
-        };
-        let (upload, budget) = self
-            .start_upload(&file.path, mode, writing.old_size)
-            .await?;
-        writing.upload = Some(upload);
-        writing.budget = budget;
-        writing.start = size;
-        writing.next = size;
-        Ok(())
+        self.begin_upload(&file.path, writing, cut_at(size), size)
+            .await
     }
 
     /// SETSTAT with a size smaller than the stored file's (sshfs's
@@ -285,16 +284,29 @@ impl SftpSession {
         stored: u64,
     ) -> Result<(), SftpFailure> {
         self.check(Permission::Overwrite, path)?;
-        let mode = match size {
-            0 => WriteMode::Replace,
-            offset => WriteMode::Resume { offset },
-        };
-        let (upload, _budget) = self.start_upload(path, mode, Some(stored)).await?;
+        let (upload, _budget) = self.start_upload(path, cut_at(size), Some(stored)).await?;
         upload
             .commit()
             .await
             .map(|_| ())
             .map_err(|e| SessionError::storage(path, e).into())
+    }
+
+    /// Starts `writing`'s upload of `path` in `mode`, its first byte at
+    /// `offset`.
+    async fn begin_upload(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        mode: WriteMode,
+        offset: u64,
+    ) -> Result<(), SftpFailure> {
+        let (upload, budget) = self.start_upload(path, mode, writing.old_size).await?;
+        writing.upload = Some(upload);
+        writing.budget = budget;
+        writing.start = offset;
+        writing.next = offset;
+        Ok(())
     }
 
     async fn start_upload(
@@ -439,13 +451,7 @@ impl SftpSession {
                 }
             };
             self.check(action, &file.path)?;
-            let (upload, budget) = self
-                .start_upload(&file.path, mode, writing.old_size)
-                .await?;
-            writing.upload = Some(upload);
-            writing.budget = budget;
-            writing.start = offset;
-            writing.next = offset;
+            self.begin_upload(&file.path, writing, mode, offset).await?;
         }
         if offset != writing.next {
             return Err(SftpFailure::unsupported(format!(

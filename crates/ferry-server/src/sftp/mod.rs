@@ -181,23 +181,16 @@ fn generated_key(dir: &Path) -> Result<PrivateKey, SftpSetupError> {
 mod tests {
     use super::*;
 
+    /// A context with every sign-in method, made or read in `dir`.
+    fn context(host_key: Option<&Path>, dir: &Path) -> Result<SftpContext, SftpSetupError> {
+        SftpContext::new(host_key, dir, &SshAuthMethod::ALL, Duration::from_secs(60))
+    }
+
     #[test]
     fn a_generated_host_key_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = SftpContext::new(
-            None,
-            dir.path(),
-            &SshAuthMethod::ALL,
-            Duration::from_secs(60),
-        )
-        .expect("new key");
-        let again = SftpContext::new(
-            None,
-            dir.path(),
-            &SshAuthMethod::ALL,
-            Duration::from_secs(60),
-        )
-        .expect("kept key");
+        let first = context(None, dir.path()).expect("new key");
+        let again = context(None, dir.path()).expect("kept key");
         assert_eq!(first.fingerprint(), again.fingerprint());
         assert!(
             first.fingerprint().starts_with("SHA256:"),
@@ -211,13 +204,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let other = tempfile::tempdir().expect("tempdir");
-        let fresh = SftpContext::new(
-            None,
-            other.path(),
-            &SshAuthMethod::ALL,
-            Duration::from_secs(60),
-        )
-        .expect("new key");
+        let fresh = context(None, other.path()).expect("new key");
         assert_ne!(first.fingerprint(), fresh.fingerprint());
     }
 
@@ -226,13 +213,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
         std::fs::write(&path, "not a key").expect("write");
-        let err = SftpContext::new(
-            Some(&path),
-            dir.path(),
-            &SshAuthMethod::ALL,
-            Duration::from_secs(60),
-        )
-        .expect_err("refused");
+        let err = context(Some(&path), dir.path()).expect_err("refused");
         assert!(err.to_string().contains("key"), "{err}");
         assert!(matches!(err, SftpSetupError::HostKey { .. }));
     }
@@ -248,24 +229,12 @@ mod tests {
             .status()
             .expect("ssh-keygen");
         assert!(made.success());
-        let err = SftpContext::new(
-            Some(&path),
-            dir.path(),
-            &SshAuthMethod::ALL,
-            Duration::from_secs(60),
-        )
-        .expect_err("refused");
+        let err = context(Some(&path), dir.path()).expect_err("refused");
         assert!(
             err.to_string().contains("RSA host keys are not used"),
             "{err}"
         );
-        let ctx = SftpContext::new(
-            None,
-            dir.path(),
-            &SshAuthMethod::ALL,
-            Duration::from_secs(60),
-        )
-        .expect("ed25519");
+        let ctx = context(None, dir.path()).expect("ed25519");
         let listed: Vec<String> = ctx
             .config
             .preferred
