@@ -192,7 +192,7 @@ fn files_being_written_are_found_cut_and_never_lose_their_tails() {
     let addr = sftp_addr(&server);
     let home = server.files().join("alice");
     std::fs::create_dir_all(&home).expect("home");
-    for name in ["cut.txt", "part.txt", "keep.txt"] {
+    for name in ["cut.txt", "part.txt", "keep.txt", "app.txt"] {
         std::fs::write(home.join(name), "abcdef").expect("file");
     }
     std::fs::create_dir_all(server.files().join("bob")).expect("bob");
@@ -209,6 +209,16 @@ print("opened:", s.stat("new.txt").st_size, s.lstat("new.txt").st_size)
 f.write(b"hello")
 f.flush()
 print("written:", s.stat("new.txt").st_size, f.stat().st_size)
+s.truncate("new.txt", 5)
+f.close()
+f = s.open("app.txt", "a")
+f.write(b"gh")
+f.flush()
+try:
+    s.truncate("app.txt", 2)
+    print("cut by name while writing")
+except IOError as e:
+    print("by name while writing:", e)
 f.close()
 s.truncate("cut.txt", 3)
 print("cut:", s.open("cut.txt").read().decode())
@@ -237,6 +247,7 @@ print("done")
     let said = paramiko(addr, script);
     assert!(said.contains("opened: 0 0"), "{said}");
     assert!(said.contains("written: 5 5"), "{said}");
+    assert!(said.contains("by name while writing:"), "{said}");
     assert!(said.contains("cut: abc"), "{said}");
     assert_eq!(said.matches("refused:").count(), 3, "{said}");
     assert!(said.contains("to the writer: 2"), "{said}");
@@ -246,6 +257,7 @@ print("done")
     assert_eq!(stored("cut.txt"), "abc");
     assert_eq!(stored("part.txt"), "abXY");
     assert_eq!(stored("keep.txt"), "abcdef", "the tail was lost");
+    assert_eq!(stored("app.txt"), "abcdefgh");
     assert_eq!(
         std::fs::read_to_string(server.files().join("bob/r.txt")).expect("r"),
         "read only"

@@ -93,8 +93,25 @@ impl SftpSession {
         }))
     }
 
-    pub(super) async fn setstat(&mut self, id: u32, text: &str, attrs: FileAttributes) -> Answer {
+    /// SETSTAT. A size for a file this channel is writing is that upload's
+    /// business (FSETSTAT on its handle): cutting what is stored under the
+    /// name meanwhile would cut the file an append is writing into, or be
+    /// undone by the replacement at CLOSE.
+    pub(super) async fn setstat(
+        &mut self,
+        id: u32,
+        text: &str,
+        mut attrs: FileAttributes,
+    ) -> Answer {
         let path = self.resolve(text)?;
+        if let (Some(size), Some(pending)) = (attrs.size, self.being_written(&path)) {
+            if pending.size != Some(size) {
+                return Err(SftpFailure::unsupported(format!(
+                    "{path} is being written on this channel: set its size through its handle"
+                )));
+            }
+            attrs.size = None;
+        }
         self.set_attributes(&path, attrs).await?;
         ok(id)
     }

@@ -26,15 +26,16 @@
 //! `download_rate` apply as over FTP. A write over a limit ends the upload as
 //! FTP's 552 does and answers `SSH_FX_FAILURE` "exceeded storage allocation".
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_accounts::Permission;
 use ferry_storage::{
-    FileReader, Metadata, PositionedReader, StorageError, Upload, VirtualPath, WriteMode,
+    FileKind, FileReader, Metadata, PositionedReader, StorageError, Upload, VirtualPath, WriteMode,
 };
 use russh_sftp::protocol::{Data, FileAttributes, Handle, OpenFlags, Packet, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::attrs::attributes;
 use super::session::{Answer, Audited, OpenHandle, SftpSession, ok};
 use super::status::SftpFailure;
 use crate::activity::XferRecord;
@@ -79,21 +80,16 @@ impl FileHandle {
             return None;
         }
         let asked = self.after_commit.as_ref();
-        let mode = asked.and_then(|a| a.permissions).unwrap_or(0o644) & 0o7777;
-        let secs = asked.and_then(|a| a.mtime).unwrap_or_else(|| {
-            now.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        });
-        Some(FileAttributes {
-            size: Some(writing.next),
-            uid: None,
-            user: None,
-            gid: None,
-            group: None,
-            permissions: Some(0o100000 | mode),
-            atime: Some(secs),
-            mtime: Some(secs),
-        })
+        Some(attributes(&Metadata {
+            kind: FileKind::File,
+            size: writing.next,
+            modified: asked.and_then(|a| a.mtime).map_or(now, |secs| {
+                UNIX_EPOCH + Duration::from_secs(u64::from(secs))
+            }),
+            mode: asked.and_then(|a| a.permissions).unwrap_or(0o644),
+            links: 1,
+            unique: (0, 0),
+        }))
     }
 
     /// The open file's metadata, where the handle holds a host file (`None`:

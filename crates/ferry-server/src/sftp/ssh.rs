@@ -204,9 +204,7 @@ impl SshConnection {
             duration_ms: None,
         });
     }
-}
 
-impl SshConnection {
     /// Whether `sftp.authentication` offers `method`.
     fn offers(&self, method: MethodKind) -> bool {
         self.methods.contains(&method)
