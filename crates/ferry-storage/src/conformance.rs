@@ -72,6 +72,68 @@ pub async fn write_read_resume_append(s: &dyn Storage) {
     assert_eq!(put(s, "/appended", WriteMode::Append, b"a").await, 1);
 }
 
+/// Writes at any offset (SFTP's): where the backend [`Storage::writes_anywhere`],
+/// an upload in place changes only the bytes written over, a replacement is
+/// written in any order, a gap reads as zeros, a length cuts or grows the
+/// file, and an append cannot move. Elsewhere, both are refused and the file
+/// stays whole.
+pub async fn writes_anywhere_or_refuses(s: &dyn Storage) {
+    put(s, "/f", WriteMode::Replace, b"hello world").await;
+    let unsupported = |r: Result<(), StorageError>| matches!(r, Err(StorageError::Unsupported(_)));
+    if !s.writes_anywhere() {
+        assert!(matches!(
+            s.write(&vp("/f"), WriteMode::InPlace).await.err(),
+            Some(StorageError::Unsupported(_))
+        ));
+        let mut up = s.write(&vp("/g"), WriteMode::Replace).await.expect("write");
+        up.write_all(b"front").await.expect("write_all");
+        assert!(unsupported(up.seek(0).await));
+        assert!(unsupported(up.set_len(1).await));
+        up.write_all(b" to back").await.expect("write_all");
+        up.commit().await.expect("commit");
+        assert_eq!(read_all(s, "/g", 0).await, b"front to back");
+        assert_eq!(read_all(s, "/f", 0).await, b"hello world");
+        return;
+    }
+    let mut up = s.write(&vp("/f"), WriteMode::InPlace).await.expect("write");
+    up.seek(6).await.expect("seek");
+    up.write_all(b"WORLD").await.expect("write_all");
+    up.seek(0).await.expect("seek");
+    up.write_all(b"J").await.expect("write_all");
+    assert_eq!(up.commit().await.expect("commit"), 11);
+    assert_eq!(read_all(s, "/f", 0).await, b"Jello WORLD");
+
+    let mut up = s.write(&vp("/g"), WriteMode::Replace).await.expect("write");
+    up.seek(5).await.expect("seek");
+    up.write_all(b"world").await.expect("write_all");
+    up.seek(0).await.expect("seek");
+    up.write_all(b"hello").await.expect("write_all");
+    up.commit().await.expect("commit");
+    assert_eq!(read_all(s, "/g", 0).await, b"helloworld");
+
+    let mut up = s
+        .write(&vp("/gap"), WriteMode::InPlace)
+        .await
+        .expect("write");
+    up.seek(3).await.expect("seek");
+    up.write_all(b"x").await.expect("write_all");
+    up.commit().await.expect("commit");
+    assert_eq!(read_all(s, "/gap", 0).await, b"\0\0\0x");
+
+    let mut up = s.write(&vp("/f"), WriteMode::InPlace).await.expect("write");
+    up.set_len(5).await.expect("cut");
+    up.write_all(b"Y").await.expect("write_all");
+    up.set_len(7).await.expect("grow");
+    assert_eq!(up.commit().await.expect("commit"), 7);
+    assert_eq!(read_all(s, "/f", 0).await, b"Yello\0\0");
+
+    let mut up = s.write(&vp("/f"), WriteMode::Append).await.expect("write");
+    assert!(unsupported(up.seek(0).await));
+    up.write_all(b"!").await.expect("write_all");
+    up.commit().await.expect("commit");
+    assert_eq!(read_all(s, "/f", 0).await, b"Yello\0\0!");
+}
+
 /// A failed replacement leaves the old file; a failed new file keeps what
 /// arrived (dropping the upload counts as a failure), unless nothing did; a
 /// discarded upload (over a quota) leaves nothing.

@@ -99,6 +99,12 @@ pub enum WriteMode {
     Append,
     /// STOU: create a file that must not exist yet.
     CreateNew,
+    /// SFTP's open of a file without truncation: write into the file itself
+    /// where [`Upload::seek`] puts the bytes (first at offset 0), keeping
+    /// every byte not written over; an empty file where there was none.
+    /// Only where [`Storage::writes_anywhere`]; others answer
+    /// [`StorageError::Unsupported`].
+    InPlace,
 }
 
 /// An upload in progress. Bytes are written through `AsyncWrite`; then exactly one
@@ -133,6 +139,29 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     /// Counts `n` bytes written through [`Upload::host_file`].
     fn wrote(&mut self, n: u64) {
         let _ = n;
+    }
+    /// Moves where the next bytes are written to `offset`: anywhere in the
+    /// file, past its end too (the gap reads as zeros). Bytes not written
+    /// over stay as they are. SFTP writes at the offsets its clients give
+    /// (sshfs writes pages back in any order, `dd conv=notrunc` writes
+    /// inside a file). Backends that write a stream (object storage), and
+    /// appends, which write at the end whatever the offset, answer
+    /// [`StorageError::Unsupported`]; [`Storage::writes_anywhere`] tells
+    /// beforehand.
+    async fn seek(&mut self, offset: u64) -> Result<(), StorageError> {
+        let _ = offset;
+        Err(StorageError::Unsupported(
+            "this storage writes a file front to back",
+        ))
+    }
+    /// Makes the file being written `size` bytes long: cut there, or grown
+    /// with zeros. Where the next bytes go does not change. Answered as
+    /// [`Upload::seek`] is.
+    async fn set_len(&mut self, size: u64) -> Result<(), StorageError> {
+        let _ = size;
+        Err(StorageError::Unsupported(
+            "this storage writes a file front to back",
+        ))
     }
 }
 
@@ -174,6 +203,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
         Err(StorageError::Unsupported(
             "this storage has no file system size",
         ))
+    }
+    /// Whether its uploads, other than appends, write at any offset
+    /// ([`Upload::seek`], [`Upload::set_len`]): a host file can, an object
+    /// is written front to back.
+    fn writes_anywhere(&self) -> bool {
+        false
     }
 }
 

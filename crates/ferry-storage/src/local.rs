@@ -289,6 +289,10 @@ impl Storage for LocalHome {
         stat_beneath(&self.dir, path)
     }
 
+    fn writes_anywhere(&self) -> bool {
+        true
+    }
+
     async fn space(&self, path: &VirtualPath) -> Result<Space, StorageError> {
         // On the pool: a network file system may take its time to answer.
         let home = self.dir.clone();
@@ -567,7 +571,7 @@ struct LocalUpload {
     parent: Arc<OwnedFd>,
     name: String,
     /// The temporary name while writing a whole new file; `None` when writing in
-    /// place (APPE, REST+STOR).
+    /// place (APPE, REST+STOR, SFTP's writes into a file).
     temp: Option<String>,
     /// Bytes accepted so far; a failed new upload that received none leaves no file.
     written: u64,
@@ -575,6 +579,9 @@ struct LocalUpload {
     /// Set by [`Upload::sync`]: the commit writes the directory's entry to
     /// disk too.
     durable: bool,
+    /// Opened to append (`O_APPEND`): every write lands at the end, so it
+    /// cannot move ([`Upload::seek`]).
+    appends: bool,
 }
 
 impl LocalUpload {
@@ -599,6 +606,15 @@ impl LocalUpload {
             }
         }
         let perms = Mode::from_raw_mode(0o644);
+        // The file itself, created if missing, never through a link.
+        let in_place = |more: OFlags| {
+            rustix::fs::openat(
+                &parent,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | more,
+                perms,
+            )
+        };
         let (fd, temp) = match mode {
             WriteMode::Replace | WriteMode::CreateNew => {
                 if mode == WriteMode::CreateNew && existing.is_some() {
@@ -614,19 +630,8 @@ impl LocalUpload {
                 Owner::give(owner, &fd)?;
                 (fd, Some(temp))
             }
-            WriteMode::Append => {
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::APPEND
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    perms,
-                )?;
-                (fd, None)
-            }
+            WriteMode::Append => (in_place(OFlags::APPEND)?, None),
+            WriteMode::InPlace => (in_place(OFlags::empty())?, None),
             WriteMode::Resume { offset } => {
                 let size = existing
                     .as_ref()
@@ -634,12 +639,7 @@ impl LocalUpload {
                 if offset > size {
                     return Err(StorageError::OffsetBeyondEnd { offset, size });
                 }
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    perms,
-                )?;
+                let fd = in_place(OFlags::empty())?;
                 rustix::fs::ftruncate(&fd, offset)?;
                 let mut file = std::fs::File::from(fd);
                 file.seek(SeekFrom::Start(offset))?;
@@ -657,6 +657,7 @@ impl LocalUpload {
             written: 0,
             finished: false,
             durable: false,
+            appends: mode == WriteMode::Append,
         })
     }
 
@@ -750,6 +751,26 @@ impl Upload for LocalUpload {
 
     fn wrote(&mut self, n: u64) {
         self.written += n;
+    }
+
+    async fn seek(&mut self, offset: u64) -> Result<(), StorageError> {
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        if self.appends {
+            return Err(StorageError::Unsupported(
+                "an append writes at the end of the file",
+            ));
+        }
+        // Bytes still on their way to the file go where they were written.
+        self.file.flush().await?;
+        self.file.seek(SeekFrom::Start(offset)).await?;
+        Ok(())
+    }
+
+    async fn set_len(&mut self, size: u64) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await?;
+        self.file.set_len(size).await?;
+        Ok(())
     }
 
     async fn abort(mut self: Box<Self>) {
@@ -931,6 +952,12 @@ mod tests {
     async fn write_read_resume_append() {
         let dir = tempfile::tempdir().expect("tmp");
         conformance::write_read_resume_append(&*home(&dir).await).await;
+    }
+
+    #[tokio::test]
+    async fn writes_anywhere() {
+        let dir = tempfile::tempdir().expect("tmp");
+        conformance::writes_anywhere_or_refuses(&*home(&dir).await).await;
     }
 
     #[tokio::test]

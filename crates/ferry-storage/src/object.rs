@@ -494,6 +494,11 @@ impl Storage for ObjectHome {
                     size: meta.as_ref().map_or(0, |m| m.size),
                 });
             }
+            (WriteMode::InPlace, _) => {
+                return Err(StorageError::Unsupported(
+                    "S3 cannot write into an object, only replace or append to it",
+                ));
+            }
         };
         let key = self.key(path);
         let mut writer = BufWriter::with_capacity(self.store.clone(), key.clone(), PART_SIZE)
@@ -824,6 +829,11 @@ mod tests {
     #[tokio::test]
     async fn write_read_resume_append() {
         conformance::write_read_resume_append(&*home().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn writes_anywhere_or_refuses() {
+        conformance::writes_anywhere_or_refuses(&*home().await.1).await;
     }
 
     #[tokio::test]

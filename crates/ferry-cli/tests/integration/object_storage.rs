@@ -400,11 +400,25 @@ f.write(b"x" * (9 << 20))
 s._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)
 f.write(b"end")
 f.close()
+f = s.open("mid.bin", "r+")
+try:
+    f.write(b"!")
+    f.flush()
+    print("wrote inside an object")
+except IOError as e:
+    print("inside refused:", e)
+f.close()
 print("done")
 "#;
     let asked = crate::sftp::paramiko(addr, script);
     assert!(
         asked.contains("statvfs refused:") && asked.contains("no file system size"),
+        "{asked}"
+    );
+    // An object is written front to back: a write into one is refused, and
+    // the object stays whole (checked below).
+    assert!(
+        asked.contains("inside refused:") && asked.contains("front to back"),
         "{asked}"
     );
     let mid = s3.object("site/ftp/alice/mid.bin");

@@ -3,15 +3,16 @@
 //!
 //! SETSTAT sets what FTP's MFMT and SITE CHMOD set: the modification time
 //! (the `overwrite` permission) and the mode bits (`chmod`). A size (the
-//! `truncate` of sshfs) cuts a file, as REST and a STOR of nothing would
-//! (the `overwrite` permission); the file's own size is nothing to do
-//! (OpenSSH's `put` sends it). Growing a file and changing owners are not
-//! offered: `SSH_FX_OP_UNSUPPORTED`.
+//! `truncate` of sshfs) cuts a file (the `overwrite` permission) or, where
+//! the storage writes anywhere (local disk), grows it with zeros (the
+//! `append` permission and room in the quota), as a write handle's size
+//! does (`files.rs`); the file's own size is nothing to do (OpenSSH's `put`
+//! sends it). Changing owners is not offered: `SSH_FX_OP_UNSUPPORTED`.
 //!
 //! A file this channel is writing is not under its name until CLOSE; to
 //! the channel writing it, STAT, LSTAT and FSTAT answer what it has
-//! written (sshfs looks the name up right after OPEN), and FSETSTAT's size
-//! starts its upload at that size.
+//! written (sshfs looks the name up right after OPEN), and a size, set
+//! through the handle or the name, sizes the upload.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -104,12 +105,13 @@ impl SftpSession {
         mut attrs: FileAttributes,
     ) -> Answer {
         let path = self.resolve(text)?;
-        if let (Some(size), Some(pending)) = (attrs.size, self.being_written(&path)) {
-            if pending.size != Some(size) {
-                return Err(SftpFailure::unsupported(format!(
-                    "{path} is being written on this channel: set its size through its handle"
-                )));
-            }
+        if let Some(size) = attrs.size
+            && let Some(handle) = self.handles.writer_of(&path)
+        {
+            // The stored file is not the one being written: the size is
+            // the upload's.
+            self.check_attributes(&path, &attrs)?;
+            self.resize_through(&handle, size).await?;
             attrs.size = None;
         }
         self.set_attributes(&path, attrs).await?;
@@ -131,13 +133,7 @@ impl SftpSession {
         {
             self.check_attributes(&path, &attrs)?;
             if let Some(size) = attrs.size {
-                let Some(OpenHandle::File(mut file)) = self.handles.take(handle) else {
-                    return Err(SftpFailure::failure("the file was closed"));
-                };
-                let resized = self.resize_upload(&mut file, size).await;
-                self.handles
-                    .put_back(handle.to_owned(), OpenHandle::File(file));
-                resized?;
+                self.resize_through(handle, size).await?;
             }
             if let Some(OpenHandle::File(f)) = self.handles.get_mut(handle) {
                 f.set_after_commit(FileAttributes {
@@ -180,14 +176,8 @@ impl SftpSession {
             if size != meta.size && meta.is_dir() {
                 return Err(SftpFailure::unsupported("a directory has no size to set"));
             }
-            if size > meta.size {
-                return Err(SftpFailure::unsupported(format!(
-                    "only cutting a file is offered, not growing it from {} to {size} bytes",
-                    meta.size
-                )));
-            }
-            if size < meta.size {
-                self.cut_stored_file(path, size, meta.size).await?;
+            if size != meta.size {
+                self.resize_stored_file(path, size, meta.size).await?;
             }
         }
         if let Some(mode) = attrs.permissions {
@@ -229,6 +219,18 @@ impl SftpSession {
                 .then(|| f.pending_attributes(now))
                 .flatten()
         })
+    }
+
+    /// Sizes the upload of the write handle `handle` (FSETSTAT, and SETSTAT
+    /// of the name it writes).
+    async fn resize_through(&mut self, handle: &str, size: u64) -> Result<(), SftpFailure> {
+        let Some(OpenHandle::File(mut file)) = self.handles.take(handle) else {
+            return Err(SftpFailure::failure("the file was closed"));
+        };
+        let resized = self.resize_upload(&mut file, size).await;
+        self.handles
+            .put_back(handle.to_owned(), OpenHandle::File(file));
+        resized
     }
 
     /// The path of an open file (FSTAT, FSETSTAT).

@@ -7,20 +7,28 @@
 //! Other backends' files are opened as a stream at the first READ, and a READ
 //! at another offset than the last one ended reopens the stream there.
 //!
-//! Writes go through the same [`Upload`] as FTP's STOR, so they are
-//! sequential: each WRITE continues where the last one ended (every common
-//! client writes front to back). What the open asks decides the upload:
+//! Writes go through the same [`Upload`] as FTP's STOR. What the open asks
+//! decides the upload:
 //!
 //! - `CREAT|TRUNC`, or a file that does not exist yet: a replacement (STOR),
 //!   visible whole at CLOSE; a failed or dropped one leaves the old file.
 //!   `EXCL` makes it a new file only (STOU).
-//! - An existing file without `TRUNC`: the first WRITE decides. At the file's
-//!   end it appends (APPE, the `append` permission: OpenSSH's `reput`).
-//!   Inside the file it is refused (`SSH_FX_OP_UNSUPPORTED`): an upload from
-//!   there would lose the bytes after what is written, which a client
-//!   writing in place expects kept. A size set first (FSETSTAT, sshfs's
-//!   `truncate`) starts the upload there, keeping the bytes before it (REST
-//!   + STOR, the `overwrite` permission).
+//! - An existing file without `TRUNC`: the file itself is written where the
+//!   WRITEs say ([`WriteMode::InPlace`]), every byte not written over kept,
+//!   as OpenSSH's server does (sshfs, `dd conv=notrunc`). Writing at or past
+//!   the end takes the `append` permission, writing over the bytes the file
+//!   had the `overwrite` permission.
+//! - `APPEND` (OpenSSH's `reput`, paramiko's mode `a`): every WRITE lands at
+//!   the end, whatever its offset, as `O_APPEND` makes it (APPE).
+//!
+//! On local disk a WRITE may land anywhere, in any order (sshfs writes
+//! pages back as the kernel hands them over), past the end too (the gap
+//! reads as zeros), and a size (FSETSTAT, or SETSTAT of the name) cuts or
+//! grows the file being written. Object storage writes a file front to back:
+//! there each WRITE must continue where the last one ended, an existing file
+//! without `TRUNC` is appended to from its end (APPE) or, with a smaller
+//! size set first, resumed from that size (REST + STOR), and anything else
+//! is refused (`SSH_FX_OP_UNSUPPORTED`) with the file kept whole.
 //!
 //! Permissions, file-name rules, `max_file_size`, quotas and `upload_rate` /
 //! `download_rate` apply as over FTP. A write over a limit ends the upload as
@@ -60,6 +68,11 @@ impl FileHandle {
         matches!(self.access, Access::Write(_))
     }
 
+    /// Whether the handle holds an upload in progress (started, not failed).
+    pub(super) fn is_uploading(&self) -> bool {
+        matches!(&self.access, Access::Write(w) if w.in_progress())
+    }
+
     pub(super) fn set_after_commit(&mut self, attrs: FileAttributes) {
         self.after_commit = Some(attrs);
     }
@@ -76,13 +89,13 @@ impl FileHandle {
         let Access::Write(writing) = &self.access else {
             return None;
         };
-        if writing.upload.is_none() || writing.failed.is_some() {
+        if !writing.in_progress() {
             return None;
         }
         let asked = self.after_commit.as_ref();
         Some(attributes(&Metadata {
             kind: FileKind::File,
-            size: writing.next,
+            size: writing.end,
             modified: asked.and_then(|a| a.mtime).map_or(now, |secs| {
                 UNIX_EPOCH + Duration::from_secs(u64::from(secs))
             }),
@@ -121,15 +134,46 @@ struct Writing {
     /// The file's size when it was opened, if it existed.
     old_size: Option<u64>,
     /// The upload, once started (at OPEN for a replacement, at the first
-    /// WRITE otherwise).
+    /// WRITE or size otherwise).
     upload: Option<Box<dyn Upload>>,
     budget: Option<UploadBudget>,
-    /// The file offset the upload started at.
-    start: u64,
-    /// The offset the next WRITE must have.
+    /// The bytes of the old file the upload started with (0 for a
+    /// replacement): writing over them takes the `overwrite` permission,
+    /// and the budget counts what the file grows past them.
+    kept: u64,
+    /// Whether the `overwrite` permission for the kept bytes was checked.
+    overwrites: bool,
+    /// Where the upload's next byte goes.
     next: u64,
+    /// The file's size as written so far.
+    end: u64,
+    /// Opened with `SSH_FXF_APPEND`: every WRITE lands at the end, whatever
+    /// its offset (as `O_APPEND`).
+    appends: bool,
     /// Set when the upload failed; later WRITEs and the CLOSE answer it.
     failed: Option<SftpFailure>,
+}
+
+impl Writing {
+    /// Nothing written yet to a file that had `old_size` bytes.
+    fn new(old_size: Option<u64>) -> Self {
+        Writing {
+            old_size,
+            upload: None,
+            budget: None,
+            kept: 0,
+            overwrites: false,
+            next: 0,
+            end: 0,
+            appends: false,
+            failed: None,
+        }
+    }
+
+    /// Whether an upload is under way: started and not failed.
+    fn in_progress(&self) -> bool {
+        self.upload.is_some() && self.failed.is_none()
+    }
 }
 
 /// The upload that keeps a file's first `size` bytes and goes on from
@@ -207,14 +251,8 @@ impl SftpSession {
             return Err(SessionError::storage(path, StorageError::NotFound).into());
         }
         let old_size = existing.map(|m| m.size);
-        let mut writing = Writing {
-            old_size,
-            upload: None,
-            budget: None,
-            start: 0,
-            next: 0,
-            failed: None,
-        };
+        let mut writing = Writing::new(old_size);
+        writing.appends = flags.contains(OpenFlags::APPEND);
         // A new file, or a truncated one, is a replacement from the start.
         if old_size.is_none() || flags.contains(OpenFlags::TRUNCATE) {
             let (mode, action) = match old_size {
@@ -225,21 +263,51 @@ impl SftpSession {
                 None => (WriteMode::Replace, Permission::Upload),
             };
             self.check(action, path)?;
-            let (upload, budget) = self.start_upload(path, mode, old_size).await?;
-            writing.upload = Some(upload);
-            writing.budget = budget;
+            self.begin_upload(path, &mut writing, mode, 0, 0).await?;
         }
         Ok(writing)
     }
 
+    /// Starts the upload of an existing file opened without `TRUNC`, for a
+    /// WRITE or a size at `offset`: where the storage writes anywhere, the
+    /// file itself, from offset 0; elsewhere an append at the file's end.
+    async fn begin_in_place(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        offset: u64,
+    ) -> Result<(), SftpFailure> {
+        let size = writing.old_size.unwrap_or(0);
+        if self.user.storage.writes_anywhere() && !writing.appends {
+            let inside = offset < size;
+            let action = if inside {
+                Permission::Overwrite
+            } else {
+                Permission::Append
+            };
+            self.check(action, path)?;
+            writing.overwrites = inside;
+            return self
+                .begin_upload(path, writing, WriteMode::InPlace, size, 0)
+                .await;
+        }
+        if offset != size && !writing.appends {
+            // An upload from there would keep the bytes before the offset
+            // and lose those after what is written: refused, nothing lost.
+            return Err(SftpFailure::unsupported(format!(
+                "this storage writes a file front to back: writing at {offset} into a file \
+                 of {size} bytes is not offered; open it with truncation to replace it, \
+                 write at its end to append, or cut it first (SETSTAT size)"
+            )));
+        }
+        self.check(Permission::Append, path)?;
+        self.begin_upload(path, writing, WriteMode::Append, size, size)
+            .await
+    }
+
     /// FSETSTAT with a size on a write handle (sshfs's `ftruncate`, and its
-    /// `truncate` through a handle it opens for it): the size the file has
-    /// for the writer already is nothing to do. Before the first WRITE a
-    /// smaller size starts the upload there, as a WRITE at that offset
-    /// would: from nothing (a replacement) at 0, else keeping the bytes
-    /// before it (the `overwrite` permission either way). Growing a file
-    /// (a hole) or cutting into what the handle wrote are not offered:
-    /// uploads are written front to back.
+    /// `truncate` through a handle it opens for it), and SETSTAT's of the
+    /// name of a file the channel is writing: see [`SftpSession::resize`].
     pub(super) async fn resize_upload(
         &self,
         file: &mut FileHandle,
@@ -248,60 +316,126 @@ impl SftpSession {
         let Access::Write(writing) = &mut file.access else {
             return Err(SftpFailure::failure("the file was opened for reading"));
         };
-        if let Some(failed) = &writing.failed {
-            return Err(failed.clone());
-        }
-        let current = match writing.upload {
-            Some(_) => writing.next,
-            None => writing.old_size.unwrap_or(0),
-        };
-        if size == current {
-            return Ok(());
-        }
-        if writing.upload.is_some() || size > current {
-            return Err(SftpFailure::unsupported(format!(
-                "a file being written cannot go from {current} to {size} bytes: \
-                 only a file not yet written to can be cut"
-            )));
-        }
-        self.check(Permission::Overwrite, &file.path)?;
-        self.begin_upload(&file.path, writing, cut_at(size), size)
-            .await
+        self.resize(&file.path, writing, size).await
     }
 
-    /// SETSTAT with a size smaller than the stored file's (sshfs's
-    /// `truncate`): the file keeps its first `size` bytes, as an upload of
-    /// nothing after REST `size` (or a STOR of nothing at 0) leaves it, with
-    /// the `overwrite` permission, and the quota's usage follows.
-    pub(super) async fn cut_stored_file(
+    /// SETSTAT with a size other than the stored file's (sshfs's
+    /// `truncate`): the stored file cut to `size` bytes or grown with zeros
+    /// to it, as a write handle opened on it without `TRUNC` would be
+    /// ([`SftpSession::resize`]), the quota's usage following.
+    pub(super) async fn resize_stored_file(
         &self,
         path: &VirtualPath,
         size: u64,
         stored: u64,
     ) -> Result<(), SftpFailure> {
-        self.check(Permission::Overwrite, path)?;
-        let (upload, _budget) = self.start_upload(path, cut_at(size), Some(stored)).await?;
-        upload
-            .commit()
-            .await
-            .map(|_| ())
-            .map_err(|e| SessionError::storage(path, e).into())
+        let mut writing = Writing::new(Some(stored));
+        self.resize(path, &mut writing, size).await?;
+        match writing.upload {
+            Some(upload) => upload
+                .commit()
+                .await
+                .map(|_| ())
+                .map_err(|e| SessionError::storage(path, e).into()),
+            None => Ok(()),
+        }
     }
 
-    /// Starts `writing`'s upload of `path` in `mode`, its first byte at
-    /// `offset`.
+    /// Makes the file `writing` writes `size` bytes long. Its size now is
+    /// nothing to do. Where the storage writes anywhere, the file is cut
+    /// (cutting into the old file's bytes takes the `overwrite`
+    /// permission) or grown with zeros (the `append` permission, and room
+    /// in the quota). Elsewhere, only a file not yet written to can be cut:
+    /// its upload then starts there, keeping the bytes before it (REST +
+    /// STOR, or a replacement at 0; the `overwrite` permission).
+    async fn resize(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        size: u64,
+    ) -> Result<(), SftpFailure> {
+        if let Some(failed) = &writing.failed {
+            return Err(failed.clone());
+        }
+        let current = match writing.upload {
+            Some(_) => writing.end,
+            None => writing.old_size.unwrap_or(0),
+        };
+        if size == current {
+            return Ok(());
+        }
+        if !self.user.storage.writes_anywhere() {
+            if writing.upload.is_some() || size > current {
+                return Err(SftpFailure::unsupported(format!(
+                    "this storage writes a file front to back: a file being written, or \
+                     growing one, cannot go from {current} to {size} bytes; only a file not \
+                     yet written to can be cut"
+                )));
+            }
+            self.check(Permission::Overwrite, path)?;
+            writing.overwrites = true;
+            return self
+                .begin_upload(path, writing, cut_at(size), size, size)
+                .await;
+        }
+        if writing.upload.is_none() {
+            self.begin_in_place(path, writing, size).await?;
+        }
+        self.may_change_kept(path, writing, size)?;
+        make_room(writing, size).await?;
+        let Some(upload) = writing.upload.as_mut() else {
+            return Err(SftpFailure::failure("the upload has ended"));
+        };
+        let mut resized = upload.set_len(size).await;
+        if resized.is_ok() && writing.appends && writing.next > size {
+            // An append goes on at the new end: an append upload writes
+            // there by itself (and cannot seek), a replacement is moved.
+            resized = match upload.seek(size).await {
+                Err(StorageError::Unsupported(_)) => Ok(()),
+                other => other,
+            };
+            writing.next = size;
+        }
+        if let Err(e) = resized {
+            let failure = SessionError::storage(path, e).into();
+            return Err(fail_upload(writing, failure, false).await);
+        }
+        writing.end = size;
+        Ok(())
+    }
+
+    /// A write or a size from `from` on changes the old file's bytes when
+    /// `from` lies among those the upload kept: the `overwrite` permission,
+    /// checked once per upload.
+    fn may_change_kept(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        from: u64,
+    ) -> Result<(), SftpFailure> {
+        if from < writing.kept && !writing.overwrites {
+            self.check(Permission::Overwrite, path)?;
+            writing.overwrites = true;
+        }
+        Ok(())
+    }
+
+    /// Starts `writing`'s upload of `path` in `mode`, which keeps the old
+    /// file's first `kept` bytes and writes its first byte at `at`.
     async fn begin_upload(
         &self,
         path: &VirtualPath,
         writing: &mut Writing,
         mode: WriteMode,
-        offset: u64,
+        kept: u64,
+        at: u64,
     ) -> Result<(), SftpFailure> {
         let (upload, budget) = self.start_upload(path, mode, writing.old_size).await?;
         writing.upload = Some(upload);
         writing.budget = budget;
-        writing.start = offset;
-        writing.next = offset;
+        writing.kept = kept;
+        writing.end = kept;
+        writing.next = at;
         Ok(())
     }
 
@@ -425,50 +559,31 @@ impl SftpSession {
             return Err(failed.clone());
         }
         if writing.upload.is_none() {
-            // An existing file opened without TRUNC: the first write decides.
-            let size = writing.old_size.unwrap_or(0);
-            // Inside the file, an upload would keep the bytes before the
-            // offset and lose those after what is written (REST + STOR),
-            // where a client writing in place (sshfs, `dd conv=notrunc`)
-            // expects them kept: refused, and nothing is lost.
-            let (mode, action) = match offset {
-                o if o == size => (WriteMode::Append, Permission::Append),
-                o if o < size => {
-                    return Err(SftpFailure::unsupported(format!(
-                        "writing inside a file ({size} bytes) at {offset} is not offered: \
-                         open it with truncation to replace it, write at its end to append, \
-                         or cut it first (SETSTAT size)"
-                    )));
-                }
-                _ => {
-                    return Err(SftpFailure::unsupported(format!(
-                        "write at {offset} is past the end of the file ({size} bytes)"
-                    )));
-                }
-            };
-            self.check(action, &file.path)?;
-            self.begin_upload(&file.path, writing, mode, offset).await?;
+            self.begin_in_place(&file.path, writing, offset).await?;
         }
+        let offset = if writing.appends { writing.end } else { offset };
+        self.may_change_kept(&file.path, writing, offset)?;
         if offset != writing.next {
-            return Err(SftpFailure::unsupported(format!(
-                "writes must follow one another: the next one is at {}, not {offset}",
-                writing.next
-            )));
-        }
-        let stored = writing.next - writing.start;
-        let len = data.len() as u64;
-        if let Some(budget) = &writing.budget {
-            let room = match budget.room(stored, len).await {
-                Ok(room) => room,
-                Err(e) => return Err(fail_upload(writing, e.into(), false).await),
+            let Some(upload) = writing.upload.as_mut() else {
+                return Err(SftpFailure::failure("the upload has ended"));
             };
-            if room < len {
-                let setting = budget.setting(stored + room).to_owned();
-                let failure =
-                    SftpFailure::failure(format!("exceeded storage allocation ({setting})"));
-                return Err(fail_upload(writing, failure, true).await);
+            match upload.seek(offset).await {
+                Ok(()) => writing.next = offset,
+                Err(StorageError::Unsupported(_)) => {
+                    return Err(SftpFailure::unsupported(format!(
+                        "this storage writes a file front to back: the next write is at {}, \
+                         not {offset}",
+                        writing.next
+                    )));
+                }
+                Err(e) => {
+                    let failure = SessionError::storage(&file.path, e).into();
+                    return Err(fail_upload(writing, failure, false).await);
+                }
             }
         }
+        let len = data.len() as u64;
+        make_room(writing, offset.saturating_add(len)).await?;
         if let Some(rate) = &self.user.ticket.state.upload {
             rate.wait_for(data.len()).await;
         }
@@ -480,6 +595,7 @@ impl SftpSession {
             return Err(fail_upload(writing, failure, false).await);
         }
         writing.next += len;
+        writing.end = writing.end.max(writing.next);
         file.moved += len;
         Ok(())
     }
@@ -593,6 +709,29 @@ async fn sync_writes(file: &mut FileHandle) -> Result<(), SftpFailure> {
     if let Err(e) = upload.sync().await {
         let failure = SessionError::storage(&file.path, e).into();
         return Err(fail_upload(writing, failure, false).await);
+    }
+    Ok(())
+}
+
+/// Reserves what growing the file to `new_end` bytes takes of the upload's
+/// budget; past a limit, the upload ends as FTP's 552 ends it.
+async fn make_room(writing: &mut Writing, new_end: u64) -> Result<(), SftpFailure> {
+    let Some(budget) = &writing.budget else {
+        return Ok(());
+    };
+    let stored = writing.end.saturating_sub(writing.kept);
+    let grown = new_end.saturating_sub(writing.kept).saturating_sub(stored);
+    if grown == 0 {
+        return Ok(());
+    }
+    let room = match budget.room(stored, grown).await {
+        Ok(room) => room,
+        Err(e) => return Err(fail_upload(writing, e.into(), false).await),
+    };
+    if room < grown {
+        let setting = budget.setting(stored + room).to_owned();
+        let failure = SftpFailure::failure(format!("exceeded storage allocation ({setting})"));
+        return Err(fail_upload(writing, failure, true).await);
     }
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! SFTP requests in memory: packets in, packets out, no SSH and no sockets.
 //! What no client sends on purpose is sent here: names that are not UTF-8,
-//! NUL bytes, `..` above the home, writes out of order, over-long packets.
+//! NUL bytes, `..` above the home, writes out of order and past the end,
+//! over-long packets.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use russh_sftp::protocol::{
-    Close, FileAttributes, Init, Open, OpenFlags, Packet, Read, RealPath, Stat, StatusCode, Write,
+    Close, FSetStat, FileAttributes, Init, Open, OpenFlags, Packet, Read, RealPath, SetStat, Stat,
+    StatusCode, Write,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -112,26 +114,50 @@ const CREATE: OpenFlags = OpenFlags::WRITE
     .union(OpenFlags::CREATE)
     .union(OpenFlags::TRUNCATE);
 
+/// A size set by name (SETSTAT) or through a handle (FSETSTAT).
+async fn set_size(s: &mut SftpSession, id: u32, target: Result<&str, &str>, size: u64) -> Packet {
+    let attrs = FileAttributes {
+        size: Some(size),
+        ..FileAttributes::empty()
+    };
+    s.handle_packet(body(match target {
+        Ok(path) => Packet::SetStat(SetStat {
+            id,
+            path: path.into(),
+            attrs,
+        }),
+        Err(handle) => Packet::FSetStat(FSetStat {
+            id,
+            handle: handle.into(),
+            attrs,
+        }),
+    }))
+    .await
+}
+
+/// Answers `Ok` to the request `reply` answers, or says why not.
+fn assert_ok(reply: &Packet) {
+    let (id, code, why) = status_of(reply);
+    assert_eq!(code, StatusCode::Ok, "request {id}: {why}");
+}
+
 #[tokio::test]
-async fn writes_go_front_to_back_and_reads_anywhere() {
+async fn writes_land_anywhere_and_reads_anywhere() {
     let (mut s, dir) = session("").await;
     let h = handle_of(&open(&mut s, 2, "/f.bin", CREATE).await);
-    assert_eq!(
-        status_of(&write(&mut s, 3, &h, 0, b"hello ").await).1,
-        StatusCode::Ok
-    );
-    let (id, code, why) = status_of(&write(&mut s, 4, &h, 100, b"gap").await);
-    assert_eq!((id, code), (4, StatusCode::OpUnsupported), "{why}");
-    assert!(why.contains("at 6"), "{why}");
-    assert_eq!(
-        status_of(&write(&mut s, 5, &h, 6, b"world").await).1,
-        StatusCode::Ok
-    );
-    assert_eq!(status_of(&close(&mut s, 6, &h).await).1, StatusCode::Ok);
+    assert_ok(&write(&mut s, 3, &h, 0, b"hello ").await);
+    // Past the end (a gap of zeros), then back.
+    assert_ok(&write(&mut s, 4, &h, 20, b"gap").await);
+    assert_ok(&write(&mut s, 5, &h, 6, b"world").await);
+    assert_ok(&close(&mut s, 6, &h).await);
+    let mut want = b"hello world".to_vec();
+    want.resize(20, 0);
+    want.extend_from_slice(b"gap");
     assert_eq!(
         std::fs::read(dir.path().join("alice/f.bin")).expect("stored"),
-        b"hello world"
+        want
     );
+    std::fs::write(dir.path().join("alice/f.bin"), "hello world").expect("reset");
     // Reads at any offset, then the end.
     let h = handle_of(&open(&mut s, 7, "f.bin", OpenFlags::READ).await);
     for (offset, want) in [(6u64, &b"world"[..]), (0, b"hello world"), (3, b"lo world")] {
@@ -148,6 +174,102 @@ async fn writes_go_front_to_back_and_reads_anywhere() {
         status_of(&close(&mut s, 10, "999").await).1,
         StatusCode::Failure
     );
+}
+
+/// An existing file opened without truncation is written in place: the
+/// bytes not written over stay, appending takes the `append` permission
+/// and writing over the old bytes `overwrite`; a size cuts or grows it,
+/// by name or through the handle writing it.
+#[tokio::test]
+async fn writes_into_a_file_keep_the_rest_and_ask_for_overwrite() {
+    let (mut s, dir) = session(
+        r#"permissions = { "/" = ["list", "download", "upload", "append"], "/rw" = ["list", "download", "upload", "append", "overwrite"] }"#,
+    )
+    .await;
+    let home = dir.path().join("alice");
+    std::fs::create_dir_all(home.join("rw")).expect("rw");
+    std::fs::write(home.join("log.txt"), "line 1\n").expect("log");
+    std::fs::write(home.join("rw/db"), "0123456789").expect("db");
+    let stored = |name: &str| std::fs::read(home.join(name)).expect("stored");
+
+    // Appending only: the end is writable, the old bytes are not.
+    let h = handle_of(&open(&mut s, 1, "log.txt", OpenFlags::WRITE).await);
+    assert_ok(&write(&mut s, 2, &h, 7, b"line 2\n").await);
+    let (_, code, why) = status_of(&write(&mut s, 3, &h, 0, b"LINE").await);
+    assert_eq!(code, StatusCode::PermissionDenied, "{why}");
+    assert_ok(&write(&mut s, 4, &h, 14, b"line 3\n").await);
+    assert_ok(&close(&mut s, 5, &h).await);
+    assert_eq!(stored("log.txt"), b"line 1\nline 2\nline 3\n");
+    let (_, code, _) = status_of(&set_size(&mut s, 6, Ok("log.txt"), 3).await);
+    assert_eq!(code, StatusCode::PermissionDenied);
+    assert_eq!(
+        stored("log.txt").len(),
+        21,
+        "the refused cut changed nothing"
+    );
+    // Opened to append, every write lands at the end, whatever its offset.
+    let h = handle_of(&open(&mut s, 6, "log.txt", OpenFlags::WRITE | OpenFlags::APPEND).await);
+    assert_ok(&write(&mut s, 6, &h, 0, b"line 4\n").await);
+    assert_ok(&write(&mut s, 6, &h, 3, b"line 5\n").await);
+    assert_ok(&close(&mut s, 6, &h).await);
+    assert_eq!(
+        stored("log.txt"),
+        b"line 1\nline 2\nline 3\nline 4\nline 5\n"
+    );
+
+    // With `overwrite`: a write inside keeps what follows it.
+    let h = handle_of(&open(&mut s, 7, "rw/db", OpenFlags::WRITE).await);
+    assert_ok(&write(&mut s, 8, &h, 2, b"ab").await);
+    assert_ok(&write(&mut s, 9, &h, 8, b"xyz").await);
+    assert_ok(&write(&mut s, 10, &h, 0, b"!").await);
+    // The name, to this channel, is the file as written.
+    let size_now = |reply: Packet| match reply {
+        Packet::Attrs(a) => a.attrs.size,
+        other => panic!("expected attributes, got {other:?}"),
+    };
+    let stat = s
+        .handle_packet(body(Packet::Stat(Stat {
+            id: 11,
+            path: "rw/db".into(),
+        })))
+        .await;
+    assert_eq!(size_now(stat), Some(11));
+    // Cut by name while the handle writes it, then grown through the handle.
+    assert_ok(&set_size(&mut s, 12, Ok("rw/db"), 6).await);
+    assert_ok(&set_size(&mut s, 13, Err(&h), 8).await);
+    assert_ok(&close(&mut s, 14, &h).await);
+    assert_eq!(stored("rw/db"), b"!1ab45\0\0");
+    // Grown and cut by name, no handle open.
+    assert_ok(&set_size(&mut s, 15, Ok("rw/db"), 10).await);
+    assert_eq!(stored("rw/db"), b"!1ab45\0\0\0\0");
+    assert_ok(&set_size(&mut s, 16, Ok("rw/db"), 2).await);
+    assert_eq!(stored("rw/db"), b"!1");
+}
+
+/// A write or a size far past the end is counted against the quota as the
+/// file grows: refused over it, the file as it was.
+#[tokio::test]
+async fn a_gap_past_the_quota_is_refused() {
+    let (mut s, dir) = session(r#"quota_bytes = "64 KiB""#).await;
+    let home = dir.path().join("alice");
+    std::fs::write(home.join("f"), "kept").expect("f");
+    let (_, code, why) = status_of(&set_size(&mut s, 1, Ok("f"), 1 << 20).await);
+    assert_eq!(code, StatusCode::Failure, "{why}");
+    assert!(why.contains("quota_bytes"), "{why}");
+    let h = handle_of(&open(&mut s, 2, "f", OpenFlags::WRITE).await);
+    let (_, code, why) = status_of(&write(&mut s, 3, &h, 1 << 20, b"far").await);
+    assert_eq!(code, StatusCode::Failure, "{why}");
+    assert!(
+        why.contains("exceeded storage allocation (quota_bytes)"),
+        "{why}"
+    );
+    let _ = close(&mut s, 4, &h).await;
+    assert_eq!(std::fs::read(home.join("f")).expect("f"), b"kept");
+    // Within the quota, a gap is fine.
+    let h = handle_of(&open(&mut s, 5, "f", OpenFlags::WRITE).await);
+    assert_ok(&write(&mut s, 6, &h, 1000, b"near").await);
+    assert_ok(&close(&mut s, 7, &h).await);
+    assert_eq!(std::fs::metadata(home.join("f")).expect("f").len(), 1004);
 }
 
 #[tokio::test]

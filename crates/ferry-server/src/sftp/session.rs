@@ -198,6 +198,14 @@ impl HandleTable {
         })
     }
 
+    /// The handle of an open file holding an upload of `path` in progress.
+    pub(super) fn writer_of(&mut self, path: &ferry_storage::VirtualPath) -> Option<String> {
+        self.map().iter().find_map(|(name, h)| match h {
+            OpenHandle::File(f) if &f.path == path && f.is_uploading() => Some(name.clone()),
+            _ => None,
+        })
+    }
+
     pub(super) fn names(&mut self) -> Vec<String> {
         self.map().keys().cloned().collect()
     }

@@ -62,7 +62,7 @@ impl UploadBudget {
         // The file size the upload starts from.
         let base = match mode {
             WriteMode::Replace | WriteMode::CreateNew => 0,
-            WriteMode::Append => old_size.unwrap_or(0),
+            WriteMode::Append | WriteMode::InPlace => old_size.unwrap_or(0),
             WriteMode::Resume { offset } => offset,
         };
         let mut fixed = None;
@@ -525,6 +525,14 @@ impl Upload for CountedUpload {
         if let Some(inner) = self.inner.as_mut() {
             inner.wrote(n);
         }
+    }
+
+    async fn seek(&mut self, offset: u64) -> Result<(), StorageError> {
+        self.inner()?.seek(offset).await
+    }
+
+    async fn set_len(&mut self, size: u64) -> Result<(), StorageError> {
+        self.inner()?.set_len(size).await
     }
 }
 
