@@ -463,6 +463,31 @@ impl Authenticator {
         key: &[u8],
         from: Option<std::net::IpAddr>,
     ) -> Result<Account, AuthError> {
+        self.authenticate_vouched(name, Some(key), from).await
+    }
+
+    /// Signs `name` in with an SSH key an OpenSSH certificate vouches for:
+    /// the SSH layer has checked that the client holds the key, that a
+    /// trusted authority signed the certificate and that it names `name`.
+    /// No key need be listed; the account must exist (not the anonymous
+    /// one), and a host account checked by PAM goes through PAM's account
+    /// step, as after a key login.
+    pub async fn authenticate_certified_from(
+        &self,
+        name: &str,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Account, AuthError> {
+        self.authenticate_vouched(name, None, from).await
+    }
+
+    /// A key login: with `key`, it must be one of the user's
+    /// `authorized_keys`; without, a certificate vouched for the user.
+    async fn authenticate_vouched(
+        &self,
+        name: &str,
+        key: Option<&[u8]>,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Account, AuthError> {
         if Self::is_anonymous_name(name) {
             return Err(AuthError::UnknownUser);
         }
@@ -470,7 +495,9 @@ impl Authenticator {
             .find_user_in_store(name)
             .await?
             .ok_or(AuthError::UnknownUser)?;
-        if !user.authorized_keys.iter().any(|k| k.blob() == key) {
+        if let Some(key) = key
+            && !user.authorized_keys.iter().any(|k| k.blob() == key)
+        {
             return Err(AuthError::KeyNotAuthorized);
         }
         if let PasswordCheck::Pam(service) = check

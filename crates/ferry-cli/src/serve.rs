@@ -111,9 +111,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         if !config.sftp.listen.is_empty() {
             let sftp = ferry_server::sftp::SftpContext::new(
-                config.sftp.host_key.as_deref(),
+                &config.sftp,
                 Path::new("./ferry-data/ssh"),
-                &config.sftp.authentication,
                 config.server.idle_timeout.0,
             )
             .context("[sftp]")?;

@@ -327,6 +327,11 @@ pub struct SftpSection {
     pub host_key: Option<PathBuf>,
     /// The ways users may sign in over SSH; all three by default.
     pub authentication: Vec<SshAuthMethod>,
+    /// Files of certificate authorities' public keys, one per line as in
+    /// OpenSSH's `TrustedUserCAKeys`: a key certified by one of them signs
+    /// in the users its certificate names (by the `publickey` method). None
+    /// by default.
+    pub trusted_user_ca_keys: Vec<PathBuf>,
 }
 
 impl Default for SftpSection {
@@ -335,6 +340,7 @@ impl Default for SftpSection {
             listen: Vec::new(),
             host_key: None,
             authentication: SshAuthMethod::ALL.to_vec(),
+            trusted_user_ca_keys: Vec::new(),
         }
     }
 }

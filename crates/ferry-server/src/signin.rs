@@ -165,6 +165,11 @@ pub enum Credential<'a> {
     /// SSH's publickey method: a key in wire form whose possession the SSH
     /// layer has verified; it must be one of the user's `authorized_keys`.
     PublicKey(&'a [u8]),
+    /// SSH's publickey method with an OpenSSH certificate the SSH layer has
+    /// checked against the trusted authorities and found naming the user
+    /// (`crate::sftp::certificates`): the account must exist and be allowed
+    /// in, no key need be listed.
+    Certified,
 }
 
 impl std::fmt::Debug for Credential<'_> {
@@ -172,6 +177,7 @@ impl std::fmt::Debug for Credential<'_> {
         f.write_str(match self {
             Credential::Password(_) => "Password(..)",
             Credential::PublicKey(_) => "PublicKey(..)",
+            Credential::Certified => "Certified",
         })
     }
 }
@@ -196,11 +202,15 @@ pub async fn sign_in(
                 .authenticate_key_from(user, key, Some(remote.ip()))
                 .await
         }
+        Credential::Certified => {
+            opts.accounts
+                .authenticate_certified_from(user, Some(remote.ip()))
+                .await
+        }
     };
     let account = match checked {
         Ok(a) => a,
         Err(e) => {
-            warn!(session, %remote, user = %user, reason = %e, "login failed");
             match e {
                 AuthError::UnknownUser
                 | AuthError::WrongPassword
@@ -209,16 +219,16 @@ pub async fn sign_in(
                 // Not the client's doing, and not for long (one hopes): a
                 // temporary refusal, which clients retry, rather than one that
                 // reads as a wrong password.
-                AuthError::Store(_) => return Err(SignInRefusal::AccountsUnavailable),
-                AuthError::Misconfigured(_) => return Err(SignInRefusal::Credentials),
+                AuthError::Store(_) => {
+                    warn!(session, %remote, user = %user, reason = %e, "login failed");
+                    return Err(SignInRefusal::AccountsUnavailable);
+                }
+                AuthError::Misconfigured(_) => {
+                    warn!(session, %remote, user = %user, reason = %e, "login failed");
+                    return Err(SignInRefusal::Credentials);
+                }
             }
-            let (delay, banned) = opts.bans.failed(remote.ip()).await;
-            tokio::time::sleep(delay).await;
-            if banned {
-                warn!(session, %remote, "address banned after repeated failed logins");
-                return Err(SignInRefusal::Banned);
-            }
-            return Err(SignInRefusal::Credentials);
+            return Err(failed_login(opts, session, remote, user, &e).await);
         }
     };
     opts.bans.succeeded(remote.ip());
@@ -282,6 +292,25 @@ pub async fn sign_in(
         storage,
         ticket,
     })
+}
+
+/// A login refused for its credentials (`why`): logged, slowed down and
+/// counted towards a ban of the address. Answers the refusal to give.
+pub async fn failed_login(
+    opts: &ServerOptions,
+    session: u64,
+    remote: SocketAddr,
+    user: &str,
+    why: &(dyn std::fmt::Display + Sync),
+) -> SignInRefusal {
+    warn!(session, %remote, user = %user, reason = %why, "login failed");
+    let (delay, banned) = opts.bans.failed(remote.ip()).await;
+    tokio::time::sleep(delay).await;
+    if banned {
+        warn!(session, %remote, "address banned after repeated failed logins");
+        return SignInRefusal::Banned;
+    }
+    SignInRefusal::Credentials
 }
 
 /// A user with a quota and no usage record is measured from storage; answers

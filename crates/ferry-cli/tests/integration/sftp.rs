@@ -1124,6 +1124,132 @@ fn users_sign_in_by_keyboard_interactive_and_only_by_the_methods_offered() {
     );
 }
 
+/// OpenSSH user certificates: with `sftp.trusted_user_ca_keys` naming a
+/// certificate authority (as sshd's `TrustedUserCAKeys`), a key that
+/// authority certified for alice signs her in without being listed;
+/// certificates for someone else, expired, from another authority, for
+/// another network or forcing a command do not, and each refusal is in the
+/// audit log with its reason.
+#[test]
+fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
+    let keys = tempfile::tempdir().expect("keys");
+    let k = keys.path();
+    ssh_keygen(&k.join("ca"), "ed25519", "");
+    ssh_keygen(&k.join("rogue_ca"), "ed25519", "");
+    // One key per certificate: OpenSSH sends `KEY-cert.pub` with `-i KEY`.
+    let cases: [(&str, &str, &[&str], bool); 8] = [
+        ("good", "ca", &["-n", "alice"], true),
+        (
+            "near",
+            "ca",
+            &["-n", "bob,alice", "-O", "source-address=127.0.0.0/8"],
+            true,
+        ),
+        (
+            "sftp_only",
+            "ca",
+            &["-n", "alice", "-O", "force-command=internal-sftp"],
+            true,
+        ),
+        ("for_bob", "ca", &["-n", "bob"], false),
+        (
+            "expired",
+            "ca",
+            &["-n", "alice", "-V", "20200101:20200102"],
+            false,
+        ),
+        ("rogue", "rogue_ca", &["-n", "alice"], false),
+        (
+            "far",
+            "ca",
+            &["-n", "alice", "-O", "source-address=10.0.0.0/8"],
+            false,
+        ),
+        (
+            "forced",
+            "ca",
+            &["-n", "alice", "-O", "force-command=/bin/true"],
+            false,
+        ),
+    ];
+    for (name, ca, options, _) in cases {
+        ssh_keygen(&k.join(name), "ed25519", "");
+        let signed = run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-s"])
+                .arg(k.join(ca))
+                .args(["-I", &format!("{name}-id"), "-z", "42"])
+                .args(options)
+                .arg(k.join(format!("{name}.pub"))),
+            LIMIT,
+        );
+        assert!(signed.status.success(), "ssh-keygen -s: {}", text(&signed));
+    }
+    // A key with no certificate, listed nowhere.
+    ssh_keygen(&k.join("plain"), "ed25519", "");
+    let server = FerryServer::start_with(&format!(
+        "{}\n[security]\nmax_login_failures = 50\n",
+        config().replace(
+            "[sftp]\n",
+            &format!(
+                "[sftp]\ntrusted_user_ca_keys = [\"{}\"]\n",
+                k.join("ca.pub").display()
+            )
+        )
+    ));
+    let addr = sftp_addr(&server);
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    std::fs::write(w.join("note.txt"), "certified").expect("note");
+    for (name, _, _, signs_in) in cases.iter().copied().chain([("plain", "", &[][..], false)]) {
+        let out = openssh_sftp_as(
+            addr,
+            "alice",
+            SshAuth::Key(&k.join(name)),
+            w,
+            &format!("put note.txt {name}.txt\n"),
+        );
+        assert_eq!(out.status.success(), signs_in, "{name}:\n{}", text(&out));
+        let stored = server.files().join(format!("alice/{name}.txt"));
+        assert_eq!(stored.exists(), signs_in, "{name}");
+        if !signs_in {
+            assert!(
+                text(&out).contains("Permission denied"),
+                "{name}:\n{}",
+                text(&out)
+            );
+        }
+    }
+    // The audit log names the certificate that signed in, and why the
+    // others did not (but the expired one, which russh refuses before
+    // ferry sees it).
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+    let login = |needle: &str, code: u32| {
+        audit.lines().any(|l| {
+            l.contains("\"LOGIN\"") && l.contains(needle) && l.contains(&format!("\"code\":{code}"))
+        })
+    };
+    for (needle, code) in [
+        ("certificate ssh-ed25519 SHA256:", 0),
+        ("id \\\"good-id\\\" serial 42", 0),
+        ("it is for bob, not alice", 3),
+        ("not trusted", 3),
+        ("not 127.0.0.1", 3),
+        ("/bin/true", 3),
+    ] {
+        assert!(
+            login(needle, code),
+            "no LOGIN with {needle:?} and code {code}:\n{audit}"
+        );
+    }
+    // The key with no certificate was only offered: not a failed login.
+    let failed = audit
+        .lines()
+        .filter(|l| l.contains("\"LOGIN\"") && l.contains("\"code\":3"))
+        .count();
+    assert_eq!(failed, 4, "{audit}");
+}
+
 #[test]
 fn users_sign_in_over_sftp_with_their_authorized_keys() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -9,11 +9,14 @@
 //! - [`session::SftpSession`] answers one channel's requests, one file per
 //!   request family (`files.rs`, `dirs.rs`, `attrs.rs`), and [`status`] is
 //!   the one place where a failure becomes an SFTP status code.
+//! - [`certificates`] checks OpenSSH user certificates against the trusted
+//!   certificate authorities.
 //! - [`SftpContext`] holds the host key and the SSH settings.
 //!
 //! Design notes are in docs/sftp.md.
 
 mod attrs;
+pub mod certificates;
 mod dirs;
 mod extensions;
 mod files;
@@ -25,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_config::SshAuthMethod;
+use ferry_config::{SftpSection, SshAuthMethod};
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::{MethodKind, MethodSet, SshId};
@@ -39,6 +42,10 @@ pub enum SftpSetupError {
     /// The generated host key cannot be stored.
     #[error("cannot store a new SSH host key in {path}: {reason}")]
     StoreKey { path: String, reason: String },
+    /// A file of `trusted_user_ca_keys` cannot be read, or holds something
+    /// other than public keys.
+    #[error("cannot read the trusted user CA keys in {path}: {reason}")]
+    UserCaKeys { path: String, reason: String },
 }
 
 /// The SSH server's settings: the host key, the sign-in methods offered and
@@ -47,6 +54,9 @@ pub struct SftpContext {
     pub(crate) config: Arc<russh::server::Config>,
     /// The authentication methods offered (`sftp.authentication`).
     pub(crate) methods: MethodSet,
+    /// The authorities whose user certificates sign in
+    /// (`sftp.trusted_user_ca_keys`).
+    pub(crate) trusted_cas: Arc<certificates::TrustedUserCas>,
     fingerprint: String,
 }
 
@@ -62,15 +72,18 @@ impl std::fmt::Debug for SftpContext {
 pub const GENERATED_KEY: &str = "ssh_host_ed25519_key";
 
 impl SftpContext {
-    /// The host key from `host_key`, or else the one generated once in
-    /// `generated_dir` (made, with an Ed25519 key, on first use); users sign
-    /// in by `methods`; sessions idle for `idle_timeout` are closed.
+    /// The settings of `[sftp]`: the host key from `host_key`, or else the
+    /// one generated once in `generated_dir` (made, with an Ed25519 key, on
+    /// first use); users sign in by `authentication`, with certificates from
+    /// `trusted_user_ca_keys`; sessions idle for `idle_timeout` are closed.
     pub fn new(
-        host_key: Option<&Path>,
+        section: &SftpSection,
         generated_dir: &Path,
-        methods: &[SshAuthMethod],
         idle_timeout: Duration,
     ) -> Result<Self, SftpSetupError> {
+        let host_key = section.host_key.as_deref();
+        let methods = &section.authentication;
+        let trusted_cas = certificates::TrustedUserCas::read(&section.trusted_user_ca_keys)?;
         let key = match host_key {
             Some(path) => {
                 PrivateKey::read_openssh_file(path).map_err(|e| SftpSetupError::HostKey {
@@ -123,6 +136,7 @@ impl SftpContext {
         Ok(SftpContext {
             config: Arc::new(config),
             methods,
+            trusted_cas: Arc::new(trusted_cas),
             fingerprint,
         })
     }
@@ -183,7 +197,11 @@ mod tests {
 
     /// A context with every sign-in method, made or read in `dir`.
     fn context(host_key: Option<&Path>, dir: &Path) -> Result<SftpContext, SftpSetupError> {
-        SftpContext::new(host_key, dir, &SshAuthMethod::ALL, Duration::from_secs(60))
+        let section = SftpSection {
+            host_key: host_key.map(Path::to_path_buf),
+            ..SftpSection::default()
+        };
+        SftpContext::new(&section, dir, Duration::from_secs(60))
     }
 
     #[test]

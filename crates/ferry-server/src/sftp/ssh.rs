@@ -2,13 +2,17 @@
 //! authentication, RFC 4256 keyboard-interactive authentication, RFC 4254
 //! session channels and the `sftp` subsystem), on russh.
 //!
-//! A login is FTP's sign-in (`crate::signin`), with a password or with one of
-//! the user's `authorized_keys`, by the methods `sftp.authentication` offers
-//! (a request by another is declined without a check). Keyboard-interactive
-//! asks one question, `Password: `, and takes its answer as the password.
-//! A key the client only offers (before it
+//! A login is FTP's sign-in (`crate::signin`), with a password, with one of
+//! the user's `authorized_keys`, or with a key an OpenSSH certificate from a
+//! trusted authority vouches for (`super::certificates`), by the methods
+//! `sftp.authentication` offers (a request by another is declined without a
+//! check). Keyboard-interactive asks one question, `Password: `, and takes
+//! its answer as the password. A key the client only offers (before it
 //! proves it holds it) and that is not listed is declined without counting as
-//! a failed login: clients offer every key they have. A refusal that closes
+//! a failed login: clients offer every key they have. Where certificate
+//! authorities are trusted, such an offer is accepted instead (russh does not
+//! tell a certificate's offer from a bare key's), and the bare key, signed,
+//! is then declined without counting either. A refusal that closes
 //! an FTP connection (a ban, too many sessions, an unreachable account
 //! database or storage) ends the SSH connection, the others let the client
 //! try again. A connection that has not signed in within `login_timeout` is
@@ -25,11 +29,12 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::certificates::{TrustedUserCas, certificate_note};
 use super::session::{OpenHandles, SftpSession};
 use crate::activity::{AuditRecord, rfc3339};
 use crate::options::ServerOptions;
 use crate::session::Peer;
-use crate::signin::{Credential, SignInRefusal, SignedIn, sign_in};
+use crate::signin::{Credential, SignInRefusal, SignedIn, failed_login, sign_in};
 
 /// The most session channels one connection may open.
 const MAX_CHANNELS: usize = 8;
@@ -65,6 +70,11 @@ pub struct SshConnection {
     handles: Arc<OpenHandles>,
     /// The authentication methods offered (`sftp.authentication`).
     methods: MethodSet,
+    /// The authorities whose user certificates sign in.
+    trusted_cas: Arc<TrustedUserCas>,
+    /// Keys not listed for the user whose offer was accepted only because
+    /// they might be certificates': signed, they are declined uncounted.
+    uncertain_offers: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SshConnection {
@@ -97,6 +107,8 @@ pub async fn serve(
         opened_channels: 0,
         handles: handles.clone(),
         methods: ctx.methods.clone(),
+        trusted_cas: ctx.trusted_cas.clone(),
+        uncertain_offers: Vec::new(),
     };
     let running = match russh::server::run_stream(ctx.config.clone(), stream, handler).await {
         Ok(r) => r,
@@ -168,14 +180,23 @@ impl SshConnection {
                 self.signed_in.store(true, Ordering::Release);
                 Ok(Auth::Accept)
             }
-            Err(refusal) => {
-                self.audit_login(user, how, Some(refusal));
-                if refusal.closes_connection() {
-                    return Err(SshError::Refused(refusal));
-                }
-                Ok(self.try_again())
-            }
+            Err(refusal) => self.refused(user, how, refusal),
         }
+    }
+
+    /// Answers a refused login: recorded, and either the end of the
+    /// connection or another try.
+    fn refused(
+        &mut self,
+        user: &str,
+        how: Option<&str>,
+        refusal: SignInRefusal,
+    ) -> Result<Auth, SshError> {
+        self.audit_login(user, how, Some(refusal));
+        if refusal.closes_connection() {
+            return Err(SshError::Refused(refusal));
+        }
+        Ok(self.try_again())
     }
 
     /// Records a login: `how` names a public key that signed in (its type and
@@ -318,6 +339,14 @@ impl russh::server::Handler for SshConnection {
         };
         match self.opts.accounts.key_authorized(user, &blob).await {
             Ok(true) if self.user.is_none() => Ok(Auth::Accept),
+            Ok(false) if self.user.is_none() && !self.trusted_cas.is_empty() => {
+                // Perhaps a certificate's key: russh will hand the signed
+                // request to auth_openssh_certificate if so.
+                if self.uncertain_offers.len() < 16 {
+                    self.uncertain_offers.push(blob);
+                }
+                Ok(Auth::Accept)
+            }
             Ok(_) => Ok(self.try_again()),
             Err(e) => {
                 // Declined; the signed attempt or a password will meet the
@@ -338,9 +367,39 @@ impl russh::server::Handler for SshConnection {
         else {
             return Ok(self.try_again());
         };
+        if self.uncertain_offers.contains(&blob) {
+            // Accepted when offered only in case it was a certificate's.
+            return Ok(self.try_again());
+        }
         let note = key_note(key.public_key);
         self.sign_in(user, Credential::PublicKey(&blob), Some(&note))
             .await
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        if !self.offers(MethodKind::PublicKey) || self.trusted_cas.is_empty() {
+            return Ok(self.try_again());
+        }
+        if self.user.is_some() {
+            return Ok(self.try_again());
+        }
+        let note = certificate_note(certificate);
+        let now = (self.opts.clock)();
+        match self
+            .trusted_cas
+            .check(certificate, user, self.peer.remote.ip(), now)
+        {
+            Ok(()) => self.sign_in(user, Credential::Certified, Some(&note)).await,
+            Err(why) => {
+                let refusal =
+                    failed_login(&self.opts, self.peer.id, self.peer.remote, user, &why).await;
+                self.refused(user, Some(&format!("{note}: {why}")), refusal)
+            }
+        }
     }
 
     async fn channel_open_session(
@@ -421,7 +480,7 @@ mod tests {
 
     use std::sync::Arc;
 
-    use ferry_config::SshAuthMethod;
+    use ferry_config::{SftpSection, SshAuthMethod};
     use russh::client::KeyboardInteractiveAuthResponse;
     use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
@@ -462,13 +521,26 @@ mod tests {
         alice: &str,
         methods: &[SshAuthMethod],
     ) -> (russh::client::Handle<AnyHostKey>, AbortOnDrop) {
+        let sftp = SftpSection {
+            authentication: methods.to_vec(),
+            ..SftpSection::default()
+        };
+        connect_to(dir, alice, &sftp).await
+    }
+
+    /// [`connect`] to a server set up by `sftp`.
+    async fn connect_to(
+        dir: &std::path::Path,
+        alice: &str,
+        sftp: &SftpSection,
+    ) -> (russh::client::Handle<AnyHostKey>, AbortOnDrop) {
         let mut opts =
             crate::test_support::options_with_alice(dir, &format!("home = \"/\"\n{alice}"));
-        let ctx =
-            super::super::SftpContext::new(None, dir, methods, std::time::Duration::from_secs(60))
-                .expect("host key");
+        let ctx = super::super::SftpContext::new(sftp, dir, std::time::Duration::from_secs(60))
+            .expect("host key");
         let config = ctx.config.clone();
         let methods = ctx.methods.clone();
+        let trusted_cas = ctx.trusted_cas.clone();
         opts.sftp = Some(Arc::new(ctx));
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
         let handler = SshConnection {
@@ -484,6 +556,8 @@ mod tests {
             opened_channels: 0,
             handles: OpenHandles::new(CancellationToken::new()),
             methods,
+            trusted_cas,
+            uncertain_offers: Vec::new(),
         };
         let server = tokio::spawn(async move {
             if let Ok(running) = russh::server::run_stream(config, server_end, handler).await {
@@ -653,5 +727,60 @@ mod tests {
         let other = tempfile::tempdir().expect("tempdir");
         let (stranger, _) = rsa_key(other.path());
         assert!(!sign_in_with(dir.path(), &public, &stranger, Some(HashAlg::Sha512)).await);
+    }
+
+    /// A certificate from the trusted authority signs in the user it names,
+    /// and no other; where an authority is trusted, a key that is not
+    /// listed is still refused and a listed one still signs in.
+    #[tokio::test]
+    async fn certificates_from_a_trusted_authority_sign_in_the_users_they_name() {
+        use russh::keys::ssh_key::certificate::{Builder, CertType};
+        use russh::keys::ssh_key::private::Ed25519Keypair;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = |seed: u8| PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]));
+        let (ca, user_key, listed) = (key(9), key(1), key(2));
+        let ca_file = dir.path().join("ca.pub");
+        std::fs::write(&ca_file, ca.public_key().to_openssh().expect("ca")).expect("write");
+        let sftp = SftpSection {
+            trusted_user_ca_keys: vec![ca_file],
+            ..SftpSection::default()
+        };
+        let certificate = |principal: &str| {
+            let public = user_key.public_key().key_data().clone();
+            let mut b = Builder::new([7u8; 16], public, 0, u64::MAX).expect("builder");
+            b.cert_type(CertType::User).expect("type");
+            b.key_id("test").expect("id");
+            b.valid_principal(principal).expect("principal");
+            b.sign(&ca).expect("signed")
+        };
+        let alice = format!(
+            "authorized_keys = [\"{}\"]\n",
+            listed.public_key().to_openssh().expect("listed")
+        );
+        for (principal, signs_in) in [("bob", false), ("alice", true)] {
+            let (mut ssh, _server) = connect_to(dir.path(), &alice, &sftp).await;
+            let answered = ssh
+                .authenticate_openssh_cert(
+                    "alice",
+                    Arc::new(user_key.clone()),
+                    certificate(principal),
+                )
+                .await
+                .expect("answered");
+            assert_eq!(
+                answered.success(),
+                signs_in,
+                "a certificate for {principal}"
+            );
+        }
+        for (key, signs_in) in [(&user_key, false), (&listed, true)] {
+            let (mut ssh, _server) = connect_to(dir.path(), &alice, &sftp).await;
+            let signed = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None);
+            let answered = ssh
+                .authenticate_publickey("alice", signed)
+                .await
+                .expect("answered");
+            assert_eq!(answered.success(), signs_in);
+        }
     }
 }
