@@ -1220,6 +1220,12 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
             );
         }
     }
+    // ferry's own client offers the certificate beside the key it is given.
+    let fp = host_fingerprint(&server);
+    let key = k.join("good").display().to_string();
+    let url = format!("sftp://alice@{addr}/");
+    let listed = client_ok(w, &["ls", "-i", &key, "--pin", &fp, &url]);
+    assert!(listed.contains("good.txt"), "{listed}");
     // The audit log names the certificate that signed in, and why the
     // others did not (but the expired one, which russh refuses before
     // ferry sees it).

@@ -265,7 +265,8 @@ fn client_over_sftp_against_ferry_checks_host_keys_and_keeps_the_rules() {
 }
 
 /// OpenSSH's sshd on a free loopback port, with a fresh host key, taking one
-/// client key for the user who runs the tests; killed on drop.
+/// client key for the user who runs the tests and the certificates of a
+/// user CA (`user_ca`, `TrustedUserCAKeys`); killed on drop.
 struct Sshd {
     child: Child,
     port: u16,
@@ -278,6 +279,7 @@ impl Sshd {
         let d = dir.path();
         ssh_keygen(&d.join("host_key"), "ed25519", "");
         ssh_keygen(&d.join("client_key"), "ed25519", "");
+        ssh_keygen(&d.join("user_ca"), "ed25519", "");
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("copy");
         let port = free_port();
         std::fs::write(
@@ -287,9 +289,10 @@ impl Sshd {
                  AuthorizedKeysFile {auth}\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n\
-                 PidFile none\nSubsystem sftp internal-sftp\n",
+                 PidFile none\nSubsystem sftp internal-sftp\nTrustedUserCAKeys {ca}\n",
                 host = d.join("host_key").display(),
                 auth = d.join("authorized_keys").display(),
+                ca = d.join("user_ca.pub").display(),
             ),
         )
         .expect("config");
@@ -439,6 +442,51 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
         out.status.code() == Some(1) && stderr(&out).contains("encrypted with a passphrase"),
         "{}",
         stderr(&out)
+    );
+
+    // Keys sshd does not list, with certificates from its user CA beside
+    // them: the one for this user signs in, the one for someone else
+    // does not (and its bare key is tried after it).
+    for (name, principal, signs_in) in [
+        ("certified", user.as_str(), true),
+        ("misnamed", "nobody", false),
+    ] {
+        ssh_keygen(&w.join(name), "ed25519", "");
+        certify(
+            &sshd.path("user_ca"),
+            &w.join(format!("{name}.pub")),
+            principal,
+        );
+        let out = ls_with_key(name);
+        assert_eq!(out.status.success(), signs_in, "{name}: {}", stderr(&out));
+        if !signs_in {
+            let said = stderr(&out);
+            assert!(
+                said.contains(&format!(
+                    "certificate {}",
+                    w.join(format!("{name}-cert.pub")).display()
+                )) && said.contains(&format!("key {}", w.join(name).display())),
+                "{said}"
+            );
+        }
+    }
+}
+
+/// Signs the public key `public` with the CA key `ca` for `principal`
+/// (`ssh-keygen -s`), writing `…-cert.pub` beside it.
+pub(crate) fn certify(ca: &Path, public: &Path, principal: &str) {
+    let signed = run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(ca)
+            .args(["-I", "ferry-test", "-n", principal])
+            .arg(public),
+        LIMIT,
+    );
+    assert!(
+        signed.status.success(),
+        "ssh-keygen -s: {}",
+        stderr(&signed)
     );
 }
 

@@ -16,6 +16,14 @@
 //! question (a one-time code) is asked of the person, as OpenSSH does; with
 //! nobody to ask, the sign-in fails and says what the server asked.
 //!
+//! A key file with an OpenSSH certificate beside it (`KEY-cert.pub`, for
+//! that key, as `ssh-keygen -s` writes it) is offered as the certificate
+//! first, then as the bare key, as OpenSSH does: servers that trust the
+//! certificate's authority (sshd's `TrustedUserCAKeys`, ferry's
+//! `sftp.trusted_user_ca_keys`) take it without listing the key. An RSA
+//! key's certificate is offered only when the agent signs for it (russh
+//! would sign it with SHA-1 here).
+//!
 //! A key file encrypted with a passphrase is signed with by the agent when the
 //! agent holds it (`ssh-add`), else decrypted with a passphrase asked through
 //! the same prompt; with nobody to ask, a named key is an error and a default
@@ -36,7 +44,7 @@ use russh::client::{self, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::public::KeyData;
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
 use super::SshPeer;
 use crate::session::ConnectOptions;
@@ -157,18 +165,21 @@ pub(super) async fn authenticate(
     let mut rsa_sha2: Option<Option<HashAlg>> = None;
     let mut skipped = Vec::new();
     for candidate in candidates {
-        let (name, signer) = match candidate {
+        let (name, signer, certificate) = match candidate {
             Candidate::Agent { key, comment } => {
                 let name = if comment.is_empty() {
                     key.fingerprint(HashAlg::Sha256).to_string()
                 } else {
                     comment
                 };
-                (format!("agent key {name}"), Signer::Agent(key))
+                (format!("agent key {name}"), Signer::Agent(key), None)
             }
             Candidate::File { path, explicit } => {
                 match read_key(&path, explicit, &agent_keys, options)? {
-                    Some(signer) => (format!("key {}", path.display()), signer),
+                    Some(signer) => {
+                        let certificate = certificate_beside(&path, signer.key_data());
+                        (format!("key {}", path.display()), signer, certificate)
+                    }
                     None => continue,
                 }
             }
@@ -191,6 +202,35 @@ pub(super) async fn authenticate(
         } else {
             None
         };
+        if let Some((cert_path, cert)) = certificate {
+            let cert_name = format!("certificate {}", cert_path.display());
+            let result = match &signer {
+                Signer::Local(key) if !key.algorithm().is_rsa() => Some(
+                    ssh.authenticate_openssh_cert(user, Arc::new((**key).clone()), cert)
+                        .await
+                        .map_err(broke_off)?,
+                ),
+                Signer::Local(_) => {
+                    skipped.push(format!("{cert_name} (RSA: only through an agent)"));
+                    None
+                }
+                Signer::Agent(_) => match agent.as_mut() {
+                    Some(agent) => Some(
+                        ssh.authenticate_certificate_with(user, cert, hash, agent)
+                            .await
+                            .map_err(|e| {
+                                format!("the SSH agent did not sign with {cert_name}: {e}")
+                            })?,
+                    ),
+                    None => None,
+                },
+            };
+            if let Some(result) = result
+                && note(result, cert_name)
+            {
+                return Ok(());
+            }
+        }
         let result = match signer {
             Signer::Local(key) => ssh
                 .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(*key), hash))
@@ -235,6 +275,17 @@ pub(super) async fn authenticate(
             &server_takes
         }
     ))
+}
+
+/// The OpenSSH certificate beside the key file `path` (`KEY-cert.pub`),
+/// where there is one for the key `key`; a file that is not a certificate,
+/// or one for another key, is left alone, as OpenSSH does.
+fn certificate_beside(path: &Path, key: &KeyData) -> Option<(PathBuf, Certificate)> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-cert.pub");
+    let cert_path = PathBuf::from(name);
+    let cert = Certificate::read_file(&cert_path).ok()?;
+    (cert.public_key() == key).then_some((cert_path, cert))
 }
 
 /// One password attempt: by the `password` method, or by
