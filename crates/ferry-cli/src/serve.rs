@@ -117,7 +117,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
             .context("[sftp]")?;
             eprintln!("ferry: SSH host key fingerprint {}", sftp.fingerprint());
-            opts.sftp = Some(Arc::new(sftp));
+            let sftp = Arc::new(sftp);
+            opts.sftp = Some(sftp.clone());
+            if !config.sftp.trusted_user_ca_keys.is_empty() || config.sftp.revoked_keys.is_some() {
+                // SIGHUP reads the trusted CA keys and the revoked keys again.
+                tokio::spawn(async move {
+                    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                        return;
+                    };
+                    while hup.recv().await.is_some() {
+                        match sftp.reload_trust() {
+                            Ok((cas, revoked)) => eprintln!(
+                                "ferry: SSH trust reloaded: {cas} certificate authorities, {revoked} revoked keys"
+                            ),
+                            Err(e) => eprintln!("ferry: SSH trust not reloaded, keeping the old one: {e}"),
+                        }
+                    }
+                });
+            }
         }
         if accounts.sql.is_some() {
             // Quota reservations of uploads a crashed server left unsettled

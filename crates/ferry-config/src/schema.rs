@@ -332,6 +332,11 @@ pub struct SftpSection {
     /// in the users its certificate names (by the `publickey` method). None
     /// by default.
     pub trusted_user_ca_keys: Vec<PathBuf>,
+    /// A file of revoked public keys, one per line as in OpenSSH's
+    /// `RevokedKeys` (its text form): they sign nobody in, listed in
+    /// `authorized_keys`, certified, or as a certificate authority. None by
+    /// default.
+    pub revoked_keys: Option<PathBuf>,
 }
 
 impl Default for SftpSection {
@@ -341,6 +346,7 @@ impl Default for SftpSection {
             host_key: None,
             authentication: SshAuthMethod::ALL.to_vec(),
             trusted_user_ca_keys: Vec::new(),
+            revoked_keys: None,
         }
     }
 }

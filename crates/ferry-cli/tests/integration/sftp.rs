@@ -1187,13 +1187,16 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
     }
     // A key with no certificate, listed nowhere.
     ssh_keygen(&k.join("plain"), "ed25519", "");
+    let revoked = k.join("revoked");
+    std::fs::write(&revoked, "# none yet\n").expect("revoked");
     let server = FerryServer::start_with(&format!(
         "{}\n[security]\nmax_login_failures = 50\n",
         config().replace(
             "[sftp]\n",
             &format!(
-                "[sftp]\ntrusted_user_ca_keys = [\"{}\"]\n",
-                k.join("ca.pub").display()
+                "[sftp]\ntrusted_user_ca_keys = [\"{}\"]\nrevoked_keys = \"{}\"\n",
+                k.join("ca.pub").display(),
+                revoked.display()
             )
         )
     ));
@@ -1254,6 +1257,20 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
         .filter(|l| l.contains("\"LOGIN\"") && l.contains("\"code\":3"))
         .count();
     assert_eq!(failed, 4, "{audit}");
+
+    // Revoking good's key (sshd's RevokedKeys, read again on SIGHUP): its
+    // certificate signs in no more; near's still does.
+    let good_key = std::fs::read_to_string(k.join("good.pub")).expect("good.pub");
+    std::fs::write(&revoked, good_key).expect("revoke");
+    server.signal("HUP");
+    server.wait_for_log("SSH trust reloaded: 1 certificate authorities, 1 revoked keys");
+    for (name, signs_in) in [("good", false), ("near", true)] {
+        let out = openssh_sftp_as(addr, "alice", SshAuth::Key(&k.join(name)), w, "ls\n");
+        assert_eq!(out.status.success(), signs_in, "{name}:\n{}", text(&out));
+    }
+    // OpenSSH offers the key before it signs: declined then, and logged.
+    let line = server.wait_for_log("a revoked key was offered");
+    assert!(line.contains("alice"), "{line}");
 }
 
 #[test]

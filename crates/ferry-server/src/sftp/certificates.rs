@@ -71,6 +71,9 @@ pub enum CertificateRefusal {
     /// A critical option this server does not know, or cannot read.
     #[error("it has the critical option {0:?}, which ferry does not understand")]
     UnknownCriticalOption(String),
+    /// Its key, or its authority's, is in `sftp.revoked_keys`.
+    #[error("the key {key} is revoked")]
+    Revoked { key: String },
 }
 
 impl TrustedUserCas {
@@ -86,19 +89,11 @@ impl TrustedUserCas {
                 reason,
             };
             let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
-            let before = fingerprints.len();
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let key = PublicKey::from_openssh(line)
-                    .map_err(|e| failed(format!("line {}: not a public key: {e}", n + 1)))?;
-                fingerprints.push(key.fingerprint(HashAlg::Sha256));
-            }
-            if fingerprints.len() == before {
+            let keys = super::key_fingerprints(&text).map_err(failed)?;
+            if keys.is_empty() {
                 return Err(failed("no public key in the file".into()));
             }
+            fingerprints.extend(keys);
         }
         Ok(TrustedUserCas { fingerprints })
     }
@@ -116,6 +111,11 @@ impl TrustedUserCas {
     /// Whether no authority is trusted (certificates sign in nobody).
     pub fn is_empty(&self) -> bool {
         self.fingerprints.is_empty()
+    }
+
+    /// How many authorities are trusted.
+    pub fn len(&self) -> usize {
+        self.fingerprints.len()
     }
 
     /// Whether `cert` signs in `user` connecting from `client` at `now`.

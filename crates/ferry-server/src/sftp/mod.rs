@@ -10,7 +10,8 @@
 //!   request family (`files.rs`, `dirs.rs`, `attrs.rs`), and [`status`] is
 //!   the one place where a failure becomes an SFTP status code.
 //! - [`certificates`] checks OpenSSH user certificates against the trusted
-//!   certificate authorities.
+//!   certificate authorities, and [`revocation`] holds the revoked keys:
+//!   together the [`SshTrust`], read again on SIGHUP.
 //! - [`SftpContext`] holds the host key and the SSH settings.
 //!
 //! Design notes are in docs/sftp.md.
@@ -20,6 +21,7 @@ pub mod certificates;
 mod dirs;
 mod extensions;
 mod files;
+pub mod revocation;
 pub mod session;
 pub mod ssh;
 pub mod status;
@@ -46,6 +48,67 @@ pub enum SftpSetupError {
     /// other than public keys.
     #[error("cannot read the trusted user CA keys in {path}: {reason}")]
     UserCaKeys { path: String, reason: String },
+    /// The `revoked_keys` file cannot be read, or holds something other
+    /// than public keys.
+    #[error("cannot read the revoked keys in {path}: {reason}")]
+    RevokedKeys { path: String, reason: String },
+}
+
+/// The SHA-256 fingerprints of the OpenSSH public keys in `text`, one per
+/// line, as sshd's key files hold them; blank lines and `#` comments are
+/// skipped. An error names the first line that is not a key.
+fn key_fingerprints(text: &str) -> Result<Vec<russh::keys::ssh_key::Fingerprint>, String> {
+    let mut fingerprints = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = russh::keys::PublicKey::from_openssh(line)
+            .map_err(|e| format!("line {}: not a public key: {e}", n + 1))?;
+        fingerprints.push(key.fingerprint(HashAlg::Sha256));
+    }
+    Ok(fingerprints)
+}
+
+/// Which keys sign in beyond a user's `authorized_keys`, and which never
+/// do: the trusted certificate authorities and the revoked keys.
+#[derive(Debug, Default)]
+pub struct SshTrust {
+    pub cas: certificates::TrustedUserCas,
+    pub revoked: revocation::RevokedKeys,
+}
+
+impl SshTrust {
+    /// Reads `trusted_user_ca_keys` and `revoked_keys`.
+    pub fn read(section: &SftpSection) -> Result<Self, SftpSetupError> {
+        Ok(SshTrust {
+            cas: certificates::TrustedUserCas::read(&section.trusted_user_ca_keys)?,
+            revoked: match &section.revoked_keys {
+                Some(path) => revocation::RevokedKeys::read(path)?,
+                None => revocation::RevokedKeys::default(),
+            },
+        })
+    }
+
+    /// Whether `cert` signs in `user` from `client` at `now`: neither its key
+    /// nor its authority revoked, and [`certificates::TrustedUserCas::check`].
+    pub fn check_certificate(
+        &self,
+        cert: &russh::keys::Certificate,
+        user: &str,
+        client: std::net::IpAddr,
+        now: std::time::SystemTime,
+    ) -> Result<(), certificates::CertificateRefusal> {
+        for key in [cert.public_key(), cert.signature_key()] {
+            if self.revoked.contains(key) {
+                return Err(certificates::CertificateRefusal::Revoked {
+                    key: key.fingerprint(HashAlg::Sha256).to_string(),
+                });
+            }
+        }
+        self.cas.check(cert, user, client, now)
+    }
 }
 
 /// The SSH server's settings: the host key, the sign-in methods offered and
@@ -54,9 +117,12 @@ pub struct SftpContext {
     pub(crate) config: Arc<russh::server::Config>,
     /// The authentication methods offered (`sftp.authentication`).
     pub(crate) methods: MethodSet,
-    /// The authorities whose user certificates sign in
-    /// (`sftp.trusted_user_ca_keys`).
-    pub(crate) trusted_cas: Arc<certificates::TrustedUserCas>,
+    /// The trusted authorities and revoked keys, replaced whole by
+    /// [`SftpContext::reload_trust`]; each connection keeps the one it
+    /// started with.
+    trust: std::sync::RwLock<Arc<SshTrust>>,
+    /// Where the trust is read from.
+    section: SftpSection,
     fingerprint: String,
 }
 
@@ -83,7 +149,7 @@ impl SftpContext {
     ) -> Result<Self, SftpSetupError> {
         let host_key = section.host_key.as_deref();
         let methods = &section.authentication;
-        let trusted_cas = certificates::TrustedUserCas::read(&section.trusted_user_ca_keys)?;
+        let trust = SshTrust::read(section)?;
         let key = match host_key {
             Some(path) => {
                 PrivateKey::read_openssh_file(path).map_err(|e| SftpSetupError::HostKey {
@@ -136,9 +202,31 @@ impl SftpContext {
         Ok(SftpContext {
             config: Arc::new(config),
             methods,
-            trusted_cas: Arc::new(trusted_cas),
+            trust: std::sync::RwLock::new(Arc::new(trust)),
+            section: section.clone(),
             fingerprint,
         })
+    }
+
+    /// The trust new connections sign in by.
+    pub(crate) fn trust(&self) -> Arc<SshTrust> {
+        match self.trust.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads `trusted_user_ca_keys` and `revoked_keys` again (SIGHUP), for
+    /// the connections that start from now on. On a failure the old trust
+    /// stays. Answers how many authorities are trusted and keys revoked.
+    pub fn reload_trust(&self) -> Result<(usize, usize), SftpSetupError> {
+        let trust = Arc::new(SshTrust::read(&self.section)?);
+        let counts = (trust.cas.len(), trust.revoked.len());
+        match self.trust.write() {
+            Ok(mut t) => *t = trust,
+            Err(poisoned) => *poisoned.into_inner() = trust,
+        }
+        Ok(counts)
     }
 
     /// The host key's SHA-256 fingerprint, as `ssh-keygen -l` prints it.
@@ -202,6 +290,39 @@ mod tests {
             ..SftpSection::default()
         };
         SftpContext::new(&section, dir, Duration::from_secs(60))
+    }
+
+    /// SIGHUP's reload: new files are read for the connections to come; a
+    /// broken one keeps the trust as it was.
+    #[test]
+    fn the_trust_is_read_again_and_kept_when_the_files_are_broken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = |seed: u8| {
+            PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
+                .public_key()
+                .to_openssh()
+                .expect("openssh")
+        };
+        let (cas, revoked) = (dir.path().join("cas"), dir.path().join("revoked"));
+        std::fs::write(&cas, key(1)).expect("cas");
+        std::fs::write(&revoked, "").expect("revoked");
+        let section = SftpSection {
+            trusted_user_ca_keys: vec![cas.clone()],
+            revoked_keys: Some(revoked.clone()),
+            ..SftpSection::default()
+        };
+        let ctx = SftpContext::new(&section, dir.path(), Duration::from_secs(60)).expect("ctx");
+        assert_eq!((ctx.trust().cas.len(), ctx.trust().revoked.len()), (1, 0));
+        std::fs::write(&cas, format!("{}\n{}\n", key(1), key(2))).expect("cas");
+        std::fs::write(&revoked, key(3)).expect("revoked");
+        assert_eq!(ctx.reload_trust().expect("reloaded"), (2, 1));
+        std::fs::write(&revoked, "garbage").expect("revoked");
+        let err = ctx.reload_trust().expect_err("broken").to_string();
+        assert!(
+            err.contains("revoked keys") && err.contains("line 1"),
+            "{err}"
+        );
+        assert_eq!((ctx.trust().cas.len(), ctx.trust().revoked.len()), (2, 1));
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! a failed login: clients offer every key they have. Where certificate
 //! authorities are trusted, such an offer is accepted instead (russh does not
 //! tell a certificate's offer from a bare key's), and the bare key, signed,
-//! is then declined without counting either. A refusal that closes
+//! is then declined without counting either. A key in `sftp.revoked_keys`
+//! is declined when offered and refused (a failed login) when signed with,
+//! as a certificate's key or its authority too. A refusal that closes
 //! an FTP connection (a ban, too many sessions, an unreachable account
 //! database or storage) ends the SSH connection, the others let the client
 //! try again. A connection that has not signed in within `login_timeout` is
@@ -29,7 +31,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::certificates::{TrustedUserCas, certificate_note};
+use super::SshTrust;
+use super::certificates::certificate_note;
 use super::session::{OpenHandles, SftpSession};
 use crate::activity::{AuditRecord, rfc3339};
 use crate::options::ServerOptions;
@@ -70,8 +73,9 @@ pub struct SshConnection {
     handles: Arc<OpenHandles>,
     /// The authentication methods offered (`sftp.authentication`).
     methods: MethodSet,
-    /// The authorities whose user certificates sign in.
-    trusted_cas: Arc<TrustedUserCas>,
+    /// The authorities whose user certificates sign in, and the revoked
+    /// keys, as they were when the connection started.
+    trust: Arc<SshTrust>,
     /// Keys not listed for the user whose offer was accepted only because
     /// they might be certificates': signed, they are declined uncounted.
     uncertain_offers: Vec<Vec<u8>>,
@@ -107,7 +111,7 @@ pub async fn serve(
         opened_channels: 0,
         handles: handles.clone(),
         methods: ctx.methods.clone(),
-        trusted_cas: ctx.trusted_cas.clone(),
+        trust: ctx.trust(),
         uncertain_offers: Vec::new(),
     };
     let running = match russh::server::run_stream(ctx.config.clone(), stream, handler).await {
@@ -337,9 +341,15 @@ impl russh::server::Handler for SshConnection {
         let Some(blob) = key_blob(offer.public_key) else {
             return Ok(self.try_again());
         };
+        if self.trust.revoked.contains(offer.public_key.key_data()) {
+            // Declined (a client offers every key it holds: no failed
+            // login); refused as a failed login when signed with, below.
+            warn!(session = self.peer.id, user = %user, key = %key_note(offer.public_key), "a revoked key was offered");
+            return Ok(self.try_again());
+        }
         match self.opts.accounts.key_authorized(user, &blob).await {
             Ok(true) if self.user.is_none() => Ok(Auth::Accept),
-            Ok(false) if self.user.is_none() && !self.trusted_cas.is_empty() => {
+            Ok(false) if self.user.is_none() && !self.trust.cas.is_empty() => {
                 // Perhaps a certificate's key: russh will hand the signed
                 // request to auth_openssh_certificate if so.
                 if self.uncertain_offers.len() < 16 {
@@ -372,6 +382,12 @@ impl russh::server::Handler for SshConnection {
             return Ok(self.try_again());
         }
         let note = key_note(key.public_key);
+        if self.trust.revoked.contains(key.public_key.key_data()) {
+            let why = "the key is revoked";
+            let refusal =
+                failed_login(&self.opts, self.peer.id, self.peer.remote, user, &why).await;
+            return self.refused(user, Some(&format!("{note}: {why}")), refusal);
+        }
         self.sign_in(user, Credential::PublicKey(&blob), Some(&note))
             .await
     }
@@ -381,7 +397,7 @@ impl russh::server::Handler for SshConnection {
         user: &str,
         certificate: &russh::keys::Certificate,
     ) -> Result<Auth, Self::Error> {
-        if !self.offers(MethodKind::PublicKey) || self.trusted_cas.is_empty() {
+        if !self.offers(MethodKind::PublicKey) || self.trust.cas.is_empty() {
             return Ok(self.try_again());
         }
         if self.user.is_some() {
@@ -390,8 +406,8 @@ impl russh::server::Handler for SshConnection {
         let note = certificate_note(certificate);
         let now = (self.opts.clock)();
         match self
-            .trusted_cas
-            .check(certificate, user, self.peer.remote.ip(), now)
+            .trust
+            .check_certificate(certificate, user, self.peer.remote.ip(), now)
         {
             Ok(()) => self.sign_in(user, Credential::Certified, Some(&note)).await,
             Err(why) => {
@@ -540,7 +556,7 @@ mod tests {
             .expect("host key");
         let config = ctx.config.clone();
         let methods = ctx.methods.clone();
-        let trusted_cas = ctx.trusted_cas.clone();
+        let trust = ctx.trust();
         opts.sftp = Some(Arc::new(ctx));
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
         let handler = SshConnection {
@@ -556,7 +572,7 @@ mod tests {
             opened_channels: 0,
             handles: OpenHandles::new(CancellationToken::new()),
             methods,
-            trusted_cas,
+            trust,
             uncertain_offers: Vec::new(),
         };
         let server = tokio::spawn(async move {
@@ -773,14 +789,38 @@ mod tests {
                 "a certificate for {principal}"
             );
         }
-        for (key, signs_in) in [(&user_key, false), (&listed, true)] {
-            let (mut ssh, _server) = connect_to(dir.path(), &alice, &sftp).await;
-            let signed = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None);
-            let answered = ssh
-                .authenticate_publickey("alice", signed)
-                .await
-                .expect("answered");
-            assert_eq!(answered.success(), signs_in);
-        }
+        let by_key = |key: &PrivateKey, sftp: SftpSection| {
+            let (dir, alice, key) = (dir.path().to_owned(), alice.clone(), key.clone());
+            async move {
+                let (mut ssh, _server) = connect_to(&dir, &alice, &sftp).await;
+                let signed = PrivateKeyWithHashAlg::new(Arc::new(key), None);
+                let answered = ssh
+                    .authenticate_publickey("alice", signed)
+                    .await
+                    .expect("answered");
+                answered.success()
+            }
+        };
+        assert!(!by_key(&user_key, sftp.clone()).await, "an unlisted key");
+        assert!(by_key(&listed, sftp.clone()).await, "the listed key");
+
+        // Revoked: the listed key, then the authority itself.
+        let revoked = dir.path().join("revoked");
+        let sftp = SftpSection {
+            revoked_keys: Some(revoked.clone()),
+            ..sftp
+        };
+        std::fs::write(&revoked, listed.public_key().to_openssh().expect("listed")).expect("write");
+        assert!(!by_key(&listed, sftp.clone()).await, "a revoked key");
+        std::fs::write(&revoked, ca.public_key().to_openssh().expect("ca")).expect("write");
+        let (mut ssh, _server) = connect_to(dir.path(), &alice, &sftp).await;
+        let answered = ssh
+            .authenticate_openssh_cert("alice", Arc::new(user_key.clone()), certificate("alice"))
+            .await
+            .expect("answered");
+        assert!(
+            !answered.success(),
+            "a certificate from a revoked authority"
+        );
     }
 }
