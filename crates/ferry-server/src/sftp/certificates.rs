@@ -15,8 +15,8 @@
 //!   nobody (sshd's rule where there is no `AuthorizedPrincipalsFile`);
 //! - its critical options are all understood and kept: `source-address`
 //!   (the client's address must be in one of its ranges) and `force-command`
-//!   (only `internal-sftp`: SFTP is all this server runs, so a certificate
-//!   forcing another command gives no SFTP). Any other critical option
+//!   (only `internal-sftp` or OpenSSH's `sftp-server`: SFTP is all this
+//!   server runs, so a certificate forcing another command gives no SFTP). Any other critical option
 //!   refuses the certificate, as PROTOCOL.certkeys requires. Extensions
 //!   (`permit-pty` …) grant what a shell would need and are ignored.
 
@@ -165,13 +165,20 @@ impl TrustedUserCas {
         for (name, value) in cert.critical_options().iter() {
             match name.as_str() {
                 "source-address" => check_source(value, client)?,
-                "force-command" if value.trim() == "internal-sftp" => {}
+                "force-command" if runs_sftp(value) => {}
                 "force-command" => return Err(CertificateRefusal::ForceCommand(value.clone())),
                 other => return Err(CertificateRefusal::UnknownCriticalOption(other.to_owned())),
             }
         }
         Ok(())
     }
+}
+
+/// Whether a `force-command` runs SFTP: `internal-sftp`, or OpenSSH's
+/// `sftp-server` program (by any path, with any options).
+fn runs_sftp(command: &str) -> bool {
+    let program = command.split_whitespace().next().unwrap_or("");
+    program == "internal-sftp" || program.rsplit('/').next() == Some("sftp-server")
 }
 
 /// `source-address`: a comma-separated list of address ranges.
@@ -351,8 +358,16 @@ mod tests {
             check(&garbled, "alice", "127.0.0.1", NOW),
             Err(CertificateRefusal::UnknownCriticalOption(_))
         ));
-        let sftp_only = with("force-command", "internal-sftp");
-        assert_eq!(check(&sftp_only, "alice", "127.0.0.1", NOW), Ok(()));
+        for command in ["internal-sftp", "/usr/lib/openssh/sftp-server -l INFO"] {
+            let sftp_only = with("force-command", command);
+            assert_eq!(
+                check(&sftp_only, "alice", "127.0.0.1", NOW),
+                Ok(()),
+                "{command}"
+            );
+        }
+        let lookalike = with("force-command", "/usr/bin/not-sftp-server");
+        assert!(check(&lookalike, "alice", "127.0.0.1", NOW).is_err());
         let backup = with("force-command", "/usr/bin/backup");
         assert_eq!(
             check(&backup, "alice", "127.0.0.1", NOW),
