@@ -750,4 +750,15 @@ fn client_over_sftp_signs_in_with_an_agent_and_with_passphrases() {
     std::fs::copy(w.join("rsa"), home.join(".ssh/id_rsa")).expect("copy");
     let out = ferry(&[], &[]);
     assert!(lists(&out), "default RSA key: {}", stderr(&out));
+    std::fs::remove_file(home.join(".ssh/id_rsa")).expect("rm");
+
+    // An agent holding a key sshd does not list and its certificate from
+    // sshd's user CA (ssh-add adds both): the certificate signs in.
+    ssh_keygen(&w.join("certified"), "ed25519", "");
+    certify(&sshd.path("user_ca"), &w.join("certified.pub"), &user);
+    let agent = SshAgent::start();
+    agent.add(&w.join("certified"), &right);
+    let by_agent: [(&str, &Path); 1] = [("SSH_AUTH_SOCK", &agent.socket)];
+    let out = ferry(&[], &by_agent);
+    assert!(lists(&out), "agent's certificate: {}", stderr(&out));
 }

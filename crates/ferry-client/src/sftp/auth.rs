@@ -22,7 +22,9 @@
 //! certificate's authority (sshd's `TrustedUserCAKeys`, ferry's
 //! `sftp.trusted_user_ca_keys`) take it without listing the key. An RSA
 //! key's certificate is offered only when the agent signs for it (russh
-//! would sign it with SHA-1 here).
+//! would sign it with SHA-1 here). Certificates the agent holds (`ssh-add`
+//! adds a key's `-cert.pub` with it) are offered before the agent's keys,
+//! where no `--identity` is given.
 //!
 //! A key file encrypted with a passphrase is signed with by the agent when the
 //! agent holds it (`ssh-add`), else decrypted with a passphrase asked through
@@ -60,6 +62,12 @@ const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
 enum Candidate {
     /// A key the agent holds.
     Agent { key: PublicKey, comment: String },
+    /// A certificate the agent holds (`ssh-add` of a key with its
+    /// `-cert.pub`), for a key it signs with.
+    AgentCertificate {
+        cert: Box<Certificate>,
+        comment: String,
+    },
     /// A private key file; `explicit` when named by `--identity`: such a key
     /// that cannot be used is an error, a default one is skipped.
     File { path: PathBuf, explicit: bool },
@@ -128,9 +136,9 @@ pub(super) async fn authenticate(
     }
 
     let mut agent = connect_agent().await;
-    let agent_keys = match agent.as_mut() {
+    let (agent_keys, agent_certs) = match agent.as_mut() {
         Some(agent) => agent_identities(agent).await,
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let candidates: Vec<Candidate> = if options.identities.is_empty() {
         let home = std::env::var_os("HOME").map(PathBuf::from);
@@ -142,12 +150,16 @@ pub(super) async fn authenticate(
                 path,
                 explicit: false,
             });
-        agent_keys
-            .iter()
-            .map(|(key, comment)| Candidate::Agent {
+        agent_certs
+            .into_iter()
+            .map(|(cert, comment)| Candidate::AgentCertificate {
+                cert: Box::new(cert),
+                comment,
+            })
+            .chain(agent_keys.iter().map(|(key, comment)| Candidate::Agent {
                 key: key.clone(),
                 comment: comment.clone(),
-            })
+            }))
             .chain(defaults)
             .collect()
     } else {
@@ -165,29 +177,44 @@ pub(super) async fn authenticate(
     let mut rsa_sha2: Option<Option<HashAlg>> = None;
     let mut skipped = Vec::new();
     for candidate in candidates {
-        let (name, signer, certificate) = match candidate {
+        // A certificate to offer before the bare key, named; `only`: the
+        // candidate is the certificate alone.
+        let (name, signer, certificate, only) = match candidate {
             Candidate::Agent { key, comment } => {
                 let name = if comment.is_empty() {
                     key.fingerprint(HashAlg::Sha256).to_string()
                 } else {
                     comment
                 };
-                (format!("agent key {name}"), Signer::Agent(key), None)
+                (format!("agent key {name}"), Signer::Agent(key), None, false)
+            }
+            Candidate::AgentCertificate { cert, comment } => {
+                let key = PublicKey::new(cert.public_key().clone(), "");
+                let name = format!("agent certificate {comment}");
+                (name.clone(), Signer::Agent(key), Some((name, *cert)), true)
             }
             Candidate::File { path, explicit } => {
                 match read_key(&path, explicit, &agent_keys, options)? {
                     Some(signer) => {
-                        let certificate = certificate_beside(&path, signer.key_data());
-                        (format!("key {}", path.display()), signer, certificate)
+                        let certificate = certificate_beside(&path, signer.key_data())
+                            .map(|(p, c)| (format!("certificate {}", p.display()), c));
+                        (
+                            format!("key {}", path.display()),
+                            signer,
+                            certificate,
+                            false,
+                        )
                     }
                     None => continue,
                 }
             }
         };
-        if offered.contains(signer.key_data()) {
-            continue;
+        if !only {
+            if offered.contains(signer.key_data()) {
+                continue;
+            }
+            offered.push(signer.key_data().clone());
         }
-        offered.push(signer.key_data().clone());
         let hash = if signer.key_data().is_rsa() {
             if rsa_sha2.is_none() {
                 rsa_sha2 = Some(rsa_hash(ssh).await);
@@ -202,8 +229,7 @@ pub(super) async fn authenticate(
         } else {
             None
         };
-        if let Some((cert_path, cert)) = certificate {
-            let cert_name = format!("certificate {}", cert_path.display());
+        if let Some((cert_name, cert)) = certificate {
             let result = match &signer {
                 Signer::Local(key) if !key.algorithm().is_rsa() => Some(
                     ssh.authenticate_openssh_cert(user, Arc::new((**key).clone()), cert)
@@ -230,6 +256,9 @@ pub(super) async fn authenticate(
             {
                 return Ok(());
             }
+        }
+        if only {
+            continue;
         }
         let result = match signer {
             Signer::Local(key) => ssh
@@ -398,21 +427,27 @@ async fn connect_agent() -> Option<Agent> {
     }
 }
 
-/// The plain keys the agent holds (certificates are not offered).
-async fn agent_identities(agent: &mut Agent) -> Vec<(PublicKey, String)> {
+/// The keys the agent holds, and the certificates it holds for some of
+/// them.
+async fn agent_identities(
+    agent: &mut Agent,
+) -> (Vec<(PublicKey, String)>, Vec<(Certificate, String)>) {
+    let (mut keys, mut certs) = (Vec::new(), Vec::new());
     match agent.request_identities().await {
-        Ok(ids) => ids
-            .into_iter()
-            .filter_map(|id| match id {
-                AgentIdentity::PublicKey { key, comment } => Some((key, comment)),
-                AgentIdentity::Certificate { .. } => None,
-            })
-            .collect(),
-        Err(e) => {
-            tracing::debug!("the SSH agent did not list its keys: {e}");
-            Vec::new()
+        Ok(ids) => {
+            for id in ids {
+                match id {
+                    AgentIdentity::PublicKey { key, comment } => keys.push((key, comment)),
+                    AgentIdentity::Certificate {
+                        certificate,
+                        comment,
+                    } => certs.push((certificate, comment)),
+                }
+            }
         }
+        Err(e) => tracing::debug!("the SSH agent did not list its keys: {e}"),
     }
+    (keys, certs)
 }
 
 /// How many times a key's passphrase is asked before the key is given up,
