@@ -31,3 +31,27 @@ pub fn options_with_alice(root: &Path, alice: &str) -> ServerOptions {
     opts.clock = Arc::new(|| SystemTime::UNIX_EPOCH);
     opts
 }
+
+/// An Ed25519 key made from `seed`: the same seed, the same key.
+pub fn ed25519_key(seed: u8) -> russh::keys::PrivateKey {
+    russh::keys::PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
+        &[seed; 32],
+    ))
+}
+
+/// A certificate of `kind` for `key`'s public half, valid over `valid`
+/// (Unix seconds), with the key id `alice@laptop`: the caller names the
+/// principals and signs it.
+pub fn certificate_builder(
+    key: &russh::keys::PrivateKey,
+    kind: russh::keys::ssh_key::certificate::CertType,
+    valid: std::ops::Range<u64>,
+) -> russh::keys::ssh_key::certificate::Builder {
+    let public = key.public_key().key_data().clone();
+    let mut b =
+        russh::keys::ssh_key::certificate::Builder::new([7u8; 16], public, valid.start, valid.end)
+            .expect("builder");
+    b.cert_type(kind).expect("type");
+    b.key_id("alice@laptop").expect("id");
+    b
+}

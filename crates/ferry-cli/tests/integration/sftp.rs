@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::client::{client, client_ok};
-use crate::sftp_client::{host_fingerprint, ssh_keygen};
+use crate::sftp_client::{certify, host_fingerprint, ssh_keygen};
 use crate::support::{
     FerryServer, RawControl, curl, ferry_ok, hash, make_fifo, random_bytes, run, serve_in,
 };
@@ -1174,16 +1174,7 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
     ];
     for (name, ca, options, _) in cases {
         ssh_keygen(&k.join(name), "ed25519", "");
-        let signed = run(
-            Command::new("ssh-keygen")
-                .args(["-q", "-s"])
-                .arg(k.join(ca))
-                .args(["-I", &format!("{name}-id"), "-z", "42"])
-                .args(options)
-                .arg(k.join(format!("{name}.pub"))),
-            LIMIT,
-        );
-        assert!(signed.status.success(), "ssh-keygen -s: {}", text(&signed));
+        certify(&k.join(ca), &k.join(format!("{name}.pub")), options);
     }
     // A key with no certificate, listed nowhere.
     ssh_keygen(&k.join("plain"), "ed25519", "");

@@ -455,7 +455,7 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
         certify(
             &sshd.path("user_ca"),
             &w.join(format!("{name}.pub")),
-            principal,
+            &["-n", principal],
         );
         let out = ls_with_key(name);
         assert_eq!(out.status.success(), signs_in, "{name}: {}", stderr(&out));
@@ -472,14 +472,20 @@ fn client_over_sftp_against_openssh_sshd_with_keys() {
     }
 }
 
-/// Signs the public key `public` with the CA key `ca` for `principal`
-/// (`ssh-keygen -s`), writing `…-cert.pub` beside it.
-pub(crate) fn certify(ca: &Path, public: &Path, principal: &str) {
+/// Signs the public key `KEY.pub` with the CA key `ca` (`ssh-keygen -s`),
+/// writing `KEY-cert.pub` beside it, with the key id `KEY-id`, serial 42,
+/// and `options` (`-n` principals, `-V` validity, `-O` options).
+pub(crate) fn certify(ca: &Path, public: &Path, options: &[&str]) {
+    let name = public
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let signed = run(
         Command::new("ssh-keygen")
             .args(["-q", "-s"])
             .arg(ca)
-            .args(["-I", "ferry-test", "-n", principal])
+            .args(["-I", &format!("{name}-id"), "-z", "42"])
+            .args(options)
             .arg(public),
         LIMIT,
     );
@@ -755,7 +761,11 @@ fn client_over_sftp_signs_in_with_an_agent_and_with_passphrases() {
     // An agent holding a key sshd does not list and its certificate from
     // sshd's user CA (ssh-add adds both): the certificate signs in.
     ssh_keygen(&w.join("certified"), "ed25519", "");
-    certify(&sshd.path("user_ca"), &w.join("certified.pub"), &user);
+    certify(
+        &sshd.path("user_ca"),
+        &w.join("certified.pub"),
+        &["-n", &user],
+    );
     let agent = SshAgent::start();
     agent.add(&w.join("certified"), &right);
     let by_agent: [(&str, &Path); 1] = [("SSH_AUTH_SOCK", &agent.socket)];

@@ -217,14 +217,10 @@ pub(crate) fn certificate_note(cert: &Certificate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{certificate_builder, ed25519_key as key};
     use russh::keys::PrivateKey;
     use russh::keys::ssh_key::certificate::Builder;
-    use russh::keys::ssh_key::private::Ed25519Keypair;
     use std::time::Duration;
-
-    fn key(seed: u8) -> PrivateKey {
-        PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
-    }
 
     /// Unix time 1,000,000,000 (2001).
     fn at(secs: u64) -> SystemTime {
@@ -245,15 +241,7 @@ mod tests {
         ca: &PrivateKey,
         more: impl FnOnce(&mut Builder),
     ) -> Certificate {
-        let mut b = Builder::new(
-            [7u8; 16],
-            key(1).public_key().key_data().clone(),
-            NOW - 60,
-            NOW + 3600,
-        )
-        .expect("builder");
-        b.cert_type(kind).expect("type");
-        b.key_id("alice@laptop").expect("id");
+        let mut b = certificate_builder(&key(1), kind, NOW - 60..NOW + 3600);
         b.valid_principal("alice").expect("principal");
         more(&mut b);
         b.sign(ca).expect("signed")
@@ -313,15 +301,7 @@ mod tests {
             Err(CertificateRefusal::NotAUserCertificate)
         );
         let nobody = {
-            let mut b = Builder::new(
-                [7u8; 16],
-                key(1).public_key().key_data().clone(),
-                0,
-                u64::MAX,
-            )
-            .expect("builder");
-            b.cert_type(CertType::User).expect("type");
-            b.key_id("anyone").expect("id");
+            let mut b = certificate_builder(&key(1), CertType::User, 0..u64::MAX);
             b.all_principals_valid().expect("principals");
             b.sign(&ca).expect("signed")
         };

@@ -298,7 +298,7 @@ mod tests {
     fn the_trust_is_read_again_and_kept_when_the_files_are_broken() {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = |seed: u8| {
-            PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
+            crate::test_support::ed25519_key(seed)
                 .public_key()
                 .to_openssh()
                 .expect("openssh")

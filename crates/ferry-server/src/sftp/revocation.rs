@@ -79,13 +79,9 @@ impl RevokedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use russh::keys::PrivateKey;
-    use russh::keys::ssh_key::private::Ed25519Keypair;
 
     fn key(seed: u8) -> PublicKey {
-        PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
-            .public_key()
-            .clone()
+        crate::test_support::ed25519_key(seed).public_key().clone()
     }
 
     #[test]

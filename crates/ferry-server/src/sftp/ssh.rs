@@ -750,10 +750,9 @@ mod tests {
     /// listed is still refused and a listed one still signs in.
     #[tokio::test]
     async fn certificates_from_a_trusted_authority_sign_in_the_users_they_name() {
-        use russh::keys::ssh_key::certificate::{Builder, CertType};
-        use russh::keys::ssh_key::private::Ed25519Keypair;
+        use crate::test_support::{certificate_builder, ed25519_key as key};
+        use russh::keys::ssh_key::certificate::CertType;
         let dir = tempfile::tempdir().expect("tempdir");
-        let key = |seed: u8| PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]));
         let (ca, user_key, listed) = (key(9), key(1), key(2));
         let ca_file = dir.path().join("ca.pub");
         std::fs::write(&ca_file, ca.public_key().to_openssh().expect("ca")).expect("write");
@@ -762,10 +761,7 @@ mod tests {
             ..SftpSection::default()
         };
         let certificate = |principal: &str| {
-            let public = user_key.public_key().key_data().clone();
-            let mut b = Builder::new([7u8; 16], public, 0, u64::MAX).expect("builder");
-            b.cert_type(CertType::User).expect("type");
-            b.key_id("test").expect("id");
+            let mut b = certificate_builder(&user_key, CertType::User, 0..u64::MAX);
             b.valid_principal(principal).expect("principal");
             b.sign(&ca).expect("signed")
         };
