@@ -127,9 +127,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     };
                     while hup.recv().await.is_some() {
                         match sftp.reload_trust() {
-                            Ok((cas, revoked)) => eprintln!(
-                                "ferry: SSH trust reloaded: {cas} certificate authorities, {revoked} revoked keys"
-                            ),
+                            Ok(trust) => eprintln!("ferry: SSH trust reloaded: {trust}"),
                             Err(e) => eprintln!("ferry: SSH trust not reloaded, keeping the old one: {e}"),
                         }
                     }

@@ -1262,6 +1262,58 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
     // OpenSSH offers the key before it signs: declined then, and logged.
     let line = server.wait_for_log("a revoked key was offered");
     assert!(line.contains("alice"), "{line}");
+
+    // A key revocation list made by `ssh-keygen -k` in place of the text:
+    // certificates revoked by serial number (good and sftp_only carry 42,
+    // near now 7), then, updated with `-u`, by key id.
+    certify(
+        &k.join("ca"),
+        &k.join("near.pub"),
+        &["-n", "alice", "-z", "7"],
+    );
+    let krl = |spec: &str, update: bool| {
+        std::fs::write(k.join("spec"), spec).expect("spec");
+        let mut keygen = Command::new("ssh-keygen");
+        keygen
+            .args(["-k", "-f"])
+            .arg(&revoked)
+            .arg("-s")
+            .arg(k.join("ca.pub"));
+        if update {
+            keygen.arg("-u");
+        }
+        let made = run(keygen.arg(k.join("spec")), Duration::from_secs(30));
+        assert!(made.status.success(), "ssh-keygen -k: {}", text(&made));
+        server.signal("HUP");
+    };
+    krl("serial: 40-50\n", false);
+    server.wait_for_log("1 revoked certificate serial ranges, 0 revoked certificate key ids");
+    for (name, signs_in) in [("good", false), ("sftp_only", false), ("near", true)] {
+        let out = openssh_sftp_as(addr, "alice", SshAuth::Key(&k.join(name)), w, "ls\n");
+        assert_eq!(out.status.success(), signs_in, "{name}:\n{}", text(&out));
+    }
+    krl("id: near-id\n", true);
+    server.wait_for_log("1 revoked certificate serial ranges, 1 revoked certificate key ids");
+    let out = openssh_sftp_as(addr, "alice", SshAuth::Key(&k.join("near")), w, "ls\n");
+    assert!(!out.status.success(), "near:\n{}", text(&out));
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+    for needle in [
+        "its serial number 42 is revoked",
+        "its key id \\\"near-id\\\" is revoked",
+    ] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(needle) && l.contains("\"code\":3")),
+            "no failed LOGIN with {needle:?}:\n{audit}"
+        );
+    }
+    // A KRL that cannot be read whole is not applied: the one before stays.
+    std::fs::write(&revoked, b"SSHKRL\n\0\0\0\0\x02").expect("broken");
+    server.signal("HUP");
+    server.wait_for_log("SSH trust not reloaded, keeping the old one");
+    let out = openssh_sftp_as(addr, "alice", SshAuth::Key(&k.join("good")), w, "ls\n");
+    assert!(!out.status.success(), "good:\n{}", text(&out));
 }
 
 #[test]

@@ -74,6 +74,12 @@ pub enum CertificateRefusal {
     /// Its key, or its authority's, is in `sftp.revoked_keys`.
     #[error("the key {key} is revoked")]
     Revoked { key: String },
+    /// `sftp.revoked_keys`, a KRL, revokes its serial number.
+    #[error("its serial number {0} is revoked")]
+    RevokedSerial(u64),
+    /// `sftp.revoked_keys`, a KRL, revokes its key id.
+    #[error("its key id {0:?} is revoked")]
+    RevokedKeyId(String),
 }
 
 impl TrustedUserCas {

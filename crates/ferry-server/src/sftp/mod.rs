@@ -48,8 +48,8 @@ pub enum SftpSetupError {
     /// other than public keys.
     #[error("cannot read the trusted user CA keys in {path}: {reason}")]
     UserCaKeys { path: String, reason: String },
-    /// The `revoked_keys` file cannot be read, or holds something other
-    /// than public keys.
+    /// The `revoked_keys` file cannot be read, or is neither public keys
+    /// nor a key revocation list that can be read whole.
     #[error("cannot read the revoked keys in {path}: {reason}")]
     RevokedKeys { path: String, reason: String },
 }
@@ -92,7 +92,8 @@ impl SshTrust {
     }
 
     /// Whether `cert` signs in `user` from `client` at `now`: neither its key
-    /// nor its authority revoked, and [`certificates::TrustedUserCas::check`].
+    /// nor its authority revoked, nor the certificate itself (by serial
+    /// number or key id), and [`certificates::TrustedUserCas::check`].
     pub fn check_certificate(
         &self,
         cert: &russh::keys::Certificate,
@@ -107,7 +108,28 @@ impl SshTrust {
                 });
             }
         }
+        match self.revoked.revokes_certificate(cert) {
+            Some(revocation::CertificateRevocation::Serial(serial)) => {
+                return Err(certificates::CertificateRefusal::RevokedSerial(serial));
+            }
+            Some(revocation::CertificateRevocation::KeyId(id)) => {
+                return Err(certificates::CertificateRefusal::RevokedKeyId(id));
+            }
+            None => {}
+        }
         self.cas.check(cert, user, client, now)
+    }
+}
+
+impl std::fmt::Display for SshTrust {
+    /// What is trusted and revoked, counted, for the log of a reload.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} certificate authorities, {}",
+            self.cas.len(),
+            self.revoked
+        )
     }
 }
 
@@ -218,15 +240,14 @@ impl SftpContext {
 
     /// Reads `trusted_user_ca_keys` and `revoked_keys` again (SIGHUP), for
     /// the connections that start from now on. On a failure the old trust
-    /// stays. Answers how many authorities are trusted and keys revoked.
-    pub fn reload_trust(&self) -> Result<(usize, usize), SftpSetupError> {
+    /// stays. Answers the new trust.
+    pub fn reload_trust(&self) -> Result<Arc<SshTrust>, SftpSetupError> {
         let trust = Arc::new(SshTrust::read(&self.section)?);
-        let counts = (trust.cas.len(), trust.revoked.len());
         match self.trust.write() {
-            Ok(mut t) => *t = trust,
-            Err(poisoned) => *poisoned.into_inner() = trust,
+            Ok(mut t) => *t = trust.clone(),
+            Err(poisoned) => *poisoned.into_inner() = trust.clone(),
         }
-        Ok(counts)
+        Ok(trust)
     }
 
     /// The host key's SHA-256 fingerprint, as `ssh-keygen -l` prints it.
@@ -315,7 +336,13 @@ mod tests {
         assert_eq!((ctx.trust().cas.len(), ctx.trust().revoked.len()), (1, 0));
         std::fs::write(&cas, format!("{}\n{}\n", key(1), key(2))).expect("cas");
         std::fs::write(&revoked, key(3)).expect("revoked");
-        assert_eq!(ctx.reload_trust().expect("reloaded"), (2, 1));
+        let reloaded = ctx.reload_trust().expect("reloaded");
+        assert_eq!((reloaded.cas.len(), reloaded.revoked.len()), (2, 1));
+        assert_eq!(
+            reloaded.to_string(),
+            "2 certificate authorities, 1 revoked keys, 0 revoked certificate serial ranges, \
+             0 revoked certificate key ids"
+        );
         std::fs::write(&revoked, "garbage").expect("revoked");
         let err = ctx.reload_trust().expect_err("broken").to_string();
         assert!(
