@@ -53,6 +53,11 @@ pub enum AuthError {
     /// user has none, as anonymous).
     #[error("public key not authorized for this user")]
     KeyNotAuthorized,
+    /// The user lists the key, but with options that refuse this login
+    /// (`from="…"` without the client's address, a past `expiry-time`, a
+    /// `cert-authority` line): what they say.
+    #[error("{0}")]
+    KeyRestricted(String),
     /// The host's PAM account step (`pam_acct_mgmt`: expired, locked, outside
     /// its hours, `pam_access`) refused a host account that signed in with a
     /// key.
@@ -442,14 +447,54 @@ impl Authenticator {
     /// `authorized_keys`. SSH asks this before the client proves it holds
     /// the key; a key not listed is not a failed login (clients offer every
     /// key they have).
-    pub async fn key_authorized(&self, name: &str, key: &[u8]) -> Result<bool, StoreError> {
+    /// A key listed with options (`from="…"`, `expiry-time="…"`) is
+    /// authorized only from `from` before it expires, as sshd answers it.
+    pub async fn key_authorized(
+        &self,
+        name: &str,
+        key: &[u8],
+        from: Option<std::net::IpAddr>,
+        now: std::time::SystemTime,
+    ) -> Result<bool, StoreError> {
         if Self::is_anonymous_name(name) {
             return Ok(false);
+        }
+        let Some((user, _)) = self.find_user(name).await? else {
+            return Ok(false);
+        };
+        match key_signs_in(&user, key, from, now) {
+            Ok(()) => Ok(true),
+            Err(AuthError::KeyRestricted(why)) => {
+                // Declined before any signature, so no failed login: said
+                // here, or an operator could not tell why the key was not
+                // taken.
+                tracing::warn!(user = %name, reason = %why, "a listed key was offered, and its options refuse it");
+                Ok(false)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// The `cert-authority` lines of `name`'s `authorized_keys`: authorities
+    /// whose certificates sign this user in (with the lines' options, which
+    /// the SSH layer applies). None for anonymous or an unknown user.
+    pub async fn certificate_authorities(
+        &self,
+        name: &str,
+    ) -> Result<Vec<ferry_config::AuthorizedKey>, StoreError> {
+        if Self::is_anonymous_name(name) {
+            return Ok(Vec::new());
         }
         Ok(self
             .find_user(name)
             .await?
-            .is_some_and(|(user, _)| user.authorized_keys.iter().any(|k| k.blob() == key)))
+            .map(|(user, _)| {
+                user.authorized_keys
+                    .into_iter()
+                    .filter(|k| k.options().cert_authority)
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Signs `name` in with an SSH public key whose possession the SSH layer
@@ -462,8 +507,10 @@ impl Authenticator {
         name: &str,
         key: &[u8],
         from: Option<std::net::IpAddr>,
+        now: std::time::SystemTime,
     ) -> Result<Account, AuthError> {
-        self.authenticate_vouched(name, Some(key), from).await
+        self.authenticate_vouched(name, Some((key, now)), from)
+            .await
     }
 
     /// Signs `name` in with an SSH key an OpenSSH certificate vouches for:
@@ -485,7 +532,7 @@ impl Authenticator {
     async fn authenticate_vouched(
         &self,
         name: &str,
-        key: Option<&[u8]>,
+        key: Option<(&[u8], std::time::SystemTime)>,
         from: Option<std::net::IpAddr>,
     ) -> Result<Account, AuthError> {
         if Self::is_anonymous_name(name) {
@@ -495,10 +542,8 @@ impl Authenticator {
             .find_user_in_store(name)
             .await?
             .ok_or(AuthError::UnknownUser)?;
-        if let Some(key) = key
-            && !user.authorized_keys.iter().any(|k| k.blob() == key)
-        {
-            return Err(AuthError::KeyNotAuthorized);
+        if let Some((key, now)) = key {
+            key_signs_in(&user, key, from, now)?;
         }
         if let PasswordCheck::Pam(service) = check
             && !ask_pam(&service, name, None, from).await?
@@ -508,9 +553,11 @@ impl Authenticator {
         self.resolve(name, &user, host).await
     }
 
-    /// [`Authenticator::authenticate_key_from`] without a client address.
+    /// [`Authenticator::authenticate_key_from`] without a client address,
+    /// now.
     pub async fn authenticate_key(&self, name: &str, key: &[u8]) -> Result<Account, AuthError> {
-        self.authenticate_key_from(name, key, None).await
+        self.authenticate_key_from(name, key, None, std::time::SystemTime::now())
+            .await
     }
 
     /// The account of `name` without a password check (for `policy explain`).
@@ -558,6 +605,29 @@ impl Authenticator {
             limits: Arc::new(limits),
         })
     }
+}
+
+/// Whether one of `user`'s `authorized_keys` lines signs in the holder of
+/// `key` from `from` at `now` (sshd tries every line that lists the key).
+/// A listed key that its options refuse says why.
+fn key_signs_in(
+    user: &AccountSettings,
+    key: &[u8],
+    from: Option<std::net::IpAddr>,
+    now: std::time::SystemTime,
+) -> Result<(), AuthError> {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut refused = None;
+    for line in &user.authorized_keys {
+        match line.signs_in(key, from, now) {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(why)) => refused = refused.or(Some(why)),
+            None => {}
+        }
+    }
+    Err(refused.map_or(AuthError::KeyNotAuthorized, AuthError::KeyRestricted))
 }
 
 #[cfg(test)]
@@ -608,6 +678,7 @@ mod tests {
 
     #[tokio::test]
     async fn public_keys_sign_in_only_the_users_that_list_them() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
         let alice_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHOW7n+TV5zOQGr72zD3Uvxe2rkYTk+2qquNn7Hp9Cjv alice@laptop";
         let other = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBGjLBxZ0h8kRG3lK4+4dMNlcMkVLlKas3FAGeRA6ALhto1CHLLM6H4E+GEzVal3nfz3ce/siPEn0S87G1hY2Lo= root@vm";
         let hash = password::hash("pw").expect("hash");
@@ -625,7 +696,7 @@ mod tests {
         let (alice_blob, other_blob) = (blob(alice_key), blob(other));
 
         assert!(
-            auth.key_authorized("alice", &alice_blob)
+            auth.key_authorized("alice", &alice_blob, None, SystemTime::now())
                 .await
                 .expect("store")
         );
@@ -640,7 +711,10 @@ mod tests {
         // Another key, another user's key, users without keys, anonymous.
         for (user, blob) in [("alice", &other_blob), ("bob", &alice_blob)] {
             assert!(
-                !auth.key_authorized(user, blob).await.expect("store"),
+                !auth
+                    .key_authorized(user, blob, None, SystemTime::now())
+                    .await
+                    .expect("store"),
                 "{user}"
             );
             assert!(
@@ -653,7 +727,7 @@ mod tests {
         }
         assert!(
             !auth
-                .key_authorized("anonymous", &alice_blob)
+                .key_authorized("anonymous", &alice_blob, None, SystemTime::now())
                 .await
                 .expect("store")
         );
@@ -664,6 +738,68 @@ mod tests {
         // A user with keys only has no password that works.
         assert!(auth.authenticate("alice", "").await.is_err());
         assert!(auth.authenticate("alice", "pw").await.is_err());
+
+        // Options: `from` and `expiry-time` are kept; a `cert-authority`
+        // line is not a key to sign in with, but an authority.
+
+        let c = config(&format!(
+            "[[users]]\nname = \"carol\"\nauthorized_keys = [\"from=\\\"10.0.0.0/8\\\" {alice_key}\", \"expiry-time=\\\"20200101\\\" {other}\"]\n\
+             [[users]]\nname = \"dave\"\nauthorized_keys = [\"cert-authority {alice_key}\"]\n"
+        ));
+        let store = ConfigStore::from_config(&c).expect("store");
+        let auth = Authenticator::new(vec![Arc::new(store)], &c.anonymous).expect("auth");
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().expect("ip"));
+        let (before, after) = (
+            UNIX_EPOCH + Duration::from_secs(1_577_836_799),
+            UNIX_EPOCH + Duration::from_secs(1_577_836_800),
+        );
+        for (user, blob, from, now, refusal) in [
+            ("carol", &alice_blob, ip("10.1.2.3"), after, None),
+            (
+                "carol",
+                &alice_blob,
+                ip("127.0.0.1"),
+                after,
+                Some("not for clients from 127.0.0.1"),
+            ),
+            (
+                "carol",
+                &alice_blob,
+                None,
+                after,
+                Some("only for clients from 10.0.0.0/8"),
+            ),
+            ("carol", &other_blob, None, before, None),
+            ("carol", &other_blob, None, after, Some("expired")),
+            (
+                "dave",
+                &alice_blob,
+                ip("10.1.2.3"),
+                before,
+                Some("cert-authority"),
+            ),
+        ] {
+            let authorized = auth
+                .key_authorized(user, blob, from, now)
+                .await
+                .expect("store");
+            let login = auth.authenticate_key_from(user, blob, from, now).await;
+            match refusal {
+                None => assert!(authorized && login.is_ok(), "{user} {from:?}: {login:?}"),
+                Some(why) => {
+                    assert!(!authorized, "{user} {from:?}");
+                    assert!(
+                        matches!(&login, Err(AuthError::KeyRestricted(w)) if w.contains(why)),
+                        "{user} {from:?}: {login:?}"
+                    );
+                }
+            }
+        }
+        for (user, expected) in [("dave", 1), ("carol", 0), ("anonymous", 0), ("nobody", 0)] {
+            let lines = auth.certificate_authorities(user).await.expect("store");
+            assert_eq!(lines.len(), expected, "{user}");
+            assert!(lines.iter().all(|k| k.blob() == alice_blob.as_slice()));
+        }
     }
 
     #[tokio::test]

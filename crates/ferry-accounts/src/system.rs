@@ -10,10 +10,13 @@
 //! `~/.ssh/authorized_keys`, read at each login and checked as OpenSSH's
 //! StrictModes does: the home, `~/.ssh` and the file must belong to the
 //! account or to root and be writable by no one else, and the file must not
-//! be a symbolic link; otherwise no key of it is taken. Lines ferry cannot
-//! use (options such as `from=` or `command=`, key types it does not verify)
-//! are skipped with a warning naming the file and line: a key whose
-//! restrictions ferry cannot honour does not sign anyone in.
+//! be a symbolic link; otherwise no key of it is taken. Options before a
+//! key are kept as sshd keeps them (`from="…"`, `expiry-time="…"`,
+//! `cert-authority`; ferry_config's `key_options`). Lines ferry cannot use
+//! (an option it cannot keep, such as a `command=` other than SFTP; key
+//! types it does not verify) are skipped with a warning naming the file and
+//! line: a key whose restrictions ferry cannot honour does not sign anyone
+//! in.
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -373,11 +376,18 @@ mod tests {
     #[tokio::test]
     async fn host_accounts_keys_are_read_as_openssh_strict_modes_allow() {
         use std::os::unix::fs::PermissionsExt;
-        // Comments and blank lines pass; a line with options and a short RSA
-        // key are skipped, the rest taken.
-        let file = format!("# laptop\n\n{KEY}\nrestrict {KEY}\n{SHORT_RSA}\n");
+        // Comments and blank lines pass; a line with options ferry keeps is
+        // taken with them; one forcing a command other than SFTP and a short
+        // RSA key are skipped.
+        let file = format!(
+            "# laptop\n\n{KEY}\nrestrict,from=\"10.0.0.0/8\" {KEY}\ncommand=\"/bin/sh\" {KEY}\n{SHORT_RSA}\n"
+        );
         let (store, dir) = kim(&file);
-        assert_eq!(keys_of(&store).await, [KEY]);
+        let all = [
+            KEY.to_owned(),
+            format!("restrict,from=\"10.0.0.0/8\" {KEY}"),
+        ];
+        assert_eq!(keys_of(&store).await, all);
         let home = dir.path().join("home");
         let keys = home.join(AUTHORIZED_KEYS_FILE);
 
@@ -400,7 +410,7 @@ mod tests {
                 path.display()
             );
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            assert_eq!(keys_of(&store).await, [KEY]);
+            assert_eq!(keys_of(&store).await, all);
         }
 
         // A symbolic link to another file: not followed.
@@ -417,7 +427,7 @@ mod tests {
         if std::fs::metadata(dir.path()).expect("meta").uid() == 0 {
             std::fs::rename(&elsewhere, &keys).expect("move back");
             std::os::unix::fs::chown(&keys, Some(0), None).expect("chown");
-            assert_eq!(keys_of(&store).await, [KEY]);
+            assert_eq!(keys_of(&store).await, all);
             std::os::unix::fs::chown(&keys, Some(4322), None).expect("chown");
             assert!(keys_of(&store).await.is_empty());
         }

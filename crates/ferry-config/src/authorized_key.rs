@@ -11,15 +11,19 @@
 //! SHA-2 at sign-in, RFC 8332; the server checks RSA signatures with the
 //! public key only, which the timing advisory on the `rsa` crate,
 //! RUSTSEC-2023-0071, does not concern). Refused with a message: shorter RSA
-//! keys, DSA, security-key (`sk-`) keys, certificates and OpenSSH's per-key
-//! options (`from="…"`, `command="…"`), which would otherwise be dropped
-//! silently: a restriction an operator wrote must not be ignored.
+//! keys, DSA, security-key (`sk-`) keys and certificates. OpenSSH's per-key
+//! options (`from="…"`, `restrict`, `cert-authority` …) are read by
+//! [`crate::key_options`], which keeps what bears on file transfer and
+//! refuses the line over any option it cannot keep: a restriction an
+//! operator wrote must not be dropped silently.
 
 use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+
+use crate::key_options::KeyOptions;
 
 /// The key types ferry's SSH server verifies.
 pub const KEY_TYPES: [&str; 5] = [
@@ -35,9 +39,14 @@ pub const KEY_TYPES: [&str; 5] = [
 /// OpenSSH 8.0; OpenSSH's own server still takes 1,024.
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// One public key a user may sign in with.
+/// One public key a user may sign in with, or (`cert-authority`) whose
+/// certificates sign the user in.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthorizedKey {
+    /// The options before the key, as written (empty when none).
+    options_text: String,
+    /// What they say ([`KeyOptions`]).
+    options: KeyOptions,
     algorithm: String,
     /// The key in SSH wire form (what `BASE64` decodes to).
     blob: Vec<u8>,
@@ -60,6 +69,30 @@ impl AuthorizedKey {
     pub fn comment(&self) -> &str {
         &self.comment
     }
+
+    /// What the line's options say (all empty when it has none).
+    pub fn options(&self) -> &KeyOptions {
+        &self.options
+    }
+
+    /// Whether this line signs in a client that holds the plain key `blob`,
+    /// connecting from `client` at `now` (Unix seconds): the same key, not
+    /// a `cert-authority` line, and admitted by its `from` and
+    /// `expiry-time`. `Err` says why a line with this key does not.
+    pub fn signs_in(
+        &self,
+        blob: &[u8],
+        client: Option<std::net::IpAddr>,
+        now: i64,
+    ) -> Option<Result<(), String>> {
+        if self.blob != blob {
+            return None;
+        }
+        if self.options.cert_authority {
+            return Some(Err("the key is listed as a certificate authority (cert-authority), not to sign in with".into()));
+        }
+        Some(self.options.admit(client, now))
+    }
 }
 
 impl fmt::Debug for AuthorizedKey {
@@ -70,6 +103,9 @@ impl fmt::Debug for AuthorizedKey {
 
 impl fmt::Display for AuthorizedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.options_text.is_empty() {
+            write!(f, "{} ", self.options_text)?;
+        }
         write!(f, "{} {}", self.algorithm, STANDARD.encode(&self.blob))?;
         if !self.comment.is_empty() {
             write!(f, " {}", self.comment)?;
@@ -85,22 +121,28 @@ impl FromStr for AuthorizedKey {
         let line = line.trim();
         // Words are separated by runs of blanks, as OpenSSH reads them; the
         // comment is the rest of the line.
-        let (algorithm, rest) = first_word(line);
+        let (mut algorithm, mut rest) = first_word(line);
         if algorithm.is_empty() {
             return Err("empty: expected a public key like \"ssh-ed25519 AAAA… user@host\"".into());
         }
+        let (mut options_text, mut options) = (String::new(), KeyOptions::default());
         if let Err(e) = check_type(algorithm) {
-            // `from="10.0.0.0/8",no-pty ssh-ed25519 AAAA…`: the first word is
-            // OpenSSH's options, and a key type follows.
-            let key_follows = [" ssh-", " ecdsa-", " sk-", "\tssh-"]
+            // `from="10.0.0.0/8",no-pty ssh-ed25519 AAAA…`: the first field
+            // is OpenSSH's options (quoted values may hold blanks), and a
+            // key type follows.
+            let (field, after) = options_field(line);
+            let (next, _) = first_word(after);
+            let key_follows = ["ssh-", "ecdsa-", "sk-"]
                 .iter()
-                .any(|t| line.contains(t));
-            if key_follows && !algorithm.starts_with("ssh-") {
-                return Err(format!(
-                    "options before the key (`{algorithm}`) are not supported: restrict the user with allow_from, login_hours and permissions instead"
-                ));
+                .any(|t| next.starts_with(t));
+            if !key_follows || algorithm.starts_with("ssh-") {
+                return Err(e);
             }
-            return Err(e);
+            options =
+                KeyOptions::parse(field).map_err(|why| format!("options before the key: {why}"))?;
+            options_text = field.to_owned();
+            (algorithm, rest) = first_word(after);
+            check_type(algorithm)?;
         }
         let (encoded, rest) = first_word(rest);
         let encoded = Some(encoded)
@@ -135,11 +177,32 @@ impl FromStr for AuthorizedKey {
         }
         let comment = rest.trim();
         Ok(AuthorizedKey {
+            options_text,
+            options,
             algorithm: algorithm.to_owned(),
             blob,
             comment: comment.to_owned(),
         })
     }
+}
+
+/// The options field that starts `line` (up to the first blank outside
+/// double quotes; `\"` does not end a quote) and what follows it.
+fn options_field(line: &str) -> (&str, &str) {
+    // As OpenSSH's sshkey_advance_past_options.
+    let mut quoted = false;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(|&(_, n)| n == '"') => {
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ' ' | '\t' if !quoted => return line.split_at(i),
+            _ => {}
+        }
+    }
+    (line, "")
 }
 
 /// The first word of `text` (after leading blanks) and what follows it.
@@ -290,9 +353,16 @@ pub(crate) mod tests {
                 &format!("ssh-ed25519-cert-v01@openssh.com {blob}"),
                 "certificates",
             ),
-            (&format!("from=\"10.0.0.0/8\" {ED25519}"), "options"),
-            (&format!("no-pty,command=\"x\" {ED25519}"), "options"),
-            (&format!("restrict {ED25519}"), "options"),
+            (
+                &format!("from=10.0.0.0/8 {ED25519}"),
+                "options before the key: option `from`",
+            ),
+            (
+                &format!("no-pty,command=\"x\" {ED25519}"),
+                "which is not SFTP",
+            ),
+            (&format!("rot13 {ED25519}"), "unknown option `rot13`"),
+            (&format!("restrict ssh-dss {blob}"), "DSA"),
             (&format!("rot13 {blob}"), "not an SSH public key type"),
             ("ssh-ed25519 AAAA!!!!", "damaged"),
             // Base64 of "hello": not a sequence of SSH strings.
@@ -307,6 +377,45 @@ pub(crate) mod tests {
             let e = line.parse::<AuthorizedKey>().expect_err(line);
             assert!(e.contains(expected), "{line:?}: {e}");
         }
+    }
+
+    /// `authorized_keys` lines with OpenSSH's options: read, kept, written
+    /// back as they were.
+    #[test]
+    fn options_before_a_key_are_read_and_kept() {
+        let line = format!(
+            "restrict,command=\"internal-sftp -l INFO\",from=\"10.0.0.0/8,!10.9.*\" {ED25519}"
+        );
+        let k: AuthorizedKey = line.parse().expect("options");
+        assert_eq!(
+            (k.algorithm(), k.comment()),
+            ("ssh-ed25519", "alice@laptop")
+        );
+        assert_eq!(k.to_string(), line);
+        let blob = k.blob().to_vec();
+        let at = |ip: &str| Some(ip.parse().expect("ip"));
+        assert_eq!(k.signs_in(&blob, at("10.1.1.1"), 0), Some(Ok(())));
+        assert!(matches!(k.signs_in(&blob, at("10.9.1.1"), 0), Some(Err(_))));
+        assert!(matches!(
+            k.signs_in(&blob, at("127.0.0.1"), 0),
+            Some(Err(_))
+        ));
+        assert_eq!(k.signs_in(b"another key", at("10.1.1.1"), 0), None);
+        // An authority's line is not a key to sign in with.
+        let ca: AuthorizedKey = format!("cert-authority,principals=\"ops\" {ED25519}")
+            .parse()
+            .expect("ca");
+        assert!(ca.options().cert_authority);
+        let refused = ca
+            .signs_in(&blob, None, 0)
+            .expect("same key")
+            .expect_err("ca");
+        assert!(refused.contains("cert-authority"), "{refused}");
+        // A quoted value with blanks and an escaped quote.
+        let odd: AuthorizedKey = format!("environment=\"A=\\\"x y\\\"\"\t{ED25519}")
+            .parse()
+            .expect("quoted");
+        assert_eq!(odd.comment(), "alice@laptop");
     }
 
     #[test]

@@ -7,12 +7,14 @@
 
 pub mod authorized_key;
 pub mod error;
+pub mod key_options;
 pub mod limits;
 pub mod schema;
 pub mod units;
 
 pub use authorized_key::AuthorizedKey;
 pub use error::ConfigError;
+pub use key_options::{AddressPatterns, KeyOptions};
 pub use limits::{ByteRate, Cidr, FilePattern, LoginHours};
 pub use schema::*;
 pub use units::{ByteSize, CongestionControl, HumanDuration, PortRange};

@@ -199,7 +199,7 @@ pub async fn sign_in(
         }
         Credential::PublicKey(key) => {
             opts.accounts
-                .authenticate_key_from(user, key, Some(remote.ip()))
+                .authenticate_key_from(user, key, Some(remote.ip()), (opts.clock)())
                 .await
         }
         Credential::Certified => {
@@ -215,6 +215,7 @@ pub async fn sign_in(
                 AuthError::UnknownUser
                 | AuthError::WrongPassword
                 | AuthError::KeyNotAuthorized
+                | AuthError::KeyRestricted(_)
                 | AuthError::AccountRefused => {}
                 // Not the client's doing, and not for long (one hopes): a
                 // temporary refusal, which clients retry, rather than one that

@@ -1316,6 +1316,137 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
     assert!(!out.status.success(), "good:\n{}", text(&out));
 }
 
+/// OpenSSH's options before a key in `authorized_keys`: the harmless ones
+/// taken, `from` and `expiry-time` kept, and `cert-authority` lines naming
+/// a user's own certificate authority (with `principals`), as sshd reads
+/// them; OpenSSH's `sftp` with keys and certificates by `ssh-keygen`.
+#[test]
+fn authorized_keys_options_are_kept_and_users_name_their_own_authorities() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_owned();
+    let keys = tempfile::tempdir().expect("keys");
+    let k = keys.path();
+    for name in ["ca", "kept", "far", "old", "mine", "ops"] {
+        ssh_keygen(&k.join(name), "ed25519", "");
+    }
+    certify(&k.join("ca"), &k.join("mine.pub"), &["-n", "alice"]);
+    certify(&k.join("ca"), &k.join("ops.pub"), &["-n", "ops"]);
+    let public = |name: &str| {
+        std::fs::read_to_string(k.join(format!("{name}.pub")))
+            .expect("public key")
+            .trim()
+            .to_owned()
+    };
+    std::fs::write(
+        d.join("ferry.toml"),
+        format!(
+            r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[sftp]
+listen = ["127.0.0.1:0"]
+
+[security]
+max_login_failures = 50
+
+[log]
+audit = "audit.jsonl"
+
+[[users]]
+name = "alice"
+password_hash = "{hash}"
+authorized_keys = [
+  'restrict,command="internal-sftp -l INFO",from="127.0.0.0/8,!10.*" {kept}',
+  'from="10.0.0.0/8" {far}',
+  'no-pty,expiry-time="20200101" {old}',
+  'cert-authority {ca}',
+]
+
+[[users]]
+name = "bob"
+password_hash = "{hash}"
+authorized_keys = ['cert-authority,principals="ops" {ca}']
+
+[[users]]
+name = "carol"
+password_hash = "{hash}"
+"#,
+            hash = hash("secret"),
+            kept = public("kept"),
+            far = public("far"),
+            old = public("old"),
+            ca = public("ca"),
+        ),
+    )
+    .expect("config");
+    let server = serve_in(dir);
+    let addr = sftp_addr(&server);
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    std::fs::write(w.join("note.txt"), "optioned").expect("note");
+    for (user, key, signs_in) in [
+        ("alice", "kept", true),
+        ("alice", "far", false),
+        ("alice", "old", false),
+        // The authority's own key is no key to sign in with.
+        ("alice", "ca", false),
+        // Certificates: alice's line takes certificates for alice; bob's
+        // line those for "ops"; carol names no authority.
+        ("alice", "mine", true),
+        ("alice", "ops", false),
+        ("bob", "ops", true),
+        ("bob", "mine", false),
+        ("carol", "mine", false),
+    ] {
+        let out = openssh_sftp_as(
+            addr,
+            user,
+            SshAuth::Key(&k.join(key)),
+            w,
+            &format!("put note.txt {key}.txt\n"),
+        );
+        assert_eq!(
+            out.status.success(),
+            signs_in,
+            "{user} with {key}:\n{}",
+            text(&out)
+        );
+        let stored = server.files().join(format!("{user}/{key}.txt"));
+        assert_eq!(stored.exists(), signs_in, "{user} with {key}");
+    }
+    // Why a listed key was not taken is logged; why a certificate was not,
+    // audited as a failed login.
+    for why in [
+        "the key is not for clients from 127.0.0.1 (from=\"10.0.0.0/8\")",
+        "the key expired",
+    ] {
+        server.wait_for_log(why);
+    }
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+    for (user, needle) in [
+        ("alice", "it is for ops, not alice"),
+        (
+            "bob",
+            "it is for alice, not bob (whose authority names ops)",
+        ),
+    ] {
+        assert!(
+            audit.lines().any(|l| l.contains("\"LOGIN\"")
+                && l.contains(&format!("\"user\":\"{user}\""))
+                && l.contains(needle)
+                && l.contains("\"code\":3")),
+            "no failed LOGIN of {user} with {needle:?}:\n{audit}"
+        );
+    }
+    // Where no authority is named, a certificate is only declined, as a key
+    // not listed is: no failed login.
+    assert!(
+        !audit.lines().any(|l| l.contains("\"user\":\"carol\"")),
+        "{audit}"
+    );
+}
+
 #[test]
 fn users_sign_in_over_sftp_with_their_authorized_keys() {
     let dir = tempfile::tempdir().expect("tempdir");

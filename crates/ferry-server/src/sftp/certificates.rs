@@ -15,8 +15,9 @@
 //!   nobody (sshd's rule where there is no `AuthorizedPrincipalsFile`);
 //! - its critical options are all understood and kept: `source-address`
 //!   (the client's address must be in one of its ranges) and `force-command`
-//!   (only `internal-sftp` or OpenSSH's `sftp-server`: SFTP is all this
-//!   server runs, so a certificate forcing another command gives no SFTP). Any other critical option
+//!   (only `internal-sftp` or OpenSSH's `sftp-server`, with no options but
+//!   its logging's: SFTP is all this server runs, so a certificate forcing
+//!   another command, or `sftp-server -R`, gives no SFTP). Any other critical option
 //!   refuses the certificate, as PROTOCOL.certkeys requires. Extensions
 //!   (`permit-pty` …) grant what a shell would need and are ignored.
 
@@ -24,7 +25,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ferry_config::AuthorizedKey;
 use ferry_config::Cidr;
+use ferry_config::key_options::check_sftp_command;
+use russh::keys::ssh_encoding::Encode;
 use russh::keys::ssh_key::Fingerprint;
 use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::{Certificate, HashAlg, PublicKey};
@@ -66,11 +70,15 @@ pub enum CertificateRefusal {
     #[error("it is for clients from {allowed}, not {client}")]
     SourceAddress { client: IpAddr, allowed: String },
     /// A `force-command` other than `internal-sftp`.
-    #[error("it forces the command {0:?}, which is not SFTP")]
+    #[error("it forces the command {0:?}, which is not SFTP as ferry serves it")]
     ForceCommand(String),
     /// A critical option this server does not know, or cannot read.
     #[error("it has the critical option {0:?}, which ferry does not understand")]
     UnknownCriticalOption(String),
+    /// The user's `cert-authority` line lists the authority with options
+    /// that refuse this login (`from="…"`, `expiry-time="…"`).
+    #[error("the user's authority line refuses it: {0}")]
+    AuthorityRestricted(String),
     /// Its key, or its authority's, is in `sftp.revoked_keys`.
     #[error("the key {key} is revoked")]
     Revoked { key: String },
@@ -124,6 +132,12 @@ impl TrustedUserCas {
         self.fingerprints.len()
     }
 
+    /// Whether this list trusts the authority that signed `cert`.
+    pub fn trusts(&self, cert: &Certificate) -> bool {
+        self.fingerprints
+            .contains(&cert.signature_key().fingerprint(HashAlg::Sha256))
+    }
+
     /// Whether `cert` signs in `user` connecting from `client` at `now`.
     pub fn check(
         &self,
@@ -135,56 +149,110 @@ impl TrustedUserCas {
         if cert.cert_type() != CertType::User {
             return Err(CertificateRefusal::NotAUserCertificate);
         }
-        let authority = cert.signature_key().fingerprint(HashAlg::Sha256);
-        if !self.fingerprints.contains(&authority) {
+        if !self.trusts(cert) {
             return Err(CertificateRefusal::UntrustedAuthority {
-                authority: authority.to_string(),
+                authority: cert
+                    .signature_key()
+                    .fingerprint(HashAlg::Sha256)
+                    .to_string(),
             });
         }
-        if cert.signature().algorithm() == (russh::keys::Algorithm::Rsa { hash: None }) {
-            return Err(CertificateRefusal::SignedWithSha1);
+        check_trusted(cert, &[user], user, client, now)
+    }
+
+    /// Whether `cert` signs in `user` from `client` at `now` by one of the
+    /// user's own `cert-authority` lines of `authorized_keys` (sshd's rule:
+    /// the line's `from` and `expiry-time` must admit the client, and the
+    /// certificate must name one of the line's `principals="…"`, or the
+    /// user when it has none).
+    pub fn check_by_user_authority(
+        cert: &Certificate,
+        lines: &[AuthorizedKey],
+        user: &str,
+        client: IpAddr,
+        now: SystemTime,
+    ) -> Result<(), CertificateRefusal> {
+        if cert.cert_type() != CertType::User {
+            return Err(CertificateRefusal::NotAUserCertificate);
         }
-        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if now < cert.valid_after() {
-            return Err(CertificateRefusal::NotYetValid {
-                valid_after: cert.valid_after(),
+        let authority = cert.signature_key();
+        let Some(line) = authority.encode_vec().ok().and_then(|blob| {
+            lines
+                .iter()
+                .find(|l| l.options().cert_authority && l.blob() == blob)
+        }) else {
+            return Err(CertificateRefusal::UntrustedAuthority {
+                authority: authority.fingerprint(HashAlg::Sha256).to_string(),
             });
-        }
-        if now >= cert.valid_before() {
-            return Err(CertificateRefusal::Expired {
-                valid_before: cert.valid_before(),
-            });
-        }
-        // The signature, the authority and the period once more, together,
-        // by the library's own check.
-        cert.validate_at(now, [&authority])
-            .map_err(|_| CertificateRefusal::BadSignature)?;
-        if !cert.valid_principals().iter().any(|p| p == user) {
-            return Err(CertificateRefusal::NotForUser {
-                user: user.to_owned(),
-                principals: match cert.valid_principals() {
-                    [] => "no one (it lists no principals)".to_owned(),
-                    names => names.join(", "),
-                },
-            });
-        }
-        for (name, value) in cert.critical_options().iter() {
-            match name.as_str() {
-                "source-address" => check_source(value, client)?,
-                "force-command" if runs_sftp(value) => {}
-                "force-command" => return Err(CertificateRefusal::ForceCommand(value.clone())),
-                other => return Err(CertificateRefusal::UnknownCriticalOption(other.to_owned())),
-            }
-        }
-        Ok(())
+        };
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        line.options()
+            .admit(Some(client), secs)
+            .map_err(CertificateRefusal::AuthorityRestricted)?;
+        let principals: Vec<&str> = match &line.options().principals {
+            Some(names) => names.iter().map(String::as_str).collect(),
+            None => vec![user],
+        };
+        check_trusted(cert, &principals, user, client, now)
     }
 }
 
-/// Whether a `force-command` runs SFTP: `internal-sftp`, or OpenSSH's
-/// `sftp-server` program (by any path, with any options).
-fn runs_sftp(command: &str) -> bool {
-    let program = command.split_whitespace().next().unwrap_or("");
-    program == "internal-sftp" || program.rsplit('/').next() == Some("sftp-server")
+/// The checks of a user certificate by an authority already trusted: the
+/// signature algorithm, the period, the principals (one of `principals`)
+/// and the critical options.
+fn check_trusted(
+    cert: &Certificate,
+    principals: &[&str],
+    user: &str,
+    client: IpAddr,
+    now: SystemTime,
+) -> Result<(), CertificateRefusal> {
+    let authority = cert.signature_key().fingerprint(HashAlg::Sha256);
+    if cert.signature().algorithm() == (russh::keys::Algorithm::Rsa { hash: None }) {
+        return Err(CertificateRefusal::SignedWithSha1);
+    }
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if now < cert.valid_after() {
+        return Err(CertificateRefusal::NotYetValid {
+            valid_after: cert.valid_after(),
+        });
+    }
+    if now >= cert.valid_before() {
+        return Err(CertificateRefusal::Expired {
+            valid_before: cert.valid_before(),
+        });
+    }
+    // The signature, the authority and the period once more, together,
+    // by the library's own check.
+    cert.validate_at(now, [&authority])
+        .map_err(|_| CertificateRefusal::BadSignature)?;
+    if !cert
+        .valid_principals()
+        .iter()
+        .any(|p| principals.contains(&p.as_str()))
+    {
+        return Err(CertificateRefusal::NotForUser {
+            user: match principals {
+                [one] if *one == user => user.to_owned(),
+                names => format!("{user} (whose authority names {})", names.join(", ")),
+            },
+            principals: match cert.valid_principals() {
+                [] => "no one (it lists no principals)".to_owned(),
+                names => names.join(", "),
+            },
+        });
+    }
+    for (name, value) in cert.critical_options().iter() {
+        match name.as_str() {
+            "source-address" => check_source(value, client)?,
+            "force-command" => check_sftp_command(value)
+                .map_err(|_| CertificateRefusal::ForceCommand(value.clone()))?,
+            other => return Err(CertificateRefusal::UnknownCriticalOption(other.to_owned())),
+        }
+    }
+    Ok(())
 }
 
 /// `source-address`: a comma-separated list of address ranges.
@@ -354,6 +422,10 @@ mod tests {
         }
         let lookalike = with("force-command", "/usr/bin/not-sftp-server");
         assert!(check(&lookalike, "alice", "127.0.0.1", NOW).is_err());
+        // sftp-server made read-only (-R): a restriction ferry does not
+        // apply, so no sign-in.
+        let read_only = with("force-command", "internal-sftp -R");
+        assert!(check(&read_only, "alice", "127.0.0.1", NOW).is_err());
         let backup = with("force-command", "/usr/bin/backup");
         assert_eq!(
             check(&backup, "alice", "127.0.0.1", NOW),

@@ -93,13 +93,17 @@ impl SshTrust {
 
     /// Whether `cert` signs in `user` from `client` at `now`: neither its key
     /// nor its authority revoked, nor the certificate itself (by serial
-    /// number or key id), and [`certificates::TrustedUserCas::check`].
+    /// number or key id), and [`certificates::TrustedUserCas::check`] when
+    /// the server trusts its authority, or else
+    /// [`certificates::TrustedUserCas::check_by_user_authority`] by the
+    /// user's own `cert-authority` lines (`own`).
     pub fn check_certificate(
         &self,
         cert: &russh::keys::Certificate,
         user: &str,
         client: std::net::IpAddr,
         now: std::time::SystemTime,
+        own: &[ferry_config::AuthorizedKey],
     ) -> Result<(), certificates::CertificateRefusal> {
         for key in [cert.public_key(), cert.signature_key()] {
             if self.revoked.contains(key) {
@@ -117,7 +121,11 @@ impl SshTrust {
             }
             None => {}
         }
-        self.cas.check(cert, user, client, now)
+        if own.is_empty() || self.cas.trusts(cert) {
+            self.cas.check(cert, user, client, now)
+        } else {
+            certificates::TrustedUserCas::check_by_user_authority(cert, own, user, client, now)
+        }
     }
 }
 

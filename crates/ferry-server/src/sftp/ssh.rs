@@ -235,6 +235,25 @@ impl SshConnection {
         self.methods.contains(&method)
     }
 
+    /// Whether a certificate could sign `user` in: the server trusts an
+    /// authority, or the user lists one (`cert-authority`).
+    async fn may_be_certified(&self, user: &str) -> bool {
+        !self.trust.cas.is_empty() || !self.user_authorities(user).await.is_empty()
+    }
+
+    /// The `cert-authority` lines of `user`'s `authorized_keys` (none when
+    /// the store cannot say: logged, and the signed attempt meets the same
+    /// store).
+    async fn user_authorities(&self, user: &str) -> Vec<ferry_config::AuthorizedKey> {
+        match self.opts.accounts.certificate_authorities(user).await {
+            Ok(lines) => lines,
+            Err(e) => {
+                warn!(session = self.peer.id, user = %user, error = %e, "cannot look up certificate authorities");
+                Vec::new()
+            }
+        }
+    }
+
     /// Declines one attempt; the client may go on with any method offered.
     fn try_again(&self) -> Auth {
         Auth::Reject {
@@ -347,9 +366,15 @@ impl russh::server::Handler for SshConnection {
             warn!(session = self.peer.id, user = %user, key = %key_note(offer.public_key), "a revoked key was offered");
             return Ok(self.try_again());
         }
-        match self.opts.accounts.key_authorized(user, &blob).await {
+        let (from, now) = (Some(self.peer.remote.ip()), (self.opts.clock)());
+        match self
+            .opts
+            .accounts
+            .key_authorized(user, &blob, from, now)
+            .await
+        {
             Ok(true) if self.user.is_none() => Ok(Auth::Accept),
-            Ok(false) if self.user.is_none() && !self.trust.cas.is_empty() => {
+            Ok(false) if self.user.is_none() && self.may_be_certified(user).await => {
                 // Perhaps a certificate's key: russh will hand the signed
                 // request to auth_openssh_certificate if so.
                 if self.uncertain_offers.len() < 16 {
@@ -397,17 +422,18 @@ impl russh::server::Handler for SshConnection {
         user: &str,
         certificate: &russh::keys::Certificate,
     ) -> Result<Auth, Self::Error> {
-        if !self.offers(MethodKind::PublicKey) || self.trust.cas.is_empty() {
+        if !self.offers(MethodKind::PublicKey) || self.user.is_some() {
             return Ok(self.try_again());
         }
-        if self.user.is_some() {
+        let own = self.user_authorities(user).await;
+        if self.trust.cas.is_empty() && own.is_empty() {
             return Ok(self.try_again());
         }
         let note = certificate_note(certificate);
         let now = (self.opts.clock)();
         match self
             .trust
-            .check_certificate(certificate, user, self.peer.remote.ip(), now)
+            .check_certificate(certificate, user, self.peer.remote.ip(), now, &own)
         {
             Ok(()) => self.sign_in(user, Credential::Certified, Some(&note)).await,
             Err(why) => {
