@@ -1316,6 +1316,14 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
     assert!(!out.status.success(), "good:\n{}", text(&out));
 }
 
+/// The line of `dir/name.pub` (`ssh-keygen`'s public key), trimmed.
+fn public_key_line(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.pub")))
+        .expect("public key")
+        .trim()
+        .to_owned()
+}
+
 /// OpenSSH's options before a key in `authorized_keys`: the harmless ones
 /// taken, `from` and `expiry-time` kept, and `cert-authority` lines naming
 /// a user's own certificate authority (with `principals`), as sshd reads
@@ -1331,12 +1339,7 @@ fn authorized_keys_options_are_kept_and_users_name_their_own_authorities() {
     }
     certify(&k.join("ca"), &k.join("mine.pub"), &["-n", "alice"]);
     certify(&k.join("ca"), &k.join("ops.pub"), &["-n", "ops"]);
-    let public = |name: &str| {
-        std::fs::read_to_string(k.join(format!("{name}.pub")))
-            .expect("public key")
-            .trim()
-            .to_owned()
-    };
+    let public = |name: &str| public_key_line(k, name);
     std::fs::write(
         d.join("ferry.toml"),
         format!(
@@ -1463,12 +1466,7 @@ fn users_sign_in_over_sftp_with_their_authorized_keys() {
         ssh_keygen(&k.join(name), kind, "");
     }
     let key = |name: &str| k.join(name);
-    let public = |name: &str| {
-        std::fs::read_to_string(k.join(format!("{name}.pub")))
-            .expect("public key")
-            .trim()
-            .to_owned()
-    };
+    let public = |name: &str| public_key_line(k, name);
     std::fs::write(
         d.join("ferry.toml"),
         format!(
