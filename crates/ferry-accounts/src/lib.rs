@@ -23,8 +23,8 @@ pub use limits::{LimitRefusal, LimitSource, Limits, Sourced};
 pub use rules::{AccessRules, DenyReason, PermissionSet, PolicyDecision, RuleSource};
 pub use sql::{Ban, SqlStore};
 pub use store::{
-    Account, AccountKind, AccountStore, AuthError, Authenticator, ConfigStore, PasswordCheck,
-    StoreError,
+    Account, AccountKind, AccountStore, AuthError, Authenticator, CertificateRules, ConfigStore,
+    PasswordCheck, StoreError,
 };
 pub use system::{SystemAuth, SystemStore};
 pub use usage::{HoldId, MemoryLedger, Recount, Reservation, Usage, UsageLedger};

@@ -294,6 +294,17 @@ async fn verify_off_thread(password: String, hash: String) -> Result<bool, AuthE
         .map_err(|e| AuthError::Misconfigured(e.to_string()))
 }
 
+/// What a user says about OpenSSH certificates
+/// ([`Authenticator::certificate_rules`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateRules {
+    /// The `cert-authority` lines of the user's `authorized_keys`.
+    pub authorities: Vec<ferry_config::AuthorizedKey>,
+    /// `ssh_principals`: the names a certificate from a trusted authority
+    /// must list one of; empty, the user's own name.
+    pub principals: Vec<String>,
+}
+
 /// The one place the server asks "who is this?": anonymous logins first, then each
 /// account store in turn.
 #[derive(Debug, Clone)]
@@ -475,24 +486,24 @@ impl Authenticator {
         }
     }
 
-    /// The `cert-authority` lines of `name`'s `authorized_keys`: authorities
-    /// whose certificates sign this user in (with the lines' options, which
-    /// the SSH layer applies). None for anonymous or an unknown user.
-    pub async fn certificate_authorities(
-        &self,
-        name: &str,
-    ) -> Result<Vec<ferry_config::AuthorizedKey>, StoreError> {
+    /// What `name` says about OpenSSH certificates: the `cert-authority`
+    /// lines of the `authorized_keys` (authorities whose certificates sign
+    /// this user in, with the lines' options, which the SSH layer applies)
+    /// and `ssh_principals`. Empty for anonymous or an unknown user.
+    pub async fn certificate_rules(&self, name: &str) -> Result<CertificateRules, StoreError> {
         if Self::is_anonymous_name(name) {
-            return Ok(Vec::new());
+            return Ok(CertificateRules::default());
         }
         Ok(self
             .find_user(name)
             .await?
-            .map(|(user, _)| {
-                user.authorized_keys
+            .map(|(user, _)| CertificateRules {
+                authorities: user
+                    .authorized_keys
                     .into_iter()
                     .filter(|k| k.options().cert_authority)
-                    .collect()
+                    .collect(),
+                principals: user.ssh_principals,
             })
             .unwrap_or_default())
     }
@@ -796,9 +807,14 @@ mod tests {
             }
         }
         for (user, expected) in [("dave", 1), ("carol", 0), ("anonymous", 0), ("nobody", 0)] {
-            let lines = auth.certificate_authorities(user).await.expect("store");
-            assert_eq!(lines.len(), expected, "{user}");
-            assert!(lines.iter().all(|k| k.blob() == alice_blob.as_slice()));
+            let rules = auth.certificate_rules(user).await.expect("store");
+            assert_eq!(rules.authorities.len(), expected, "{user}");
+            assert!(
+                rules
+                    .authorities
+                    .iter()
+                    .all(|k| k.blob() == alice_blob.as_slice())
+            );
         }
     }
 

@@ -645,6 +645,11 @@ account_settings! {
     /// Users only: SSH public keys the user may sign in with over SFTP
     /// (OpenSSH `.pub` lines).
     authorized_keys: Vec<AuthorizedKey>,
+    /// Users only: the principals an OpenSSH certificate from a trusted
+    /// authority (`sftp.trusted_user_ca_keys`) must name one of to sign this
+    /// user in, instead of the user's name (sshd's
+    /// `AuthorizedPrincipalsFile`).
+    ssh_principals: Vec<String>,
     permissions: PermissionTable,
     quota_bytes: Option<ByteSize>,
     quota_files: Option<u64>,
@@ -770,12 +775,17 @@ impl Config {
                 .at_key(format!("groups[{i}].name"))
                 .at_line(line(&g.name)));
             }
-            if !g.authorized_keys.is_empty() {
-                return Err(
-                    ConfigError::new("only users have authorized_keys, not groups")
-                        .at_key(format!("groups[{i}].authorized_keys"))
-                        .at_line(line(&g.name)),
-                );
+            for (key, set) in [
+                ("authorized_keys", !g.authorized_keys.is_empty()),
+                ("ssh_principals", !g.ssh_principals.is_empty()),
+            ] {
+                if set {
+                    return Err(
+                        ConfigError::new(format!("only users have {key}, not groups"))
+                            .at_key(format!("groups[{i}].{key}"))
+                            .at_line(line(&g.name)),
+                    );
+                }
             }
             check_rule_paths(&g.permissions).map_err(|m| {
                 ConfigError::new(m)
@@ -824,6 +834,18 @@ impl Config {
                         "groups",
                     ));
                 }
+            }
+            if let Some(bad) = u
+                .ssh_principals
+                .iter()
+                .find(|p| p.is_empty() || p.contains(|c: char| c == ',' || c.is_whitespace()))
+            {
+                return Err(at(
+                    format!(
+                        "`{bad}` is not a principal: one name per item, without blanks or commas"
+                    ),
+                    "ssh_principals",
+                ));
             }
             check_rule_paths(&u.permissions).map_err(|m| at(m, "permissions"))?;
         }
@@ -1044,6 +1066,19 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
             "[[groups]]\nname = \"g\"\nauthorized_keys = [\"{key}\"]\n"
         ));
         assert_eq!(e.key.as_deref(), Some("groups[0].authorized_keys"));
+
+        // Certificate principals: users only, one name per item.
+        let e = err("[[groups]]\nname = \"g\"\nssh_principals = [\"ops\"]\n");
+        assert_eq!(e.key.as_deref(), Some("groups[0].ssh_principals"));
+        let user = |principals: &str| {
+            format!(
+                "[[users]]\nname = \"k\"\npassword_hash = \"{HASH}\"\nssh_principals = [{principals}]\n"
+            )
+        };
+        let e = err(&user("\"ops,dev\""));
+        assert_eq!(e.key.as_deref(), Some("users[0].ssh_principals"));
+        let c = Config::parse(&user("\"ops\", \"k\"")).expect("principals");
+        assert_eq!(c.users[0].ssh_principals, ["ops", "k"]);
     }
 
     #[test]
@@ -1079,10 +1114,17 @@ const LIST_KEYS: &[&str] = &[
     "allowed_files",
     "denied_files",
     "authorized_keys",
+    "ssh_principals",
 ];
 
 /// Settings only users have.
-pub const USER_ONLY_KEYS: &[&str] = &["password_hash", "home", "groups", "authorized_keys"];
+pub const USER_ONLY_KEYS: &[&str] = &[
+    "password_hash",
+    "home",
+    "groups",
+    "authorized_keys",
+    "ssh_principals",
+];
 
 impl AccountSettings {
     /// Applies one `KEY=VALUE` from the command line, with the same keys and value

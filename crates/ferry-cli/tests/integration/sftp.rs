@@ -1182,14 +1182,16 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
     std::fs::write(&revoked, "# none yet\n").expect("revoked");
     let server = FerryServer::start_with(&format!(
         "{}\n[security]\nmax_login_failures = 50\n",
-        config().replace(
-            "[sftp]\n",
-            &format!(
-                "[sftp]\ntrusted_user_ca_keys = [\"{}\"]\nrevoked_keys = \"{}\"\n",
-                k.join("ca.pub").display(),
-                revoked.display()
+        config()
+            .replace("quota_bytes", "ssh_principals = [\"bob\"]\nquota_bytes")
+            .replace(
+                "[sftp]\n",
+                &format!(
+                    "[sftp]\ntrusted_user_ca_keys = [\"{}\"]\nrevoked_keys = \"{}\"\n",
+                    k.join("ca.pub").display(),
+                    revoked.display()
+                )
             )
-        )
     ));
     let addr = sftp_addr(&server);
     let work = tempfile::tempdir().expect("work");
@@ -1248,6 +1250,24 @@ fn users_sign_in_with_openssh_certificates_from_a_trusted_authority() {
         .filter(|l| l.contains("\"LOGIN\"") && l.contains("\"code\":3"))
         .count();
     assert_eq!(failed, 4, "{audit}");
+
+    // carol's ssh_principals (sshd's AuthorizedPrincipalsFile) name bob:
+    // certificates for bob sign her in, one for alice only does not.
+    for (name, signs_in) in [("for_bob", true), ("near", true), ("sftp_only", false)] {
+        let out = openssh_sftp_as(addr, "carol", SshAuth::Key(&k.join(name)), w, "ls\n");
+        assert_eq!(
+            out.status.success(),
+            signs_in,
+            "carol with {name}:\n{}",
+            text(&out)
+        );
+    }
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).expect("audit");
+    assert!(
+        audit.lines().any(|l| l.contains("\"user\":\"carol\"")
+            && l.contains("it is for alice, not carol (whose authority names bob)")),
+        "{audit}"
+    );
 
     // Revoking good's key (sshd's RevokedKeys, read again on SIGHUP): its
     // certificate signs in no more; near's still does.

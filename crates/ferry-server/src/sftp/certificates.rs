@@ -138,10 +138,13 @@ impl TrustedUserCas {
             .contains(&cert.signature_key().fingerprint(HashAlg::Sha256))
     }
 
-    /// Whether `cert` signs in `user` connecting from `client` at `now`.
+    /// Whether `cert` signs in `user` connecting from `client` at `now`:
+    /// it must name one of `principals` (the user's name, or the user's
+    /// `ssh_principals`).
     pub fn check(
         &self,
         cert: &Certificate,
+        principals: &[&str],
         user: &str,
         client: IpAddr,
         now: SystemTime,
@@ -157,7 +160,7 @@ impl TrustedUserCas {
                     .to_string(),
             });
         }
-        check_trusted(cert, &[user], user, client, now)
+        check_trusted(cert, principals, user, client, now)
     }
 
     /// Whether `cert` signs in `user` from `client` at `now` by one of the
@@ -330,6 +333,7 @@ mod tests {
         let ca = key(9);
         TrustedUserCas::from_keys([ca.public_key()]).check(
             cert,
+            &[user],
             user,
             client.parse().expect("ip"),
             at(now),
@@ -387,8 +391,30 @@ mod tests {
         assert!(TrustedUserCas::default().is_empty());
         assert!(
             TrustedUserCas::default()
-                .check(&cert, "alice", "127.0.0.1".parse().expect("ip"), at(NOW))
+                .check(
+                    &cert,
+                    &["alice"],
+                    "alice",
+                    "127.0.0.1".parse().expect("ip"),
+                    at(NOW)
+                )
                 .is_err()
+        );
+        // A user's ssh_principals (sshd's AuthorizedPrincipalsFile) replace
+        // the user's name: carol, who lists alice and ops, signs in with
+        // alice's certificate; with only ops listed, not.
+        let cas = TrustedUserCas::from_keys([ca.public_key()]);
+        let from = "127.0.0.1".parse().expect("ip");
+        assert_eq!(
+            cas.check(&cert, &["ops", "alice"], "carol", from, at(NOW)),
+            Ok(())
+        );
+        let refused = cas
+            .check(&cert, &["ops"], "carol", from, at(NOW))
+            .expect_err("not ops");
+        assert_eq!(
+            refused.to_string(),
+            "it is for alice, not carol (whose authority names ops)"
         );
     }
 
@@ -450,7 +476,13 @@ mod tests {
         assert!(!cas.is_empty());
         let cert = certificate(&key(9), |_| {});
         assert_eq!(
-            cas.check(&cert, "alice", "127.0.0.1".parse().expect("ip"), at(NOW)),
+            cas.check(
+                &cert,
+                &["alice"],
+                "alice",
+                "127.0.0.1".parse().expect("ip"),
+                at(NOW)
+            ),
             Ok(())
         );
         let bad = dir.path().join("bad.pub");

@@ -94,16 +94,17 @@ impl SshTrust {
     /// Whether `cert` signs in `user` from `client` at `now`: neither its key
     /// nor its authority revoked, nor the certificate itself (by serial
     /// number or key id), and [`certificates::TrustedUserCas::check`] when
-    /// the server trusts its authority, or else
+    /// the server trusts its authority (for the user's `ssh_principals`, or
+    /// else the user's name), or else
     /// [`certificates::TrustedUserCas::check_by_user_authority`] by the
-    /// user's own `cert-authority` lines (`own`).
+    /// user's own `cert-authority` lines.
     pub fn check_certificate(
         &self,
         cert: &russh::keys::Certificate,
         user: &str,
         client: std::net::IpAddr,
         now: std::time::SystemTime,
-        own: &[ferry_config::AuthorizedKey],
+        own: &ferry_accounts::CertificateRules,
     ) -> Result<(), certificates::CertificateRefusal> {
         for key in [cert.public_key(), cert.signature_key()] {
             if self.revoked.contains(key) {
@@ -121,10 +122,20 @@ impl SshTrust {
             }
             None => {}
         }
-        if own.is_empty() || self.cas.trusts(cert) {
-            self.cas.check(cert, user, client, now)
+        if own.authorities.is_empty() || self.cas.trusts(cert) {
+            let principals: Vec<&str> = match own.principals.as_slice() {
+                [] => vec![user],
+                names => names.iter().map(String::as_str).collect(),
+            };
+            self.cas.check(cert, &principals, user, client, now)
         } else {
-            certificates::TrustedUserCas::check_by_user_authority(cert, own, user, client, now)
+            certificates::TrustedUserCas::check_by_user_authority(
+                cert,
+                &own.authorities,
+                user,
+                client,
+                now,
+            )
         }
     }
 }

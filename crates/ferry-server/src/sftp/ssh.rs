@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ferry_accounts::CertificateRules;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpStream;
@@ -238,18 +239,18 @@ impl SshConnection {
     /// Whether a certificate could sign `user` in: the server trusts an
     /// authority, or the user lists one (`cert-authority`).
     async fn may_be_certified(&self, user: &str) -> bool {
-        !self.trust.cas.is_empty() || !self.user_authorities(user).await.is_empty()
+        !self.trust.cas.is_empty() || !self.certificate_rules(user).await.authorities.is_empty()
     }
 
-    /// The `cert-authority` lines of `user`'s `authorized_keys` (none when
-    /// the store cannot say: logged, and the signed attempt meets the same
-    /// store).
-    async fn user_authorities(&self, user: &str) -> Vec<ferry_config::AuthorizedKey> {
-        match self.opts.accounts.certificate_authorities(user).await {
-            Ok(lines) => lines,
+    /// What `user` says about certificates: `cert-authority` lines and
+    /// `ssh_principals` (nothing when the store cannot say: logged, and the
+    /// signed attempt meets the same store).
+    async fn certificate_rules(&self, user: &str) -> CertificateRules {
+        match self.opts.accounts.certificate_rules(user).await {
+            Ok(rules) => rules,
             Err(e) => {
                 warn!(session = self.peer.id, user = %user, error = %e, "cannot look up certificate authorities");
-                Vec::new()
+                CertificateRules::default()
             }
         }
     }
@@ -425,8 +426,8 @@ impl russh::server::Handler for SshConnection {
         if !self.offers(MethodKind::PublicKey) || self.user.is_some() {
             return Ok(self.try_again());
         }
-        let own = self.user_authorities(user).await;
-        if self.trust.cas.is_empty() && own.is_empty() {
+        let own = self.certificate_rules(user).await;
+        if self.trust.cas.is_empty() && own.authorities.is_empty() {
             return Ok(self.try_again());
         }
         let note = certificate_note(certificate);
