@@ -458,6 +458,7 @@ impl Authenticator {
     /// `authorized_keys`. SSH asks this before the client proves it holds
     /// the key; a key not listed is not a failed login (clients offer every
     /// key they have).
+    ///
     /// A key listed with options (`from="…"`, `expiry-time="…"`) is
     /// authorized only from `from` before it expires, as sshd answers it.
     pub async fn key_authorized(
@@ -627,9 +628,6 @@ fn key_signs_in(
     from: Option<std::net::IpAddr>,
     now: std::time::SystemTime,
 ) -> Result<(), AuthError> {
-    let now = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let mut refused = None;
     for line in &user.authorized_keys {
         match line.signs_in(key, from, now) {

@@ -97,16 +97,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let tls = Arc::new(tls);
             opts.tls = Some(tls.clone());
             // SIGHUP reads the certificate and key again, without a restart.
-            tokio::spawn(async move {
-                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    match tls.reload() {
-                        Ok(fp) => eprintln!("ferry: TLS certificate reloaded, SHA-256 fingerprint {fp}"),
-                        Err(e) => eprintln!("ferry: TLS certificate not reloaded, keeping the old one: {e}"),
-                    }
-                }
+            on_sighup(move || match tls.reload() {
+                Ok(fp) => eprintln!("ferry: TLS certificate reloaded, SHA-256 fingerprint {fp}"),
+                Err(e) => eprintln!("ferry: TLS certificate not reloaded, keeping the old one: {e}"),
             });
         }
         if !config.sftp.listen.is_empty() {
@@ -121,16 +114,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             opts.sftp = Some(sftp.clone());
             if !config.sftp.trusted_user_ca_keys.is_empty() || config.sftp.revoked_keys.is_some() {
                 // SIGHUP reads the trusted CA keys and the revoked keys again.
-                tokio::spawn(async move {
-                    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-                        return;
-                    };
-                    while hup.recv().await.is_some() {
-                        match sftp.reload_trust() {
-                            Ok(trust) => eprintln!("ferry: SSH trust reloaded: {trust}"),
-                            Err(e) => eprintln!("ferry: SSH trust not reloaded, keeping the old one: {e}"),
-                        }
-                    }
+                on_sighup(move || match sftp.reload_trust() {
+                    Ok(trust) => eprintln!("ferry: SSH trust reloaded: {trust}"),
+                    Err(e) => eprintln!("ferry: SSH trust not reloaded, keeping the old one: {e}"),
                 });
             }
         }
@@ -273,4 +259,17 @@ fn where_files_are(config: &ferry_config::Config) -> String {
             s.prefix
         ),
     }
+}
+
+/// Runs `reload` at each SIGHUP, for as long as the server runs.
+fn on_sighup(reload: impl Fn() + Send + 'static) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            reload();
+        }
+    });
 }

@@ -76,14 +76,14 @@ impl AuthorizedKey {
     }
 
     /// Whether this line signs in a client that holds the plain key `blob`,
-    /// connecting from `client` at `now` (Unix seconds): the same key, not
+    /// connecting from `client` at `now`: the same key, not
     /// a `cert-authority` line, and admitted by its `from` and
     /// `expiry-time`. `Err` says why a line with this key does not.
     pub fn signs_in(
         &self,
         blob: &[u8],
         client: Option<std::net::IpAddr>,
-        now: i64,
+        now: std::time::SystemTime,
     ) -> Option<Result<(), String>> {
         if self.blob != blob {
             return None;
@@ -394,20 +394,29 @@ pub(crate) mod tests {
         assert_eq!(k.to_string(), line);
         let blob = k.blob().to_vec();
         let at = |ip: &str| Some(ip.parse().expect("ip"));
-        assert_eq!(k.signs_in(&blob, at("10.1.1.1"), 0), Some(Ok(())));
-        assert!(matches!(k.signs_in(&blob, at("10.9.1.1"), 0), Some(Err(_))));
+        assert_eq!(
+            k.signs_in(&blob, at("10.1.1.1"), std::time::UNIX_EPOCH),
+            Some(Ok(()))
+        );
         assert!(matches!(
-            k.signs_in(&blob, at("127.0.0.1"), 0),
+            k.signs_in(&blob, at("10.9.1.1"), std::time::UNIX_EPOCH),
             Some(Err(_))
         ));
-        assert_eq!(k.signs_in(b"another key", at("10.1.1.1"), 0), None);
+        assert!(matches!(
+            k.signs_in(&blob, at("127.0.0.1"), std::time::UNIX_EPOCH),
+            Some(Err(_))
+        ));
+        assert_eq!(
+            k.signs_in(b"another key", at("10.1.1.1"), std::time::UNIX_EPOCH),
+            None
+        );
         // An authority's line is not a key to sign in with.
         let ca: AuthorizedKey = format!("cert-authority,principals=\"ops\" {ED25519}")
             .parse()
             .expect("ca");
         assert!(ca.options().cert_authority);
         let refused = ca
-            .signs_in(&blob, None, 0)
+            .signs_in(&blob, None, std::time::UNIX_EPOCH)
             .expect("same key")
             .expect_err("ca");
         assert!(refused.contains("cert-authority"), "{refused}");

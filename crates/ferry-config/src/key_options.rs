@@ -30,7 +30,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use time::{Date, Month, PrimitiveDateTime, Time};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::PrimitiveDateTime;
 
 /// What the options of one `authorized_keys` line say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,10 +113,13 @@ impl KeyOptions {
         Ok(options)
     }
 
-    /// Whether the key signs in from `client` at `now` (Unix seconds): its
-    /// `from` admits the address and its `expiry-time` has not come. A key
-    /// with no address to check against (`None`) and a `from` does not.
-    pub fn admit(&self, client: Option<IpAddr>, now: i64) -> Result<(), String> {
+    /// Whether the key signs in from `client` at `now`: its `from` admits
+    /// the address and its `expiry-time` has not come. A key with no
+    /// address to check against (`None`) and a `from` does not.
+    pub fn admit(&self, client: Option<IpAddr>, now: SystemTime) -> Result<(), String> {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         if let Some(expires) = self.expires_at
             && now >= expires
         {
@@ -192,30 +197,17 @@ fn split(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
 fn expiry_time(text: &str) -> Result<i64, String> {
     let bad = || format!("expiry-time=\"{text}\" is not YYYYMMDD[HHMM[SS]]");
     let digits = text.strip_suffix(['Z', 'z']).unwrap_or(text);
-    if !matches!(digits.len(), 8 | 12 | 14) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let n = |range: std::ops::Range<usize>| digits.get(range).map_or(Ok(0), str::parse::<u32>);
-    let (year, month, day) = (n(0..4), n(4..6), n(6..8));
-    let (hour, minute, second) = (n(8..10), n(10..12), n(12..14));
-    let field = |v: Result<u32, _>| v.map_err(|_| bad());
-    let month =
-        Month::try_from(u8::try_from(field(month)?).map_err(|_| bad())?).map_err(|_| bad())?;
-    let date = Date::from_calendar_date(
-        i32::try_from(field(year)?).map_err(|_| bad())?,
-        month,
-        u8::try_from(field(day)?).map_err(|_| bad())?,
-    )
-    .map_err(|_| bad())?;
-    let time = Time::from_hms(
-        u8::try_from(field(hour)?).map_err(|_| bad())?,
-        u8::try_from(field(minute)?).map_err(|_| bad())?,
-        u8::try_from(field(second)?).map_err(|_| bad())?,
-    )
-    .map_err(|_| bad())?;
-    Ok(PrimitiveDateTime::new(date, time)
-        .assume_utc()
-        .unix_timestamp())
+    // The hours, minutes and seconds left out are zero.
+    let whole = match digits.len() {
+        8 => format!("{digits}000000"),
+        12 => format!("{digits}00"),
+        14 => digits.to_owned(),
+        _ => return Err(bad()),
+    };
+    let format = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    PrimitiveDateTime::parse(&whole, format)
+        .map(|t| t.assume_utc().unix_timestamp())
+        .map_err(|_| bad())
 }
 
 /// Whether a forced command (`command="…"` here, a certificate's
@@ -344,6 +336,11 @@ mod tests {
         s.parse().expect("ip")
     }
 
+    /// Unix time `secs`.
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    }
+
     #[test]
     fn harmless_options_are_taken_and_the_rest_kept() {
         let o = KeyOptions::parse(
@@ -366,17 +363,19 @@ mod tests {
         ] {
             assert_eq!(from.matches(ip(addr)), admitted, "{addr}");
         }
-        assert_eq!(o.admit(Some(ip("10.1.2.3")), 1_893_542_399), Ok(()));
+        assert_eq!(o.admit(Some(ip("10.1.2.3")), at(1_893_542_399)), Ok(()));
         let expired = o
-            .admit(Some(ip("10.1.2.3")), 1_893_542_400)
+            .admit(Some(ip("10.1.2.3")), at(1_893_542_400))
             .expect_err("expired");
         assert!(expired.contains("expired"), "{expired}");
-        let elsewhere = o.admit(Some(ip("127.0.0.1")), 0).expect_err("elsewhere");
+        let elsewhere = o
+            .admit(Some(ip("127.0.0.1")), at(0))
+            .expect_err("elsewhere");
         assert!(
             elsewhere.contains("not for clients from 127.0.0.1"),
             "{elsewhere}"
         );
-        assert!(o.admit(None, 0).is_err());
+        assert!(o.admit(None, at(0)).is_err());
 
         let ca = KeyOptions::parse("cert-authority,principals=\"alice, ops\"").expect("ca");
         assert!(ca.cert_authority);
@@ -384,7 +383,7 @@ mod tests {
             ca.principals,
             Some(vec!["alice".to_owned(), "ops".to_owned()])
         );
-        assert_eq!(ca.admit(None, 0), Ok(()));
+        assert_eq!(ca.admit(None, at(0)), Ok(()));
         assert_eq!(
             KeyOptions::parse("expiry-time=\"203001021530Z\"").map(|o| o.expires_at),
             Ok(Some(1_893_598_200))

@@ -332,10 +332,11 @@ pub struct SftpSection {
     /// in the users its certificate names (by the `publickey` method). None
     /// by default.
     pub trusted_user_ca_keys: Vec<PathBuf>,
-    /// A file of revoked public keys, one per line as in OpenSSH's
-    /// `RevokedKeys` (its text form): they sign nobody in, listed in
-    /// `authorized_keys`, certified, or as a certificate authority. None by
-    /// default.
+    /// OpenSSH's `RevokedKeys`: a file of revoked public keys, one per
+    /// line, or a binary key revocation list (`ssh-keygen -k`; keys,
+    /// certificate serial numbers and key ids). What it revokes signs
+    /// nobody in, listed in `authorized_keys`, certified, or as a
+    /// certificate authority. None by default.
     pub revoked_keys: Option<PathBuf>,
 }
 

@@ -40,18 +40,19 @@ pub fn ed25519_key(seed: u8) -> russh::keys::PrivateKey {
 }
 
 /// A certificate of `kind` for `key`'s public half, valid over `valid`
-/// (Unix seconds), with the key id `alice@laptop`: the caller names the
-/// principals and signs it.
+/// (Unix seconds), with the key id `id`: the caller names the principals
+/// and signs it.
 pub fn certificate_builder(
     key: &russh::keys::PrivateKey,
     kind: russh::keys::ssh_key::certificate::CertType,
     valid: std::ops::Range<u64>,
+    id: &str,
 ) -> russh::keys::ssh_key::certificate::Builder {
     let public = key.public_key().key_data().clone();
     let mut b =
         russh::keys::ssh_key::certificate::Builder::new([7u8; 16], public, valid.start, valid.end)
             .expect("builder");
     b.cert_type(kind).expect("type");
-    b.key_id("alice@laptop").expect("id");
+    b.key_id(id).expect("id");
     b
 }

@@ -1,9 +1,11 @@
 //! OpenSSH user certificates (OpenSSH's PROTOCOL.certkeys): a key signed by
 //! a certificate authority the server trusts (`sftp.trusted_user_ca_keys`,
-//! as sshd's `TrustedUserCAKeys`) signs in the users its certificate names,
+//! as sshd's `TrustedUserCAKeys`; [`TrustedUserCas::check`]), or that the
+//! user names in a `cert-authority` line of `authorized_keys`
+//! ([`check_by_user_authority`]), signs in the users its certificate names,
 //! without being listed in their `authorized_keys`.
 //!
-//! russh has checked, before [`TrustedUserCas::check`] is asked, that the
+//! russh has checked, before either is asked, that the
 //! client holds the certified key (it signed the session) and that the
 //! certificate's signature is its signing key's. What makes it a sign-in is
 //! checked here, as sshd checks it:
@@ -11,8 +13,10 @@
 //! - it is a user certificate (not a host one), signed by a trusted
 //!   authority, and not with SHA-1 (`ssh-rsa`, refused by OpenSSH since 8.2);
 //! - now lies in its validity period (with the server's clock, injectable);
-//! - its principals name the user: a certificate with no principals signs in
-//!   nobody (sshd's rule where there is no `AuthorizedPrincipalsFile`);
+//! - its principals name the user, or one of the names the user accepts
+//!   instead (the account's `ssh_principals`, sshd's
+//!   `AuthorizedPrincipalsFile`; a `cert-authority` line's `principals`): a
+//!   certificate with no principals signs in nobody;
 //! - its critical options are all understood and kept: `source-address`
 //!   (the client's address must be in one of its ranges) and `force-command`
 //!   (only `internal-sftp` or OpenSSH's `sftp-server`, with no options but
@@ -153,52 +157,51 @@ impl TrustedUserCas {
             return Err(CertificateRefusal::NotAUserCertificate);
         }
         if !self.trusts(cert) {
-            return Err(CertificateRefusal::UntrustedAuthority {
-                authority: cert
-                    .signature_key()
-                    .fingerprint(HashAlg::Sha256)
-                    .to_string(),
-            });
+            return Err(untrusted(cert));
         }
         check_trusted(cert, principals, user, client, now)
     }
+}
 
-    /// Whether `cert` signs in `user` from `client` at `now` by one of the
-    /// user's own `cert-authority` lines of `authorized_keys` (sshd's rule:
-    /// the line's `from` and `expiry-time` must admit the client, and the
-    /// certificate must name one of the line's `principals="…"`, or the
-    /// user when it has none).
-    pub fn check_by_user_authority(
-        cert: &Certificate,
-        lines: &[AuthorizedKey],
-        user: &str,
-        client: IpAddr,
-        now: SystemTime,
-    ) -> Result<(), CertificateRefusal> {
-        if cert.cert_type() != CertType::User {
-            return Err(CertificateRefusal::NotAUserCertificate);
-        }
-        let authority = cert.signature_key();
-        let Some(line) = authority.encode_vec().ok().and_then(|blob| {
-            lines
-                .iter()
-                .find(|l| l.options().cert_authority && l.blob() == blob)
-        }) else {
-            return Err(CertificateRefusal::UntrustedAuthority {
-                authority: authority.fingerprint(HashAlg::Sha256).to_string(),
-            });
-        };
-        let secs = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        line.options()
-            .admit(Some(client), secs)
-            .map_err(CertificateRefusal::AuthorityRestricted)?;
-        let principals: Vec<&str> = match &line.options().principals {
-            Some(names) => names.iter().map(String::as_str).collect(),
-            None => vec![user],
-        };
-        check_trusted(cert, &principals, user, client, now)
+/// Whether `cert` signs in `user` from `client` at `now` by one of the
+/// user's own `cert-authority` lines of `authorized_keys` (sshd's rule: the
+/// line's `from` and `expiry-time` must admit the client, and the
+/// certificate must name one of the line's `principals="…"`, or the user
+/// when it has none).
+pub fn check_by_user_authority(
+    cert: &Certificate,
+    lines: &[AuthorizedKey],
+    user: &str,
+    client: IpAddr,
+    now: SystemTime,
+) -> Result<(), CertificateRefusal> {
+    if cert.cert_type() != CertType::User {
+        return Err(CertificateRefusal::NotAUserCertificate);
+    }
+    let Some(line) = cert.signature_key().encode_vec().ok().and_then(|blob| {
+        lines
+            .iter()
+            .find(|l| l.options().cert_authority && l.blob() == blob)
+    }) else {
+        return Err(untrusted(cert));
+    };
+    line.options()
+        .admit(Some(client), now)
+        .map_err(CertificateRefusal::AuthorityRestricted)?;
+    let principals: Vec<&str> = match &line.options().principals {
+        Some(names) => names.iter().map(String::as_str).collect(),
+        None => vec![user],
+    };
+    check_trusted(cert, &principals, user, client, now)
+}
+
+/// The refusal of a certificate whose authority is not trusted.
+fn untrusted(cert: &Certificate) -> CertificateRefusal {
+    CertificateRefusal::UntrustedAuthority {
+        authority: cert
+            .signature_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string(),
     }
 }
 
@@ -318,7 +321,7 @@ mod tests {
         ca: &PrivateKey,
         more: impl FnOnce(&mut Builder),
     ) -> Certificate {
-        let mut b = certificate_builder(&key(1), kind, NOW - 60..NOW + 3600);
+        let mut b = certificate_builder(&key(1), kind, NOW - 60..NOW + 3600, "alice@laptop");
         b.valid_principal("alice").expect("principal");
         more(&mut b);
         b.sign(ca).expect("signed")
@@ -379,7 +382,7 @@ mod tests {
             Err(CertificateRefusal::NotAUserCertificate)
         );
         let nobody = {
-            let mut b = certificate_builder(&key(1), CertType::User, 0..u64::MAX);
+            let mut b = certificate_builder(&key(1), CertType::User, 0..u64::MAX, "alice@laptop");
             b.all_principals_valid().expect("principals");
             b.sign(&ca).expect("signed")
         };

@@ -96,7 +96,7 @@ impl SshTrust {
     /// number or key id), and [`certificates::TrustedUserCas::check`] when
     /// the server trusts its authority (for the user's `ssh_principals`, or
     /// else the user's name), or else
-    /// [`certificates::TrustedUserCas::check_by_user_authority`] by the
+    /// [`certificates::check_by_user_authority`] by the
     /// user's own `cert-authority` lines.
     pub fn check_certificate(
         &self,
@@ -129,13 +129,7 @@ impl SshTrust {
             };
             self.cas.check(cert, &principals, user, client, now)
         } else {
-            certificates::TrustedUserCas::check_by_user_authority(
-                cert,
-                &own.authorities,
-                user,
-                client,
-                now,
-            )
+            certificates::check_by_user_authority(cert, &own.authorities, user, client, now)
         }
     }
 }

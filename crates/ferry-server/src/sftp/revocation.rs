@@ -483,8 +483,8 @@ fn bitmap_ranges(offset: u64, mpint: &[u8]) -> Result<Vec<RangeInclusive<u64>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::ed25519_key;
-    use russh::keys::ssh_key::certificate::{Builder, CertType};
+    use crate::test_support::{certificate_builder, ed25519_key};
+    use russh::keys::ssh_key::certificate::CertType;
 
     fn key(seed: u8) -> PublicKey {
         ed25519_key(seed).public_key().clone()
@@ -497,11 +497,8 @@ mod tests {
     /// A certificate for key 1 by the authority of seed `ca`, with
     /// `serial` and `id`.
     fn certificate(ca: u8, serial: u64, id: &str) -> Certificate {
-        let public = key(1).key_data().clone();
-        let mut b = Builder::new([7u8; 16], public, 0, u64::MAX).expect("builder");
-        b.cert_type(CertType::User).expect("type");
+        let mut b = certificate_builder(&ed25519_key(1), CertType::User, 0..u64::MAX, id);
         b.serial(serial).expect("serial");
-        b.key_id(id).expect("id");
         b.valid_principal("alice").expect("principal");
         b.sign(&ed25519_key(ca)).expect("signed")
     }

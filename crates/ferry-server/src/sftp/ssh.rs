@@ -10,7 +10,8 @@
 //! its answer as the password. A key the client only offers (before it
 //! proves it holds it) and that is not listed is declined without counting as
 //! a failed login: clients offer every key they have. Where certificate
-//! authorities are trusted, such an offer is accepted instead (russh does not
+//! authorities are trusted (by the server, or by the user in a
+//! `cert-authority` line), such an offer is accepted instead (russh does not
 //! tell a certificate's offer from a bare key's), and the bare key, signed,
 //! is then declined without counting either. A key in `sftp.revoked_keys`
 //! is declined when offered and refused (a failed login) when signed with,
@@ -788,7 +789,7 @@ mod tests {
             ..SftpSection::default()
         };
         let certificate = |principal: &str| {
-            let mut b = certificate_builder(&user_key, CertType::User, 0..u64::MAX);
+            let mut b = certificate_builder(&user_key, CertType::User, 0..u64::MAX, "alice@laptop");
             b.valid_principal(principal).expect("principal");
             b.sign(&ca).expect("signed")
         };
