@@ -24,7 +24,7 @@ pub use rules::{AccessRules, DenyReason, PermissionSet, PolicyDecision, RuleSour
 pub use sql::{Ban, SqlStore};
 pub use store::{
     Account, AccountKind, AccountStore, AuthError, Authenticator, CertificateRules, ConfigStore,
-    PasswordCheck, StoreError,
+    KeyOffer, PasswordCheck, StoreError,
 };
 pub use system::{SystemAuth, SystemStore};
 pub use usage::{HoldId, MemoryLedger, Recount, Reservation, Usage, UsageLedger};

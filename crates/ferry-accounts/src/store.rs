@@ -294,6 +294,26 @@ async fn verify_off_thread(password: String, hash: String) -> Result<bool, AuthE
         .map_err(|e| AuthError::Misconfigured(e.to_string()))
 }
 
+/// What an account answers to an SSH key offered before the client signs
+/// with it ([`Authenticator::key_authorized`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOffer {
+    /// The key is one of the user's `authorized_keys`, and its options
+    /// admit the client now.
+    Listed,
+    /// It is not (or its options refuse it). `names_authority`: the user
+    /// lists a `cert-authority`, so the key may be that of a certificate
+    /// the authority signed, which the client sends only when signing.
+    NotListed { names_authority: bool },
+}
+
+impl KeyOffer {
+    /// Whether the key is one the user signs in with.
+    pub fn is_listed(self) -> bool {
+        self == KeyOffer::Listed
+    }
+}
+
 /// What a user says about OpenSSH certificates
 /// ([`Authenticator::certificate_rules`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -302,7 +322,7 @@ pub struct CertificateRules {
     pub authorities: Vec<ferry_config::AuthorizedKey>,
     /// `ssh_principals`: the names a certificate from a trusted authority
     /// must list one of; empty, the user's own name.
-    pub principals: Vec<String>,
+    pub principals: Vec<ferry_config::Principal>,
 }
 
 /// The one place the server asks "who is this?": anonymous logins first, then each
@@ -461,29 +481,40 @@ impl Authenticator {
     ///
     /// A key listed with options (`from="…"`, `expiry-time="…"`) is
     /// authorized only from `from` before it expires, as sshd answers it.
+    ///
+    /// One lookup answers too whether the user names an authority of its
+    /// own (a `cert-authority` line), whose certificates' keys are offered
+    /// the same way.
     pub async fn key_authorized(
         &self,
         name: &str,
         key: &[u8],
         from: Option<std::net::IpAddr>,
         now: std::time::SystemTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<KeyOffer, StoreError> {
+        let not_listed = KeyOffer::NotListed {
+            names_authority: false,
+        };
         if Self::is_anonymous_name(name) {
-            return Ok(false);
+            return Ok(not_listed);
         }
         let Some((user, _)) = self.find_user(name).await? else {
-            return Ok(false);
+            return Ok(not_listed);
         };
+        let names_authority = user
+            .authorized_keys
+            .iter()
+            .any(|k| k.options().cert_authority);
         match key_signs_in(&user, key, from, now) {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(KeyOffer::Listed),
             Err(AuthError::KeyRestricted(why)) => {
                 // Declined before any signature, so no failed login: said
                 // here, or an operator could not tell why the key was not
                 // taken.
                 tracing::warn!(user = %name, reason = %why, "a listed key was offered, and its options refuse it");
-                Ok(false)
+                Ok(KeyOffer::NotListed { names_authority })
             }
-            Err(_) => Ok(false),
+            Err(_) => Ok(KeyOffer::NotListed { names_authority }),
         }
     }
 
@@ -704,10 +735,11 @@ mod tests {
         };
         let (alice_blob, other_blob) = (blob(alice_key), blob(other));
 
-        assert!(
+        assert_eq!(
             auth.key_authorized("alice", &alice_blob, None, SystemTime::now())
                 .await
-                .expect("store")
+                .expect("store"),
+            KeyOffer::Listed
         );
         let a = auth
             .authenticate_key("alice", &alice_blob)
@@ -719,11 +751,13 @@ mod tests {
         );
         // Another key, another user's key, users without keys, anonymous.
         for (user, blob) in [("alice", &other_blob), ("bob", &alice_blob)] {
-            assert!(
-                !auth
-                    .key_authorized(user, blob, None, SystemTime::now())
+            assert_eq!(
+                auth.key_authorized(user, blob, None, SystemTime::now())
                     .await
                     .expect("store"),
+                KeyOffer::NotListed {
+                    names_authority: false
+                },
                 "{user}"
             );
             assert!(
@@ -739,6 +773,7 @@ mod tests {
                 .key_authorized("anonymous", &alice_blob, None, SystemTime::now())
                 .await
                 .expect("store")
+                .is_listed()
         );
         assert!(matches!(
             auth.authenticate_key("nobody", &alice_blob).await,
@@ -788,10 +823,21 @@ mod tests {
                 Some("cert-authority"),
             ),
         ] {
-            let authorized = auth
+            let offer = auth
                 .key_authorized(user, blob, from, now)
                 .await
                 .expect("store");
+            // Only dave names an authority of his own.
+            if !offer.is_listed() {
+                assert_eq!(
+                    offer,
+                    KeyOffer::NotListed {
+                        names_authority: user == "dave"
+                    },
+                    "{user} {from:?}"
+                );
+            }
+            let authorized = offer.is_listed();
             let login = auth.authenticate_key_from(user, blob, from, now).await;
             match refusal {
                 None => assert!(authorized && login.is_ok(), "{user} {from:?}: {login:?}"),

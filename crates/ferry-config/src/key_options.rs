@@ -328,6 +328,53 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// One name an OpenSSH certificate may list among its principals, as a
+/// user's `ssh_principals` give it (sshd's `AuthorizedPrincipalsFile`, one
+/// name per line): not empty, without blanks, commas or control characters.
+/// A blank inside is refused rather than kept: `"ops dev"` is two names
+/// written as one, which would never match a certificate; a comma is where
+/// `ferry user set NAME ssh_principals=ops,dev` splits the items.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal(String);
+
+impl Principal {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Principal {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("an empty principal names no one".into());
+        }
+        if s.contains(|c: char| c == ',' || c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "`{}` is not a principal: one name per item, without blanks or commas",
+                s.escape_debug()
+            ));
+        }
+        Ok(Principal(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for Principal {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+crate::string_serde!(Principal);
+
 #[cfg(test)]
 mod tests {
     use super::*;

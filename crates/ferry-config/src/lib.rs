@@ -14,7 +14,7 @@ pub mod units;
 
 pub use authorized_key::AuthorizedKey;
 pub use error::ConfigError;
-pub use key_options::{AddressPatterns, KeyOptions};
+pub use key_options::{AddressPatterns, KeyOptions, Principal};
 pub use limits::{ByteRate, Cidr, FilePattern, LoginHours};
 pub use schema::*;
 pub use units::{ByteSize, CongestionControl, HumanDuration, PortRange};

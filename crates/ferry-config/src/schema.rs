@@ -650,7 +650,7 @@ account_settings! {
     /// authority (`sftp.trusted_user_ca_keys`) must name one of to sign this
     /// user in, instead of the user's name (sshd's
     /// `AuthorizedPrincipalsFile`).
-    ssh_principals: Vec<String>,
+    ssh_principals: Vec<crate::Principal>,
     permissions: PermissionTable,
     quota_bytes: Option<ByteSize>,
     quota_files: Option<u64>,
@@ -835,18 +835,6 @@ impl Config {
                         "groups",
                     ));
                 }
-            }
-            if let Some(bad) = u
-                .ssh_principals
-                .iter()
-                .find(|p| p.is_empty() || p.contains(|c: char| c == ',' || c.is_whitespace()))
-            {
-                return Err(at(
-                    format!(
-                        "`{bad}` is not a principal: one name per item, without blanks or commas"
-                    ),
-                    "ssh_principals",
-                ));
             }
             check_rule_paths(&u.permissions).map_err(|m| at(m, "permissions"))?;
         }
@@ -1076,8 +1064,15 @@ permissions = {{ "/" = ["*"], "/archive" = ["list", "download"] }}
                 "[[users]]\nname = \"k\"\npassword_hash = \"{HASH}\"\nssh_principals = [{principals}]\n"
             )
         };
-        let e = err(&user("\"ops,dev\""));
-        assert_eq!(e.key.as_deref(), Some("users[0].ssh_principals"));
+        for bad in ["\"ops,dev\"", "\"ops dev\"", "\"\"", "\"ops\\tdev\""] {
+            let e = err(&user(bad));
+            assert_eq!(
+                e.key.as_deref(),
+                Some("users[0].ssh_principals[0]"),
+                "{bad}"
+            );
+            assert!(e.message.contains("principal"), "{bad}: {}", e.message);
+        }
         let c = Config::parse(&user("\"ops\", \"k\"")).expect("principals");
         assert_eq!(c.users[0].ssh_principals, ["ops", "k"]);
     }
@@ -1257,6 +1252,16 @@ mod apply_tests {
         }
         // A failed assignment changes nothing.
         assert_eq!(s.quota_bytes, Some(ByteSize(1 << 30)));
+
+        // Principals are checked as in ferry.toml: a name with a blank
+        // inside is refused, and a refused list changes nothing.
+        s.apply("ssh_principals=ops, dev").expect("principals");
+        assert_eq!(s.ssh_principals, ["ops", "dev"]);
+        for bad in ["ssh_principals=ops dev", "ssh_principals=[\"a,b\"]"] {
+            let e = s.apply(bad).expect_err(bad);
+            assert!(e.contains("not a principal"), "{bad}: {e}");
+        }
+        assert_eq!(s.ssh_principals, ["ops", "dev"]);
 
         // Keys are separated by semicolons: a key's comment may hold commas.
         let key = crate::authorized_key::tests::ED25519;

@@ -125,7 +125,7 @@ impl SshTrust {
         if own.authorities.is_empty() || self.cas.trusts(cert) {
             let principals: Vec<&str> = match own.principals.as_slice() {
                 [] => vec![user],
-                names => names.iter().map(String::as_str).collect(),
+                names => names.iter().map(ferry_config::Principal::as_str).collect(),
             };
             self.cas.check(cert, &principals, user, client, now)
         } else {

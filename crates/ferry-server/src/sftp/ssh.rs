@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferry_accounts::CertificateRules;
+use ferry_accounts::{CertificateRules, KeyOffer};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpStream;
@@ -237,12 +237,6 @@ impl SshConnection {
         self.methods.contains(&method)
     }
 
-    /// Whether a certificate could sign `user` in: the server trusts an
-    /// authority, or the user lists one (`cert-authority`).
-    async fn may_be_certified(&self, user: &str) -> bool {
-        !self.trust.cas.is_empty() || !self.certificate_rules(user).await.authorities.is_empty()
-    }
-
     /// What `user` says about certificates: `cert-authority` lines and
     /// `ssh_principals` (nothing when the store cannot say: logged, and the
     /// signed attempt meets the same store).
@@ -375,8 +369,10 @@ impl russh::server::Handler for SshConnection {
             .key_authorized(user, &blob, from, now)
             .await
         {
-            Ok(true) if self.user.is_none() => Ok(Auth::Accept),
-            Ok(false) if self.user.is_none() && self.may_be_certified(user).await => {
+            Ok(KeyOffer::Listed) if self.user.is_none() => Ok(Auth::Accept),
+            Ok(KeyOffer::NotListed { names_authority })
+                if self.user.is_none() && (names_authority || !self.trust.cas.is_empty()) =>
+            {
                 // Perhaps a certificate's key: russh will hand the signed
                 // request to auth_openssh_certificate if so.
                 if self.uncertain_offers.len() < 16 {
