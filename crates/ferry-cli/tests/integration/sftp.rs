@@ -325,6 +325,90 @@ print("done")
     assert!(copied == big, "copy.bin differs ({} bytes)", copied.len());
 }
 
+/// READs on two files and a listing run side by side on one channel (the
+/// server answers each as it ends; draft-02 lets replies come in any
+/// order): paramiko prefetching two files at once and sshfs reading two
+/// files and listing a directory together get every byte and name right.
+/// alice's download rate keeps each READ waiting a while, as a slow
+/// storage read would, so that requests do overlap.
+#[test]
+fn two_files_and_a_listing_are_read_side_by_side_on_one_channel() {
+    let server = FerryServer::start_with(&config().replace(
+        "home = \"/alice\"",
+        "home = \"/alice\"\ndownload_rate = \"8 MiB/s\"",
+    ));
+    let addr = sftp_addr(&server);
+    let home = server.files().join("alice");
+    std::fs::create_dir_all(home.join("sub")).expect("home");
+    let (one, two) = (random_bytes(1 << 20, 21), random_bytes(1 << 20, 22));
+    std::fs::write(home.join("one.bin"), &one).expect("one");
+    std::fs::write(home.join("two.bin"), &two).expect("two");
+    for i in 0..50 {
+        std::fs::write(home.join(format!("sub/f{i:02}")), "x").expect("entry");
+    }
+    let script = format!(
+        r#"
+import sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="alice", password="secret")
+s = paramiko.SFTPClient.from_transport(t)
+a, b = s.open("one.bin"), s.open("two.bin")
+a.prefetch()
+b.prefetch()
+names = s.listdir("sub")
+got_b, got_a = b.read(), a.read()
+print("names:", len(names))
+print("one:", got_a == open("{one}", "rb").read(), "two:", got_b == open("{two}", "rb").read())
+print("done")
+"#,
+        one = home.join("one.bin").display(),
+        two = home.join("two.bin").display(),
+    );
+    let said = paramiko(addr, &script);
+    assert!(said.contains("names: 50"), "{said}");
+    assert!(said.contains("one: True two: True"), "{said}");
+
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    let mnt = w.join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mnt");
+    let mounted = run(
+        answering_password(&mut Command::new("sshfs"), w, "secret")
+            .args(["-p", &addr.port().to_string()])
+            .arg(format!("alice@{}:/", addr.ip()))
+            .arg(&mnt)
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,PubkeyAuthentication=no,cache=no",
+            ]),
+        LIMIT,
+    );
+    assert!(mounted.status.success(), "sshfs:\n{}", text(&mounted));
+    let _mount = SshfsMount(mnt.clone());
+    let out = run(
+        Command::new("sh")
+            .args([
+                "-c",
+                "cat one.bin > \"$1/one\" & cat two.bin > \"$1/two\" & ls sub > \"$1/ls\"; wait",
+                "sh",
+            ])
+            .arg(w)
+            .current_dir(&mnt),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        std::fs::read(w.join("one")).expect("one") == one,
+        "one.bin through sshfs"
+    );
+    assert!(
+        std::fs::read(w.join("two")).expect("two") == two,
+        "two.bin through sshfs"
+    );
+    let listed = std::fs::read_to_string(w.join("ls")).expect("ls");
+    assert_eq!(listed.lines().count(), 50, "{listed}");
+}
+
 #[test]
 fn posix_rename_replaces_files_not_directories_and_asks_for_overwrite() {
     let server = FerryServer::start_with(&config());

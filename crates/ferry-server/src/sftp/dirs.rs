@@ -26,35 +26,18 @@ impl DirHandle {
     pub(super) fn path(&self) -> &VirtualPath {
         &self.path
     }
-}
 
-impl SftpSession {
-    pub(super) async fn opendir(&mut self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
-        self.check(Permission::List, &path)?;
-        let stream = self
-            .user
-            .storage
-            .list(&path)
-            .await
-            .map_err(|e| SessionError::storage(&path, e))?;
-        let handle = self.add_handle(OpenHandle::Dir(DirHandle { path, stream }))?;
-        Ok(Packet::Handle(Handle { id, handle }))
-    }
-
-    pub(super) async fn readdir(&mut self, id: u32, handle: &str) -> Answer {
-        let Some(OpenHandle::Dir(dir)) = self.handles.get_mut(handle) else {
-            return Err(SftpFailure::failure(format!(
-                "no open directory with handle {handle:?}"
-            )));
-        };
-        let now = time::OffsetDateTime::from((self.opts.clock)());
+    /// READDIR: the next batch of names, with `ls -l` lines as of `now`;
+    /// `SSH_FX_EOF` past the last. Needs only the handle, so that READDIRs
+    /// run beside READs on other handles (`session.rs`, `Overlapping`).
+    pub(super) async fn next_names(&mut self, id: u32, now: std::time::SystemTime) -> Answer {
+        let now = time::OffsetDateTime::from(now);
         loop {
-            let batch = dir
+            let batch = self
                 .stream
                 .next_batch()
                 .await
-                .map_err(|e| SftpFailure::from(SessionError::storage(&dir.path, e)))?;
+                .map_err(|e| SftpFailure::from(SessionError::storage(&self.path, e)))?;
             let Some(batch) = batch else {
                 return Err(SftpFailure::new(
                     russh_sftp::protocol::StatusCode::Eof,
@@ -83,6 +66,31 @@ impl SftpSession {
                 .collect();
             return Ok(Packet::Name(Name { id, files }));
         }
+    }
+}
+
+impl SftpSession {
+    pub(super) async fn opendir(&mut self, id: u32, text: &str) -> Answer {
+        let path = self.resolve(text)?;
+        self.check(Permission::List, &path)?;
+        let stream = self
+            .user
+            .storage
+            .list(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        let handle = self.add_handle(OpenHandle::Dir(DirHandle { path, stream }))?;
+        Ok(Packet::Handle(Handle { id, handle }))
+    }
+
+    pub(super) async fn readdir(&mut self, id: u32, handle: &str) -> Answer {
+        let now = (self.opts.clock)();
+        let Some(OpenHandle::Dir(dir)) = self.handles.get_mut(handle) else {
+            return Err(SftpFailure::failure(format!(
+                "no open directory with handle {handle:?}"
+            )));
+        };
+        dir.next_names(id, now).await
     }
 
     pub(super) async fn remove(&mut self, id: u32, text: &str) -> Answer {

@@ -48,6 +48,7 @@ use super::session::{Answer, Audited, OpenHandle, SftpSession, ok};
 use super::status::SftpFailure;
 use crate::activity::XferRecord;
 use crate::error::SessionError;
+use crate::signin::SignedIn;
 use crate::transfer::{CountedUpload, UploadBudget};
 
 /// An open file.
@@ -63,6 +64,39 @@ pub(crate) struct FileHandle {
 }
 
 impl FileHandle {
+    /// READ: up to `len` bytes (at most [`MAX_READ`](super::session::MAX_READ))
+    /// from `offset`, at the user's download rate; `SSH_FX_EOF` at the end.
+    /// Needs only the handle and the user, so that READs on different
+    /// handles run side by side (`session.rs`, `Overlapping`).
+    pub(super) async fn read(
+        &mut self,
+        user: &SignedIn,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, SftpFailure> {
+        let want = len.min(super::session::MAX_READ) as usize;
+        let data = match &mut self.access {
+            Access::Read(Reading::HostFile(host)) => host
+                .read_at(offset, want)
+                .await
+                .map_err(|e| SessionError::storage(&self.path, e))?,
+            Access::Read(Reading::Stream(reader)) => {
+                read_stream(user, &self.path, reader, offset, want).await?
+            }
+            Access::Write(_) => {
+                return Err(SftpFailure::failure("the file was opened for writing"));
+            }
+        };
+        if data.is_empty() {
+            return Err(eof());
+        }
+        if let Some(rate) = &user.ticket.state.download {
+            rate.wait_for(data.len()).await;
+        }
+        self.moved += data.len() as u64;
+        Ok(data)
+    }
+
     /// Whether the handle writes the file.
     pub(super) fn is_writing(&self) -> bool {
         matches!(self.access, Access::Write(_))
@@ -183,6 +217,45 @@ fn cut_at(size: u64) -> WriteMode {
         0 => WriteMode::Replace,
         offset => WriteMode::Resume { offset },
     }
+}
+
+/// Reads a stream from `offset`, opening it there unless it is there
+/// already; empty at the end of the file.
+async fn read_stream(
+    user: &SignedIn,
+    path: &VirtualPath,
+    reader: &mut Option<(u64, FileReader)>,
+    offset: u64,
+    want: usize,
+) -> Result<Vec<u8>, SftpFailure> {
+    let reopen = !matches!(reader, Some((at, _)) if *at == offset);
+    if reopen {
+        *reader = None;
+        let stream = match user.storage.read(path, offset).await {
+            Ok(s) => s,
+            Err(StorageError::OffsetBeyondEnd { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(SessionError::storage(path, e).into()),
+        };
+        *reader = Some((offset, stream));
+    }
+    let Some((at, stream)) = reader.as_mut() else {
+        return Ok(Vec::new());
+    };
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        let n = stream
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|e| SessionError::storage(path, e.into()))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    *at += filled as u64;
+    Ok(buf)
 }
 
 fn eof() -> SftpFailure {
@@ -462,80 +535,12 @@ impl SftpSession {
 
     pub(super) async fn read(&mut self, r: russh_sftp::protocol::Read) -> Answer {
         let mut file = self.take_file(&r.handle)?;
-        let result = self.read_from(&mut file, r.offset, r.len).await;
+        let result = file.read(&self.user, r.offset, r.len).await;
         self.handles.put_back(r.handle, OpenHandle::File(file));
         Ok(Packet::Data(Data {
             id: r.id,
             data: result?,
         }))
-    }
-
-    async fn read_from(
-        &self,
-        file: &mut FileHandle,
-        offset: u64,
-        len: u32,
-    ) -> Result<Vec<u8>, SftpFailure> {
-        let want = len.min(super::session::MAX_READ) as usize;
-        let data = match &mut file.access {
-            Access::Read(Reading::HostFile(host)) => host
-                .read_at(offset, want)
-                .await
-                .map_err(|e| SessionError::storage(&file.path, e))?,
-            Access::Read(Reading::Stream(reader)) => {
-                self.read_stream(&file.path, reader, offset, want).await?
-            }
-            Access::Write(_) => {
-                return Err(SftpFailure::failure("the file was opened for writing"));
-            }
-        };
-        if data.is_empty() {
-            return Err(eof());
-        }
-        if let Some(rate) = &self.user.ticket.state.download {
-            rate.wait_for(data.len()).await;
-        }
-        file.moved += data.len() as u64;
-        Ok(data)
-    }
-
-    /// Reads a stream from `offset`, opening it there unless it is there
-    /// already; empty at the end of the file.
-    async fn read_stream(
-        &self,
-        path: &VirtualPath,
-        reader: &mut Option<(u64, FileReader)>,
-        offset: u64,
-        want: usize,
-    ) -> Result<Vec<u8>, SftpFailure> {
-        let reopen = !matches!(reader, Some((at, _)) if *at == offset);
-        if reopen {
-            *reader = None;
-            let stream = match self.user.storage.read(path, offset).await {
-                Ok(s) => s,
-                Err(StorageError::OffsetBeyondEnd { .. }) => return Ok(Vec::new()),
-                Err(e) => return Err(SessionError::storage(path, e).into()),
-            };
-            *reader = Some((offset, stream));
-        }
-        let Some((at, stream)) = reader.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut buf = vec![0u8; want];
-        let mut filled = 0;
-        while filled < want {
-            let n = stream
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| SessionError::storage(path, e.into()))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        buf.truncate(filled);
-        *at += filled as u64;
-        Ok(buf)
     }
 
     pub(super) async fn write(&mut self, w: russh_sftp::protocol::Write) -> Answer {

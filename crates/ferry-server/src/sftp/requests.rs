@@ -571,3 +571,92 @@ async fn a_stopping_server_lets_open_files_finish_and_opens_no_new_ones() {
         "a dropped channel kept its handles counted"
     );
 }
+
+/// A READ held up (here by the user's download rate, as a slow storage read
+/// would be) does not hold a READDIR on another handle sent after it, while
+/// the next READ of the same file and a STAT wait their turn: replies come
+/// as requests end, each with its id, and requests on one handle keep their
+/// order.
+#[tokio::test]
+async fn a_slow_read_does_not_hold_a_listing_on_another_handle() {
+    let (mut s, dir) = session("download_rate = \"64 KiB/s\"").await;
+    let home = dir.path().join("alice");
+    std::fs::create_dir_all(home.join("d")).expect("d");
+    for name in ["one", "two"] {
+        std::fs::write(home.join("d").join(name), name).expect("entry");
+    }
+    let content: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(home.join("a.bin"), &content).expect("a.bin");
+    let file = handle_of(&open(&mut s, 1, "a.bin", OpenFlags::READ).await);
+    let listing = handle_of(
+        &s.handle_packet(body(Packet::OpenDir(russh_sftp::protocol::OpenDir {
+            id: 2,
+            path: "d".into(),
+        })))
+        .await,
+    );
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let run = tokio::spawn(s.run(server));
+    let (mut replies, mut requests) = tokio::io::split(client);
+    // Each READ of 32 KiB waits about half a second for the rate.
+    for request in [
+        Packet::Read(Read {
+            id: 10,
+            handle: file.clone(),
+            offset: 0,
+            len: 32_768,
+        }),
+        Packet::ReadDir(russh_sftp::protocol::ReadDir {
+            id: 11,
+            handle: listing,
+        }),
+        Packet::Read(Read {
+            id: 12,
+            handle: file,
+            offset: 32_768,
+            len: 32_768,
+        }),
+        Packet::Stat(Stat {
+            id: 13,
+            path: "a.bin".into(),
+        }),
+    ] {
+        let bytes = Bytes::try_from(request).expect("encode");
+        requests.write_all(&bytes).await.expect("request");
+    }
+    let mut answered = Vec::new();
+    let mut data = Vec::new();
+    for _ in 0..4 {
+        let len = tokio::time::timeout(std::time::Duration::from_secs(30), replies.read_u32())
+            .await
+            .expect("a reply in time")
+            .expect("length");
+        let mut reply = vec![0u8; len as usize];
+        replies.read_exact(&mut reply).await.expect("reply");
+        match Packet::try_from(&mut Bytes::from(reply)).expect("decode") {
+            Packet::Data(d) => {
+                answered.push(d.id);
+                data.extend_from_slice(&d.data);
+            }
+            Packet::Name(n) => {
+                answered.push(n.id);
+                let mut names: Vec<_> = n.files.iter().map(|f| f.filename.as_str()).collect();
+                names.sort_unstable();
+                assert_eq!(names, ["one", "two"]);
+            }
+            Packet::Attrs(a) => {
+                answered.push(a.id);
+                assert_eq!(a.attrs.size, Some(65_536));
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert_eq!(
+        answered,
+        [11, 10, 12, 13],
+        "the listing first, then the file's READs in order, then STAT"
+    );
+    assert!(data == content, "the READs return the file in order");
+    requests.shutdown().await.expect("eof");
+    run.await.expect("ended");
+}

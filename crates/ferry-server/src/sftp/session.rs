@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_accounts::Permission;
 use ferry_storage::{Metadata, StorageError, VirtualPath};
-use russh_sftp::protocol::{Packet, Status, StatusCode};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use russh_sftp::protocol::{Data, Packet, Status, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -260,6 +263,73 @@ async fn read_requests<R: AsyncRead + Unpin>(
     }
 }
 
+/// The most READ and READDIR requests one channel runs at once, each on a
+/// handle of its own; a READ's answer holds up to [`MAX_READ`].
+pub(super) const OVERLAPPING_REQUESTS: usize = 8;
+
+/// A packet read from the channel.
+enum Incoming {
+    /// A request to run; `id` as the packet carried it.
+    Request { id: u32, packet: Packet },
+    /// Answered already, in reading it.
+    Answered(Packet),
+}
+
+/// When a request may start.
+enum Start {
+    /// Now, beside those in flight: a READ or READDIR on the handle named.
+    Beside(String),
+    /// Now, alone: nothing is in flight.
+    Alone,
+    /// Once a request in flight ends.
+    Later,
+}
+
+/// A READ or READDIR that ran beside others, with the handle it had out of
+/// the table.
+struct Overlapped {
+    name: String,
+    handle: OpenHandle,
+    reply: Packet,
+    /// The request's room in the channel's queue.
+    held: OwnedSemaphorePermit,
+}
+
+/// Runs a READ (on a file handle) or READDIR (on a directory handle) with
+/// its handle out of the table: it needs nothing else of the session, so
+/// it runs beside others (`SftpSession::answer_requests`). `now` dates a
+/// listing's `ls -l` lines.
+fn overlapping(
+    user: Arc<SignedIn>,
+    now: std::time::SystemTime,
+    packet: Packet,
+    name: String,
+    mut handle: OpenHandle,
+    held: OwnedSemaphorePermit,
+) -> BoxFuture<'static, Overlapped> {
+    Box::pin(async move {
+        let id = packet.get_request_id();
+        let answer = match (packet, &mut handle) {
+            (Packet::Read(r), OpenHandle::File(file)) => file
+                .read(&user, r.offset, r.len)
+                .await
+                .map(|data| Packet::Data(Data { id, data })),
+            (Packet::ReadDir(_), OpenHandle::Dir(dir)) => dir.next_names(id, now).await,
+            // `when` starts nothing else beside others.
+            _ => Err(SftpFailure::failure(format!(
+                "handle {name:?} is not of the kind the request needs"
+            ))),
+        };
+        let reply = answer.unwrap_or_else(|f| status(id, f.code, &f.message));
+        Overlapped {
+            name,
+            handle,
+            reply,
+            held,
+        }
+    })
+}
+
 /// What a request's audit record names.
 pub(super) struct Audited {
     pub(super) verb: &'static str,
@@ -319,23 +389,7 @@ impl SftpSession {
         let (queue, mut requests) = mpsc::unbounded_channel();
         {
             let read = read_requests(&mut reader, queue, room, self.peer.id);
-            let answer = async {
-                while let Some((request, held)) = requests.recv().await {
-                    let reply = self.handle_packet(request).await;
-                    drop(held);
-                    let bytes = match Bytes::try_from(reply) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            warn!(session = self.peer.id, error = %e, "cannot encode an SFTP reply");
-                            break;
-                        }
-                    };
-                    if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
-                        break;
-                    }
-                    self.handles.reply_sent();
-                }
-            };
+            let answer = self.answer_requests(&mut requests, &mut writer);
             tokio::pin!(read, answer);
             tokio::select! {
                 // A reply could not be sent: nothing more will be.
@@ -349,8 +403,167 @@ impl SftpSession {
         debug!(session = self.peer.id, "SFTP channel ended");
     }
 
+    /// Answers the channel's requests as they come until the client stops
+    /// sending or a reply cannot be written. A READ or READDIR runs beside
+    /// the READs and READDIRs in flight on other handles (at most
+    /// [`OVERLAPPING_REQUESTS`]); every other request runs alone, once those
+    /// in flight are answered, and the requests after it wait for it. So a
+    /// slow storage read on one file does not hold the reads of another,
+    /// while requests on one handle, and every request that changes or
+    /// looks up names, keep the order the client sent them in
+    /// (draft-ietf-secsh-filexfer-02 §6: requests on one file are processed
+    /// in order; replies may come in any order, each carrying its id).
+    async fn answer_requests<W: AsyncWrite + Unpin>(
+        &mut self,
+        requests: &mut mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
+        writer: &mut W,
+    ) {
+        let mut running = FuturesUnordered::new();
+        // The handles of the requests in `running`, out of the table.
+        let mut busy: Vec<String> = Vec::new();
+        // A request read and not yet started.
+        let mut next: Option<(u32, Packet, OwnedSemaphorePermit)> = None;
+        let mut more = true;
+        loop {
+            let Some((id, packet, held)) = next.take() else {
+                if !more && running.is_empty() {
+                    break;
+                }
+                tokio::select! {
+                    request = requests.recv(), if more => match request {
+                        None => more = false,
+                        Some((raw, held)) => match self.accept(raw) {
+                            Incoming::Request { id, packet } => next = Some((id, packet, held)),
+                            Incoming::Answered(reply) => {
+                                drop(held);
+                                if !self.send(writer, reply).await {
+                                    break;
+                                }
+                            }
+                        },
+                    },
+                    Some(done) = running.next(), if !running.is_empty() => {
+                        let reply = self.returned(done, &mut busy);
+                        if !self.send(writer, reply).await {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            };
+            match self.when(&packet, &busy, running.len()) {
+                Start::Beside(name) => match self.handles.take(&name) {
+                    Some(handle) => {
+                        busy.push(name.clone());
+                        running.push(overlapping(
+                            Arc::clone(&self.user),
+                            (self.opts.clock)(),
+                            packet,
+                            name,
+                            handle,
+                            held,
+                        ));
+                    }
+                    // `when` saw it in the table; answered alone, it
+                    // would be an unknown handle.
+                    None => {
+                        let reply = self.answer(id, packet).await;
+                        drop(held);
+                        if !self.send(writer, reply).await {
+                            break;
+                        }
+                    }
+                },
+                Start::Alone => {
+                    let reply = self.answer(id, packet).await;
+                    drop(held);
+                    if !self.send(writer, reply).await {
+                        break;
+                    }
+                }
+                Start::Later => {
+                    next = Some((id, packet, held));
+                    if let Some(done) = running.next().await {
+                        let reply = self.returned(done, &mut busy);
+                        if !self.send(writer, reply).await {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // A reply could not be written: what is in flight still ends, and
+        // its handle goes back to be closed with the others.
+        while let Some(done) = running.next().await {
+            self.returned(done, &mut busy);
+        }
+    }
+
+    /// When `packet` may start, with `running` requests in flight on the
+    /// handles `busy`.
+    fn when(&mut self, packet: &Packet, busy: &[String], running: usize) -> Start {
+        let beside = match packet {
+            Packet::Read(r) => Some((&r.handle, true)),
+            Packet::ReadDir(r) => Some((&r.handle, false)),
+            _ => None,
+        };
+        if let Some((name, file)) = beside {
+            if busy.contains(name) || running >= OVERLAPPING_REQUESTS {
+                return Start::Later;
+            }
+            // A handle of the other kind, or none, is answered alone (an
+            // error, as it always was).
+            if matches!(
+                (self.handles.get_mut(name), file),
+                (Some(OpenHandle::File(_)), true) | (Some(OpenHandle::Dir(_)), false)
+            ) {
+                return Start::Beside(name.clone());
+            }
+        }
+        if running == 0 {
+            Start::Alone
+        } else {
+            Start::Later
+        }
+    }
+
+    /// A READ or READDIR run beside others has ended: its handle goes back
+    /// into the table; answers its reply.
+    fn returned(&mut self, done: Overlapped, busy: &mut Vec<String>) -> Packet {
+        busy.retain(|b| *b != done.name);
+        self.handles.put_back(done.name, done.handle);
+        drop(done.held);
+        done.reply
+    }
+
+    /// Writes one reply. False when it could not be.
+    async fn send<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, reply: Packet) -> bool {
+        let bytes = match Bytes::try_from(reply) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(session = self.peer.id, error = %e, "cannot encode an SFTP reply");
+                return false;
+            }
+        };
+        if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
+            return false;
+        }
+        self.handles.reply_sent();
+        true
+    }
+
     /// Answers one packet (without its length).
-    pub async fn handle_packet(&mut self, mut raw: Bytes) -> Packet {
+    pub async fn handle_packet(&mut self, raw: Bytes) -> Packet {
+        match self.accept(raw) {
+            Incoming::Request { id, packet } => self.answer(id, packet).await,
+            Incoming::Answered(reply) => reply,
+        }
+    }
+
+    /// Decodes one packet (without its length): a request to answer, or
+    /// the answer already (INIT, a packet that does not decode, a request
+    /// before INIT).
+    fn accept(&mut self, mut raw: Bytes) -> Incoming {
         // The request id, for an answer to a packet that does not decode.
         let id = raw
             .get(1..5)
@@ -359,16 +572,20 @@ impl SftpSession {
             Ok(p) => p,
             Err(e) => {
                 debug!(session = self.peer.id, error = %e, "undecodable SFTP packet");
-                return status(
+                return Incoming::Answered(status(
                     id,
                     StatusCode::BadMessage,
                     "malformed request (file names must be UTF-8)",
-                );
+                ));
             }
         };
         if let Packet::Init(init) = &packet {
             if self.initialized {
-                return status(0, StatusCode::BadMessage, "SSH_FXP_INIT sent twice");
+                return Incoming::Answered(status(
+                    0,
+                    StatusCode::BadMessage,
+                    "SSH_FXP_INIT sent twice",
+                ));
             }
             self.initialized = true;
             debug!(
@@ -376,11 +593,20 @@ impl SftpSession {
                 client_version = init.version,
                 "SFTP started"
             );
-            return Packet::Version(super::extensions::version());
+            return Incoming::Answered(Packet::Version(super::extensions::version()));
         }
         if !self.initialized {
-            return status(id, StatusCode::BadMessage, "send SSH_FXP_INIT first");
+            return Incoming::Answered(status(
+                id,
+                StatusCode::BadMessage,
+                "send SSH_FXP_INIT first",
+            ));
         }
+        Incoming::Request { id, packet }
+    }
+
+    /// Answers a decoded request (`id` as the packet carried it).
+    async fn answer(&mut self, id: u32, packet: Packet) -> Packet {
         let started = Instant::now();
         let (audited, answer) = self.dispatch(packet).await;
         let answer = answer.unwrap_or_else(|f| status(id, f.code, &f.message));
@@ -579,12 +805,12 @@ impl SftpSession {
     }
 }
 
-/// A status packet.
 /// The answer to an OPEN or OPENDIR while the server stops.
 fn stopping() -> SftpFailure {
     SftpFailure::failure("the server is shutting down: files open now finish, no new ones open")
 }
 
+/// A status packet.
 pub(super) fn status(id: u32, code: StatusCode, message: &str) -> Packet {
     Packet::Status(Status {
         id,
