@@ -1,9 +1,11 @@
 //! One SFTP channel's requests (draft-ietf-secsh-filexfer-02, version 3).
 //!
-//! [`SftpSession`] answers one request at a time, in order, and keeps the
-//! open handles; the channel's requests are read as they come, while a reply
-//! is on its way (see [`SftpSession::run`]). Each request family lives in its
-//! own file:
+//! [`SftpSession`] answers a channel's requests and keeps its open handles.
+//! Requests are read as they come, while replies are on their way (see
+//! [`SftpSession::run`]); READs and READDIRs on different handles run side
+//! by side, every other request alone and in order (see
+//! `SftpSession::answer_requests`). Each request family lives in its own
+//! file:
 //!
 //! | file | requests |
 //! |---|---|
