@@ -180,6 +180,37 @@ impl Drop for SshfsMount {
     }
 }
 
+/// Mounts alice's home (password "secret") with sshfs at `work/mnt`, with
+/// `options` added to its `-o` list (starting with a comma).
+fn sshfs_as_alice(
+    addr: SocketAddr,
+    work: &Path,
+    options: &str,
+) -> (std::path::PathBuf, SshfsMount) {
+    let mnt = work.join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mnt");
+    let mounted = run(
+        answering_password(&mut Command::new("sshfs"), work, "secret")
+            .args(["-p", &addr.port().to_string()])
+            .arg(format!("alice@{}:/", addr.ip()))
+            .arg(&mnt)
+            .args([
+                "-o",
+                &format!(
+                    "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,PubkeyAuthentication=no{options}"
+                ),
+            ]),
+        LIMIT,
+    );
+    assert!(
+        mounted.status.success(),
+        "sshfs (.ci/run installs it; it needs /dev/fuse):\n{}",
+        text(&mounted)
+    );
+    let mount = SshfsMount(mnt.clone());
+    (mnt, mount)
+}
+
 /// A file being written is found under its name by the channel writing it
 /// (sshfs looks it up right after OPEN, before CLOSE puts it there), a
 /// size cuts or grows a file (sshfs's `truncate`), by name or through the
@@ -271,25 +302,7 @@ print("done")
     // sshfs (FUSE, through OpenSSH's ssh) mounts alice's home.
     let work = tempfile::tempdir().expect("work");
     let w = work.path();
-    let mnt = w.join("mnt");
-    std::fs::create_dir_all(&mnt).expect("mnt");
-    let mounted = run(
-        answering_password(&mut Command::new("sshfs"), w, "secret")
-            .args(["-p", &addr.port().to_string()])
-            .arg(format!("alice@{}:/", addr.ip()))
-            .arg(&mnt)
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,PubkeyAuthentication=no",
-            ]),
-        LIMIT,
-    );
-    assert!(
-        mounted.status.success(),
-        "sshfs (.ci/run installs it; it needs /dev/fuse):\n{}",
-        text(&mounted)
-    );
-    let _mount = SshfsMount(mnt.clone());
+    let (mnt, _mount) = sshfs_as_alice(addr, w, "");
     let shell = |script: &str| {
         run(
             Command::new("sh").args(["-c", script]).current_dir(&mnt),
@@ -370,21 +383,7 @@ print("done")
 
     let work = tempfile::tempdir().expect("work");
     let w = work.path();
-    let mnt = w.join("mnt");
-    std::fs::create_dir_all(&mnt).expect("mnt");
-    let mounted = run(
-        answering_password(&mut Command::new("sshfs"), w, "secret")
-            .args(["-p", &addr.port().to_string()])
-            .arg(format!("alice@{}:/", addr.ip()))
-            .arg(&mnt)
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,PubkeyAuthentication=no,cache=no",
-            ]),
-        LIMIT,
-    );
-    assert!(mounted.status.success(), "sshfs:\n{}", text(&mounted));
-    let _mount = SshfsMount(mnt.clone());
+    let (mnt, _mount) = sshfs_as_alice(addr, w, ",cache=no");
     let out = run(
         Command::new("sh")
             .args([
