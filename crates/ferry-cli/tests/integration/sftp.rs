@@ -343,7 +343,9 @@ print("done")
 /// order): paramiko prefetching two files at once and sshfs reading two
 /// files and listing a directory together get every byte and name right.
 /// alice's download rate keeps each READ waiting a while, as a slow
-/// storage read would, so that requests do overlap.
+/// storage read would, so that the requests of both files are in flight
+/// together (that they overlap at all is shown in memory:
+/// `sftp::requests::a_slow_read_does_not_hold_a_listing_on_another_handle`).
 #[test]
 fn two_files_and_a_listing_are_read_side_by_side_on_one_channel() {
     let server = FerryServer::start_with(&config().replace(

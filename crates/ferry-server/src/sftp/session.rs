@@ -279,8 +279,9 @@ enum Incoming {
 
 /// When a request may start.
 enum Start {
-    /// Now, beside those in flight: a READ or READDIR on the handle named.
-    Beside(String),
+    /// Now, beside those in flight: a READ or READDIR on the handle named,
+    /// taken out of the table.
+    Beside(String, OpenHandle),
     /// Now, alone: nothing is in flight.
     Alone,
     /// Once a request in flight ends.
@@ -445,8 +446,7 @@ impl SftpSession {
                         },
                     },
                     Some(done) = running.next(), if !running.is_empty() => {
-                        let reply = self.returned(done, &mut busy);
-                        if !self.send(writer, reply).await {
+                        if !self.send_returned(done, &mut busy, writer).await {
                             break;
                         }
                     }
@@ -454,28 +454,17 @@ impl SftpSession {
                 continue;
             };
             match self.when(&packet, &busy, running.len()) {
-                Start::Beside(name) => match self.handles.take(&name) {
-                    Some(handle) => {
-                        busy.push(name.clone());
-                        running.push(overlapping(
-                            Arc::clone(&self.user),
-                            (self.opts.clock)(),
-                            packet,
-                            name,
-                            handle,
-                            held,
-                        ));
-                    }
-                    // `when` saw it in the table; answered alone, it
-                    // would be an unknown handle.
-                    None => {
-                        let reply = self.answer(id, packet).await;
-                        drop(held);
-                        if !self.send(writer, reply).await {
-                            break;
-                        }
-                    }
-                },
+                Start::Beside(name, handle) => {
+                    busy.push(name.clone());
+                    running.push(overlapping(
+                        Arc::clone(&self.user),
+                        (self.opts.clock)(),
+                        packet,
+                        name,
+                        handle,
+                        held,
+                    ));
+                }
                 Start::Alone => {
                     let reply = self.answer(id, packet).await;
                     drop(held);
@@ -485,11 +474,10 @@ impl SftpSession {
                 }
                 Start::Later => {
                     next = Some((id, packet, held));
-                    if let Some(done) = running.next().await {
-                        let reply = self.returned(done, &mut busy);
-                        if !self.send(writer, reply).await {
-                            break;
-                        }
+                    if let Some(done) = running.next().await
+                        && !self.send_returned(done, &mut busy, writer).await
+                    {
+                        break;
                     }
                 }
             }
@@ -502,7 +490,8 @@ impl SftpSession {
     }
 
     /// When `packet` may start, with `running` requests in flight on the
-    /// handles `busy`.
+    /// handles `busy`; to start beside them, its handle is taken out of the
+    /// table.
     fn when(&mut self, packet: &Packet, busy: &[String], running: usize) -> Start {
         let beside = match packet {
             Packet::Read(r) => Some((&r.handle, true)),
@@ -515,11 +504,12 @@ impl SftpSession {
             }
             // A handle of the other kind, or none, is answered alone (an
             // error, as it always was).
-            if matches!(
+            let fits = matches!(
                 (self.handles.get_mut(name), file),
                 (Some(OpenHandle::File(_)), true) | (Some(OpenHandle::Dir(_)), false)
-            ) {
-                return Start::Beside(name.clone());
+            );
+            if fits && let Some(handle) = self.handles.take(name) {
+                return Start::Beside(name.clone(), handle);
             }
         }
         if running == 0 {
@@ -536,6 +526,18 @@ impl SftpSession {
         self.handles.put_back(done.name, done.handle);
         drop(done.held);
         done.reply
+    }
+
+    /// [`returned`](Self::returned), and its reply written. False when it
+    /// could not be.
+    async fn send_returned<W: AsyncWrite + Unpin>(
+        &mut self,
+        done: Overlapped,
+        busy: &mut Vec<String>,
+        writer: &mut W,
+    ) -> bool {
+        let reply = self.returned(done, busy);
+        self.send(writer, reply).await
     }
 
     /// Writes one reply. False when it could not be.
