@@ -338,16 +338,18 @@ print("done")
     assert!(copied == big, "copy.bin differs ({} bytes)", copied.len());
 }
 
-/// READs on two files and a listing run side by side on one channel (the
-/// server answers each as it ends; draft-02 lets replies come in any
-/// order): paramiko prefetching two files at once and sshfs reading two
-/// files and listing a directory together get every byte and name right.
-/// alice's download rate keeps each READ waiting a while, as a slow
-/// storage read would, so that the requests of both files are in flight
-/// together (that they overlap at all is shown in memory:
-/// `sftp::requests::a_slow_read_does_not_hold_a_listing_on_another_handle`).
+/// READs on two files, a listing and lookups run side by side on one
+/// channel (the server answers each as it ends; draft-02 lets replies come
+/// in any order): paramiko prefetching two files at once while it looks up,
+/// opens and reads a third, and sshfs reading two files, listing a
+/// directory, and looking up and reading its files together, get every
+/// byte, name and size right. alice's download rate keeps each READ
+/// waiting a while, as a slow storage read would, so that the requests of
+/// both files are in flight together (that they overlap at all is shown
+/// in memory:
+/// `sftp::requests::a_slow_read_holds_neither_other_handles_nor_lookups`).
 #[test]
-fn two_files_and_a_listing_are_read_side_by_side_on_one_channel() {
+fn two_files_a_listing_and_lookups_are_answered_side_by_side_on_one_channel() {
     let server = FerryServer::start_with(&config().replace(
         "home = \"/alice\"",
         "home = \"/alice\"\ndownload_rate = \"8 MiB/s\"",
@@ -371,8 +373,13 @@ a, b = s.open("one.bin"), s.open("two.bin")
 a.prefetch()
 b.prefetch()
 names = s.listdir("sub")
+size = s.stat("sub/f07").st_size
+with s.open("sub/f03") as c:
+    third = c.read()
+where = s.normalize("sub/../one.bin")
 got_b, got_a = b.read(), a.read()
 print("names:", len(names))
+print("looked up:", size, third, where)
 print("one:", got_a == open("{one}", "rb").read(), "two:", got_b == open("{two}", "rb").read())
 print("done")
 "#,
@@ -381,6 +388,7 @@ print("done")
     );
     let said = paramiko(addr, &script);
     assert!(said.contains("names: 50"), "{said}");
+    assert!(said.contains("looked up: 1 b'x' /one.bin"), "{said}");
     assert!(said.contains("one: True two: True"), "{said}");
 
     let work = tempfile::tempdir().expect("work");
@@ -390,7 +398,8 @@ print("done")
         Command::new("sh")
             .args([
                 "-c",
-                "cat one.bin > \"$1/one\" & cat two.bin > \"$1/two\" & ls sub > \"$1/ls\"; wait",
+                "cat one.bin > \"$1/one\" & cat two.bin > \"$1/two\" & ls sub > \"$1/ls\" & \
+                 stat -c '%n %s' sub/f0* > \"$1/stat\" & cat sub/f1* > \"$1/cat\"; wait",
                 "sh",
             ])
             .arg(w)
@@ -408,6 +417,11 @@ print("done")
     );
     let listed = std::fs::read_to_string(w.join("ls")).expect("ls");
     assert_eq!(listed.lines().count(), 50, "{listed}");
+    let sizes = std::fs::read_to_string(w.join("stat")).expect("stat");
+    let expected: Vec<String> = (0..10).map(|i| format!("sub/f0{i} 1")).collect();
+    assert_eq!(sizes.lines().collect::<Vec<_>>(), expected, "{sizes}");
+    let read = std::fs::read_to_string(w.join("cat")).expect("cat");
+    assert_eq!(read, "x".repeat(10), "sub/f1* through sshfs");
 }
 
 #[test]

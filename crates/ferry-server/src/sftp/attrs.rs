@@ -20,9 +20,10 @@ use ferry_accounts::Permission;
 use ferry_storage::{FileKind, Metadata, VirtualPath};
 use russh_sftp::protocol::{Attrs, File, FileAttributes, Name, Packet};
 
-use super::session::{Answer, OpenHandle, SftpSession, ok};
+use super::session::{Answer, OpenHandle, SftpSession, ok, resolve};
 use super::status::SftpFailure;
 use crate::error::SessionError;
+use crate::signin::SignedIn;
 
 /// What SFTP tells of an entry: size, type and mode bits, times. No owner:
 /// ferry's users are not host users (`ls -l` shows the long names of
@@ -55,6 +56,31 @@ pub(crate) fn attributes(m: &Metadata) -> FileAttributes {
     }
 }
 
+/// STAT and LSTAT of a file this channel is not writing: what is stored.
+/// Needs only the user, so that it runs beside other requests
+/// (`session.rs`).
+pub(super) async fn looked_up(user: &SignedIn, id: u32, path: &VirtualPath) -> Answer {
+    user.check(Permission::List, path)?;
+    let meta = user
+        .storage
+        .metadata(path)
+        .await
+        .map_err(|e| SessionError::storage(path, e))?;
+    Ok(Packet::Attrs(Attrs {
+        id,
+        attrs: attributes(&meta),
+    }))
+}
+
+/// REALPATH: the name resolved from the home, as the client will see it.
+pub(super) fn realpath(id: u32, text: &str) -> Answer {
+    let path = resolve(text)?;
+    Ok(Packet::Name(Name {
+        id,
+        files: vec![File::dummy(path.to_string())],
+    }))
+}
+
 impl SftpSession {
     /// STAT and LSTAT. A file this channel is writing answers as the writer
     /// sees it (below) without a look at what is stored, so without the
@@ -64,12 +90,7 @@ impl SftpSession {
         if let Some(attrs) = self.being_written(&path) {
             return Ok(Packet::Attrs(Attrs { id, attrs }));
         }
-        self.check(Permission::List, &path)?;
-        let meta = self.metadata(&path).await?;
-        Ok(Packet::Attrs(Attrs {
-            id,
-            attrs: attributes(&meta),
-        }))
+        looked_up(&self.user, id, &path).await
     }
 
     pub(super) async fn fstat(&mut self, id: u32, handle: &str) -> Answer {
@@ -196,14 +217,6 @@ impl SftpSession {
                 .map_err(|e| SessionError::storage(path, e))?;
         }
         Ok(())
-    }
-
-    pub(super) fn realpath(&mut self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
-        Ok(Packet::Name(Name {
-            id,
-            files: vec![File::dummy(path.to_string())],
-        }))
     }
 
     /// The attributes of `path` as this channel is writing it, when one of

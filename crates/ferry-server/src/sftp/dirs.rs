@@ -14,6 +14,7 @@ use super::attrs::attributes;
 use super::session::{Answer, OpenHandle, SftpSession, ok};
 use super::status::SftpFailure;
 use crate::error::SessionError;
+use crate::signin::SignedIn;
 
 /// An open directory.
 pub(crate) struct DirHandle {
@@ -22,6 +23,18 @@ pub(crate) struct DirHandle {
 }
 
 impl DirHandle {
+    /// OPENDIR: the listing of `path` begins. Needs only the user, so that
+    /// it runs beside other requests (`session.rs`).
+    pub(super) async fn open(user: &SignedIn, path: VirtualPath) -> Result<DirHandle, SftpFailure> {
+        user.check(Permission::List, &path)?;
+        let stream = user
+            .storage
+            .list(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        Ok(DirHandle { path, stream })
+    }
+
     /// The directory being listed.
     pub(super) fn path(&self) -> &VirtualPath {
         &self.path
@@ -29,7 +42,7 @@ impl DirHandle {
 
     /// READDIR: the next batch of names, with `ls -l` lines as of `now`;
     /// `SSH_FX_EOF` past the last. Needs only the handle, so that READDIRs
-    /// run beside READs on other handles (`session.rs`, `Overlapping`).
+    /// run beside READs on other handles (`session.rs`, `overlapping`).
     pub(super) async fn next_names(&mut self, id: u32, now: std::time::SystemTime) -> Answer {
         let now = time::OffsetDateTime::from(now);
         loop {
@@ -72,14 +85,8 @@ impl DirHandle {
 impl SftpSession {
     pub(super) async fn opendir(&mut self, id: u32, text: &str) -> Answer {
         let path = self.resolve(text)?;
-        self.check(Permission::List, &path)?;
-        let stream = self
-            .user
-            .storage
-            .list(&path)
-            .await
-            .map_err(|e| SessionError::storage(&path, e))?;
-        let handle = self.add_handle(OpenHandle::Dir(DirHandle { path, stream }))?;
+        let dir = DirHandle::open(&self.user, path).await?;
+        let handle = self.add_handle(OpenHandle::Dir(dir))?;
         Ok(Packet::Handle(Handle { id, handle }))
     }
 

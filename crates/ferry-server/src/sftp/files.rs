@@ -63,11 +63,57 @@ pub(crate) struct FileHandle {
     after_commit: Option<FileAttributes>,
 }
 
+/// Whether an OPEN with `flags` writes the file; any other opens it to
+/// read.
+pub(super) fn opens_to_write(flags: OpenFlags) -> bool {
+    flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND)
+}
+
 impl FileHandle {
+    fn new(path: VirtualPath, access: Access) -> Self {
+        FileHandle {
+            path,
+            access,
+            moved: 0,
+            opened: Instant::now(),
+            after_commit: None,
+        }
+    }
+
+    /// OPEN to read `path`: a host file is opened now, another backend's
+    /// file is looked up (and opened as a stream at the first READ). Needs
+    /// only the user, so that it runs beside other requests (`session.rs`).
+    pub(super) async fn open_to_read(
+        user: &SignedIn,
+        path: VirtualPath,
+    ) -> Result<FileHandle, SftpFailure> {
+        user.check(Permission::Download, &path)?;
+        let host_file = user
+            .storage
+            .open_host_file(&path)
+            .await
+            .map_err(|e| SessionError::storage(&path, e))?;
+        let reading = match host_file {
+            Some(file) => Reading::HostFile(file.into_positioned()),
+            None => {
+                let meta = user
+                    .storage
+                    .metadata(&path)
+                    .await
+                    .map_err(|e| SessionError::storage(&path, e))?;
+                if meta.is_dir() {
+                    return Err(SessionError::storage(&path, StorageError::IsADirectory).into());
+                }
+                Reading::Stream(None)
+            }
+        };
+        Ok(FileHandle::new(path, Access::Read(reading)))
+    }
+
     /// READ: up to `len` bytes (at most [`MAX_READ`](super::session::MAX_READ))
     /// from `offset`, at the user's download rate; `SSH_FX_EOF` at the end.
     /// Needs only the handle and the user, so that READs on different
-    /// handles run side by side (`session.rs`, `Overlapping`).
+    /// handles run side by side (`session.rs`, `overlapping`).
     pub(super) async fn read(
         &mut self,
         user: &SignedIn,
@@ -270,36 +316,14 @@ impl SftpSession {
     pub(super) async fn open(&mut self, o: russh_sftp::protocol::Open) -> Answer {
         let path = self.resolve(&o.filename)?;
         let flags = o.pflags;
-        let access = if flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND) {
-            Access::Write(Box::new(self.open_for_writing(&path, flags).await?))
+        let file = if opens_to_write(flags) {
+            let writing = self.open_for_writing(&path, flags).await?;
+            FileHandle::new(path, Access::Write(Box::new(writing)))
         } else {
-            self.check(Permission::Download, &path)?;
-            Access::Read(self.open_for_reading(&path).await?)
+            FileHandle::open_to_read(&self.user, path).await?
         };
-        let handle = self.add_handle(OpenHandle::File(Box::new(FileHandle {
-            path,
-            access,
-            moved: 0,
-            opened: Instant::now(),
-            after_commit: None,
-        })))?;
+        let handle = self.add_handle(OpenHandle::File(Box::new(file)))?;
         Ok(Packet::Handle(Handle { id: o.id, handle }))
-    }
-
-    async fn open_for_reading(&self, path: &VirtualPath) -> Result<Reading, SftpFailure> {
-        let storage = &self.user.storage;
-        let host_file = storage
-            .open_host_file(path)
-            .await
-            .map_err(|e| SessionError::storage(path, e))?;
-        if let Some(file) = host_file {
-            return Ok(Reading::HostFile(file.into_positioned()));
-        }
-        let meta = self.metadata(path).await?;
-        if meta.is_dir() {
-            return Err(SessionError::storage(path, StorageError::IsADirectory).into());
-        }
-        Ok(Reading::Stream(None))
     }
 
     async fn open_for_writing(

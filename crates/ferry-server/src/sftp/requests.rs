@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use russh_sftp::protocol::{
-    Close, FSetStat, FileAttributes, Init, Open, OpenFlags, Packet, Read, RealPath, SetStat, Stat,
-    StatusCode, Write,
+    Close, FSetStat, FileAttributes, Init, Lstat, MkDir, Open, OpenDir, OpenFlags, Packet, Read,
+    ReadDir, RealPath, SetStat, Stat, StatusCode, Write,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -519,7 +519,7 @@ async fn a_stopping_server_lets_open_files_finish_and_opens_no_new_ones() {
     assert!(why.contains("shutting down"), "{why}");
     assert!(!dir.path().join("alice/new.bin").exists());
     let listing = s
-        .handle_packet(body(Packet::OpenDir(russh_sftp::protocol::OpenDir {
+        .handle_packet(body(Packet::OpenDir(OpenDir {
             id: 5,
             path: "/".into(),
         })))
@@ -572,13 +572,53 @@ async fn a_stopping_server_lets_open_files_finish_and_opens_no_new_ones() {
     );
 }
 
-/// A READ held up (here by the user's download rate, as a slow storage read
-/// would be) does not hold a READDIR on another handle sent after it, while
-/// the next READ of the same file and a STAT wait their turn: replies come
-/// as requests end, each with its id, and requests on one handle keep their
-/// order.
+/// Requests sent over a channel without waiting for replies, as sshfs and
+/// paramiko send them; answers the replies in the order they came, by id,
+/// each with its packet. The channel ends after.
+async fn run_together(s: SftpSession, requests: Vec<Packet>) -> Vec<(u32, Packet)> {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let run = tokio::spawn(s.run(server));
+    let (mut replies, mut sending) = tokio::io::split(client);
+    let count = requests.len();
+    for request in requests {
+        let bytes = Bytes::try_from(request).expect("encode");
+        sending.write_all(&bytes).await.expect("request");
+    }
+    let mut answered = Vec::new();
+    for _ in 0..count {
+        let len = tokio::time::timeout(std::time::Duration::from_secs(30), replies.read_u32())
+            .await
+            .expect("a reply in time")
+            .expect("length");
+        let mut reply = vec![0u8; len as usize];
+        replies.read_exact(&mut reply).await.expect("reply");
+        // The id follows the type (russh-sftp's `get_request_id` knows
+        // only requests' ids).
+        let id = u32::from_be_bytes(reply.get(1..5).expect("an id").try_into().expect("4"));
+        let packet = Packet::try_from(&mut Bytes::from(reply)).expect("decode");
+        answered.push((id, packet));
+    }
+    sending.shutdown().await.expect("eof");
+    run.await.expect("ended");
+    answered
+}
+
+/// Where the reply to request `id` came among `answered`.
+fn place(answered: &[(u32, Packet)], id: u32) -> usize {
+    answered
+        .iter()
+        .position(|(i, _)| *i == id)
+        .unwrap_or_else(|| panic!("no reply to {id}"))
+}
+
+/// A READ held by the user's download rate (as a ranged GET on S3 would
+/// be) holds neither a READDIR on another handle nor lookups sent after
+/// it: they are answered first. The next READ of the same file waits for
+/// it, a STAT of a file this channel is writing answers from its handle,
+/// and a MKDIR (a change) waits for every request before it, a STAT after
+/// it for the MKDIR: replies come as requests end, each with its id.
 #[tokio::test]
-async fn a_slow_read_does_not_hold_a_listing_on_another_handle() {
+async fn a_slow_read_holds_neither_other_handles_nor_lookups() {
     let (mut s, dir) = session("download_rate = \"64 KiB/s\"").await;
     let home = dir.path().join("alice");
     std::fs::create_dir_all(home.join("d")).expect("d");
@@ -589,74 +629,144 @@ async fn a_slow_read_does_not_hold_a_listing_on_another_handle() {
     std::fs::write(home.join("a.bin"), &content).expect("a.bin");
     let file = handle_of(&open(&mut s, 1, "a.bin", OpenFlags::READ).await);
     let listing = handle_of(
-        &s.handle_packet(body(Packet::OpenDir(russh_sftp::protocol::OpenDir {
+        &s.handle_packet(body(Packet::OpenDir(OpenDir {
             id: 2,
             path: "d".into(),
         })))
         .await,
     );
-    let (client, server) = tokio::io::duplex(1 << 20);
-    let run = tokio::spawn(s.run(server));
-    let (mut replies, mut requests) = tokio::io::split(client);
+    let upload = handle_of(&open(&mut s, 3, "up.bin", CREATE).await);
+    assert_ok(&write(&mut s, 4, &upload, 0, b"12345").await);
     // Each READ of 32 KiB waits about half a second for the rate.
-    for request in [
-        Packet::Read(Read {
-            id: 10,
-            handle: file.clone(),
-            offset: 0,
-            len: 32_768,
-        }),
-        Packet::ReadDir(russh_sftp::protocol::ReadDir {
-            id: 11,
-            handle: listing,
-        }),
-        Packet::Read(Read {
-            id: 12,
-            handle: file,
-            offset: 32_768,
-            len: 32_768,
-        }),
-        Packet::Stat(Stat {
-            id: 13,
-            path: "a.bin".into(),
-        }),
-    ] {
-        let bytes = Bytes::try_from(request).expect("encode");
-        requests.write_all(&bytes).await.expect("request");
-    }
-    let mut answered = Vec::new();
+    let answered = run_together(
+        s,
+        vec![
+            Packet::Read(Read {
+                id: 10,
+                handle: file.clone(),
+                offset: 0,
+                len: 32_768,
+            }),
+            Packet::ReadDir(ReadDir {
+                id: 11,
+                handle: listing,
+            }),
+            Packet::Read(Read {
+                id: 12,
+                handle: file,
+                offset: 32_768,
+                len: 32_768,
+            }),
+            Packet::Stat(Stat {
+                id: 13,
+                path: "a.bin".into(),
+            }),
+            Packet::Open(Open {
+                id: 14,
+                filename: "d/one".into(),
+                pflags: OpenFlags::READ,
+                attrs: FileAttributes::default(),
+            }),
+            Packet::Lstat(Lstat {
+                id: 15,
+                path: "up.bin".into(),
+            }),
+            Packet::MkDir(MkDir {
+                id: 16,
+                path: "new".into(),
+                attrs: FileAttributes::default(),
+            }),
+            Packet::Stat(Stat {
+                id: 17,
+                path: "new".into(),
+            }),
+        ],
+    )
+    .await;
     let mut data = Vec::new();
-    for _ in 0..4 {
-        let len = tokio::time::timeout(std::time::Duration::from_secs(30), replies.read_u32())
-            .await
-            .expect("a reply in time")
-            .expect("length");
-        let mut reply = vec![0u8; len as usize];
-        replies.read_exact(&mut reply).await.expect("reply");
-        match Packet::try_from(&mut Bytes::from(reply)).expect("decode") {
-            Packet::Data(d) => {
-                answered.push(d.id);
-                data.extend_from_slice(&d.data);
-            }
-            Packet::Name(n) => {
-                answered.push(n.id);
+    for (id, reply) in &answered {
+        match (id, reply) {
+            (10 | 12, Packet::Data(d)) => data.push((*id, d.data.clone())),
+            (11, Packet::Name(n)) => {
                 let mut names: Vec<_> = n.files.iter().map(|f| f.filename.as_str()).collect();
                 names.sort_unstable();
                 assert_eq!(names, ["one", "two"]);
             }
-            Packet::Attrs(a) => {
-                answered.push(a.id);
-                assert_eq!(a.attrs.size, Some(65_536));
+            (13, Packet::Attrs(a)) => assert_eq!(a.attrs.size, Some(65_536)),
+            (14, Packet::Handle(_)) => {}
+            // Not stored yet: answered from the handle writing it.
+            (15, Packet::Attrs(a)) => assert_eq!(a.attrs.size, Some(5)),
+            (16, Packet::Status(_)) => assert_ok(reply),
+            (17, Packet::Attrs(a)) => {
+                assert_eq!(a.attrs.permissions.map(|p| p & 0o170000), Some(0o040000));
             }
             other => panic!("unexpected reply {other:?}"),
         }
     }
-    assert_eq!(
-        answered,
-        [11, 10, 12, 13],
-        "the listing first, then the file's READs in order, then STAT"
+    let ids: Vec<u32> = answered.iter().map(|(id, _)| *id).collect();
+    for passing in [11, 13, 14] {
+        assert!(
+            place(&answered, passing) < place(&answered, 10),
+            "{passing} is answered before the slow READ: {ids:?}"
+        );
+    }
+    assert!(
+        place(&answered, 10) < place(&answered, 12),
+        "one file's READs in order: {ids:?}"
     );
-    assert!(data == content, "the READs return the file in order");
-    requests.shutdown().await.expect("eof");
-    run.await.expect("ended");
+    for before in [10, 11, 12, 13, 14, 15] {
+        assert!(
+            place(&answered, before) < place(&answered, 16),
+            "MKDIR waits for {before}: {ids:?}"
+        );
+    }
+    assert!(
+        place(&answered, 16) < place(&answered, 17),
+        "STAT after MKDIR: {ids:?}"
+    );
+    let read: Vec<u8> = data.into_iter().flat_map(|(_, d)| d).collect();
+    assert!(read == content, "the READs return the file in order");
+}
+
+/// An OPEN that runs beside a READ counts the READ's handle, out of the
+/// table meanwhile, among the channel's open handles.
+#[tokio::test]
+async fn handles_out_for_a_read_count_toward_the_limit() {
+    let (mut s, dir) = session("download_rate = \"64 KiB/s\"").await;
+    let home = dir.path().join("alice");
+    let content = vec![7u8; 65_536];
+    std::fs::write(home.join("a.bin"), &content).expect("a.bin");
+    let mut file = String::new();
+    for id in 0..super::session::MAX_HANDLES - 1 {
+        let id = u32::try_from(id).expect("small");
+        file = handle_of(&open(&mut s, id, "a.bin", OpenFlags::READ).await);
+    }
+    let opening = |id| {
+        Packet::Open(Open {
+            id,
+            filename: "a.bin".into(),
+            pflags: OpenFlags::READ,
+            attrs: FileAttributes::default(),
+        })
+    };
+    let answered = run_together(
+        s,
+        vec![
+            Packet::Read(Read {
+                id: 100,
+                handle: file,
+                offset: 0,
+                len: 32_768,
+            }),
+            opening(101),
+            opening(102),
+        ],
+    )
+    .await;
+    let reply = |id| &answered[place(&answered, id)].1;
+    assert!(matches!(reply(101), Packet::Handle(_)), "{:?}", reply(101));
+    let (_, code, why) = status_of(reply(102));
+    assert_eq!(code, StatusCode::Failure);
+    assert!(why.contains("too many open handles"), "{why}");
+    assert!(matches!(reply(100), Packet::Data(d) if d.data.len() == 32_768));
 }

@@ -2,8 +2,9 @@
 //!
 //! [`SftpSession`] answers a channel's requests and keeps its open handles.
 //! Requests are read as they come, while replies are on their way (see
-//! [`SftpSession::run`]); READs and READDIRs on different handles run side
-//! by side, every other request alone and in order (see
+//! [`SftpSession::run`]); requests that change nothing (READs and READDIRs
+//! on different handles, lookups such as STAT and OPEN to read) run side by
+//! side, every other request alone and in order (see
 //! `SftpSession::answer_requests`). Each request family lives in its own
 //! file:
 //!
@@ -21,7 +22,7 @@
 //! file's reads or writes are recorded once, when its handle closes, with the
 //! bytes and an xferlog line).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use ferry_storage::{Metadata, StorageError, VirtualPath};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use russh_sftp::protocol::{Data, Packet, Status, StatusCode};
+use russh_sftp::protocol::{Data, Handle, Lstat, Packet, Stat, Status, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -265,8 +266,9 @@ async fn read_requests<R: AsyncRead + Unpin>(
     }
 }
 
-/// The most READ and READDIR requests one channel runs at once, each on a
-/// handle of its own; a READ's answer holds up to [`MAX_READ`].
+/// The most requests one channel runs side by side (READs, READDIRs and
+/// lookups: see `SftpSession::answer_requests`); a READ's answer holds up to
+/// [`MAX_READ`].
 pub(super) const OVERLAPPING_REQUESTS: usize = 8;
 
 /// A packet read from the channel.
@@ -277,57 +279,125 @@ enum Incoming {
     Answered(Packet),
 }
 
-/// When a request may start.
-enum Start {
-    /// Now, beside those in flight: a READ or READDIR on the handle named,
-    /// taken out of the table.
-    Beside(String, OpenHandle),
-    /// Now, alone: nothing is in flight.
-    Alone,
-    /// Once a request in flight ends.
-    Later,
+/// The most requests a channel holds read and not yet started, looking
+/// among them for ones that may pass those waiting for their handle (the
+/// bytes they hold are bounded by [`QUEUED_REQUEST_BYTES`] too).
+const WAITING_REQUESTS: usize = 64;
+
+/// A channel's requests between reading and answering
+/// (`SftpSession::answer_requests`).
+#[derive(Default)]
+struct Queue {
+    /// Read and not yet started, in the order they came.
+    waiting: VecDeque<(u32, Packet, OwnedSemaphorePermit)>,
+    /// Running side by side.
+    running: FuturesUnordered<BoxFuture<'static, Overlapped>>,
+    /// The handles of the requests in `running` that read one, out of the
+    /// table.
+    busy: Vec<String>,
 }
 
-/// A READ or READDIR that ran beside others, with the handle it had out of
-/// the table.
+/// When a waiting request may start.
+enum Turn {
+    /// Now, beside those in flight: a request that changes nothing, with
+    /// the handle it reads taken out of the table (a READ or READDIR) or
+    /// none (a lookup).
+    Beside(Option<(String, OpenHandle)>),
+    /// Once the request in flight on its handle ends; requests behind it
+    /// that change nothing may start before it.
+    Behind,
+    /// Once nothing is in flight and every request before it is answered;
+    /// the requests behind it wait for it.
+    Alone,
+}
+
+/// A request that ran beside others.
 struct Overlapped {
-    name: String,
-    handle: OpenHandle,
-    reply: Packet,
+    /// The handle a READ or READDIR had out of the table, to put back.
+    lent: Option<(String, OpenHandle)>,
+    outcome: Outcome,
     /// The request's room in the channel's queue.
     held: OwnedSemaphorePermit,
 }
 
-/// Runs a READ (on a file handle) or READDIR (on a directory handle) with
-/// its handle out of the table: it needs nothing else of the session, so
-/// it runs beside others (`SftpSession::answer_requests`). `now` dates a
-/// listing's `ls -l` lines.
+/// What a request run beside others came to.
+enum Outcome {
+    /// Its reply.
+    Reply(Packet),
+    /// An OPEN or OPENDIR: the handle to name and add to the table, which
+    /// the reply then carries (the table is the session's, so it is added
+    /// once the request is back).
+    Opened {
+        id: u32,
+        audited: Option<Audited>,
+        opened: Result<OpenHandle, SftpFailure>,
+        started: Instant,
+    },
+}
+
+/// Runs a request that changes nothing (`SftpSession::when` picks them):
+/// a READ or READDIR with its handle `lent` out of the table, or a STAT,
+/// LSTAT, REALPATH, OPEN to read or OPENDIR, which need no handle. It
+/// needs nothing else of the session, so it runs beside others
+/// (`SftpSession::answer_requests`). `now` dates a listing's `ls -l` lines.
 fn overlapping(
     user: Arc<SignedIn>,
     now: std::time::SystemTime,
     packet: Packet,
-    name: String,
-    mut handle: OpenHandle,
+    mut lent: Option<(String, OpenHandle)>,
     held: OwnedSemaphorePermit,
 ) -> BoxFuture<'static, Overlapped> {
     Box::pin(async move {
         let id = packet.get_request_id();
-        let answer = match (packet, &mut handle) {
-            (Packet::Read(r), OpenHandle::File(file)) => file
-                .read(&user, r.offset, r.len)
-                .await
-                .map(|data| Packet::Data(Data { id, data })),
-            (Packet::ReadDir(_), OpenHandle::Dir(dir)) => dir.next_names(id, now).await,
+        let started = Instant::now();
+        let reply = |answer: Answer| {
+            Outcome::Reply(answer.unwrap_or_else(|f| status(id, f.code, &f.message)))
+        };
+        let handle = lent.as_mut().map(|(_, handle)| handle);
+        let outcome = match (packet, handle) {
+            (Packet::Read(r), Some(OpenHandle::File(file))) => reply(
+                file.read(&user, r.offset, r.len)
+                    .await
+                    .map(|data| Packet::Data(Data { id, data })),
+            ),
+            (Packet::ReadDir(_), Some(OpenHandle::Dir(dir))) => {
+                reply(dir.next_names(id, now).await)
+            }
+            (Packet::Stat(Stat { path, .. }) | Packet::Lstat(Lstat { path, .. }), None) => {
+                reply(match resolve(&path) {
+                    Ok(path) => super::attrs::looked_up(&user, id, &path).await,
+                    Err(f) => Err(f),
+                })
+            }
+            (Packet::RealPath(r), None) => reply(super::attrs::realpath(id, &r.path)),
+            (Packet::Open(o), None) => Outcome::Opened {
+                id,
+                audited: Audited::on("OPEN", &o.filename),
+                opened: match resolve(&o.filename) {
+                    Ok(path) => FileHandle::open_to_read(&user, path)
+                        .await
+                        .map(|f| OpenHandle::File(Box::new(f))),
+                    Err(f) => Err(f),
+                },
+                started,
+            },
+            (Packet::OpenDir(o), None) => Outcome::Opened {
+                id,
+                audited: Audited::on("OPENDIR", &o.path),
+                opened: match resolve(&o.path) {
+                    Ok(path) => DirHandle::open(&user, path).await.map(OpenHandle::Dir),
+                    Err(f) => Err(f),
+                },
+                started,
+            },
             // `when` starts nothing else beside others.
-            _ => Err(SftpFailure::failure(format!(
-                "handle {name:?} is not of the kind the request needs"
+            _ => reply(Err(SftpFailure::failure(
+                "the request cannot run beside others",
             ))),
         };
-        let reply = answer.unwrap_or_else(|f| status(id, f.code, &f.message));
         Overlapped {
-            name,
-            handle,
-            reply,
+            lent,
+            outcome,
             held,
         }
     })
@@ -407,36 +477,41 @@ impl SftpSession {
     }
 
     /// Answers the channel's requests as they come until the client stops
-    /// sending or a reply cannot be written. A READ or READDIR runs beside
-    /// the READs and READDIRs in flight on other handles (at most
-    /// [`OVERLAPPING_REQUESTS`]); every other request runs alone, once those
-    /// in flight are answered, and the requests after it wait for it. So a
-    /// slow storage read on one file does not hold the reads of another,
-    /// while requests on one handle, and every request that changes or
-    /// looks up names, keep the order the client sent them in
-    /// (draft-ietf-secsh-filexfer-02 §6: requests on one file are processed
-    /// in order; replies may come in any order, each carrying its id).
+    /// sending or a reply cannot be written. Requests that change nothing
+    /// run side by side (at most [`OVERLAPPING_REQUESTS`]): a READ or
+    /// READDIR on a handle no request in flight holds, and the lookups of
+    /// `is_lookup` (STAT, LSTAT, REALPATH, OPEN to read, OPENDIR). Every
+    /// other request (a WRITE, CLOSE, SETSTAT, a change of names, …) runs
+    /// alone, once those in flight are answered, and the requests after it
+    /// wait for it. So a slow storage read or lookup does not hold the
+    /// reads and lookups of other files, while requests on one handle keep
+    /// the order the client sent them in, and a request that changes
+    /// something sees every request sent before it done and none sent
+    /// after it started (draft-ietf-secsh-filexfer-02 §6: requests on one
+    /// file are processed in order; replies may come in any order, each
+    /// carrying its id).
     async fn answer_requests<W: AsyncWrite + Unpin>(
         &mut self,
         requests: &mut mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
         writer: &mut W,
     ) {
-        let mut running = FuturesUnordered::new();
-        // The handles of the requests in `running`, out of the table.
-        let mut busy: Vec<String> = Vec::new();
-        // A request read and not yet started.
-        let mut next: Option<(u32, Packet, OwnedSemaphorePermit)> = None;
+        let mut queue = Queue::default();
         let mut more = true;
         loop {
-            let Some((id, packet, held)) = next.take() else {
-                if !more && running.is_empty() {
-                    break;
-                }
-                tokio::select! {
-                    request = requests.recv(), if more => match request {
+            if !self.start_waiting(&mut queue, writer).await {
+                break;
+            }
+            if !more && queue.running.is_empty() && queue.waiting.is_empty() {
+                break;
+            }
+            tokio::select! {
+                request = requests.recv(), if more && queue.waiting.len() < WAITING_REQUESTS => {
+                    match request {
                         None => more = false,
                         Some((raw, held)) => match self.accept(raw) {
-                            Incoming::Request { id, packet } => next = Some((id, packet, held)),
+                            Incoming::Request { id, packet } => {
+                                queue.waiting.push_back((id, packet, held));
+                            }
                             Incoming::Answered(reply) => {
                                 drop(held);
                                 if !self.send(writer, reply).await {
@@ -444,88 +519,156 @@ impl SftpSession {
                                 }
                             }
                         },
-                    },
-                    Some(done) = running.next(), if !running.is_empty() => {
-                        if !self.send_returned(done, &mut busy, writer).await {
-                            break;
-                        }
                     }
                 }
-                continue;
-            };
-            match self.when(&packet, &busy, running.len()) {
-                Start::Beside(name, handle) => {
-                    busy.push(name.clone());
-                    running.push(overlapping(
-                        Arc::clone(&self.user),
-                        (self.opts.clock)(),
-                        packet,
-                        name,
-                        handle,
-                        held,
-                    ));
-                }
-                Start::Alone => {
-                    let reply = self.answer(id, packet).await;
-                    drop(held);
-                    if !self.send(writer, reply).await {
+                Some(done) = queue.running.next(), if !queue.running.is_empty() => {
+                    if !self.send_returned(done, &mut queue.busy, writer).await {
                         break;
                     }
                 }
-                Start::Later => {
-                    next = Some((id, packet, held));
-                    if let Some(done) = running.next().await
-                        && !self.send_returned(done, &mut busy, writer).await
-                    {
-                        break;
-                    }
-                }
+                // Cannot be: with nothing in flight, `start_waiting` has
+                // started the first waiting request.
+                else => break,
             }
         }
         // A reply could not be written: what is in flight still ends, and
         // its handle goes back to be closed with the others.
-        while let Some(done) = running.next().await {
-            self.returned(done, &mut busy);
+        while let Some(done) = queue.running.next().await {
+            self.returned(done, &mut queue.busy);
         }
     }
 
-    /// When `packet` may start, with `running` requests in flight on the
-    /// handles `busy`; to start beside them, its handle is taken out of the
-    /// table.
-    fn when(&mut self, packet: &Packet, busy: &[String], running: usize) -> Start {
-        let beside = match packet {
-            Packet::Read(r) => Some((&r.handle, true)),
-            Packet::ReadDir(r) => Some((&r.handle, false)),
-            _ => None,
+    /// Starts the waiting requests whose turn it is, in the order they
+    /// came (see [`Turn`]): one that changes nothing starts beside those in
+    /// flight while there is room, passing waiting ones whose handle is
+    /// busy; one that runs alone starts once it is the first waiting and
+    /// nothing is in flight, and holds every request behind it until it is
+    /// answered. False when a reply could not be written.
+    async fn start_waiting<W: AsyncWrite + Unpin>(
+        &mut self,
+        queue: &mut Queue,
+        writer: &mut W,
+    ) -> bool {
+        let mut i = 0;
+        while queue.running.len() < OVERLAPPING_REQUESTS {
+            let Some((_, packet, _)) = queue.waiting.get(i) else {
+                break;
+            };
+            match self.turn(packet, &queue.busy) {
+                Turn::Behind => i += 1,
+                Turn::Alone if i > 0 || !queue.running.is_empty() => break,
+                Turn::Alone => {
+                    let Some((id, packet, held)) = queue.waiting.pop_front() else {
+                        break;
+                    };
+                    let reply = self.answer(id, packet).await;
+                    drop(held);
+                    if !self.send(writer, reply).await {
+                        return false;
+                    }
+                }
+                Turn::Beside(lent) => {
+                    let Some((_, packet, held)) = queue.waiting.remove(i) else {
+                        break;
+                    };
+                    if let Some((name, _)) = &lent {
+                        queue.busy.push(name.clone());
+                    }
+                    queue.running.push(overlapping(
+                        Arc::clone(&self.user),
+                        (self.opts.clock)(),
+                        packet,
+                        lent,
+                        held,
+                    ));
+                }
+            }
+        }
+        true
+    }
+
+    /// Whose turn `packet` is, with the handles `busy` out of the table for
+    /// requests in flight; a READ or READDIR that starts now has its handle
+    /// taken out of the table.
+    fn turn(&mut self, packet: &Packet, busy: &[String]) -> Turn {
+        let (name, file) = match packet {
+            Packet::Read(r) => (&r.handle, true),
+            Packet::ReadDir(r) => (&r.handle, false),
+            _ if self.is_lookup(packet) => return Turn::Beside(None),
+            _ => return Turn::Alone,
         };
-        if let Some((name, file)) = beside {
-            if busy.contains(name) || running >= OVERLAPPING_REQUESTS {
-                return Start::Later;
-            }
-            // A handle of the other kind, or none, is answered alone (an
-            // error, as it always was).
-            let fits = matches!(
-                (self.handles.get_mut(name), file),
-                (Some(OpenHandle::File(_)), true) | (Some(OpenHandle::Dir(_)), false)
-            );
-            if fits && let Some(handle) = self.handles.take(name) {
-                return Start::Beside(name.clone(), handle);
-            }
+        if busy.contains(name) {
+            return Turn::Behind;
         }
-        if running == 0 {
-            Start::Alone
-        } else {
-            Start::Later
+        // A handle of the other kind, a file opened to write, or no handle
+        // is answered alone (an error, as it always was); so every handle
+        // out of the table reads, and a lookup beside them finds every
+        // file this channel writes in the table.
+        let fits = match (self.handles.get_mut(name), file) {
+            (Some(OpenHandle::File(f)), true) => !f.is_writing(),
+            (Some(OpenHandle::Dir(_)), false) => true,
+            _ => false,
+        };
+        if !fits {
+            return Turn::Alone;
+        }
+        match self.handles.take(name) {
+            Some(handle) => Turn::Beside(Some((name.clone(), handle))),
+            None => Turn::Alone,
         }
     }
 
-    /// A READ or READDIR run beside others has ended: its handle goes back
-    /// into the table; answers its reply.
+    /// Whether `packet` looks names up, changes nothing and needs no
+    /// handle, so that it may run beside others: STAT and LSTAT of a file
+    /// this channel is not writing (one it writes answers from its handle,
+    /// `attrs.rs`), REALPATH, OPEN to read and OPENDIR (but while the
+    /// server stops, when they are refused).
+    fn is_lookup(&mut self, packet: &Packet) -> bool {
+        match packet {
+            Packet::Stat(Stat { path, .. }) | Packet::Lstat(Lstat { path, .. }) => {
+                !self.writes(path)
+            }
+            Packet::RealPath(_) => true,
+            Packet::Open(o) => {
+                !super::files::opens_to_write(o.pflags) && !self.handles.counted.stopping()
+            }
+            Packet::OpenDir(_) => !self.handles.counted.stopping(),
+            _ => false,
+        }
+    }
+
+    /// Whether a handle of this channel writes the file at `text`.
+    fn writes(&mut self, text: &str) -> bool {
+        let Ok(path) = resolve(text) else {
+            return false;
+        };
+        self.handles
+            .files()
+            .any(|f| f.path == path && f.is_writing())
+    }
+
+    /// A request run beside others has ended: a handle it had out goes
+    /// back into the table, one it opened is added; answers its reply.
     fn returned(&mut self, done: Overlapped, busy: &mut Vec<String>) -> Packet {
-        busy.retain(|b| *b != done.name);
-        self.handles.put_back(done.name, done.handle);
+        if let Some((name, handle)) = done.lent {
+            busy.retain(|b| *b != name);
+            self.handles.put_back(name, handle);
+        }
         drop(done.held);
-        done.reply
+        match done.outcome {
+            Outcome::Reply(reply) => reply,
+            Outcome::Opened {
+                id,
+                audited,
+                opened,
+                started,
+            } => {
+                let answer = opened
+                    .and_then(|h| self.add_handle(h))
+                    .map(|handle| Packet::Handle(Handle { id, handle }));
+                self.answered(id, audited, answer, started)
+            }
+        }
     }
 
     /// [`returned`](Self::returned), and its reply written. False when it
@@ -613,6 +756,18 @@ impl SftpSession {
     async fn answer(&mut self, id: u32, packet: Packet) -> Packet {
         let started = Instant::now();
         let (audited, answer) = self.dispatch(packet).await;
+        self.answered(id, audited, answer, started)
+    }
+
+    /// The reply to request `id` started at `started`, with its audit
+    /// record.
+    fn answered(
+        &self,
+        id: u32,
+        audited: Option<Audited>,
+        answer: Answer,
+        started: Instant,
+    ) -> Packet {
         let answer = answer.unwrap_or_else(|f| status(id, f.code, &f.message));
         if let Some(a) = audited {
             let code = match &answer {
@@ -678,7 +833,7 @@ impl SftpSession {
                 Audited::on("FSETSTAT", &s.handle).map(|a| Audited { path: None, ..a }),
                 self.fsetstat(s.id, &s.handle, s.attrs).await,
             ),
-            Packet::RealPath(r) => (None, self.realpath(r.id, &r.path)),
+            Packet::RealPath(r) => (None, super::attrs::realpath(r.id, &r.path)),
             Packet::ReadLink(r) => (
                 None,
                 Err(SftpFailure::unsupported(format!(
@@ -716,7 +871,9 @@ impl SftpSession {
 
     /// A new handle's name, once there is room for one.
     pub(super) fn add_handle(&mut self, handle: OpenHandle) -> Result<String, SftpFailure> {
-        if self.handles.len() >= MAX_HANDLES {
+        // Handles out of the table count too: a READ's, while an OPEN that
+        // ran beside it adds its own.
+        if self.handles.len() + self.handles.out >= MAX_HANDLES {
             return Err(SftpFailure::failure(format!(
                 "too many open handles (at most {MAX_HANDLES}); close some first"
             )));
@@ -731,15 +888,7 @@ impl SftpSession {
     /// are not UTF-8 with U+FFFD; such a name is refused rather than stored
     /// under a name the client did not send.
     pub(super) fn resolve(&self, text: &str) -> Result<VirtualPath, SftpFailure> {
-        if text.contains('\u{FFFD}') {
-            return Err(SftpFailure::new(
-                StatusCode::BadMessage,
-                "file names must be UTF-8",
-            ));
-        }
-        VirtualPath::root()
-            .resolve(text)
-            .map_err(|e| SessionError::Path(e).into())
+        resolve(text)
     }
 
     /// Whether the rules allow `action` on `path`.
@@ -807,6 +956,19 @@ impl SftpSession {
             duration_ms: transfer.map(|_| u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
         });
     }
+}
+
+/// `text` resolved from the home ([`SftpSession::resolve`]).
+pub(super) fn resolve(text: &str) -> Result<VirtualPath, SftpFailure> {
+    if text.contains('\u{FFFD}') {
+        return Err(SftpFailure::new(
+            StatusCode::BadMessage,
+            "file names must be UTF-8",
+        ));
+    }
+    VirtualPath::root()
+        .resolve(text)
+        .map_err(|e| SessionError::Path(e).into())
 }
 
 /// The answer to an OPEN or OPENDIR while the server stops.
