@@ -770,3 +770,77 @@ async fn handles_out_for_a_read_count_toward_the_limit() {
     assert!(why.contains("too many open handles"), "{why}");
     assert!(matches!(reply(100), Packet::Data(d) if d.data.len() == 32_768));
 }
+
+/// A STAT and a CLOSE of another file opened to read, sent after 200 READs
+/// of one file, each held by the download rate (paramiko's `prefetch`
+/// sends a file's READs at once), are answered before the READs are: the
+/// READs wait behind their handle, in order, and the others pass them. A
+/// CLOSE of the file being read waits for its READs.
+#[tokio::test]
+async fn lookups_and_closes_pass_the_reads_waiting_for_another_handle() {
+    let (mut s, dir) = session("download_rate = \"64 KiB/s\"").await;
+    let content: Vec<u8> = (0..204_800u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(dir.path().join("alice/a.bin"), &content).expect("a.bin");
+    let file = handle_of(&open(&mut s, 1, "a.bin", OpenFlags::READ).await);
+    let other = handle_of(&open(&mut s, 2, "a.bin", OpenFlags::READ).await);
+    let mut requests: Vec<Packet> = (0..200u32)
+        .map(|i| {
+            Packet::Read(Read {
+                id: 100 + i,
+                handle: file.clone(),
+                offset: u64::from(i) * 1024,
+                len: 1024,
+            })
+        })
+        .collect();
+    requests.push(Packet::Stat(Stat {
+        id: 999,
+        path: "a.bin".into(),
+    }));
+    requests.push(Packet::Close(Close {
+        id: 998,
+        handle: other,
+    }));
+    requests.push(Packet::Close(Close {
+        id: 997,
+        handle: file,
+    }));
+    // The READs take about three seconds at 64 KiB/s.
+    let answered = run_together(s, requests).await;
+    let ids: Vec<u32> = answered.iter().map(|(id, _)| *id).collect();
+    let stat = place(&answered, 999);
+    assert!(
+        matches!(&answered[stat].1, Packet::Attrs(a) if a.attrs.size == Some(204_800)),
+        "{:?}",
+        answered[stat].1
+    );
+    assert!(
+        stat < place(&answered, 120),
+        "the STAT passes the READs waiting for the handle: {ids:?}"
+    );
+    assert_ok(&answered[place(&answered, 998)].1);
+    assert!(
+        place(&answered, 998) < place(&answered, 120),
+        "the other file's CLOSE passes them too: {ids:?}"
+    );
+    assert_ok(&answered[place(&answered, 997)].1);
+    assert!(
+        place(&answered, 997) > place(&answered, 299),
+        "the file's CLOSE waits for its READs: {ids:?}"
+    );
+    let reads: Vec<u32> = ids
+        .iter()
+        .copied()
+        .filter(|id| *id >= 100 && *id < 300)
+        .collect();
+    assert_eq!(reads, (100..300).collect::<Vec<_>>(), "READs in order");
+    let data: Vec<u8> = answered
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Packet::Data(d) => Some(d.data.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(data == content, "the READs return the file");
+}

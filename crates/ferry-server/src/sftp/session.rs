@@ -279,17 +279,22 @@ enum Incoming {
     Answered(Packet),
 }
 
-/// The most requests a channel holds read and not yet started, looking
-/// among them for ones that may pass those waiting for their handle (the
-/// bytes they hold are bounded by [`QUEUED_REQUEST_BYTES`] too).
-const WAITING_REQUESTS: usize = 64;
+/// A request read and not yet started: its id, the packet, and its room
+/// in the channel's queue ([`QUEUED_REQUEST_BYTES`] bounds them all).
+type Waiting = (u32, Packet, OwnedSemaphorePermit);
 
 /// A channel's requests between reading and answering
 /// (`SftpSession::answer_requests`).
 #[derive(Default)]
 struct Queue {
-    /// Read and not yet started, in the order they came.
-    waiting: VecDeque<(u32, Packet, OwnedSemaphorePermit)>,
+    /// Read and not yet started, in the order they came. The first may be
+    /// waiting for room or, if it runs alone, for those in flight to end.
+    waiting: VecDeque<Waiting>,
+    /// READs and READDIRs that came while a request in flight held their
+    /// handle, by handle, in the order they came: when the handle comes
+    /// back, the next of them starts. Each came before every request in
+    /// `waiting` that runs alone.
+    behind: HashMap<String, VecDeque<Waiting>>,
     /// Running side by side.
     running: FuturesUnordered<BoxFuture<'static, Overlapped>>,
     /// The handles of the requests in `running` that read one, out of the
@@ -303,9 +308,14 @@ enum Turn {
     /// the handle it reads taken out of the table (a READ or READDIR) or
     /// none (a lookup).
     Beside(Option<(String, OpenHandle)>),
-    /// Once the request in flight on its handle ends; requests behind it
-    /// that change nothing may start before it.
-    Behind,
+    /// Once the request in flight on the handle it names ends, after those
+    /// on that handle before it; requests behind it that change nothing
+    /// may start before it.
+    Behind(String),
+    /// Now, answered at once beside those in flight: a CLOSE of a file
+    /// opened to read or of a listing, which no request in flight holds
+    /// (it ends nothing but its handle).
+    Now,
     /// Once nothing is in flight and every request before it is answered;
     /// the requests behind it wait for it.
     Alone,
@@ -505,7 +515,7 @@ impl SftpSession {
                 break;
             }
             tokio::select! {
-                request = requests.recv(), if more && queue.waiting.len() < WAITING_REQUESTS => {
+                request = requests.recv(), if more => {
                     match request {
                         None => more = false,
                         Some((raw, held)) => match self.accept(raw) {
@@ -522,7 +532,7 @@ impl SftpSession {
                     }
                 }
                 Some(done) = queue.running.next(), if !queue.running.is_empty() => {
-                    if !self.send_returned(done, &mut queue.busy, writer).await {
+                    if !self.send_returned(done, &mut queue, writer).await {
                         break;
                     }
                 }
@@ -540,51 +550,73 @@ impl SftpSession {
 
     /// Starts the waiting requests whose turn it is, in the order they
     /// came (see [`Turn`]): one that changes nothing starts beside those in
-    /// flight while there is room, passing waiting ones whose handle is
-    /// busy; one that runs alone starts once it is the first waiting and
-    /// nothing is in flight, and holds every request behind it until it is
-    /// answered. False when a reply could not be written.
+    /// flight while there is room; one whose handle a request in flight
+    /// holds goes behind that handle, so that those after it may pass it;
+    /// one that runs alone starts once nothing is in flight, and holds
+    /// every request after it until it is answered. False when a reply
+    /// could not be written.
     async fn start_waiting<W: AsyncWrite + Unpin>(
         &mut self,
         queue: &mut Queue,
         writer: &mut W,
     ) -> bool {
-        let mut i = 0;
         while queue.running.len() < OVERLAPPING_REQUESTS {
-            let Some((_, packet, _)) = queue.waiting.get(i) else {
+            let Some((_, packet, _)) = queue.waiting.front() else {
                 break;
             };
-            match self.turn(packet, &queue.busy) {
-                Turn::Behind => i += 1,
-                Turn::Alone if i > 0 || !queue.running.is_empty() => break,
-                Turn::Alone => {
-                    let Some((id, packet, held)) = queue.waiting.pop_front() else {
-                        break;
-                    };
-                    let reply = self.answer(id, packet).await;
-                    drop(held);
-                    if !self.send(writer, reply).await {
-                        return false;
-                    }
-                }
-                Turn::Beside(lent) => {
-                    let Some((_, packet, held)) = queue.waiting.remove(i) else {
-                        break;
-                    };
-                    if let Some((name, _)) = &lent {
-                        queue.busy.push(name.clone());
-                    }
-                    queue.running.push(overlapping(
-                        Arc::clone(&self.user),
-                        (self.opts.clock)(),
-                        packet,
-                        lent,
-                        held,
-                    ));
-                }
+            let turn = self.turn(packet, &queue.busy);
+            if matches!(turn, Turn::Alone) && !queue.running.is_empty() {
+                break;
+            }
+            let Some(request) = queue.waiting.pop_front() else {
+                break;
+            };
+            if !self.start(request, turn, queue, writer).await {
+                return false;
             }
         }
         true
+    }
+
+    /// Starts `request`, whose turn `turn` is: beside those in flight,
+    /// behind its handle, or alone (answered now). False when a reply
+    /// could not be written.
+    async fn start<W: AsyncWrite + Unpin>(
+        &mut self,
+        request: Waiting,
+        turn: Turn,
+        queue: &mut Queue,
+        writer: &mut W,
+    ) -> bool {
+        let (id, packet, held) = request;
+        match turn {
+            Turn::Behind(name) => {
+                queue
+                    .behind
+                    .entry(name)
+                    .or_default()
+                    .push_back((id, packet, held));
+                true
+            }
+            Turn::Now | Turn::Alone => {
+                let reply = self.answer(id, packet).await;
+                drop(held);
+                self.send(writer, reply).await
+            }
+            Turn::Beside(lent) => {
+                if let Some((name, _)) = &lent {
+                    queue.busy.push(name.clone());
+                }
+                queue.running.push(overlapping(
+                    Arc::clone(&self.user),
+                    (self.opts.clock)(),
+                    packet,
+                    lent,
+                    held,
+                ));
+                true
+            }
+        }
     }
 
     /// Whose turn `packet` is, with the handles `busy` out of the table for
@@ -594,11 +626,12 @@ impl SftpSession {
         let (name, file) = match packet {
             Packet::Read(r) => (&r.handle, true),
             Packet::ReadDir(r) => (&r.handle, false),
+            Packet::Close(c) => return self.closing_turn(&c.handle, busy),
             _ if self.is_lookup(packet) => return Turn::Beside(None),
             _ => return Turn::Alone,
         };
         if busy.contains(name) {
-            return Turn::Behind;
+            return Turn::Behind(name.clone());
         }
         // A handle of the other kind, a file opened to write, or no handle
         // is answered alone (an error, as it always was); so every handle
@@ -615,6 +648,20 @@ impl SftpSession {
         match self.handles.take(name) {
             Some(handle) => Turn::Beside(Some((name.clone(), handle))),
             None => Turn::Alone,
+        }
+    }
+
+    /// Whose turn a CLOSE of `name` is: after the requests on it; at once
+    /// for a file opened to read or a listing; alone for a file opened to
+    /// write (its upload is committed: what comes after must see it).
+    fn closing_turn(&mut self, name: &str, busy: &[String]) -> Turn {
+        if busy.iter().any(|b| b == name) {
+            return Turn::Behind(name.to_owned());
+        }
+        match self.handles.get_mut(name) {
+            Some(OpenHandle::File(f)) if !f.is_writing() => Turn::Now,
+            Some(OpenHandle::Dir(_)) => Turn::Now,
+            _ => Turn::Alone,
         }
     }
 
@@ -671,16 +718,41 @@ impl SftpSession {
         }
     }
 
-    /// [`returned`](Self::returned), and its reply written. False when it
-    /// could not be.
+    /// [`returned`](Self::returned), and its reply written; the next
+    /// request behind the handle it gave back starts. False when a reply
+    /// could not be written.
     async fn send_returned<W: AsyncWrite + Unpin>(
         &mut self,
         done: Overlapped,
-        busy: &mut Vec<String>,
+        queue: &mut Queue,
         writer: &mut W,
     ) -> bool {
-        let reply = self.returned(done, busy);
-        self.send(writer, reply).await
+        let name = done.lent.as_ref().map(|(name, _)| name.clone());
+        let reply = self.returned(done, &mut queue.busy);
+        if !self.send(writer, reply).await {
+            return false;
+        }
+        let Some(name) = name else {
+            return true;
+        };
+        // One request in flight ended, so there is room for the next.
+        while let Some(next) = queue.behind.get_mut(&name).and_then(VecDeque::pop_front) {
+            let turn = self.turn(&next.1, &queue.busy);
+            // A CLOSE is answered, and so is a READ of a directory, a
+            // READDIR of a file or a request on a closed handle (an error,
+            // changing nothing); then the next one is looked at.
+            let started = matches!(turn, Turn::Beside(_) | Turn::Behind(_));
+            if !self.start(next, turn, queue, writer).await {
+                return false;
+            }
+            if started {
+                break;
+            }
+        }
+        if queue.behind.get(&name).is_some_and(VecDeque::is_empty) {
+            queue.behind.remove(&name);
+        }
+        true
     }
 
     /// Writes one reply. False when it could not be.
