@@ -490,10 +490,11 @@ impl SftpSession {
     /// sending or a reply cannot be written. Requests that change nothing
     /// run side by side (at most [`OVERLAPPING_REQUESTS`]): a READ or
     /// READDIR on a handle no request in flight holds, and the lookups of
-    /// `is_lookup` (STAT, LSTAT, REALPATH, OPEN to read, OPENDIR). Every
-    /// other request (a WRITE, CLOSE, SETSTAT, a change of names, …) runs
-    /// alone, once those in flight are answered, and the requests after it
-    /// wait for it. So a slow storage read or lookup does not hold the
+    /// `is_lookup` (STAT, LSTAT, REALPATH, OPEN to read, OPENDIR); a CLOSE
+    /// of a read handle or listing is answered at once after the requests
+    /// on its handle. Every other request (a WRITE, the CLOSE of an upload,
+    /// SETSTAT, a change of names, …) runs alone, once those in flight are
+    /// answered, and the requests after it wait for it. So a slow storage read or lookup does not hold the
     /// reads and lookups of other files, while requests on one handle keep
     /// the order the client sent them in, and a request that changes
     /// something sees every request sent before it done and none sent
