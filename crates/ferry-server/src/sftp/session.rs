@@ -400,7 +400,7 @@ fn overlapping(
                 },
                 started,
             },
-            // `when` starts nothing else beside others.
+            // `turn` starts nothing else beside others.
             _ => reply(Err(SftpFailure::failure(
                 "the request cannot run beside others",
             ))),
@@ -494,11 +494,11 @@ impl SftpSession {
     /// of a read handle or listing is answered at once after the requests
     /// on its handle. Every other request (a WRITE, the CLOSE of an upload,
     /// SETSTAT, a change of names, …) runs alone, once those in flight are
-    /// answered, and the requests after it wait for it. So a slow storage read or lookup does not hold the
-    /// reads and lookups of other files, while requests on one handle keep
-    /// the order the client sent them in, and a request that changes
-    /// something sees every request sent before it done and none sent
-    /// after it started (draft-ietf-secsh-filexfer-02 §6: requests on one
+    /// answered, and the requests after it wait for it. So a slow storage
+    /// read or lookup does not hold the reads and lookups of other files,
+    /// while requests on one handle keep the order the client sent them
+    /// in, and a request that changes something sees every request sent
+    /// before it done and none sent after it started (draft-ietf-secsh-filexfer-02 §6: requests on one
     /// file are processed in order; replies may come in any order, each
     /// carrying its id).
     async fn answer_requests<W: AsyncWrite + Unpin>(
