@@ -20,7 +20,7 @@ use ferry_accounts::Permission;
 use ferry_storage::{FileKind, Metadata, VirtualPath};
 use russh_sftp::protocol::{Attrs, File, FileAttributes, Name, Packet};
 
-use super::session::{Answer, OpenHandle, SftpSession, ok, resolve};
+use super::session::{Answer, OpenHandle, SftpSession, metadata_of, ok, resolve};
 use super::status::SftpFailure;
 use crate::error::SessionError;
 use crate::signin::SignedIn;
@@ -61,11 +61,7 @@ pub(crate) fn attributes(m: &Metadata) -> FileAttributes {
 /// (`session.rs`).
 pub(super) async fn looked_up(user: &SignedIn, id: u32, path: &VirtualPath) -> Answer {
     user.check(Permission::List, path)?;
-    let meta = user
-        .storage
-        .metadata(path)
-        .await
-        .map_err(|e| SessionError::storage(path, e))?;
+    let meta = metadata_of(user, path).await?;
     Ok(Packet::Attrs(Attrs {
         id,
         attrs: attributes(&meta),
@@ -86,7 +82,7 @@ impl SftpSession {
     /// sees it (below) without a look at what is stored, so without the
     /// `list` permission the writer's own upload needs no more than it had.
     pub(super) async fn stat(&mut self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
+        let path = resolve(text)?;
         if let Some(attrs) = self.being_written(&path) {
             return Ok(Packet::Attrs(Attrs { id, attrs }));
         }
@@ -125,7 +121,7 @@ impl SftpSession {
         text: &str,
         mut attrs: FileAttributes,
     ) -> Answer {
-        let path = self.resolve(text)?;
+        let path = resolve(text)?;
         if let Some(size) = attrs.size
             && let Some(handle) = self.handles.writer_of(&path)
         {

@@ -11,7 +11,7 @@ use ferry_storage::{DirStream, StorageError, VirtualPath};
 use russh_sftp::protocol::{File, Handle, Name, Packet};
 
 use super::attrs::attributes;
-use super::session::{Answer, OpenHandle, SftpSession, ok};
+use super::session::{Answer, OpenHandle, SftpSession, ok, resolve};
 use super::status::SftpFailure;
 use crate::error::SessionError;
 use crate::signin::SignedIn;
@@ -84,7 +84,7 @@ impl DirHandle {
 
 impl SftpSession {
     pub(super) async fn opendir(&mut self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
+        let path = resolve(text)?;
         let dir = DirHandle::open(&self.user, path).await?;
         let handle = self.add_handle(OpenHandle::Dir(dir))?;
         Ok(Packet::Handle(Handle { id, handle }))
@@ -101,7 +101,7 @@ impl SftpSession {
     }
 
     pub(super) async fn remove(&mut self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
+        let path = resolve(text)?;
         self.check(Permission::Delete, &path)?;
         let size = self.existing(&path).await?.map(|m| m.size);
         self.user
@@ -116,7 +116,7 @@ impl SftpSession {
     }
 
     pub(super) async fn mkdir(&mut self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
+        let path = resolve(text)?;
         self.check(Permission::Mkdir, &path)?;
         self.user
             .storage
@@ -127,7 +127,7 @@ impl SftpSession {
     }
 
     pub(super) async fn rmdir(&mut self, id: u32, text: &str) -> Answer {
-        let path = self.resolve(text)?;
+        let path = resolve(text)?;
         if path.is_root() {
             return Err(SessionError::storage(
                 &path,
@@ -147,8 +147,8 @@ impl SftpSession {
     /// RENAME, or with `replace` posix-rename@openssh.com (which replaces
     /// a file at the new name, as FTP's RNTO does): `SignedIn::rename`.
     pub(super) async fn rename(&mut self, id: u32, old: &str, new: &str, replace: bool) -> Answer {
-        let from = self.resolve(old)?;
-        let to = self.resolve(new)?;
+        let from = resolve(old)?;
+        let to = resolve(new)?;
         self.user.rename(&self.opts, &from, &to, replace).await?;
         ok(id)
     }

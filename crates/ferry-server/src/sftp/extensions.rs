@@ -17,7 +17,7 @@ use russh_sftp::protocol::{Extended, ExtendedReply, Packet, StatusCode, Version}
 
 use crate::error::SessionError;
 
-use super::session::{Answer, Audited, MAX_HANDLES, MAX_PACKET, MAX_READ, SftpSession};
+use super::session::{Answer, Audited, MAX_HANDLES, MAX_PACKET, MAX_READ, SftpSession, resolve};
 use super::status::SftpFailure;
 
 const LIMITS: &str = "limits@openssh.com";
@@ -69,7 +69,7 @@ impl SftpSession {
             STATVFS => (
                 None,
                 async {
-                    let path = self.resolve(&one_string(&e.data)?)?;
+                    let path = resolve(&one_string(&e.data)?)?;
                     self.statvfs(e.id, &path).await
                 }
                 .await,

@@ -44,7 +44,7 @@ use russh_sftp::protocol::{Data, FileAttributes, Handle, OpenFlags, Packet, Stat
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::attrs::attributes;
-use super::session::{Answer, Audited, OpenHandle, SftpSession, ok};
+use super::session::{Answer, Audited, OpenHandle, SftpSession, metadata_of, ok, resolve};
 use super::status::SftpFailure;
 use crate::activity::XferRecord;
 use crate::error::SessionError;
@@ -96,12 +96,7 @@ impl FileHandle {
         let reading = match host_file {
             Some(file) => Reading::HostFile(file.into_positioned()),
             None => {
-                let meta = user
-                    .storage
-                    .metadata(&path)
-                    .await
-                    .map_err(|e| SessionError::storage(&path, e))?;
-                if meta.is_dir() {
+                if metadata_of(user, &path).await?.is_dir() {
                     return Err(SessionError::storage(&path, StorageError::IsADirectory).into());
                 }
                 Reading::Stream(None)
@@ -314,7 +309,7 @@ fn bad_handle(handle: &str) -> SftpFailure {
 
 impl SftpSession {
     pub(super) async fn open(&mut self, o: russh_sftp::protocol::Open) -> Answer {
-        let path = self.resolve(&o.filename)?;
+        let path = resolve(&o.filename)?;
         let flags = o.pflags;
         let file = if opens_to_write(flags) {
             let writing = self.open_for_writing(&path, flags).await?;

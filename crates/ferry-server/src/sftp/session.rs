@@ -290,9 +290,9 @@ struct Queue {
     /// Read and not yet started, in the order they came. The first may be
     /// waiting for room or, if it runs alone, for those in flight to end.
     waiting: VecDeque<Waiting>,
-    /// READs and READDIRs that came while a request in flight held their
-    /// handle, by handle, in the order they came: when the handle comes
-    /// back, the next of them starts. Each came before every request in
+    /// READs, READDIRs and CLOSEs that came while a request in flight held
+    /// their handle, by handle, in the order they came: when the handle
+    /// comes back, the next of them starts. Each came before every request in
     /// `waiting` that runs alone.
     behind: HashMap<String, VecDeque<Waiting>>,
     /// Running side by side.
@@ -345,7 +345,7 @@ enum Outcome {
     },
 }
 
-/// Runs a request that changes nothing (`SftpSession::when` picks them):
+/// Runs a request that changes nothing (`SftpSession::turn` picks them):
 /// a READ or READDIR with its handle `lent` out of the table, or a STAT,
 /// LSTAT, REALPATH, OPEN to read or OPENDIR, which need no handle. It
 /// needs nothing else of the session, so it runs beside others
@@ -374,30 +374,28 @@ fn overlapping(
                 reply(dir.next_names(id, now).await)
             }
             (Packet::Stat(Stat { path, .. }) | Packet::Lstat(Lstat { path, .. }), None) => {
-                reply(match resolve(&path) {
-                    Ok(path) => super::attrs::looked_up(&user, id, &path).await,
-                    Err(f) => Err(f),
-                })
+                reply(async { super::attrs::looked_up(&user, id, &resolve(&path)?).await }.await)
             }
             (Packet::RealPath(r), None) => reply(super::attrs::realpath(id, &r.path)),
             (Packet::Open(o), None) => Outcome::Opened {
                 id,
                 audited: Audited::on("OPEN", &o.filename),
-                opened: match resolve(&o.filename) {
-                    Ok(path) => FileHandle::open_to_read(&user, path)
-                        .await
-                        .map(|f| OpenHandle::File(Box::new(f))),
-                    Err(f) => Err(f),
-                },
+                opened: async {
+                    let file = FileHandle::open_to_read(&user, resolve(&o.filename)?).await?;
+                    Ok(OpenHandle::File(Box::new(file)))
+                }
+                .await,
                 started,
             },
             (Packet::OpenDir(o), None) => Outcome::Opened {
                 id,
                 audited: Audited::on("OPENDIR", &o.path),
-                opened: match resolve(&o.path) {
-                    Ok(path) => DirHandle::open(&user, path).await.map(OpenHandle::Dir),
-                    Err(f) => Err(f),
-                },
+                opened: async {
+                    DirHandle::open(&user, resolve(&o.path)?)
+                        .await
+                        .map(OpenHandle::Dir)
+                }
+                .await,
                 started,
             },
             // `turn` starts nothing else beside others.
@@ -957,24 +955,13 @@ impl SftpSession {
         Ok(name)
     }
 
-    /// `text` resolved from the home. The packet decoder replaces bytes that
-    /// are not UTF-8 with U+FFFD; such a name is refused rather than stored
-    /// under a name the client did not send.
-    pub(super) fn resolve(&self, text: &str) -> Result<VirtualPath, SftpFailure> {
-        resolve(text)
-    }
-
     /// Whether the rules allow `action` on `path`.
     pub(super) fn check(&self, action: Permission, path: &VirtualPath) -> Result<(), SftpFailure> {
         Ok(self.user.check(action, path)?)
     }
 
     pub(super) async fn metadata(&self, path: &VirtualPath) -> Result<Metadata, SftpFailure> {
-        self.user
-            .storage
-            .metadata(path)
-            .await
-            .map_err(|e| SessionError::storage(path, e).into())
+        metadata_of(&self.user, path).await
     }
 
     /// The entry at `path`, or `None` when there is none.
@@ -1031,7 +1018,9 @@ impl SftpSession {
     }
 }
 
-/// `text` resolved from the home ([`SftpSession::resolve`]).
+/// `text` resolved from the home. The packet decoder replaces bytes that
+/// are not UTF-8 with U+FFFD; such a name is refused rather than stored
+/// under a name the client did not send.
 pub(super) fn resolve(text: &str) -> Result<VirtualPath, SftpFailure> {
     if text.contains('\u{FFFD}') {
         return Err(SftpFailure::new(
@@ -1042,6 +1031,18 @@ pub(super) fn resolve(text: &str) -> Result<VirtualPath, SftpFailure> {
     VirtualPath::root()
         .resolve(text)
         .map_err(|e| SessionError::Path(e).into())
+}
+
+/// What is stored at `path` for `user` (needs nothing of a session, so
+/// that requests running side by side use it too).
+pub(super) async fn metadata_of(
+    user: &SignedIn,
+    path: &VirtualPath,
+) -> Result<Metadata, SftpFailure> {
+    user.storage
+        .metadata(path)
+        .await
+        .map_err(|e| SessionError::storage(path, e).into())
 }
 
 /// The answer to an OPEN or OPENDIR while the server stops.
