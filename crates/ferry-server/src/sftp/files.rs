@@ -34,6 +34,7 @@
 //! `download_rate` apply as over FTP. A write over a limit ends the upload as
 //! FTP's 552 does and answers `SSH_FX_FAILURE` "exceeded storage allocation".
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_accounts::Permission;
@@ -48,6 +49,7 @@ use super::session::{Answer, Audited, OpenHandle, SftpSession, metadata_of, ok, 
 use super::status::SftpFailure;
 use crate::activity::XferRecord;
 use crate::error::SessionError;
+use crate::options::ServerOptions;
 use crate::signin::SignedIn;
 use crate::transfer::{CountedUpload, UploadBudget};
 
@@ -227,6 +229,11 @@ struct Writing {
     appends: bool,
     /// Set when the upload failed; later WRITEs and the CLOSE answer it.
     failed: Option<SftpFailure>,
+    /// Whether the upload writes the stored file itself on a host file
+    /// system (into a file, appending, resuming), where other handles
+    /// read what it wrote: each WRITE is then on the file before it is
+    /// answered. A replacement is written under a temporary name.
+    visible: bool,
 }
 
 impl Writing {
@@ -242,6 +249,7 @@ impl Writing {
             end: 0,
             appends: false,
             failed: None,
+            visible: false,
         }
     }
 
@@ -308,6 +316,14 @@ fn bad_handle(handle: &str) -> SftpFailure {
 }
 
 impl SftpSession {
+    /// What this channel's uploads need of it, to take along.
+    pub(super) fn uploads(&self) -> Uploads {
+        Uploads {
+            opts: Arc::clone(&self.opts),
+            user: Arc::clone(&self.user),
+        }
+    }
+
     pub(super) async fn open(&mut self, o: russh_sftp::protocol::Open) -> Answer {
         let path = resolve(&o.filename)?;
         let flags = o.pflags;
@@ -354,52 +370,16 @@ impl SftpSession {
                 }
                 None => (WriteMode::Replace, Permission::Upload),
             };
-            self.check(action, path)?;
-            self.begin_upload(path, &mut writing, mode, 0, 0).await?;
+            let uploads = self.uploads();
+            uploads.check(action, path)?;
+            uploads.begin_upload(path, &mut writing, mode, 0, 0).await?;
         }
         Ok(writing)
     }
 
-    /// Starts the upload of an existing file opened without `TRUNC`, for a
-    /// WRITE or a size at `offset`: where the storage writes anywhere, the
-    /// file itself, from offset 0; elsewhere an append at the file's end.
-    async fn begin_in_place(
-        &self,
-        path: &VirtualPath,
-        writing: &mut Writing,
-        offset: u64,
-    ) -> Result<(), SftpFailure> {
-        let size = writing.old_size.unwrap_or(0);
-        if self.user.storage.writes_anywhere() && !writing.appends {
-            let inside = offset < size;
-            let action = if inside {
-                Permission::Overwrite
-            } else {
-                Permission::Append
-            };
-            self.check(action, path)?;
-            writing.overwrites = inside;
-            return self
-                .begin_upload(path, writing, WriteMode::InPlace, size, 0)
-                .await;
-        }
-        if offset != size && !writing.appends {
-            // An upload from there would keep the bytes before the offset
-            // and lose those after what is written: refused, nothing lost.
-            return Err(SftpFailure::unsupported(format!(
-                "this storage writes a file front to back: writing at {offset} into a file \
-                 of {size} bytes is not offered; open it with truncation to replace it, \
-                 write at its end to append, or cut it first (SETSTAT size)"
-            )));
-        }
-        self.check(Permission::Append, path)?;
-        self.begin_upload(path, writing, WriteMode::Append, size, size)
-            .await
-    }
-
     /// FSETSTAT with a size on a write handle (sshfs's `ftruncate`, and its
     /// `truncate` through a handle it opens for it), and SETSTAT's of the
-    /// name of a file the channel is writing: see [`SftpSession::resize`].
+    /// name of a file the channel is writing: see [`Uploads::resize`].
     pub(super) async fn resize_upload(
         &self,
         file: &mut FileHandle,
@@ -408,13 +388,13 @@ impl SftpSession {
         let Access::Write(writing) = &mut file.access else {
             return Err(SftpFailure::failure("the file was opened for reading"));
         };
-        self.resize(&file.path, writing, size).await
+        self.uploads().resize(&file.path, writing, size).await
     }
 
     /// SETSTAT with a size other than the stored file's (sshfs's
     /// `truncate`): the stored file cut to `size` bytes or grown with zeros
     /// to it, as a write handle opened on it without `TRUNC` would be
-    /// ([`SftpSession::resize`]), the quota's usage following.
+    /// ([`Uploads::resize`]), the quota's usage following.
     pub(super) async fn resize_stored_file(
         &self,
         path: &VirtualPath,
@@ -422,7 +402,7 @@ impl SftpSession {
         stored: u64,
     ) -> Result<(), SftpFailure> {
         let mut writing = Writing::new(Some(stored));
-        self.resize(path, &mut writing, size).await?;
+        self.uploads().resize(path, &mut writing, size).await?;
         match writing.upload {
             Some(upload) => upload
                 .commit()
@@ -431,113 +411,6 @@ impl SftpSession {
                 .map_err(|e| SessionError::storage(path, e).into()),
             None => Ok(()),
         }
-    }
-
-    /// Makes the file `writing` writes `size` bytes long. Its size now is
-    /// nothing to do. Where the storage writes anywhere, the file is cut
-    /// (cutting into the old file's bytes takes the `overwrite`
-    /// permission) or grown with zeros (the `append` permission, and room
-    /// in the quota). Elsewhere, only a file not yet written to can be cut:
-    /// its upload then starts there, keeping the bytes before it (REST +
-    /// STOR, or a replacement at 0; the `overwrite` permission).
-    async fn resize(
-        &self,
-        path: &VirtualPath,
-        writing: &mut Writing,
-        size: u64,
-    ) -> Result<(), SftpFailure> {
-        if let Some(failed) = &writing.failed {
-            return Err(failed.clone());
-        }
-        let current = match writing.upload {
-            Some(_) => writing.end,
-            None => writing.old_size.unwrap_or(0),
-        };
-        if size == current {
-            return Ok(());
-        }
-        if !self.user.storage.writes_anywhere() {
-            if writing.upload.is_some() || size > current {
-                return Err(SftpFailure::unsupported(format!(
-                    "this storage writes a file front to back: a file being written, or \
-                     growing one, cannot go from {current} to {size} bytes; only a file not \
-                     yet written to can be cut"
-                )));
-            }
-            self.check(Permission::Overwrite, path)?;
-            writing.overwrites = true;
-            return self
-                .begin_upload(path, writing, cut_at(size), size, size)
-                .await;
-        }
-        if writing.upload.is_none() {
-            self.begin_in_place(path, writing, size).await?;
-        }
-        self.may_change_kept(path, writing, size)?;
-        make_room(writing, size).await?;
-        let Some(upload) = writing.upload.as_mut() else {
-            return Err(SftpFailure::failure("the upload has ended"));
-        };
-        let mut resized = upload.set_len(size).await;
-        if resized.is_ok() && writing.appends && writing.next > size {
-            // An append goes on at the new end: an append upload writes
-            // there by itself (and cannot seek), a replacement is moved.
-            resized = match upload.seek(size).await {
-                Err(StorageError::Unsupported(_)) => Ok(()),
-                other => other,
-            };
-            writing.next = size;
-        }
-        if let Err(e) = resized {
-            let failure = SessionError::storage(path, e).into();
-            return Err(fail_upload(writing, failure, false).await);
-        }
-        writing.end = size;
-        Ok(())
-    }
-
-    /// A write or a size from `from` on changes the old file's bytes when
-    /// `from` lies among those the upload kept: the `overwrite` permission,
-    /// checked once per upload.
-    fn may_change_kept(
-        &self,
-        path: &VirtualPath,
-        writing: &mut Writing,
-        from: u64,
-    ) -> Result<(), SftpFailure> {
-        if from < writing.kept && !writing.overwrites {
-            self.check(Permission::Overwrite, path)?;
-            writing.overwrites = true;
-        }
-        Ok(())
-    }
-
-    /// Starts `writing`'s upload of `path` in `mode`, which keeps the old
-    /// file's first `kept` bytes and writes its first byte at `at`.
-    async fn begin_upload(
-        &self,
-        path: &VirtualPath,
-        writing: &mut Writing,
-        mode: WriteMode,
-        kept: u64,
-        at: u64,
-    ) -> Result<(), SftpFailure> {
-        let (upload, budget) = self.start_upload(path, mode, writing.old_size).await?;
-        writing.upload = Some(upload);
-        writing.budget = budget;
-        writing.kept = kept;
-        writing.end = kept;
-        writing.next = at;
-        Ok(())
-    }
-
-    async fn start_upload(
-        &self,
-        path: &VirtualPath,
-        mode: WriteMode,
-        old_size: Option<u64>,
-    ) -> Result<(Box<dyn Upload>, Option<UploadBudget>), SftpFailure> {
-        Ok(CountedUpload::open(&self.opts, &self.user, path, mode, old_size).await?)
     }
 
     /// Takes an open file out of the table for a request.
@@ -564,64 +437,13 @@ impl SftpSession {
 
     pub(super) async fn write(&mut self, w: russh_sftp::protocol::Write) -> Answer {
         let mut file = self.take_file(&w.handle)?;
-        let result = self.write_into(&mut file, w.offset, &w.data).await;
+        let result = self
+            .uploads()
+            .write_into(&mut file, w.offset, &w.data)
+            .await;
         self.handles.put_back(w.handle, OpenHandle::File(file));
         result?;
         ok(w.id)
-    }
-
-    async fn write_into(
-        &self,
-        file: &mut FileHandle,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), SftpFailure> {
-        let Access::Write(writing) = &mut file.access else {
-            return Err(SftpFailure::failure("the file was opened for reading"));
-        };
-        if let Some(failed) = &writing.failed {
-            return Err(failed.clone());
-        }
-        if writing.upload.is_none() {
-            self.begin_in_place(&file.path, writing, offset).await?;
-        }
-        let offset = if writing.appends { writing.end } else { offset };
-        self.may_change_kept(&file.path, writing, offset)?;
-        if offset != writing.next {
-            let Some(upload) = writing.upload.as_mut() else {
-                return Err(SftpFailure::failure("the upload has ended"));
-            };
-            match upload.seek(offset).await {
-                Ok(()) => writing.next = offset,
-                Err(StorageError::Unsupported(_)) => {
-                    return Err(SftpFailure::unsupported(format!(
-                        "this storage writes a file front to back: the next write is at {}, \
-                         not {offset}",
-                        writing.next
-                    )));
-                }
-                Err(e) => {
-                    let failure = SessionError::storage(&file.path, e).into();
-                    return Err(fail_upload(writing, failure, false).await);
-                }
-            }
-        }
-        let len = data.len() as u64;
-        make_room(writing, offset.saturating_add(len)).await?;
-        if let Some(rate) = &self.user.ticket.state.upload {
-            rate.wait_for(data.len()).await;
-        }
-        let Some(upload) = writing.upload.as_mut() else {
-            return Err(SftpFailure::failure("the upload has ended"));
-        };
-        if let Err(e) = upload.write_all(data).await {
-            let failure: SftpFailure = SessionError::storage(&file.path, e.into()).into();
-            return Err(fail_upload(writing, failure, false).await);
-        }
-        writing.next += len;
-        writing.end = writing.end.max(writing.next);
-        file.moved += len;
-        Ok(())
     }
 
     /// fsync@openssh.com: makes what the handle wrote durable, and its
@@ -720,6 +542,229 @@ impl SftpSession {
 }
 
 /// Makes what a file handle wrote durable (fsync@openssh.com).
+/// What a file's upload needs of its channel: the server's options and the
+/// signed-in user (rules, storage, quotas, rates). A WRITE run beside other
+/// requests takes it along instead of the channel
+/// (`SftpSession::answer_requests`).
+pub(super) struct Uploads {
+    pub(super) opts: Arc<ServerOptions>,
+    pub(super) user: Arc<SignedIn>,
+}
+
+impl Uploads {
+    /// Whether the rules allow `action` on `path`.
+    fn check(&self, action: Permission, path: &VirtualPath) -> Result<(), SftpFailure> {
+        Ok(self.user.check(action, path)?)
+    }
+
+    /// Starts the upload of an existing file opened without `TRUNC`, for a
+    /// WRITE or a size at `offset`: where the storage writes anywhere, the
+    /// file itself, from offset 0; elsewhere an append at the file's end.
+    async fn begin_in_place(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        offset: u64,
+    ) -> Result<(), SftpFailure> {
+        let size = writing.old_size.unwrap_or(0);
+        if self.user.storage.writes_anywhere() && !writing.appends {
+            let inside = offset < size;
+            let action = if inside {
+                Permission::Overwrite
+            } else {
+                Permission::Append
+            };
+            self.check(action, path)?;
+            writing.overwrites = inside;
+            return self
+                .begin_upload(path, writing, WriteMode::InPlace, size, 0)
+                .await;
+        }
+        if offset != size && !writing.appends {
+            // An upload from there would keep the bytes before the offset
+            // and lose those after what is written: refused, nothing lost.
+            return Err(SftpFailure::unsupported(format!(
+                "this storage writes a file front to back: writing at {offset} into a file \
+                 of {size} bytes is not offered; open it with truncation to replace it, \
+                 write at its end to append, or cut it first (SETSTAT size)"
+            )));
+        }
+        self.check(Permission::Append, path)?;
+        self.begin_upload(path, writing, WriteMode::Append, size, size)
+            .await
+    }
+
+    /// Makes the file `writing` writes `size` bytes long. Its size now is
+    /// nothing to do. Where the storage writes anywhere, the file is cut
+    /// (cutting into the old file's bytes takes the `overwrite`
+    /// permission) or grown with zeros (the `append` permission, and room
+    /// in the quota). Elsewhere, only a file not yet written to can be cut:
+    /// its upload then starts there, keeping the bytes before it (REST +
+    /// STOR, or a replacement at 0; the `overwrite` permission).
+    async fn resize(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        size: u64,
+    ) -> Result<(), SftpFailure> {
+        if let Some(failed) = &writing.failed {
+            return Err(failed.clone());
+        }
+        let current = match writing.upload {
+            Some(_) => writing.end,
+            None => writing.old_size.unwrap_or(0),
+        };
+        if size == current {
+            return Ok(());
+        }
+        if !self.user.storage.writes_anywhere() {
+            if writing.upload.is_some() || size > current {
+                return Err(SftpFailure::unsupported(format!(
+                    "this storage writes a file front to back: a file being written, or \
+                     growing one, cannot go from {current} to {size} bytes; only a file not \
+                     yet written to can be cut"
+                )));
+            }
+            self.check(Permission::Overwrite, path)?;
+            writing.overwrites = true;
+            return self
+                .begin_upload(path, writing, cut_at(size), size, size)
+                .await;
+        }
+        if writing.upload.is_none() {
+            self.begin_in_place(path, writing, size).await?;
+        }
+        self.may_change_kept(path, writing, size)?;
+        make_room(writing, size).await?;
+        let Some(upload) = writing.upload.as_mut() else {
+            return Err(SftpFailure::failure("the upload has ended"));
+        };
+        let mut resized = upload.set_len(size).await;
+        if resized.is_ok() && writing.appends && writing.next > size {
+            // An append goes on at the new end: an append upload writes
+            // there by itself (and cannot seek), a replacement is moved.
+            resized = match upload.seek(size).await {
+                Err(StorageError::Unsupported(_)) => Ok(()),
+                other => other,
+            };
+            writing.next = size;
+        }
+        if let Err(e) = resized {
+            let failure = SessionError::storage(path, e).into();
+            return Err(fail_upload(writing, failure, false).await);
+        }
+        writing.end = size;
+        Ok(())
+    }
+
+    /// A write or a size from `from` on changes the old file's bytes when
+    /// `from` lies among those the upload kept: the `overwrite` permission,
+    /// checked once per upload.
+    fn may_change_kept(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        from: u64,
+    ) -> Result<(), SftpFailure> {
+        if from < writing.kept && !writing.overwrites {
+            self.check(Permission::Overwrite, path)?;
+            writing.overwrites = true;
+        }
+        Ok(())
+    }
+
+    /// Starts `writing`'s upload of `path` in `mode`, which keeps the old
+    /// file's first `kept` bytes and writes its first byte at `at`.
+    async fn begin_upload(
+        &self,
+        path: &VirtualPath,
+        writing: &mut Writing,
+        mode: WriteMode,
+        kept: u64,
+        at: u64,
+    ) -> Result<(), SftpFailure> {
+        let (upload, budget) = self.start_upload(path, mode, writing.old_size).await?;
+        writing.visible = self.user.storage.writes_anywhere()
+            && !matches!(mode, WriteMode::Replace | WriteMode::CreateNew);
+        writing.upload = Some(upload);
+        writing.budget = budget;
+        writing.kept = kept;
+        writing.end = kept;
+        writing.next = at;
+        Ok(())
+    }
+
+    async fn start_upload(
+        &self,
+        path: &VirtualPath,
+        mode: WriteMode,
+        old_size: Option<u64>,
+    ) -> Result<(Box<dyn Upload>, Option<UploadBudget>), SftpFailure> {
+        Ok(CountedUpload::open(&self.opts, &self.user, path, mode, old_size).await?)
+    }
+
+    pub(super) async fn write_into(
+        &self,
+        file: &mut FileHandle,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), SftpFailure> {
+        let Access::Write(writing) = &mut file.access else {
+            return Err(SftpFailure::failure("the file was opened for reading"));
+        };
+        if let Some(failed) = &writing.failed {
+            return Err(failed.clone());
+        }
+        if writing.upload.is_none() {
+            self.begin_in_place(&file.path, writing, offset).await?;
+        }
+        let offset = if writing.appends { writing.end } else { offset };
+        self.may_change_kept(&file.path, writing, offset)?;
+        if offset != writing.next {
+            let Some(upload) = writing.upload.as_mut() else {
+                return Err(SftpFailure::failure("the upload has ended"));
+            };
+            match upload.seek(offset).await {
+                Ok(()) => writing.next = offset,
+                Err(StorageError::Unsupported(_)) => {
+                    return Err(SftpFailure::unsupported(format!(
+                        "this storage writes a file front to back: the next write is at {}, \
+                         not {offset}",
+                        writing.next
+                    )));
+                }
+                Err(e) => {
+                    let failure = SessionError::storage(&file.path, e).into();
+                    return Err(fail_upload(writing, failure, false).await);
+                }
+            }
+        }
+        let len = data.len() as u64;
+        make_room(writing, offset.saturating_add(len)).await?;
+        if let Some(rate) = &self.user.ticket.state.upload {
+            rate.wait_for(data.len()).await;
+        }
+        let Some(upload) = writing.upload.as_mut() else {
+            return Err(SftpFailure::failure("the upload has ended"));
+        };
+        // A host file's write may still be on its way when `write_all`
+        // returns (tokio's `File` hands it to the blocking pool); where
+        // other handles read the file, it is waited for.
+        let written = match upload.write_all(data).await {
+            Ok(()) if writing.visible => upload.flush().await,
+            other => other,
+        };
+        if let Err(e) = written {
+            let failure: SftpFailure = SessionError::storage(&file.path, e.into()).into();
+            return Err(fail_upload(writing, failure, false).await);
+        }
+        writing.next += len;
+        writing.end = writing.end.max(writing.next);
+        file.moved += len;
+        Ok(())
+    }
+}
+
 async fn sync_writes(file: &mut FileHandle) -> Result<(), SftpFailure> {
     let Access::Write(writing) = &mut file.access else {
         return Ok(());

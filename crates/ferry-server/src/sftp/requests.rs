@@ -728,6 +728,129 @@ async fn a_slow_read_holds_neither_other_handles_nor_lookups() {
     assert!(read == content, "the READs return the file in order");
 }
 
+/// A WRITE held by the upload rate (as a slow backend would hold it)
+/// holds neither READs of another file nor lookups sent after it. The
+/// next WRITE of the same file waits for it; a STAT of the file, answered
+/// from its handle, waits for both WRITEs, and the CLOSE that commits it
+/// for every request before it.
+#[tokio::test]
+async fn a_slow_write_holds_neither_reads_of_other_files_nor_lookups() {
+    let (mut s, dir) = session("upload_rate = \"64 KiB/s\"").await;
+    let home = dir.path().join("alice");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("a.txt"), b"other file").expect("a.txt");
+    let file = handle_of(&open(&mut s, 1, "a.txt", OpenFlags::READ).await);
+    let upload = handle_of(&open(&mut s, 2, "up.bin", CREATE).await);
+    let content: Vec<u8> = (0..65_536u32).map(|i| (i % 253) as u8).collect();
+    let (first, second) = content.split_at(32_768);
+    let write = |id, offset: u64, data: &[u8]| {
+        Packet::Write(Write {
+            id,
+            handle: upload.clone(),
+            offset,
+            data: data.to_vec(),
+        })
+    };
+    // Each WRITE of 32 KiB waits about half a second for the rate.
+    let answered = run_together(
+        s,
+        vec![
+            write(10, 0, first),
+            Packet::Read(Read {
+                id: 11,
+                handle: file,
+                offset: 0,
+                len: 100,
+            }),
+            Packet::Stat(Stat {
+                id: 12,
+                path: "a.txt".into(),
+            }),
+            write(13, 32_768, second),
+            Packet::Lstat(Lstat {
+                id: 14,
+                path: "up.bin".into(),
+            }),
+            Packet::Close(Close {
+                id: 15,
+                handle: upload.clone(),
+            }),
+            Packet::Stat(Stat {
+                id: 16,
+                path: "up.bin".into(),
+            }),
+        ],
+    )
+    .await;
+    for (id, reply) in &answered {
+        match (id, reply) {
+            (10 | 13 | 15, Packet::Status(_)) => assert_ok(reply),
+            (11, Packet::Data(d)) => assert_eq!(d.data, b"other file"),
+            (12, Packet::Attrs(a)) => assert_eq!(a.attrs.size, Some(10)),
+            // Not stored yet: answered from the handle, after both WRITEs.
+            (14 | 16, Packet::Attrs(a)) => assert_eq!(a.attrs.size, Some(65_536)),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    let ids: Vec<u32> = answered.iter().map(|(id, _)| *id).collect();
+    for passing in [11, 12] {
+        assert!(
+            place(&answered, passing) < place(&answered, 10),
+            "{passing} is answered before the slow WRITE: {ids:?}"
+        );
+    }
+    for (before, after) in [(10, 13), (13, 14), (13, 15), (14, 15), (15, 16)] {
+        assert!(
+            place(&answered, before) < place(&answered, after),
+            "{before} before {after}: {ids:?}"
+        );
+    }
+    let stored = std::fs::read(home.join("up.bin")).expect("committed at CLOSE");
+    assert!(stored == content, "the WRITEs land in the file whole");
+}
+
+/// A WRITE to a file another handle of the channel is open on runs alone:
+/// a READ of the file through that handle, sent after the WRITE, reads
+/// what it wrote, however long the WRITE waits for the upload rate.
+#[tokio::test]
+async fn a_write_to_a_file_open_twice_keeps_its_place() {
+    let (mut s, dir) = session("upload_rate = \"64 KiB/s\"").await;
+    let home = dir.path().join("alice");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("f.bin"), vec![b'o'; 32_768]).expect("f.bin");
+    let reading = handle_of(&open(&mut s, 1, "f.bin", OpenFlags::READ).await);
+    // Without TRUNC: the file itself is written (sshfs).
+    let writing = handle_of(&open(&mut s, 2, "f.bin", OpenFlags::READ | OpenFlags::WRITE).await);
+    let answered = run_together(
+        s,
+        vec![
+            Packet::Write(Write {
+                id: 10,
+                handle: writing,
+                offset: 0,
+                data: vec![b'n'; 32_768],
+            }),
+            Packet::Read(Read {
+                id: 11,
+                handle: reading,
+                offset: 0,
+                len: 32_768,
+            }),
+        ],
+    )
+    .await;
+    let ids: Vec<u32> = answered.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [10, 11], "the READ waits for the WRITE");
+    assert_ok(&answered[0].1);
+    match &answered[1].1 {
+        Packet::Data(d) => assert!(
+            d.data.iter().all(|&b| b == b'n'),
+            "the READ sees the WRITE before it"
+        ),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
 /// An OPEN that runs beside a READ counts the READ's handle, out of the
 /// table meanwhile, among the channel's open handles.
 #[tokio::test]

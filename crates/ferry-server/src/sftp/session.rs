@@ -3,9 +3,9 @@
 //! [`SftpSession`] answers a channel's requests and keeps its open handles.
 //! Requests are read as they come, while replies are on their way (see
 //! [`SftpSession::run`]); requests that change nothing (READs and READDIRs
-//! on different handles, lookups such as STAT and OPEN to read) run side by
-//! side, every other request alone and in order (see
-//! `SftpSession::answer_requests`). Each request family lives in its own
+//! on different handles, lookups such as STAT and OPEN to read) and WRITEs
+//! to files no other handle is open on run side by side, every other
+//! request alone and in order (see `SftpSession::answer_requests`). Each request family lives in its own
 //! file:
 //!
 //! | file | requests |
@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::dirs::DirHandle;
-use super::files::FileHandle;
+use super::files::{FileHandle, Uploads};
 use super::status::SftpFailure;
 use crate::activity::{AuditRecord, rfc3339};
 use crate::error::SessionError;
@@ -297,16 +297,45 @@ struct Queue {
     behind: HashMap<String, VecDeque<Waiting>>,
     /// Running side by side.
     running: FuturesUnordered<BoxFuture<'static, Overlapped>>,
-    /// The handles of the requests in `running` that read one, out of the
+    /// The handles of the requests in `running` that have one out of the
     /// table.
-    busy: Vec<String>,
+    busy: Vec<Busy>,
+}
+
+/// A handle out of the table for a request in flight.
+struct Busy {
+    name: String,
+    /// The file it is open on; none for a listing.
+    path: Option<VirtualPath>,
+    /// Whether it writes that file (a WRITE has it out).
+    writes: bool,
+}
+
+impl Busy {
+    fn new(name: &str, handle: &OpenHandle) -> Busy {
+        let (path, writes) = match handle {
+            OpenHandle::File(f) => (Some(f.path.clone()), f.is_writing()),
+            OpenHandle::Dir(_) => (None, false),
+        };
+        Busy {
+            name: name.to_owned(),
+            path,
+            writes,
+        }
+    }
+}
+
+/// Whether a request in flight has the handle `name` out.
+fn is_busy(busy: &[Busy], name: &str) -> bool {
+    busy.iter().any(|b| b.name == name)
 }
 
 /// When a waiting request may start.
 enum Turn {
     /// Now, beside those in flight: a request that changes nothing, with
     /// the handle it reads taken out of the table (a READ or READDIR) or
-    /// none (a lookup).
+    /// none (a lookup); or a WRITE to a file no other handle is open on,
+    /// with its handle.
     Beside(Option<(String, OpenHandle)>),
     /// Once the request in flight on the handle it names ends, after those
     /// on that handle before it; requests behind it that change nothing
@@ -323,7 +352,8 @@ enum Turn {
 
 /// A request that ran beside others.
 struct Overlapped {
-    /// The handle a READ or READDIR had out of the table, to put back.
+    /// The handle a READ, READDIR or WRITE had out of the table, to put
+    /// back.
     lent: Option<(String, OpenHandle)>,
     outcome: Outcome,
     /// The request's room in the channel's queue.
@@ -345,19 +375,21 @@ enum Outcome {
     },
 }
 
-/// Runs a request that changes nothing (`SftpSession::turn` picks them):
-/// a READ or READDIR with its handle `lent` out of the table, or a STAT,
-/// LSTAT, REALPATH, OPEN to read or OPENDIR, which need no handle. It
-/// needs nothing else of the session, so it runs beside others
+/// Runs a request that may run beside others (`SftpSession::turn` picks
+/// them): a READ, READDIR or WRITE with its handle `lent` out of the
+/// table, or a STAT, LSTAT, REALPATH, OPEN to read or OPENDIR, which need
+/// no handle. It needs nothing else of the session than `uploads` (the
+/// user, and the options a WRITE's upload needs), so it runs beside others
 /// (`SftpSession::answer_requests`). `now` dates a listing's `ls -l` lines.
 fn overlapping(
-    user: Arc<SignedIn>,
+    uploads: Uploads,
     now: std::time::SystemTime,
     packet: Packet,
     mut lent: Option<(String, OpenHandle)>,
     held: OwnedSemaphorePermit,
 ) -> BoxFuture<'static, Overlapped> {
     Box::pin(async move {
+        let user = &uploads.user;
         let id = packet.get_request_id();
         let started = Instant::now();
         let reply = |answer: Answer| {
@@ -366,22 +398,28 @@ fn overlapping(
         let handle = lent.as_mut().map(|(_, handle)| handle);
         let outcome = match (packet, handle) {
             (Packet::Read(r), Some(OpenHandle::File(file))) => reply(
-                file.read(&user, r.offset, r.len)
+                file.read(user, r.offset, r.len)
                     .await
                     .map(|data| Packet::Data(Data { id, data })),
             ),
             (Packet::ReadDir(_), Some(OpenHandle::Dir(dir))) => {
                 reply(dir.next_names(id, now).await)
             }
+            (Packet::Write(w), Some(OpenHandle::File(file))) => reply(
+                uploads
+                    .write_into(file, w.offset, &w.data)
+                    .await
+                    .and_then(|()| ok(id)),
+            ),
             (Packet::Stat(Stat { path, .. }) | Packet::Lstat(Lstat { path, .. }), None) => {
-                reply(async { super::attrs::looked_up(&user, id, &resolve(&path)?).await }.await)
+                reply(async { super::attrs::looked_up(user, id, &resolve(&path)?).await }.await)
             }
             (Packet::RealPath(r), None) => reply(super::attrs::realpath(id, &r.path)),
             (Packet::Open(o), None) => Outcome::Opened {
                 id,
                 audited: Audited::on("OPEN", &o.filename),
                 opened: async {
-                    let file = FileHandle::open_to_read(&user, resolve(&o.filename)?).await?;
+                    let file = FileHandle::open_to_read(user, resolve(&o.filename)?).await?;
                     Ok(OpenHandle::File(Box::new(file)))
                 }
                 .await,
@@ -391,7 +429,7 @@ fn overlapping(
                 id,
                 audited: Audited::on("OPENDIR", &o.path),
                 opened: async {
-                    DirHandle::open(&user, resolve(&o.path)?)
+                    DirHandle::open(user, resolve(&o.path)?)
                         .await
                         .map(OpenHandle::Dir)
                 }
@@ -485,20 +523,22 @@ impl SftpSession {
     }
 
     /// Answers the channel's requests as they come until the client stops
-    /// sending or a reply cannot be written. Requests that change nothing
-    /// run side by side (at most [`OVERLAPPING_REQUESTS`]): a READ or
-    /// READDIR on a handle no request in flight holds, and the lookups of
-    /// `is_lookup` (STAT, LSTAT, REALPATH, OPEN to read, OPENDIR); a CLOSE
-    /// of a read handle or listing is answered at once after the requests
-    /// on its handle. Every other request (a WRITE, the CLOSE of an upload,
-    /// SETSTAT, a change of names, …) runs alone, once those in flight are
-    /// answered, and the requests after it wait for it. So a slow storage
-    /// read or lookup does not hold the reads and lookups of other files,
-    /// while requests on one handle keep the order the client sent them
-    /// in, and a request that changes something sees every request sent
-    /// before it done and none sent after it started (draft-ietf-secsh-filexfer-02 §6: requests on one
-    /// file are processed in order; replies may come in any order, each
-    /// carrying its id).
+    /// sending or a reply cannot be written. These run side by side (at
+    /// most [`OVERLAPPING_REQUESTS`]): a READ or READDIR on a handle no
+    /// request in flight holds, the lookups of `is_lookup` (STAT, LSTAT,
+    /// REALPATH, OPEN to read, OPENDIR), and a WRITE to a file no other
+    /// handle of the channel is open on (`writing_turn`); a CLOSE of a read
+    /// handle or listing is answered at once after the requests on its
+    /// handle. Every other request (the CLOSE of an upload, SETSTAT, a
+    /// change of names, …) runs alone, once those in flight are answered,
+    /// and the requests after it wait for it. So a slow storage read,
+    /// write or lookup does not hold the requests on other files, while
+    /// requests on one file keep the order the client sent them in, and a
+    /// request that changes names or commits a file sees every request
+    /// sent before it done and none sent after it started
+    /// (draft-ietf-secsh-filexfer-02 §6: requests on one file are
+    /// processed in order; replies may come in any order, each carrying
+    /// its id).
     async fn answer_requests<W: AsyncWrite + Unpin>(
         &mut self,
         requests: &mut mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
@@ -603,11 +643,11 @@ impl SftpSession {
                 self.send(writer, reply).await
             }
             Turn::Beside(lent) => {
-                if let Some((name, _)) = &lent {
-                    queue.busy.push(name.clone());
+                if let Some((name, handle)) = &lent {
+                    queue.busy.push(Busy::new(name, handle));
                 }
                 queue.running.push(overlapping(
-                    Arc::clone(&self.user),
+                    self.uploads(),
                     (self.opts.clock)(),
                     packet,
                     lent,
@@ -619,23 +659,22 @@ impl SftpSession {
     }
 
     /// Whose turn `packet` is, with the handles `busy` out of the table for
-    /// requests in flight; a READ or READDIR that starts now has its handle
-    /// taken out of the table.
-    fn turn(&mut self, packet: &Packet, busy: &[String]) -> Turn {
+    /// requests in flight; a READ, READDIR or WRITE that starts now has its
+    /// handle taken out of the table.
+    fn turn(&mut self, packet: &Packet, busy: &[Busy]) -> Turn {
         let (name, file) = match packet {
             Packet::Read(r) => (&r.handle, true),
             Packet::ReadDir(r) => (&r.handle, false),
+            Packet::Write(w) => return self.writing_turn(&w.handle, busy),
             Packet::Close(c) => return self.closing_turn(&c.handle, busy),
-            _ if self.is_lookup(packet) => return Turn::Beside(None),
+            _ if self.is_lookup(packet, busy) => return Turn::Beside(None),
             _ => return Turn::Alone,
         };
-        if busy.contains(name) {
+        if is_busy(busy, name) {
             return Turn::Behind(name.clone());
         }
         // A handle of the other kind, a file opened to write, or no handle
-        // is answered alone (an error, as it always was); so every handle
-        // out of the table reads, and a lookup beside them finds every
-        // file this channel writes in the table.
+        // is answered alone (an error, as it always was).
         let fits = match (self.handles.get_mut(name), file) {
             (Some(OpenHandle::File(f)), true) => !f.is_writing(),
             (Some(OpenHandle::Dir(_)), false) => true,
@@ -650,12 +689,44 @@ impl SftpSession {
         }
     }
 
-    /// Whose turn a CLOSE of `name` is: after the requests on it; at once
-    /// for a file opened to read or a listing; alone for a file opened to
-    /// write (its upload is committed: what comes after must see it).
-    fn closing_turn(&mut self, name: &str, busy: &[String]) -> Turn {
-        if busy.iter().any(|b| b == name) {
+    /// Whose turn a WRITE on `name` is: after the requests on it; beside
+    /// others for a file opened to write that no other handle of this
+    /// channel is open on (its WRITEs are the only requests that reach the
+    /// file until its CLOSE: a lookup or OPEN of it waits, `writes`); alone
+    /// otherwise, so that requests on two handles of one file keep the
+    /// order they came in, and a WRITE on a handle of the wrong kind or on
+    /// none is answered (an error) in its place.
+    fn writing_turn(&mut self, name: &str, busy: &[Busy]) -> Turn {
+        if is_busy(busy, name) {
             return Turn::Behind(name.to_owned());
+        }
+        let path = match self.handles.get_mut(name) {
+            Some(OpenHandle::File(f)) if f.is_writing() => f.path.clone(),
+            _ => return Turn::Alone,
+        };
+        let others_in_table = self.handles.files().filter(|f| f.path == path).count() > 1;
+        let others_out = busy.iter().any(|b| b.path.as_ref() == Some(&path));
+        if others_in_table || others_out {
+            return Turn::Alone;
+        }
+        match self.handles.take(name) {
+            Some(handle) => Turn::Beside(Some((name.to_owned(), handle))),
+            None => Turn::Alone,
+        }
+    }
+
+    /// Whose turn a CLOSE of `name` is: alone after a WRITE in flight on
+    /// it (its upload is committed once every WRITE sent before is done);
+    /// after the requests on it otherwise; at once for a file opened to
+    /// read or a listing; alone for a file opened to write (its upload is
+    /// committed: what comes after must see it).
+    fn closing_turn(&mut self, name: &str, busy: &[Busy]) -> Turn {
+        if let Some(b) = busy.iter().find(|b| b.name == name) {
+            return if b.writes {
+                Turn::Alone
+            } else {
+                Turn::Behind(name.to_owned())
+            };
         }
         match self.handles.get_mut(name) {
             Some(OpenHandle::File(f)) if !f.is_writing() => Turn::Now,
@@ -667,37 +738,44 @@ impl SftpSession {
     /// Whether `packet` looks names up, changes nothing and needs no
     /// handle, so that it may run beside others: STAT and LSTAT of a file
     /// this channel is not writing (one it writes answers from its handle,
-    /// `attrs.rs`), REALPATH, OPEN to read and OPENDIR (but while the
-    /// server stops, when they are refused).
-    fn is_lookup(&mut self, packet: &Packet) -> bool {
+    /// `attrs.rs`), REALPATH, OPEN to read of a file this channel is not
+    /// writing (one it writes waits for the WRITEs before it) and OPENDIR
+    /// (but while the server stops, when they are refused).
+    fn is_lookup(&mut self, packet: &Packet, busy: &[Busy]) -> bool {
         match packet {
             Packet::Stat(Stat { path, .. }) | Packet::Lstat(Lstat { path, .. }) => {
-                !self.writes(path)
+                !self.writes(path, busy)
             }
             Packet::RealPath(_) => true,
             Packet::Open(o) => {
-                !super::files::opens_to_write(o.pflags) && !self.handles.counted.stopping()
+                !super::files::opens_to_write(o.pflags)
+                    && !self.handles.counted.stopping()
+                    && !self.writes(&o.filename, busy)
             }
             Packet::OpenDir(_) => !self.handles.counted.stopping(),
             _ => false,
         }
     }
 
-    /// Whether a handle of this channel writes the file at `text`.
-    fn writes(&mut self, text: &str) -> bool {
+    /// Whether a handle of this channel, in the table or out of it for a
+    /// WRITE in flight, writes the file at `text`.
+    fn writes(&mut self, text: &str, busy: &[Busy]) -> bool {
         let Ok(path) = resolve(text) else {
             return false;
         };
-        self.handles
-            .files()
-            .any(|f| f.path == path && f.is_writing())
+        busy.iter()
+            .any(|b| b.writes && b.path.as_ref() == Some(&path))
+            || self
+                .handles
+                .files()
+                .any(|f| f.path == path && f.is_writing())
     }
 
     /// A request run beside others has ended: a handle it had out goes
     /// back into the table, one it opened is added; answers its reply.
-    fn returned(&mut self, done: Overlapped, busy: &mut Vec<String>) -> Packet {
+    fn returned(&mut self, done: Overlapped, busy: &mut Vec<Busy>) -> Packet {
         if let Some((name, handle)) = done.lent {
-            busy.retain(|b| *b != name);
+            busy.retain(|b| b.name != name);
             self.handles.put_back(name, handle);
         }
         drop(done.held);
