@@ -338,21 +338,24 @@ print("done")
     assert!(copied == big, "copy.bin differs ({} bytes)", copied.len());
 }
 
-/// READs on two files, a listing and lookups run side by side on one
-/// channel (the server answers each as it ends; draft-02 lets replies come
-/// in any order): paramiko prefetching two files at once while it looks up,
-/// opens and reads a third, and sshfs reading two files, listing a
-/// directory, and looking up and reading its files together, get every
-/// byte, name and size right. alice's download rate keeps each READ
-/// waiting a while, as a slow storage read would, so that the requests of
-/// both files are in flight together (that they overlap at all is shown
-/// in memory:
-/// `sftp::requests::a_slow_read_holds_neither_other_handles_nor_lookups`).
+/// READs on two files, WRITEs, a listing and lookups run side by side on
+/// one channel (the server answers each as it ends; draft-02 lets replies
+/// come in any order): paramiko prefetching two files at once while it
+/// uploads a third with pipelined WRITEs, writes into a fourth it also has
+/// open to read (and reads what it wrote through that handle), and looks
+/// up, opens and reads a fifth; and sshfs reading two files, listing a
+/// directory, and looking up and reading its files together: every byte,
+/// name and size right. alice's download and upload rates keep each READ
+/// and WRITE waiting a while, as a slow storage would, so that the
+/// requests of the files are in flight together (that they overlap at all
+/// is shown in memory:
+/// `sftp::requests::a_slow_read_holds_neither_other_handles_nor_lookups`,
+/// `…::a_slow_write_holds_neither_reads_of_other_files_nor_lookups`).
 #[test]
 fn two_files_a_listing_and_lookups_are_answered_side_by_side_on_one_channel() {
     let server = FerryServer::start_with(&config().replace(
         "home = \"/alice\"",
-        "home = \"/alice\"\ndownload_rate = \"8 MiB/s\"",
+        "home = \"/alice\"\ndownload_rate = \"8 MiB/s\"\nupload_rate = \"8 MiB/s\"",
     ));
     let addr = sftp_addr(&server);
     let home = server.files().join("alice");
@@ -360,6 +363,7 @@ fn two_files_a_listing_and_lookups_are_answered_side_by_side_on_one_channel() {
     let (one, two) = (random_bytes(1 << 20, 21), random_bytes(1 << 20, 22));
     std::fs::write(home.join("one.bin"), &one).expect("one");
     std::fs::write(home.join("two.bin"), &two).expect("two");
+    std::fs::write(home.join("edit.bin"), vec![b'o'; 65_536]).expect("edit");
     for i in 0..50 {
         std::fs::write(home.join(format!("sub/f{i:02}")), "x").expect("entry");
     }
@@ -372,12 +376,28 @@ s = paramiko.SFTPClient.from_transport(t)
 a, b = s.open("one.bin"), s.open("two.bin")
 a.prefetch()
 b.prefetch()
+up = bytes(range(256)) * 4096
+w = s.open("up.bin", "w")
+w.set_pipelined(True)
+for i in range(0, len(up), 32768):
+    w.write(up[i:i + 32768])
+reading, editing = s.open("edit.bin", "r"), s.open("edit.bin", "r+")
+editing.set_pipelined(True)
+editing.write(b"n" * 32768)
+edited = reading.read(32768)
 names = s.listdir("sub")
 size = s.stat("sub/f07").st_size
 with s.open("sub/f03") as c:
     third = c.read()
 where = s.normalize("sub/../one.bin")
 got_b, got_a = b.read(), a.read()
+w.close()
+editing.close()
+reading.close()
+with s.open("up.bin") as f:
+    uploaded = f.read()
+print("up:", s.stat("up.bin").st_size, uploaded == up)
+print("edited:", edited == b"n" * 32768)
 print("names:", len(names))
 print("looked up:", size, third, where)
 print("one:", got_a == open("{one}", "rb").read(), "two:", got_b == open("{two}", "rb").read())
@@ -390,6 +410,17 @@ print("done")
     assert!(said.contains("names: 50"), "{said}");
     assert!(said.contains("looked up: 1 b'x' /one.bin"), "{said}");
     assert!(said.contains("one: True two: True"), "{said}");
+    assert!(said.contains("up: 1048576 True"), "{said}");
+    assert!(
+        said.contains("edited: True"),
+        "a READ through another handle sees the WRITE before it: {said}"
+    );
+    let mut edit = vec![b'n'; 32_768];
+    edit.extend(std::iter::repeat_n(b'o', 32_768));
+    assert!(
+        std::fs::read(home.join("edit.bin")).expect("edit") == edit,
+        "edit.bin written in place"
+    );
 
     let work = tempfile::tempdir().expect("work");
     let w = work.path();
